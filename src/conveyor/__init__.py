@@ -1,0 +1,68 @@
+"""Conveyor: an asyncio-native background job queue.
+
+```python
+from conveyor import Conveyor, Retry, current_job
+
+app = Conveyor("sqlite:///conveyor.db")
+
+@app.task(queue="email", retries=3, backoff=Retry.exponential(5.0), timeout=30)
+async def send_email(to: str, template: str) -> None: ...
+
+handle = await send_email.enqueue("a@b.c", "welcome")
+job = await app.get_job(handle.id)
+```
+"""
+
+from conveyor.app import Conveyor, JobHandle
+from conveyor.backends.base import Backend
+from conveyor.clock import Clock
+from conveyor.context import JobContext, current_job
+from conveyor.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    ConveyorError,
+    InvalidArguments,
+    InvalidInput,
+    JobNotFound,
+    JobTimeout,
+    NonRetryable,
+    PayloadTooLarge,
+    Retry,
+    UnknownTask,
+)
+from conveyor.job import Job, JobState, LogEntry, Retention
+from conveyor.retry import Backoff
+from conveyor.settings import WorkerSettings
+from conveyor.task import Call, Task
+from conveyor.worker import Worker
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendUnavailable",
+    "Backoff",
+    "Call",
+    "Clock",
+    "ConfigurationError",
+    "Conveyor",
+    "ConveyorError",
+    "InvalidArguments",
+    "InvalidInput",
+    "Job",
+    "JobContext",
+    "JobHandle",
+    "JobNotFound",
+    "JobState",
+    "JobTimeout",
+    "LogEntry",
+    "NonRetryable",
+    "PayloadTooLarge",
+    "Retention",
+    "Retry",
+    "Task",
+    "UnknownTask",
+    "Worker",
+    "WorkerSettings",
+    "current_job",
+]

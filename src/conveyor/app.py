@@ -1,0 +1,267 @@
+"""The app object: owns one backend connection and the registry of tasks.
+
+There is no global state: every task is registered on an app, and every
+operation goes through the app's backend. The URL comes from ``CONVEYOR_URL``
+when set (so a deployment can point code at another store without editing
+it), else from the argument, else ``sqlite:///conveyor.db``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+from conveyor import validate
+from conveyor.backends import open_backend
+from conveyor.backends.base import NewJob, QueueInfo, WorkerInfo
+from conveyor.clock import Clock
+from conveyor.errors import ConfigurationError, InvalidInput, JobNotFound, JobTimeout
+from conveyor.job import Job, JobState, LogEntry, Retention
+from conveyor.retry import Backoff
+from conveyor.task import Task
+
+__all__ = ["Conveyor", "JobHandle"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_URL = "sqlite:///conveyor.db"
+DEFAULT_MAX_PAYLOAD = 512 * 1024
+DEFAULT_KEEP_COMPLETED = Retention(max_count=1000, max_age_s=86_400)
+DEFAULT_KEEP_FAILED = Retention()
+
+
+class JobHandle:
+    """What ``enqueue`` returns: the job id, whether this call created it, and ways to read it."""
+
+    __slots__ = ("app", "created", "id")
+
+    def __init__(self, app: Conveyor, job_id: str, *, created: bool) -> None:
+        self.app = app
+        self.id = job_id
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id} created={self.created}>"
+
+    async def get(self) -> Job:
+        return await self.app.get_job(self.id)
+
+    async def wait(self, timeout: float = 60.0, *, poll: float = 0.05) -> Job:
+        """Poll until the job has finished; raise ``JobTimeout`` after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            job = await self.get()
+            if job.state.finished:
+                return job
+            if loop.time() >= deadline:
+                raise JobTimeout(f"job {self.id} still {job.state} after {timeout}s")
+            await asyncio.sleep(poll)
+
+
+class Conveyor:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        clock: Clock | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        self.url = os.environ.get("CONVEYOR_URL") or url or DEFAULT_URL
+        self.clock = clock or Clock()
+        self.backend = open_backend(self.url, clock=self.clock)
+        self.max_payload_bytes = validate.count("max_payload_bytes", max_payload_bytes, minimum=1)
+        self.tasks: dict[str, Task[Any, Any]] = {}
+
+    # -- set-up ------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        retries: int = 0,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+        keep_completed: Retention = DEFAULT_KEEP_COMPLETED,
+        keep_failed: Retention = DEFAULT_KEEP_FAILED,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        retries: int = 0,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+        keep_completed: Retention = DEFAULT_KEEP_COMPLETED,
+        keep_failed: Retention = DEFAULT_KEEP_FAILED,
+    ) -> Any:
+        """Register a function as a task.
+
+        ``retries`` extra attempts after the first, waiting ``backoff`` between
+        them (default: ``Retry.exponential(1.0)``); ``timeout`` seconds per
+        attempt; default ``priority`` (-100..100, higher first). Finished jobs
+        are kept per task by ``keep_completed`` (default: the newest 1000, for
+        at most a day) and ``keep_failed`` (default: all; the dead-letter set).
+        """
+
+        def register(fn: Callable[..., Any]) -> Task[Any, Any]:
+            task_name = name or f"{fn.__module__}.{fn.__qualname__}"
+            if task_name in self.tasks:
+                raise ConfigurationError(f"a task named {task_name!r} is already registered")
+            registered = Task(
+                self,
+                fn,
+                name=task_name,
+                queue=queue,
+                retries=retries,
+                backoff=backoff or Backoff.exponential(1.0),
+                timeout=timeout,
+                priority=priority,
+                keep_completed=keep_completed,
+                keep_failed=keep_failed,
+            )
+            self.tasks[task_name] = registered
+            return registered
+
+        return register if fn is None else register(fn)
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        from conveyor.errors import UnknownTask
+
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UnknownTask(name) from None
+
+    # -- connection ----------------------------------------------------------------
+
+    async def connect(self) -> None:
+        await self.backend.connect()
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    async def __aenter__(self) -> Conveyor:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        await self.close()
+
+    # -- producing -----------------------------------------------------------------
+
+    async def enqueue_many(self, jobs: Iterable[NewJob]) -> list[JobHandle]:
+        """Add prepared jobs (``task.call(...)``) in one atomic step."""
+        batch = list(jobs)
+        created = await self.backend.enqueue(jobs=batch)
+        return [
+            JobHandle(self, job.id, created=made) for job, made in zip(batch, created, strict=True)
+        ]
+
+    # -- reading -------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job:
+        job = await self.backend.get_job(job_id=validate.name("job_id", job_id))
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def get_logs(self, job_id: str) -> list[LogEntry]:
+        return await self.backend.get_logs(job_id=validate.name("job_id", job_id))
+
+    async def list_jobs(
+        self, state: JobState | str, *, queue: str | None = None, offset: int = 0,
+        limit: int = 50,
+    ) -> list[Job]:  # fmt: skip
+        return await self.backend.list_jobs(
+            queue=None if queue is None else validate.name("queue", queue),
+            state=_state(state),
+            offset=validate.count("offset", offset),
+            limit=validate.count("limit", limit, minimum=1),
+        )
+
+    async def queues(self) -> list[QueueInfo]:
+        return await self.backend.queues()
+
+    async def counts(self, queue: str) -> dict[JobState, int]:
+        validate.name("queue", queue)
+        for info in await self.backend.queues():
+            if info.name == queue:
+                return info.counts
+        return dict.fromkeys(JobState, 0)
+
+    async def workers(self, *, seen_within: float = 60.0) -> list[WorkerInfo]:
+        return await self.backend.workers(seen_within_ms=int(seen_within * 1000))
+
+    # -- administration ------------------------------------------------------------
+
+    async def pause(self, queue: str) -> None:
+        await self.backend.set_paused(queue=validate.name("queue", queue), paused=True)
+
+    async def resume(self, queue: str) -> None:
+        await self.backend.set_paused(queue=validate.name("queue", queue), paused=False)
+
+    async def retry(self, job_id: str) -> bool:
+        """Send a failed or cancelled job back to ``waiting`` with fresh attempts."""
+        ids = [validate.name("job_id", job_id)]
+        return await self.backend.retry_jobs(job_ids=ids, queue=None) == 1
+
+    async def retry_failed(self, queue: str | None = None) -> int:
+        """Send every failed job (of ``queue``) back to ``waiting``; returns how many."""
+        if queue is not None:
+            validate.name("queue", queue)
+        return await self.backend.retry_jobs(job_ids=None, queue=queue)
+
+    async def cancel(self, job_id: str) -> bool:
+        return await self.backend.cancel(job_id=validate.name("job_id", job_id))
+
+    async def remove(self, job_id: str) -> bool:
+        return await self.backend.remove(job_id=validate.name("job_id", job_id))
+
+    async def promote(self, job_id: str) -> bool:
+        return await self.backend.promote(job_id=validate.name("job_id", job_id))
+
+    async def clean(
+        self, state: JobState | str, *, queue: str | None = None, older_than: float = 0.0,
+        keep: int = 0, limit: int = 10_000,
+    ) -> int:  # fmt: skip
+        """Delete finished jobs in ``state`` older than ``older_than`` seconds, sparing
+        the newest ``keep``; at most ``limit`` per call."""
+        job_state = _state(state)
+        if not job_state.finished:
+            raise InvalidInput("state", "only completed, failed or cancelled jobs can be cleaned")
+        return await self.backend.clean(
+            queue=None if queue is None else validate.name("queue", queue),
+            state=job_state,
+            older_than_ms=int(validate.seconds("older_than", older_than) * 1000),
+            keep=validate.count("keep", keep),
+            limit=validate.count("limit", limit, minimum=1),
+        )
+
+
+def _state(value: JobState | str) -> JobState:
+    try:
+        return JobState(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in JobState)
+        raise InvalidInput("state", f"must be one of {choices}") from None

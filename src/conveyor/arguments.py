@@ -1,0 +1,152 @@
+"""Job arguments: binding them to a task's signature, encoding them as JSON and
+checking them against its type hints.
+
+Arguments are stored as one JSON object, parameter name to value, holding only
+what the caller passed: defaults are applied when the job runs, by Python.
+Types are checked by decoding that JSON into a struct built from the type
+hints (msgspec), at enqueue and again at run, so what runs is exactly what a
+JSON round trip gives. Dataclasses, msgspec structs, ``TypedDict``, enums,
+``datetime``, ``UUID`` and ``Decimal`` work as msgspec defines; a pydantic model
+works as a parameter's type (not nested inside another type), validated by
+pydantic. Functions with ``*args`` or ``**kwargs`` cannot be tasks: every
+argument must have a name to be checked by.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from conveyor.errors import ConfigurationError, InvalidArguments
+
+_FIELD = re.compile(r"at `\$\.([^.`\[]+)")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
+
+
+def _enc_hook(obj: Any) -> Any:
+    dump = getattr(obj, "model_dump", None)  # pydantic v2 models
+    if callable(dump):
+        return dump(mode="json")
+    raise TypeError(f"objects of type {type(obj).__name__} are not JSON-serializable")
+
+
+encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+
+def encode(value: Any) -> bytes:
+    """JSON for a result or any other value, with pydantic models as objects."""
+    return encoder.encode(value)
+
+
+def _is_pydantic(hint: Any) -> bool:
+    return isinstance(hint, type) and callable(getattr(hint, "model_validate", None))
+
+
+class Signature:
+    """What a task accepts, built once per task."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception as exc:
+            raise ConfigurationError(f"cannot resolve type hints of {fn!r}: {exc}") from exc
+        fields: list[tuple[str, Any, Any]] = []
+        self.positional_only: list[str] = []
+        self.names: list[str] = []
+        self.required: set[str] = set()
+        self.pydantic: dict[str, Any] = {}
+        for param in inspect.signature(fn).parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise ConfigurationError(
+                    f"task {fn.__qualname__} takes *{param.name}: task parameters must be named"
+                )
+            hint = hints.get(param.name, Any)
+            if _is_pydantic(hint):
+                self.pydantic[param.name] = hint
+                hint = Any
+            self.names.append(param.name)
+            if param.kind is param.POSITIONAL_ONLY:
+                self.positional_only.append(param.name)
+            if param.default is param.empty:
+                self.required.add(param.name)
+                fields.append((param.name, hint, msgspec.NODEFAULT))
+            else:
+                fields.append((param.name, hint | msgspec.UnsetType, msgspec.UNSET))
+        struct = msgspec.defstruct(
+            f"{fn.__name__}_args", fields, kw_only=True, forbid_unknown_fields=True
+        )
+        self._decoder = msgspec.json.Decoder(struct)
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Map call arguments to parameter names, as Python would."""
+        if len(args) > len(self.names):
+            raise InvalidArguments(
+                "args", f"takes {len(self.names)} positional arguments but {len(args)} were given"
+            )
+        bound = dict(zip(self.names, args, strict=False))
+        for key, value in kwargs.items():
+            if key in bound:
+                raise InvalidArguments(key, "got multiple values for this argument")
+            if key not in self.names:
+                raise InvalidArguments(key, "is not a parameter of this task")
+            if key in self.positional_only:
+                raise InvalidArguments(key, "is positional-only")
+            bound[key] = value
+        for key in self.required:
+            if key not in bound:
+                raise InvalidArguments(key, "missing required argument")
+        return bound
+
+    def encode(self, bound: dict[str, Any]) -> bytes:
+        """JSON for bound arguments, checked against the type hints."""
+        try:
+            payload = encoder.encode(bound)
+        except (TypeError, msgspec.EncodeError, ValueError, OverflowError) as exc:
+            for key, value in bound.items():  # name the argument that does not encode
+                try:
+                    encoder.encode(value)
+                except (TypeError, msgspec.EncodeError, ValueError, OverflowError) as inner:
+                    raise InvalidArguments(key, f"is not JSON-serializable: {inner}") from exc
+            raise InvalidArguments("args", f"is not JSON-serializable: {exc}") from exc
+        self.decode(payload)
+        return payload
+
+    def decode(self, payload: bytes) -> tuple[list[Any], dict[str, Any]]:
+        """Positional and keyword arguments to call the function with."""
+        try:
+            values = self._decoder.decode(payload)
+        except msgspec.ValidationError as exc:
+            raise InvalidArguments(_field_of(str(exc)), str(exc)) from exc
+        except msgspec.DecodeError as exc:
+            raise InvalidArguments("args", f"not valid JSON: {exc}") from exc
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for key in self.names:
+            value = getattr(values, key)
+            if value is msgspec.UNSET:
+                continue
+            model = self.pydantic.get(key)
+            if model is not None:
+                try:
+                    value = model.model_validate(value)
+                except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                    raise InvalidArguments(key, str(exc).splitlines()[0]) from exc
+            if key in self.positional_only:
+                args.append(value)
+            else:
+                kwargs[key] = value
+        return args, kwargs
+
+
+def _field_of(message: str) -> str:
+    for pattern in (_FIELD, _MISSING, _UNKNOWN):
+        match = pattern.search(message)
+        if match:
+            return match.group(1)
+    return "args"

@@ -1,0 +1,18 @@
+"""Job stores. ``open_backend(url)`` picks one by URL scheme."""
+
+from __future__ import annotations
+
+from conveyor.backends.base import Backend
+from conveyor.clock import Clock
+from conveyor.errors import ConfigurationError
+
+__all__ = ["Backend", "open_backend"]
+
+
+def open_backend(url: str, *, clock: Clock | None = None) -> Backend:
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from conveyor.backends.sqlite import SQLiteBackend
+
+        return SQLiteBackend(url, clock=clock)
+    raise ConfigurationError(f"unsupported backend URL scheme {scheme!r} in {url!r}")

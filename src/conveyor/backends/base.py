@@ -1,0 +1,266 @@
+"""The job store contract, in queue terms.
+
+The public layer (app, task, worker) validates input, decides policy (whether
+a failure is retried and after how long, what a timeout means) and then calls
+**one** method here per state change. A backend holds storage, not policy:
+anything the SQLite and Redis backends would both have to decide lives above
+this line.
+
+Every method is keyword-only after ``self``. Each docstring states what is
+atomic and who must own the job. "Owning" a job means holding its current
+lease token: ``claim`` hands one out, and every later write about that run
+(``complete``, ``fail``, ``release``, ``extend_leases``, ``report_progress``)
+is applied only if the token is still current. A stale token means the job was
+reclaimed or cancelled meanwhile; the write is dropped and ``False`` returned.
+
+Time: backends take "now" from their ``Clock`` (see ``conveyor.clock``), never
+from the caller, so delays, leases and backoff all run on one clock.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from conveyor.clock import Clock
+from conveyor.job import Job, JobState, LogEntry, Retention
+
+__all__ = [
+    "Backend",
+    "ClaimedJob",
+    "NewJob",
+    "ProgressUpdate",
+    "QueueInfo",
+    "ReclaimResult",
+    "WorkerInfo",
+]
+
+
+class NewJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A job to add. ``payload`` is the JSON object of arguments, already validated."""
+
+    id: str
+    task: str
+    queue: str
+    payload: bytes
+    options: bytes  # JSON of ``JobOptions``
+    priority: int = 0
+    lifo: bool = False
+    delay_ms: int = 0  # run no earlier than now + delay_ms ...
+    run_at_ms: int | None = None  # ... or at this absolute time, if set
+    max_attempts: int = 1
+
+
+class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A job leased to a worker: the snapshot taken at claim plus its fencing token."""
+
+    job: Job
+    token: str
+    lease_expires_ms: int
+    payload: bytes  # the arguments' JSON, decoded by the task's signature
+
+
+class ProgressUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    progress: float | None = None
+    detail: dict[str, Any] | None = None
+    logs: tuple[str, ...] = ()
+
+
+class ReclaimResult(msgspec.Struct, frozen=True):
+    requeued: list[str]  # expired leases put back to ``waiting``
+    failed: list[str]  # jobs that stalled more than ``max_stalls`` times
+
+
+class QueueInfo(msgspec.Struct, frozen=True):
+    name: str
+    paused: bool
+    counts: dict[JobState, int]
+
+
+class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    active: int
+    processed: int
+    started_at_ms: int
+    last_seen_ms: int
+
+
+class Backend(abc.ABC):
+    """Base of every job store. Subclasses implement the abstract operations."""
+
+    url: str
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self.clock = clock or Clock()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open connections and bring the schema up to date. Idempotent."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close every connection. Idempotent."""
+
+    # -- producers -------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def enqueue(self, *, jobs: Sequence[NewJob]) -> list[bool]:
+        """Add ``jobs`` in one atomic step: all are added or none.
+
+        A job whose id is already in the store is not added again (the stored
+        job is left as it is); its entry in the result is ``False``. Jobs with
+        a delay or ``run_at`` in the future start ``delayed``, others
+        ``waiting``.
+        """
+
+    # -- workers ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim(
+        self, *, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int
+    ) -> list[ClaimedJob]:
+        """Lease up to ``limit`` ready jobs from unpaused ``queues``, atomically.
+
+        First promotes due ``delayed`` jobs (a bounded batch), then takes
+        ``waiting`` jobs by priority (higher first), then FIFO (LIFO jobs
+        first, newest first), moving each to ``active`` with a fresh token,
+        ``attempts + 1`` and a lease expiring ``lease_ms`` from now.
+        """
+
+    @abc.abstractmethod
+    async def wait_for_jobs(self, *, queues: Sequence[str], timeout_s: float) -> None:
+        """Return when ``queues`` may have ready jobs, or after ``timeout_s``.
+
+        May return early for no reason; callers then claim and wait again. Must
+        not busy-poll: an idle worker costs close to nothing.
+        """
+
+    @abc.abstractmethod
+    async def extend_leases(self, *, leases: Sequence[tuple[str, str]], lease_ms: int) -> list[str]:
+        """Extend each held ``(job_id, token)`` lease to now + ``lease_ms``, atomically.
+
+        Returns the ids whose token is no longer current (lost leases).
+        """
+
+    @abc.abstractmethod
+    async def complete(
+        self, *, job_id: str, token: str, result: bytes, retention: Retention
+    ) -> bool:
+        """Move an owned job to ``completed`` with ``result`` (JSON), atomically.
+
+        Then trims completed jobs of the same task to ``retention`` (bounded).
+        Returns ``False`` (and changes nothing) if ``token`` is not current.
+        """
+
+    @abc.abstractmethod
+    async def fail(
+        self,
+        *,
+        job_id: str,
+        token: str,
+        error: str,
+        traceback: str | None,
+        retry_in_ms: int | None,
+        retention: Retention,
+    ) -> bool:
+        """Record a failed attempt of an owned job, atomically.
+
+        With ``retry_in_ms`` set the job goes to ``delayed`` until now plus
+        that; with ``None`` it goes to ``failed`` and failed jobs of the same
+        task are trimmed to ``retention``. Returns ``False`` if ``token`` is
+        not current.
+        """
+
+    @abc.abstractmethod
+    async def release(self, *, job_id: str, token: str) -> bool:
+        """Give an owned job back to ``waiting`` (shutdown), atomically.
+
+        The attempt is not counted and it is not a stall. ``False`` if stale.
+        """
+
+    @abc.abstractmethod
+    async def report_progress(self, *, job_id: str, token: str, update: ProgressUpdate) -> bool:
+        """Store progress, its detail and log lines of an owned job, atomically."""
+
+    @abc.abstractmethod
+    async def reclaim_expired(self, *, max_stalls: int, limit: int) -> ReclaimResult:
+        """Put up to ``limit`` jobs whose lease expired back to ``waiting``, atomically.
+
+        Each counts a stall; a job that has stalled more than ``max_stalls``
+        times goes to ``failed`` with error ``stalled`` instead.
+        """
+
+    @abc.abstractmethod
+    async def record_worker(self, *, worker: WorkerInfo | None, worker_id: str) -> None:
+        """Upsert a worker's heartbeat, or remove it when ``worker`` is None."""
+
+    # -- inspection ------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def get_job(self, *, job_id: str) -> Job | None:
+        """One job as stored now, or ``None``."""
+
+    @abc.abstractmethod
+    async def get_logs(self, *, job_id: str) -> list[LogEntry]:
+        """The log lines a job wrote, oldest first."""
+
+    @abc.abstractmethod
+    async def list_jobs(
+        self, *, queue: str | None, state: JobState, offset: int, limit: int
+    ) -> list[Job]:
+        """Jobs in ``state`` (optionally one queue), in the order they would run
+        (waiting), are due (delayed) or finished (newest first)."""
+
+    @abc.abstractmethod
+    async def queues(self) -> list[QueueInfo]:
+        """Every known queue with its paused flag and per-state counts."""
+
+    @abc.abstractmethod
+    async def workers(self, *, seen_within_ms: int) -> list[WorkerInfo]:
+        """Workers whose last heartbeat is within ``seen_within_ms``."""
+
+    # -- administration ----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def set_paused(self, *, queue: str, paused: bool) -> None:
+        """Pause or resume claiming from ``queue``. Jobs keep their states."""
+
+    @abc.abstractmethod
+    async def retry_jobs(self, *, job_ids: Sequence[str] | None, queue: str | None) -> int:
+        """Move ``failed`` or ``cancelled`` jobs back to ``waiting`` with fresh attempts.
+
+        ``job_ids`` names them; ``None`` means every failed job (of ``queue``,
+        if given). Returns how many moved. Atomic per call.
+        """
+
+    @abc.abstractmethod
+    async def cancel(self, *, job_id: str) -> bool:
+        """Move an unfinished job to ``cancelled``, atomically.
+
+        An active job loses its lease: its worker sees it at the next renewal
+        and its late result is dropped. ``False`` if finished or missing.
+        """
+
+    @abc.abstractmethod
+    async def remove(self, *, job_id: str) -> bool:
+        """Delete a job that is not active, with its logs. ``False`` if active or missing."""
+
+    @abc.abstractmethod
+    async def promote(self, *, job_id: str) -> bool:
+        """Make a ``delayed`` job ``waiting`` now. ``False`` if not delayed."""
+
+    @abc.abstractmethod
+    async def clean(
+        self, *, queue: str | None, state: JobState, older_than_ms: int, keep: int, limit: int
+    ) -> int:
+        """Delete up to ``limit`` finished jobs in ``state`` that finished more than
+        ``older_than_ms`` ago, sparing the newest ``keep``. Returns how many."""

@@ -1,0 +1,235 @@
+"""SQLite connections: one writer thread per process, reader threads, migrations.
+
+Every write runs on the writer thread inside ``BEGIN IMMEDIATE`` so that the
+write lock is taken up front: a deferred ``BEGIN`` that reads and then writes
+fails with "database is locked" at once despite ``busy_timeout``, while
+``BEGIN IMMEDIATE`` waits for the lock properly. The writer drains whatever
+operations are queued and runs them in one transaction, each inside its own
+``SAVEPOINT`` (group commit): each operation stays all-or-nothing, and many of
+them share one commit. Readers use their own connections on other threads and
+never wait for the writer (WAL).
+
+Limits: one host only (SQLite locking over network file systems is unsafe).
+With several processes on one file, a process may wait for another's write
+lock up to ``busy_timeout``; transactions are kept tiny so waits stay short,
+and leases must stay far longer than the worst wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from typing import Any, TypeVar
+
+from conveyor.errors import BackendError, BackendUnavailable
+
+T = TypeVar("T")
+Operation = Callable[[sqlite3.Connection], T]
+
+BUSY_TIMEOUT_MS = 30_000
+MAX_GROUP = 256  # operations committed together at most
+
+
+def connect(path: str, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """Open a connection with Conveyor's settings (autocommit; we issue BEGIN ourselves)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def map_error(exc: sqlite3.Error) -> BackendError:
+    message = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in message or "busy" in message or "unable to open" in message
+    ):
+        return BackendUnavailable(f"sqlite: {message}")
+    return BackendError(f"sqlite: {message}")
+
+
+def _sql_files(folder: str | None) -> dict[str, str]:
+    root = resources.files("conveyor.backends.sqlite")
+    if folder:
+        root = root.joinpath(folder)
+    return {f.name: f.read_text("utf-8") for f in root.iterdir() if f.name.endswith(".sql")}
+
+
+def migrations() -> list[tuple[int, str]]:
+    """The numbered migrations, in order: ``(version, sql)``."""
+    files = _sql_files("migrations")
+    return sorted((int(name.split("_", 1)[0]), sql) for name, sql in files.items())
+
+
+def migrate(conn: sqlite3.Connection, *, fresh_schema: bool = True) -> None:
+    """Bring the schema up to date in one ``BEGIN IMMEDIATE`` transaction.
+
+    An empty file gets ``schema.sql`` whole (``fresh_schema``); an existing one
+    gets the migrations numbered above its ``user_version``.
+    """
+    steps = migrations()
+    latest = steps[-1][0]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        empty = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        if empty and fresh_schema:
+            _run_script(conn, _sql_files(None)["schema.sql"])
+        else:
+            for number, sql in steps:
+                if number > version:
+                    _run_script(conn, sql)
+        conn.execute(f"PRAGMA user_version = {latest}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT first; split on ';' at line ends instead
+    # (our .sql files keep one statement per ';'-terminated block).
+    for statement in script.split(";\n"):
+        body = "\n".join(
+            line for line in statement.splitlines() if not line.strip().startswith("--")
+        ).strip()
+        if body:
+            conn.execute(body)
+
+
+class _Request:
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(self, fn: Operation[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+
+
+_STOP = object()
+
+
+class Writer:
+    """The one thread that writes, committing queued operations in groups."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._run, name="conveyor-sqlite-writer", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, fn: Operation[T]) -> asyncio.Future[T]:
+        request = _Request(fn, asyncio.get_running_loop())
+        self._queue.put(request)
+        return request.future
+
+    def stop(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            group = [first]
+            while len(group) < MAX_GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    self._queue.put(_STOP)
+                    break
+                group.append(item)
+            outcomes = self._run_group(group)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Any, bool]]] = {}
+            for request, (value, ok) in zip(group, outcomes, strict=True):
+                by_loop.setdefault(request.loop, []).append((request, value, ok))
+            for loop, items in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # loop closed: nobody waits
+                    loop.call_soon_threadsafe(_resolve, items)
+
+    def _run_group(self, group: list[_Request]) -> list[tuple[Any, bool]]:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return [(map_error(exc), False)] * len(group)
+        outcomes: list[tuple[Any, bool]] = []
+        for request in group:
+            try:
+                conn.execute("SAVEPOINT op")
+                value = request.fn(conn)
+                conn.execute("RELEASE op")
+                outcomes.append((value, True))
+            except Exception as exc:
+                try:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                except sqlite3.Error:
+                    pass
+                mapped = map_error(exc) if isinstance(exc, sqlite3.Error) else exc
+                outcomes.append((mapped, False))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            return [(map_error(exc), False)] * len(group)
+        return outcomes
+
+
+def _resolve(items: list[tuple[_Request, Any, bool]]) -> None:
+    for request, value, ok in items:
+        if request.future.done():  # the caller was cancelled; the write still happened
+            continue
+        if ok:
+            request.future.set_result(value)
+        else:
+            request.future.set_exception(value)
+
+
+class Readers:
+    """A small pool of threads, each with its own read-only connection."""
+
+    def __init__(self, path: str, *, threads: int = 2) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="conveyor-sqlite-read")
+
+    async def run(self, fn: Operation[T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._call, fn)
+
+    def _call(self, fn: Operation[T]) -> T:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self._path)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise map_error(exc) from exc
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()

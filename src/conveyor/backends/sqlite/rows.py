@@ -1,0 +1,59 @@
+"""Turning ``jobs`` rows into ``Job`` values (shared by every SQLite query)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from conveyor.job import Job, JobOptions, JobState, from_ms, ms_to_datetime
+
+COLUMNS = (
+    "id, task, queue, state, priority, payload, options, attempts, max_attempts, stalls, "
+    "worker_id, progress, progress_detail, result, error, traceback, "
+    "created_at, run_at, started_at, finished_at"
+)
+
+_decode_options = msgspec.json.Decoder(JobOptions).decode
+_decode_any = msgspec.json.Decoder().decode
+_options_cache: dict[bytes, JobOptions] = {}
+
+
+def options_from(raw: bytes) -> JobOptions:
+    # Jobs of one task share their options; decode each distinct blob once.
+    options = _options_cache.get(raw)
+    if options is None:
+        options = _decode_options(raw)
+        if len(_options_cache) > 1024:
+            _options_cache.clear()
+        _options_cache[raw] = options
+    return options
+
+
+def job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
+    (id_, task, queue, state, priority, payload, options, attempts, max_attempts, stalls,
+     worker_id, progress, detail, result, error, traceback,
+     created_at, run_at, started_at, finished_at) = row  # fmt: skip
+    return Job(
+        id=id_,
+        task=task,
+        queue=queue,
+        state=JobState(state),
+        args=_decode_any(payload),
+        priority=priority,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        stalls=stalls,
+        worker_id=worker_id,
+        progress=progress,
+        progress_detail=None if detail is None else _decode_any(detail),
+        result=None if result is None else _decode_any(result),
+        error=error,
+        traceback=traceback,
+        options=options_from(options),
+        created_at=from_ms(created_at),
+        run_at=from_ms(run_at),
+        started_at=ms_to_datetime(started_at),
+        finished_at=ms_to_datetime(finished_at),
+    )

@@ -1,0 +1,94 @@
+"""Jobs as values: the state enum, the frozen ``Job`` read from the store, and
+the per-job options stored with it.
+
+A ``Job`` is a snapshot. It holds no connection and never changes; read the
+job again to see it move. Timestamps are UTC ``datetime`` objects here and UTC
+epoch milliseconds in storage.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from conveyor.retry import Backoff
+
+__all__ = ["Job", "JobOptions", "JobState", "LogEntry", "Retention", "from_ms", "ms_to_datetime"]
+
+
+class JobState(enum.StrEnum):
+    DELAYED = "delayed"  # waits for a time: a delay, a retry backoff
+    WAITING = "waiting"  # ready; claimed by priority, then FIFO (LIFO on request)
+    WAITING_CHILDREN = "waiting_children"  # a parent waiting for its children
+    ACTIVE = "active"  # leased by a worker
+    COMPLETED = "completed"  # finished with a result
+    FAILED = "failed"  # attempts exhausted or not retryable: the dead-letter set
+    CANCELLED = "cancelled"  # cancelled before it finished
+
+    @property
+    def finished(self) -> bool:
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
+
+
+class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How many finished jobs to keep, and for how long (``None``: no limit).
+
+    Checked each time a job of the same task finishes in the same state, and
+    by ``clean``; older or surplus jobs are removed in bounded batches.
+    """
+
+    max_count: int | None = None
+    max_age_s: float | None = None
+
+
+class JobOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Execution policy stored with each job (see ``@app.task`` for meanings)."""
+
+    timeout_s: float | None = None
+    backoff: Backoff = Backoff.fixed(0.0)
+    keep_completed: Retention = Retention(max_count=1000)
+    keep_failed: Retention = Retention()
+
+
+class LogEntry(msgspec.Struct, frozen=True):
+    at: datetime
+    message: str
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """One job as last read from the store."""
+
+    id: str
+    task: str
+    queue: str
+    state: JobState
+    args: dict[str, Any]
+    priority: int = 0
+    attempts: int = 0
+    max_attempts: int = 1
+    stalls: int = 0
+    progress: float = 0.0
+    progress_detail: dict[str, Any] | None = None
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    options: JobOptions = JobOptions()
+    worker_id: str | None = None
+    created_at: datetime
+    run_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def ms_to_datetime(ms: int | None) -> datetime | None:
+    return None if ms is None else from_ms(ms)

@@ -1,0 +1,176 @@
+"""Tasks: functions registered on an app, and the calls that enqueue them.
+
+``Task[P, R]`` keeps the function's parameters (``ParamSpec``), so
+``send_email.enqueue("a@b.c", "welcome")`` is type-checked like a call.
+Job options never mix with job arguments: ``task.configure(priority=5,
+delay=60)`` returns a ``Call`` whose ``enqueue(*args, **kwargs)`` takes the
+function's arguments only.
+
+Priority: an integer from -100 to 100, default 0; higher runs first.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar
+
+import msgspec
+
+from conveyor import validate
+from conveyor.arguments import Signature
+from conveyor.backends.base import NewJob
+from conveyor.errors import InvalidInput, PayloadTooLarge
+from conveyor.job import JobOptions, Retention
+from conveyor.retry import Backoff
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor, JobHandle
+
+__all__ = ["Call", "Task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_encode_options = msgspec.json.encode
+
+
+class Task(Generic[P, R]):
+    """A function that runs as a job. Call it directly to run it in-process."""
+
+    def __init__(
+        self,
+        app: Conveyor,
+        fn: Callable[P, R],
+        *,
+        name: str,
+        queue: str,
+        retries: int,
+        backoff: Backoff,
+        timeout: float | None,
+        priority: int,
+        keep_completed: Retention,
+        keep_failed: Retention,
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = validate.name("name", name)
+        self.queue = validate.name("queue", queue)
+        self.retries = validate.retries(retries)
+        self.priority = validate.priority(priority)
+        self.timeout = None if timeout is None else validate.seconds("timeout", timeout,
+                                                                     allow_zero=False)  # fmt: skip
+        self.backoff = backoff
+        self.options = JobOptions(
+            timeout_s=self.timeout,
+            backoff=backoff,
+            keep_completed=keep_completed,
+            keep_failed=keep_failed,
+        )
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = Signature(fn)
+        self._default_call: Call[P, R] = Call(self)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.queue}>"
+
+    def configure(
+        self,
+        *,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        job_id: str | None = None,
+        lifo: bool = False,
+        queue: str | None = None,
+        retries: int | None = None,
+        timeout: float | None = None,
+    ) -> Call[P, R]:
+        """Options for one enqueue: a delay (seconds) or an aware ``run_at``, a
+        priority, a job id (enqueueing an id already stored adds nothing),
+        LIFO order, another queue, or other retries or timeout."""
+        return Call(
+            self,
+            delay=delay,
+            run_at=run_at,
+            priority=priority,
+            job_id=job_id,
+            lifo=lifo,
+            queue=queue,
+            retries=retries,
+            timeout=timeout,
+        )
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+        """Validate the arguments and add a job with the task's defaults."""
+        return await self._default_call.enqueue(*args, **kwargs)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
+        """A validated job, not yet added: pass many to ``app.enqueue_many``."""
+        return self._default_call.call(*args, **kwargs)
+
+
+class Call(Generic[P, R]):
+    """A task with per-enqueue options, validated once."""
+
+    def __init__(
+        self,
+        task: Task[P, R],
+        *,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        job_id: str | None = None,
+        lifo: bool = False,
+        queue: str | None = None,
+        retries: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if delay is not None and run_at is not None:
+            raise InvalidInput("delay", "give delay or run_at, not both")
+        self.task = task
+        self.delay_ms = 0 if delay is None else int(validate.seconds("delay", delay) * 1000)
+        self.run_at_ms = None if run_at is None else validate.run_at_ms(run_at)
+        self.priority = task.priority if priority is None else validate.priority(priority)
+        self.job_id = None if job_id is None else validate.name("job_id", job_id)
+        if not isinstance(lifo, bool):
+            raise InvalidInput("lifo", "must be true or false")
+        self.lifo = lifo
+        self.queue = task.queue if queue is None else validate.name("queue", queue)
+        self.max_attempts = 1 + (task.retries if retries is None else validate.retries(retries))
+        options = task.options
+        if timeout is not None:
+            options = msgspec.structs.replace(
+                options, timeout_s=validate.seconds("timeout", timeout, allow_zero=False)
+            )
+        self.options = _encode_options(options)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
+        signature = self.task.signature
+        payload = signature.encode(signature.bind(args, kwargs))
+        limit = self.task.app.max_payload_bytes
+        if len(payload) > limit:
+            raise PayloadTooLarge(
+                "args", f"encode to {len(payload)} bytes, over the limit of {limit}"
+            )
+        return NewJob(
+            id=self.job_id or uuid.uuid4().hex,
+            task=self.task.name,
+            queue=self.queue,
+            payload=payload,
+            options=self.options,
+            priority=self.priority,
+            lifo=self.lifo,
+            delay_ms=self.delay_ms,
+            run_at_ms=self.run_at_ms,
+            max_attempts=self.max_attempts,
+        )
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+        (handle,) = await self.task.app.enqueue_many([self.call(*args, **kwargs)])
+        return handle
