@@ -112,7 +112,7 @@ class Conveyor:
         keep_completed: Retention = DEFAULT_KEEP_COMPLETED,
         keep_failed: Retention = DEFAULT_KEEP_FAILED,
     ) -> Any:
-        """Register a function as a task.
+        """Register a function as a task, named ``name`` or the function's name.
 
         ``retries`` extra attempts after the first, waiting ``backoff`` between
         them (default: ``Retry.exponential(1.0)``); ``timeout`` seconds per
@@ -122,9 +122,11 @@ class Conveyor:
         """
 
         def register(fn: Callable[..., Any]) -> Task[Any, Any]:
-            task_name = name or f"{fn.__module__}.{fn.__qualname__}"
+            task_name = name or fn.__name__
             if task_name in self.tasks:
-                raise ConfigurationError(f"a task named {task_name!r} is already registered")
+                raise ConfigurationError(
+                    f"a task named {task_name!r} is already registered; pass name= to tell apart"
+                )
             registered = Task(
                 self,
                 fn,

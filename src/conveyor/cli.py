@@ -1,0 +1,354 @@
+"""The ``conveyor`` command: run workers, enqueue jobs, inspect and manage them.
+
+``APP`` is an import string, ``module:attribute`` (the current directory is
+importable, as with uvicorn). Commands that only read or manage the store
+accept ``--url`` instead of ``--app``. Bad arguments exit with code 2 and one
+line on stderr; a missing job exits 1; no command prints a traceback for
+those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
+from typing import Any, NoReturn, TypeVar
+
+import click
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from conveyor.app import Conveyor
+from conveyor.errors import ConveyorError, InvalidInput, JobNotFound
+from conveyor.job import Job, JobState
+from conveyor.settings import WorkerSettings, parse_queues
+from conveyor.worker import Worker
+
+T = TypeVar("T")
+
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 1
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def load_app(target: str) -> Conveyor:
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise CliError(f"APP must look like module:attribute, got {target!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CliError(f"cannot import {module_name!r}: {exc}") from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, Conveyor):
+        raise CliError(f"{target!r} is not a Conveyor app")
+    return app
+
+
+def _app_from(app: str | None, url: str | None) -> Conveyor:
+    if app:
+        return load_app(app)
+    return Conveyor(url)
+
+
+def _run(app: Conveyor, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    async def main() -> T:
+        async with app:
+            return await work()
+
+    return asyncio.run(main())
+
+
+_app_option = click.option(
+    "--app", "app_path", envvar="CONVEYOR_APP", help="module:attribute of the app."
+)
+_url_option = click.option("--url", envvar="CONVEYOR_URL", help="Store URL (without --app).")
+
+
+@click.group()
+@click.version_option(package_name="conveyor")
+def cli() -> None:
+    """Conveyor: background jobs with retries, priorities and delays."""
+
+
+@cli.command()
+@click.argument("app_path", metavar="APP")
+@click.option("--queues", "-q", help="Comma-separated queues to take jobs from.")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Jobs run at once.")
+@click.option("--lease", type=click.FloatRange(min=0.1), help="Lease seconds.")
+@click.option("--grace", type=click.FloatRange(min=0), help="Shutdown grace seconds.")
+@click.option("--log-level", default="INFO", show_default=True)
+def worker(
+    app_path: str,
+    queues: str | None,
+    concurrency: int | None,
+    lease: float | None,
+    grace: float | None,
+    log_level: str,
+) -> None:
+    """Run a worker until SIGTERM or SIGINT."""
+    app = load_app(app_path)
+    settings = WorkerSettings.from_env(
+        queues=parse_queues(queues) if queues is not None else None,
+        concurrency=concurrency,
+        lease_s=lease,
+        shutdown_grace_s=grace,
+    )
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    runner = Worker(app, settings)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        signals = {"count": 0}
+
+        def on_signal(signum: int) -> None:
+            signals["count"] += 1
+            if signals["count"] > 1:  # second signal: leave now, leases bring jobs back
+                logging.getLogger("conveyor.worker").warning("second signal: exiting now")
+                sys.stderr.flush()
+                os._exit(128 + signum)
+            runner.stop()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            await runner.run()
+        finally:
+            await app.close()
+
+    asyncio.run(main())
+
+
+@cli.command()
+@click.argument("task_name", metavar="TASK")
+@_app_option
+@click.option("--args", "args_json", default="[]", help="JSON array of positional arguments.")
+@click.option("--kwargs", "kwargs_json", default="{}", help="JSON object of keyword arguments.")
+@click.option("--delay", type=float, help="Seconds to wait before it may run.")
+@click.option("--priority", type=int, help="-100..100, higher runs first.")
+@click.option("--job-id", help="Job id (an id already stored adds nothing).")
+@click.option("--queue", help="Queue other than the task's.")
+def enqueue(
+    task_name: str,
+    app_path: str | None,
+    args_json: str,
+    kwargs_json: str,
+    delay: float | None,
+    priority: int | None,
+    job_id: str | None,
+    queue: str | None,
+) -> None:
+    """Enqueue a job of TASK and print its id."""
+    if not app_path:
+        raise CliError("--app (or CONVEYOR_APP) is required to find the task")
+    app = load_app(app_path)
+    args = _json_arg("--args", args_json, list)
+    kwargs = _json_arg("--kwargs", kwargs_json, dict)
+    task = app.get_task(task_name)
+    call = task.configure(delay=delay, priority=priority, job_id=job_id, queue=queue)
+    handle = _run(app, lambda: call.enqueue(*args, **kwargs))
+    click.echo(handle.id if handle.created else f"{handle.id} (already existed)")
+
+
+def _json_arg(option: str, raw: str, kind: type[T]) -> T:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{option} is not valid JSON: {exc}") from exc
+    if not isinstance(value, kind):
+        raise CliError(f"{option} must be a JSON {'array' if kind is list else 'object'}")
+    return value
+
+
+@cli.command()
+@_app_option
+@_url_option
+def info(app_path: str | None, url: str | None) -> None:
+    """Show queues (jobs per state) and live workers."""
+    app = _app_from(app_path, url)
+
+    async def gather() -> tuple[Any, Any]:
+        return await app.queues(), await app.workers()
+
+    queues, workers = _run(app, gather)
+    console = Console()
+    table = Table(title=f"Queues ({app.url})")
+    table.add_column("queue")
+    for state in JobState:
+        table.add_column(state.value, justify="right")
+    table.add_column("paused")
+    for queue in queues:
+        table.add_row(
+            queue.name, *(str(queue.counts[s]) for s in JobState), "yes" if queue.paused else ""
+        )
+    console.print(table)
+    workers_table = Table(title="Workers")
+    for column in ("id", "queues", "concurrency", "active", "processed", "last seen"):
+        workers_table.add_column(column)
+    for w in workers:
+        seen = datetime.fromtimestamp(w.last_seen_ms / 1000).strftime("%H:%M:%S")
+        workers_table.add_row(
+            w.id, ",".join(w.queues), str(w.concurrency), str(w.active), str(w.processed), seen
+        )
+    console.print(workers_table)
+
+
+@cli.group()
+def jobs() -> None:
+    """List, show and manage jobs."""
+
+
+@jobs.command("list")
+@_app_option
+@_url_option
+@click.option("--state", "-s", default="waiting", show_default=True)
+@click.option("--queue", "-q")
+@click.option("--limit", default=50, type=click.IntRange(min=1), show_default=True)
+@click.option("--offset", default=0, type=click.IntRange(min=0))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def list_jobs(
+    app_path: str | None,
+    url: str | None,
+    state: str,
+    queue: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """List jobs in one state."""
+    app = _app_from(app_path, url)
+    found = _run(app, lambda: app.list_jobs(state, queue=queue, offset=offset, limit=limit))
+    if as_json:
+        for job in found:
+            click.echo(msgspec.json.encode(job))
+        return
+    table = Table(title=f"{state} jobs")
+    for column in ("id", "task", "queue", "priority", "attempts", "progress", "error"):
+        table.add_column(column)
+    for job in found:
+        table.add_row(
+            job.id, job.task, job.queue, str(job.priority),
+            f"{job.attempts}/{job.max_attempts}", f"{job.progress:.0f}%", job.error or "",
+        )  # fmt: skip
+    Console().print(table)
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@_app_option
+@_url_option
+def show(job_id: str, app_path: str | None, url: str | None) -> None:
+    """Print one job as JSON, with its log."""
+    app = _app_from(app_path, url)
+
+    async def fetch() -> tuple[Job, Any]:
+        return await app.get_job(job_id), await app.get_logs(job_id)
+
+    job, logs = _run(app, fetch)
+    record = msgspec.to_builtins(job)
+    record["logs"] = msgspec.to_builtins(logs)
+    click.echo(json.dumps(record, indent=2))
+
+
+def _manage(
+    verb: str, action: Callable[[Conveyor], Callable[[str], Awaitable[bool]]]
+) -> Callable[[str, str | None, str | None], None]:
+    def command(job_id: str, app_path: str | None, url: str | None) -> None:
+        app = _app_from(app_path, url)
+
+        async def act() -> bool:
+            await app.get_job(job_id)  # JobNotFound for a missing id
+            return await action(app)(job_id)
+
+        if _run(app, act):
+            click.echo(f"{verb} {job_id}")
+        else:
+            raise CliError(f"job {job_id} cannot be {verb} in its current state", EXIT_NOT_FOUND)
+
+    return command
+
+
+for _name, _verb, _action, _help in (
+    ("retry", "retried", lambda app: app.retry, "Send a failed or cancelled job back to waiting."),
+    ("cancel", "cancelled", lambda app: app.cancel, "Cancel a job that has not finished."),
+    ("remove", "removed", lambda app: app.remove, "Delete a job that is not active."),
+    ("promote", "promoted", lambda app: app.promote, "Run a delayed job now."),
+):
+    jobs.command(_name, help=_help)(
+        click.argument("job_id")(_app_option(_url_option(_manage(_verb, _action))))
+    )
+
+
+@jobs.command("retry-failed")
+@_app_option
+@_url_option
+@click.option("--queue", "-q")
+def retry_failed(app_path: str | None, url: str | None, queue: str | None) -> None:
+    """Send every failed job (of a queue) back to waiting."""
+    app = _app_from(app_path, url)
+    click.echo(f"retried {_run(app, lambda: app.retry_failed(queue))} jobs")
+
+
+@cli.command()
+@click.argument("queue")
+@_app_option
+@_url_option
+def pause(queue: str, app_path: str | None, url: str | None) -> None:
+    """Stop workers from claiming jobs of QUEUE (jobs keep waiting)."""
+    app = _app_from(app_path, url)
+    _run(app, lambda: app.pause(queue))
+    click.echo(f"paused {queue}")
+
+
+@cli.command()
+@click.argument("queue")
+@_app_option
+@_url_option
+def resume(queue: str, app_path: str | None, url: str | None) -> None:
+    """Let workers claim jobs of QUEUE again."""
+    app = _app_from(app_path, url)
+    _run(app, lambda: app.resume(queue))
+    click.echo(f"resumed {queue}")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"conveyor: error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: click with errors folded into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="conveyor", standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.UsageError as exc:
+        _fail(exc.format_message().splitlines()[0], EXIT_USAGE)
+    except click.ClickException as exc:
+        _fail(exc.format_message().splitlines()[0], exc.exit_code)
+    except CliError as exc:
+        _fail(str(exc), exc.code)
+    except JobNotFound as exc:
+        _fail(str(exc), EXIT_NOT_FOUND)
+    except InvalidInput as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except ConveyorError as exc:
+        _fail(str(exc), 1)
