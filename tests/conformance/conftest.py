@@ -1,0 +1,42 @@
+"""The conformance suite: every contract test runs against every backend.
+
+Backends are chosen by the ``store`` fixture's parameters; a new backend joins
+by adding a parameter that yields its URL. Time is moved with ``app.clock``
+(an offset on the store's clock), never slept through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from conveyor import Clock, Conveyor
+from conveyor.backends.base import ClaimedJob
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    if request.param == "sqlite":
+        return sqlite_url
+    raise AssertionError(request.param)
+
+
+@pytest.fixture
+async def app(store_url: str) -> AsyncIterator[Conveyor]:
+    app = Conveyor(store_url, clock=Clock())
+    async with app:
+        yield app
+
+
+async def claim(
+    app: Conveyor,
+    queues: Sequence[str] = ("default",),
+    *,
+    limit: int = 10,
+    worker: str = "w1",
+    lease_ms: int = 30_000,
+) -> list[ClaimedJob]:
+    return await app.backend.claim(queues=queues, limit=limit, worker_id=worker, lease_ms=lease_ms)

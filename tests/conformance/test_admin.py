@@ -1,0 +1,142 @@
+"""Managing jobs and queues: cancel, remove, promote, retry, clean, list, counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor import Conveyor, InvalidInput, JobNotFound, JobState, Retention
+
+from .conftest import claim
+
+KEEP = Retention()
+
+
+async def test_cancel_waiting_and_delayed_jobs(app: Conveyor) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    waiting = await work.enqueue()
+    delayed = await work.configure(delay=30).enqueue()
+    assert await app.cancel(waiting.id) and await app.cancel(delayed.id)
+    for handle in (waiting, delayed):
+        job = await app.get_job(handle.id)
+        assert job.state == "cancelled" and job.finished_at is not None
+    app.clock.advance(31)
+    assert await claim(app) == []
+    assert not await app.cancel(waiting.id)  # already finished
+
+
+async def test_cancel_active_job_fences_out_its_worker(app: Conveyor) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    handle = await work.enqueue()
+    (claimed,) = await claim(app)
+    assert await app.cancel(handle.id)
+    assert await app.backend.extend_leases(leases=[(handle.id, claimed.token)], lease_ms=1) == [
+        handle.id
+    ]
+    assert not await app.backend.complete(
+        job_id=handle.id, token=claimed.token, result=b"1", retention=KEEP
+    )
+    assert (await app.get_job(handle.id)).state == "cancelled"
+
+
+async def test_remove_deletes_a_job_but_not_an_active_one(app: Conveyor) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    gone = await work.enqueue()
+    busy = await work.enqueue()
+    await claim(app, limit=1)  # claims `gone` (FIFO)
+    assert not await app.remove(gone.id)
+    assert await app.remove(busy.id)
+    with pytest.raises(JobNotFound):
+        await app.get_job(busy.id)
+    assert not await app.remove(busy.id)
+
+
+async def test_promote_runs_a_delayed_job_now(app: Conveyor) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    handle = await work.configure(delay=3600).enqueue()
+    assert await app.promote(handle.id)
+    assert (await app.get_job(handle.id)).state == "waiting"
+    assert not await app.promote(handle.id)
+    assert [c.job.id for c in await claim(app)] == [handle.id]
+
+
+async def _failed(app: Conveyor, queue: str = "default") -> str:
+    @app.task(queue=queue, name=f"fails_{queue}")
+    async def fails() -> None: ...
+
+    handle = await fails.enqueue()
+    (claimed,) = await claim(app, [queue])
+    await app.backend.fail(
+        job_id=handle.id, token=claimed.token, error="x", traceback=None, retry_in_ms=None,
+        retention=KEEP,
+    )  # fmt: skip
+    return handle.id
+
+
+async def test_retry_one_failed_job_gives_fresh_attempts(app: Conveyor) -> None:
+    job_id = await _failed(app)
+    assert await app.retry(job_id)
+    job = await app.get_job(job_id)
+    assert (job.state, job.attempts, job.error, job.finished_at) == ("waiting", 0, None, None)
+    assert not await app.retry(job_id)  # only failed or cancelled jobs
+
+
+async def test_retry_all_failed_of_one_queue(app: Conveyor) -> None:
+    a = await _failed(app, "a")
+    b = await _failed(app, "b")
+    assert await app.retry_failed("a") == 1
+    assert (await app.get_job(a)).state == "waiting"
+    assert (await app.get_job(b)).state == "failed"
+    assert await app.retry_failed() == 1
+
+
+async def test_clean_by_age_and_count(app: Conveyor) -> None:
+    @app.task
+    async def work(n: int) -> None: ...
+
+    await app.enqueue_many([work.call(i) for i in range(6)])
+    for claimed in await claim(app, limit=6):
+        await app.backend.complete(
+            job_id=claimed.job.id, token=claimed.token, result=b"1", retention=KEEP
+        )
+        app.clock.advance(10)
+    # finished 60, 50, ... 10 seconds ago; keep the newest 2, delete those older than 25 s
+    assert await app.clean("completed", older_than=25, keep=2) == 4
+    assert len(await app.list_jobs("completed")) == 2
+    with pytest.raises(InvalidInput) as caught:
+        await app.clean("waiting")
+    assert caught.value.field == "state"
+
+
+async def test_list_jobs_pages_in_run_order(app: Conveyor) -> None:
+    @app.task
+    async def work(n: int) -> None: ...
+
+    await app.enqueue_many([work.configure(priority=n % 3).call(n) for n in range(9)])
+    pages = [await app.list_jobs("waiting", offset=o, limit=4) for o in (0, 4, 8)]
+    order = [j.args["n"] for page in pages for j in page]
+    assert order == [2, 5, 8, 1, 4, 7, 0, 3, 6]
+    assert [len(p) for p in pages] == [4, 4, 1]
+
+
+async def test_queues_report_counts_per_state(app: Conveyor) -> None:
+    @app.task(queue="q")
+    async def work() -> None: ...
+
+    await work.enqueue()
+    await work.enqueue()
+    await work.configure(delay=10).enqueue()
+    await claim(app, ["q"], limit=1)
+    counts = await app.counts("q")
+    assert counts[JobState.WAITING] == 1
+    assert counts[JobState.ACTIVE] == 1
+    assert counts[JobState.DELAYED] == 1
+    assert sum(counts.values()) == 3
+    assert (await app.counts("nothing-here"))[JobState.WAITING] == 0

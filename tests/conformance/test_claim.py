@@ -1,0 +1,95 @@
+"""Claiming: priority then FIFO, LIFO on request, queues, pause and resume."""
+
+from __future__ import annotations
+
+from conveyor import Conveyor, JobState
+
+from .conftest import claim
+
+
+async def test_claims_follow_priority_then_fifo(app: Conveyor) -> None:
+    @app.task
+    async def work(n: int) -> None: ...
+
+    for n, priority in enumerate([0, 5, -3, 5, 10, 0]):
+        await work.configure(priority=priority).enqueue(n)
+    claimed = await claim(app, limit=10)
+    assert [c.job.args["n"] for c in claimed] == [4, 1, 3, 0, 5, 2]
+
+
+async def test_claim_takes_at_most_limit_and_leaves_the_rest(app: Conveyor) -> None:
+    @app.task
+    async def work(n: int) -> None: ...
+
+    await app.enqueue_many([work.call(i) for i in range(5)])
+    first = await claim(app, limit=2)
+    second = await claim(app, limit=10)
+    assert [c.job.args["n"] for c in first] == [0, 1]
+    assert [c.job.args["n"] for c in second] == [2, 3, 4]
+    assert await claim(app) == []
+    counts = await app.counts("default")
+    assert counts[JobState.ACTIVE] == 5 and counts[JobState.WAITING] == 0
+
+
+async def test_lifo_jobs_run_newest_first_within_their_priority(app: Conveyor) -> None:
+    @app.task
+    async def work(n: int) -> None: ...
+
+    await work.enqueue(0)
+    await work.configure(lifo=True).enqueue(1)
+    await work.configure(lifo=True).enqueue(2)
+    await work.configure(priority=1).enqueue(3)
+    claimed = await claim(app, limit=10)
+    assert [c.job.args["n"] for c in claimed] == [3, 2, 1, 0]
+
+
+async def test_claim_marks_job_active_with_lease_and_attempt(app: Conveyor) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    handle = await work.enqueue()
+    (claimed,) = await claim(app, worker="worker-7", lease_ms=10_000)
+    job = await app.get_job(handle.id)
+    assert job.state == "active" and job.attempts == 1 and job.worker_id == "worker-7"
+    assert job.started_at is not None
+    now = app.clock.now_ms()
+    assert now < claimed.lease_expires_ms <= now + 10_000
+    assert claimed.token
+
+
+async def test_claims_only_from_named_queues_across_several(app: Conveyor) -> None:
+    @app.task(queue="a")
+    async def in_a(n: int) -> None: ...
+
+    @app.task(queue="b")
+    async def in_b(n: int) -> None: ...
+
+    await in_a.enqueue(1)
+    await in_b.configure(priority=5).enqueue(2)
+    await in_a.configure(queue="c").enqueue(3)
+    claimed = await claim(app, ["a", "b"], limit=10)
+    assert [c.job.args["n"] for c in claimed] == [2, 1]  # priority across queues
+    assert [c.job.queue for c in await claim(app, ["c"])] == ["c"]
+
+
+async def test_paused_queue_keeps_jobs_waiting_until_resumed(app: Conveyor) -> None:
+    @app.task(queue="mail")
+    async def send() -> None: ...
+
+    await send.enqueue()
+    await app.pause("mail")
+    assert await claim(app, ["mail"]) == []
+    (info,) = [q for q in await app.queues() if q.name == "mail"]
+    assert info.paused and info.counts[JobState.WAITING] == 1
+    await app.resume("mail")
+    assert len(await claim(app, ["mail"])) == 1
+
+
+async def test_pausing_one_queue_leaves_others_claimable(app: Conveyor) -> None:
+    @app.task(queue="a")
+    async def work(n: int) -> None: ...
+
+    await work.enqueue(1)
+    await work.configure(queue="b").enqueue(2)
+    await app.pause("a")
+    assert [c.job.args["n"] for c in await claim(app, ["a", "b"])] == [2]

@@ -1,0 +1,46 @@
+"""Shared fixtures: real SQLite files in a temporary directory, deadlines instead of sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'conveyor.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _no_env_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CONVEYOR_URL overrides the URL in code; tests choose their store themselves.
+    monkeypatch.delenv("CONVEYOR_URL", raising=False)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, message: str = ""
+) -> None:
+    """Wait until ``check()`` is true, polling; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s {message}")
+        await asyncio.sleep(0.01)
+
+
+def db_digest(path: str | Path) -> str:
+    """A digest of every row of every table, to prove an operation changed nothing."""
+    conn = sqlite3.connect(path)
+    try:
+        digest = hashlib.sha256()
+        for line in conn.iterdump():
+            digest.update(line.encode())
+        return digest.hexdigest()
+    finally:
+        conn.close()
