@@ -32,6 +32,7 @@ import random
 import socket
 import traceback
 import uuid
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -39,7 +40,14 @@ from conveyor.app import Conveyor
 from conveyor.arguments import encode
 from conveyor.backends.base import ClaimedJob, ProgressUpdate, WorkerInfo
 from conveyor.context import JobContext, _current
-from conveyor.errors import BackendError, InvalidArguments, NonRetryable, Retry, UnknownTask
+from conveyor.errors import (
+    BackendError,
+    InvalidArguments,
+    JobTimeout,
+    NonRetryable,
+    Retry,
+    UnknownTask,
+)
 from conveyor.settings import WorkerSettings
 
 __all__ = ["Worker"]
@@ -198,15 +206,20 @@ class Worker:
         try:
             task = self.app.get_task(job.task)
             args, kwargs = task.signature.decode(claimed.payload)
-            timeout = job.options.timeout_s
             if task.is_async:
-                async with asyncio.timeout(timeout):
-                    result = await task.fn(*args, **kwargs)
+                running: Awaitable[Any] = task.fn(*args, **kwargs)
             else:
                 call = functools.partial(task.fn, *args, **kwargs)
                 ctx = contextvars.copy_context()
-                future = asyncio.get_running_loop().run_in_executor(self._threads, ctx.run, call)
-                result = await asyncio.wait_for(future, timeout)
+                running = asyncio.get_running_loop().run_in_executor(self._threads, ctx.run, call)
+            deadline = asyncio.timeout(job.options.timeout_s)
+            try:
+                async with deadline:
+                    result = await running
+            except TimeoutError as exc:
+                if deadline.expired():  # ours, not one raised by the job's own code
+                    raise JobTimeout(f"timed out after {job.options.timeout_s}s") from exc
+                raise
             payload = encode(result)
         except asyncio.CancelledError:
             raise  # shutdown or a lost lease: whoever cancelled decides what to write
@@ -227,10 +240,7 @@ class Worker:
     ) -> None:
         job = claimed.job
         retry_in = self._retry_delay(claimed, exc)
-        if isinstance(exc, TimeoutError) and not str(exc):
-            error = f"timed out after {job.options.timeout_s}s"
-        else:
-            error = f"{type(exc).__name__}: {exc}"
+        error = f"{type(exc).__name__}: {exc}"
         if retry_in is None:
             log.warning("job %s failed (attempt %d): %s", job.id, job.attempts, error)
         else:

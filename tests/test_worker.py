@@ -1,0 +1,321 @@
+"""The worker in-process: results, retries and backoff (on a moved clock, never
+slept through), errors that must not retry, timeouts, leases, cancel, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from conveyor import (
+    Clock,
+    Conveyor,
+    NonRetryable,
+    Retry,
+    Worker,
+    WorkerSettings,
+    current_job,
+)
+
+from .conftest import eventually
+
+
+@pytest.fixture
+async def app(sqlite_url: str) -> AsyncIterator[Conveyor]:
+    app = Conveyor(sqlite_url, clock=Clock())
+    async with app:
+        yield app
+
+
+StartWorker = Callable[..., Awaitable[Worker]]
+
+
+@pytest.fixture
+async def start_worker(app: Conveyor) -> AsyncIterator[StartWorker]:
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(**settings: object) -> Worker:
+        worker = Worker(app, WorkerSettings(**settings))  # type: ignore[arg-type]
+        running.append((worker, asyncio.create_task(worker.run())))
+        return worker
+
+    yield start
+    for worker, _ in running:
+        worker.stop()
+    await asyncio.wait_for(asyncio.gather(*(task for _, task in running)), 10)
+
+
+async def state_is(app: Conveyor, job_id: str, *states: str) -> bool:
+    return (await app.get_job(job_id)).state in states
+
+
+async def test_async_and_sync_tasks_complete_with_results(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    @app.task
+    async def add(a: int, b: int = 1) -> int:
+        return a + b
+
+    @app.task
+    def shout(word: str) -> str:
+        assert threading.current_thread() is not threading.main_thread()
+        return word.upper()
+
+    first = await add.enqueue(2, b=40)
+    second = await shout.enqueue("hey")
+    await start_worker()
+    assert (await first.wait(10)).result == 42
+    done = await second.wait(10)
+    assert (done.state, done.result, done.attempts) == ("completed", "HEY", 1)
+
+
+async def test_progress_and_logs_from_a_running_job_are_readable(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    release = asyncio.Event()
+
+    @app.task
+    async def report() -> None:
+        current_job().progress(30, stage="query")
+        current_job().log("querying")
+        await release.wait()
+        current_job().progress(100, stage="done")
+
+    @app.task
+    def report_sync() -> None:
+        for pct in (10, 20, 70):
+            current_job().progress(pct)
+        current_job().log("from a thread")
+
+    handle = await report.enqueue()
+    sync_handle = await report_sync.enqueue()
+    await start_worker(concurrency=2)
+
+    async def shows_progress() -> bool:
+        job = await app.get_job(handle.id)
+        return job.progress == 30 and job.progress_detail == {"stage": "query"}
+
+    await eventually(shows_progress)
+    assert [e.message for e in await app.get_logs(handle.id)] == ["querying"]
+    release.set()
+    job = await handle.wait(10)
+    assert job.progress == 100 and job.progress_detail == {"stage": "done"}
+    sync_job = await sync_handle.wait(10)
+    assert sync_job.progress == 70
+    assert [e.message for e in await app.get_logs(sync_handle.id)] == ["from a thread"]
+
+
+async def test_failure_retries_after_backoff_on_the_store_clock(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    attempts: list[int] = []
+
+    @app.task(retries=2, backoff=Retry.fixed(30))
+    async def flaky() -> str:
+        attempts.append(current_job().attempt)
+        if len(attempts) == 1:
+            raise ConnectionError("upstream down")
+        return "ok"
+
+    handle = await flaky.enqueue()
+    await start_worker()
+    await eventually(lambda: state_is(app, handle.id, "delayed"))
+    job = await app.get_job(handle.id)
+    assert job.error == "ConnectionError: upstream down" and "upstream down" in (
+        job.traceback or ""
+    )
+    wait_s = (job.run_at.timestamp() * 1000 - app.clock.now_ms()) / 1000
+    assert 25 < wait_s <= 30
+    app.clock.advance(31)
+    done = await handle.wait(10)
+    assert (done.state, done.result, done.attempts, attempts) == ("completed", "ok", 2, [1, 2])
+    assert done.error is None
+
+
+async def test_exponential_backoff_grows_and_exhausted_job_fails(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    @app.task(retries=2, backoff=Retry.exponential(10, jitter=False))
+    async def broken() -> None:
+        raise ValueError("always")
+
+    handle = await broken.enqueue()
+    await start_worker()
+    for attempt, expected in ((1, 10), (2, 20)):
+
+        async def failed_attempt(attempt: int = attempt) -> bool:
+            job = await app.get_job(handle.id)
+            return job.state == "delayed" and job.attempts == attempt
+
+        await eventually(failed_attempt)
+        job = await app.get_job(handle.id)
+        wait_s = (job.run_at.timestamp() * 1000 - app.clock.now_ms()) / 1000
+        assert expected - 3 < wait_s <= expected
+        app.clock.advance(expected + 1)
+    job = await handle.wait(10)
+    assert (job.state, job.attempts, job.error) == ("failed", 3, "ValueError: always")
+
+
+async def test_retry_with_delay_and_non_retryable(app: Conveyor, start_worker: StartWorker) -> None:
+    @app.task(retries=5)
+    async def later() -> None:
+        if current_job().attempt == 1:
+            raise Retry("not yet", delay=120)
+
+    @app.task(retries=5)
+    async def hopeless() -> None:
+        raise NonRetryable("bad input")
+
+    soon = await later.enqueue()
+    never = await hopeless.enqueue()
+    await start_worker()
+    job = await never.wait(10)
+    assert (job.state, job.attempts, job.error) == ("failed", 1, "NonRetryable: bad input")
+    await eventually(lambda: state_is(app, soon.id, "delayed"))
+    job = await app.get_job(soon.id)
+    assert 115 < (job.run_at.timestamp() * 1000 - app.clock.now_ms()) / 1000 <= 120
+    app.clock.advance(121)
+    assert (await soon.wait(10)).state == "completed"
+
+
+async def test_async_timeout_fails_the_attempt(app: Conveyor, start_worker: StartWorker) -> None:
+    @app.task(timeout=0.2)
+    async def slow() -> None:
+        await asyncio.sleep(30)
+
+    handle = await slow.enqueue()
+    await start_worker()
+    job = await handle.wait(10)
+    assert job.state == "failed" and job.error == "JobTimeout: timed out after 0.2s"
+
+
+async def test_sync_timeout_is_soft_and_late_result_is_dropped(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    finished = threading.Event()
+
+    @app.task(timeout=0.2)
+    def slow() -> str:
+        time.sleep(0.6)
+        finished.set()
+        return "late"
+
+    handle = await slow.enqueue()
+    await start_worker()
+    job = await handle.wait(10)
+    assert job.state == "failed" and "timed out" in (job.error or "")
+    await asyncio.to_thread(finished.wait, 5)
+    assert (await app.get_job(handle.id)).result is None
+
+
+async def test_arguments_that_no_longer_match_fail_without_retry(
+    app: Conveyor, sqlite_url: str
+) -> None:
+    @app.task(name="convert", retries=3)
+    async def old(n: int) -> None: ...
+
+    handle = await old.enqueue(5)
+    newer = Conveyor(sqlite_url)
+
+    @newer.task(name="convert", retries=3)
+    async def new(n: str) -> None: ...
+
+    worker = Worker(newer, WorkerSettings())
+    running = asyncio.create_task(worker.run())
+    try:
+        job = await handle.wait(10)
+    finally:
+        worker.stop()
+        await running
+        await newer.close()
+    assert (job.state, job.attempts) == ("failed", 1)
+    assert job.error is not None and "InvalidArguments: n: Expected `str`" in job.error
+
+
+async def test_unknown_task_fails_without_retry(app: Conveyor, sqlite_url: str) -> None:
+    @app.task(retries=3)
+    async def only_here() -> None: ...
+
+    handle = await only_here.enqueue()
+    other = Conveyor(sqlite_url)
+    worker = Worker(other, WorkerSettings())
+    running = asyncio.create_task(worker.run())
+    try:
+        job = await handle.wait(10)
+    finally:
+        worker.stop()
+        await running
+        await other.close()
+    assert job.state == "failed" and "no task named 'only_here'" in (job.error or "")
+
+
+async def test_lease_is_renewed_while_a_job_outlives_it(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    @app.task
+    async def long() -> str:
+        await asyncio.sleep(1.5)
+        return "done"
+
+    handle = await long.enqueue()
+    await start_worker(lease_s=0.5, reclaim_interval_s=0.1)
+    job = await handle.wait(10)
+    assert (job.state, job.stalls, job.attempts) == ("completed", 0, 1)
+
+
+async def test_cancelling_a_running_job_stops_it(app: Conveyor, start_worker: StartWorker) -> None:
+    stopped = asyncio.Event()
+
+    @app.task
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            stopped.set()
+
+    handle = await forever.enqueue()
+    await start_worker(lease_s=0.3)
+    await eventually(lambda: state_is(app, handle.id, "active"))
+    assert await app.cancel(handle.id)
+    await asyncio.wait_for(stopped.wait(), 5)
+    assert (await app.get_job(handle.id)).state == "cancelled"
+
+
+async def test_concurrency_limits_jobs_running_at_once(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    running = 0
+    peak = 0
+
+    @app.task
+    async def busy(n: int) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+
+    handles = await app.enqueue_many([busy.call(i) for i in range(12)])
+    await start_worker(concurrency=3)
+    for handle in handles:
+        assert (await handle.wait(10)).state == "completed"
+    assert peak == 3
+
+
+async def test_graceful_stop_releases_jobs_still_running_at_the_deadline(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    @app.task
+    async def stuck() -> None:
+        await asyncio.sleep(60)
+
+    handle = await stuck.enqueue()
+    worker = await start_worker(shutdown_grace_s=0.2)
+    await eventually(lambda: state_is(app, handle.id, "active"))
+    worker.stop()
+    await eventually(lambda: state_is(app, handle.id, "waiting"))
+    job = await app.get_job(handle.id)
+    assert (job.attempts, job.stalls) == (0, 0)
