@@ -6,16 +6,17 @@ what the caller passed: defaults are applied when the job runs, by Python.
 Types are checked by decoding that JSON into a struct built from the type
 hints (msgspec), at enqueue and again at run, so what runs is exactly what a
 JSON round trip gives. Dataclasses, msgspec structs, ``TypedDict``, enums,
-``datetime``, ``UUID`` and ``Decimal`` work as msgspec defines; a pydantic model
-works as a parameter's type (not nested inside another type), validated by
-pydantic. Functions with ``*args`` or ``**kwargs`` cannot be tasks: every
-argument must have a name to be checked by.
+``datetime``, ``UUID`` and ``Decimal`` work as msgspec defines; a pydantic
+model works as a parameter's type, alone or as ``Model | None`` (not nested
+inside another type), validated by pydantic. Functions with ``*args`` or
+``**kwargs`` cannot be tasks: every argument must have a name to be checked by.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -44,8 +45,14 @@ def encode(value: Any) -> bytes:
     return encoder.encode(value)
 
 
-def _is_pydantic(hint: Any) -> bool:
-    return isinstance(hint, type) and callable(getattr(hint, "model_validate", None))
+def _pydantic_model(hint: Any) -> Any:
+    """The pydantic model a hint names, alone or as ``Model | None``; else ``None``."""
+    members = [h for h in typing.get_args(hint) if h is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(members) == 1:
+        hint = members[0]
+    if isinstance(hint, type) and callable(getattr(hint, "model_validate", None)):
+        return hint
+    return None
 
 
 class Signature:
@@ -67,8 +74,9 @@ class Signature:
                     f"task {fn.__qualname__} takes *{param.name}: task parameters must be named"
                 )
             hint = hints.get(param.name, Any)
-            if _is_pydantic(hint):
-                self.pydantic[param.name] = hint
+            model = _pydantic_model(hint)
+            if model is not None:
+                self.pydantic[param.name] = model
                 hint = Any
             self.names.append(param.name)
             if param.kind is param.POSITIONAL_ONLY:
@@ -132,7 +140,7 @@ class Signature:
             if value is msgspec.UNSET:
                 continue
             model = self.pydantic.get(key)
-            if model is not None:
+            if model is not None and value is not None:
                 try:
                     value = model.model_validate(value)
                 except ValueError as exc:  # pydantic's ValidationError is a ValueError

@@ -1,0 +1,58 @@
+"""A small app for tests that start real worker processes through the CLI.
+
+The store comes from ``CONVEYOR_URL``. Tasks append to an execution log
+(``CONVEYOR_TEST_LOG``), a file outside the store, so tests can see what ran,
+where and how often.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from conveyor import Conveyor, current_job
+
+
+def record(event: str) -> None:
+    path = os.environ.get("CONVEYOR_TEST_LOG")
+    if path:
+        job = current_job()
+        line = f"{event} {job.id} {os.getpid()} {job.attempt}\n"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+
+def add(a: int, b: int) -> int:
+    record("start")
+    return a + b
+
+
+async def nap(seconds: float) -> float:
+    import asyncio
+
+    record("start")
+    await asyncio.sleep(seconds)
+    record("end")
+    return seconds
+
+
+def nap_first_time(seconds: float) -> str:
+    """Sleeps on its first run; returns at once once it has stalled."""
+    record("start")
+    if current_job().job.stalls == 0:
+        time.sleep(seconds)
+    record("end")
+    return "done"
+
+
+def build(url: str | None = None) -> Conveyor:
+    app = Conveyor(url)
+    for fn in (add, nap, nap_first_time):
+        app.task(fn)
+    return app
+
+
+app = build()  # what `conveyor worker tests.apps:app` runs, on CONVEYOR_URL

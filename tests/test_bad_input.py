@@ -1,0 +1,199 @@
+"""Bad input gets an error naming the field, and the store is left exactly as it was."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+
+from conveyor import (
+    Conveyor,
+    InvalidArguments,
+    InvalidInput,
+    PayloadTooLarge,
+    Retry,
+    UnknownTask,
+    WorkerSettings,
+)
+from conveyor.task import Task
+
+from .conftest import db_digest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Address(pydantic.BaseModel):
+    street: str
+    number: int
+
+
+@pytest.fixture
+async def app(sqlite_url: str) -> AsyncIterator[Conveyor]:
+    app = Conveyor(sqlite_url, max_payload_bytes=512 * 1024)
+
+    @app.task(queue="work")
+    async def job(n: int, point: Point | None = None, address: Address | None = None) -> None: ...
+
+    async with app:
+        await job.enqueue(1)  # the store is not empty: nothing may change in it
+        yield app
+
+
+def job_task(app: Conveyor) -> Task[Any, Any]:
+    return app.tasks["job"]
+
+
+LONG = "x" * 129
+CASES: list[tuple[str, type[Exception], str, Callable[[Conveyor], Awaitable[object]]]] = [
+    ("negative delay", InvalidInput, "delay",
+     lambda a: job_task(a).configure(delay=-1).enqueue(1)),
+    ("priority too high", InvalidInput, "priority",
+     lambda a: job_task(a).configure(priority=101).enqueue(1)),
+    ("priority not int", InvalidInput, "priority",
+     lambda a: job_task(a).configure(priority="1").enqueue(1)),  # type: ignore[arg-type]
+    ("retries below zero", InvalidInput, "retries",
+     lambda a: job_task(a).configure(retries=-1).enqueue(1)),
+    ("zero timeout", InvalidInput, "timeout",
+     lambda a: job_task(a).configure(timeout=0).enqueue(1)),
+    ("naive run_at", InvalidInput, "run_at",
+     lambda a: job_task(a).configure(run_at=datetime(2030, 1, 1)).enqueue(1)),
+    ("queue with control char", InvalidInput, "queue",
+     lambda a: job_task(a).configure(queue="mail\n").enqueue(1)),
+    ("queue over 128 bytes", InvalidInput, "queue",
+     lambda a: job_task(a).configure(queue=LONG).enqueue(1)),
+    ("queue of multibyte chars over 128 bytes", InvalidInput, "queue",
+     lambda a: job_task(a).configure(queue="é" * 65).enqueue(1)),
+    ("job id with control char", InvalidInput, "job_id",
+     lambda a: job_task(a).configure(job_id="a\x00b").enqueue(1)),
+    ("job id over 128 bytes", InvalidInput, "job_id",
+     lambda a: job_task(a).configure(job_id=LONG).enqueue(1)),
+    ("empty job id", InvalidInput, "job_id",
+     lambda a: job_task(a).configure(job_id="").enqueue(1)),
+    ("missing argument", InvalidArguments, "n", lambda a: job_task(a).enqueue()),
+    ("unknown keyword", InvalidArguments, "m", lambda a: job_task(a).enqueue(1, m=2)),
+    ("too many positional", InvalidArguments, "args", lambda a: job_task(a).enqueue(1, 2, 3, 4)),
+    ("wrong type", InvalidArguments, "n", lambda a: job_task(a).enqueue("one")),
+    ("bool is not int", InvalidArguments, "n", lambda a: job_task(a).enqueue(True)),
+    ("wrong dataclass field", InvalidArguments, "point",
+     lambda a: job_task(a).enqueue(1, point={"x": 1, "y": "two"})),
+    ("wrong pydantic field", InvalidArguments, "address",
+     lambda a: job_task(a).enqueue(1, address={"street": "Main", "number": "x"})),
+    ("not JSON-serializable", InvalidArguments, "point",
+     lambda a: job_task(a).enqueue(1, point=object())),
+    ("payload over 512 KiB", PayloadTooLarge, "args",
+     lambda a: job_task(a).configure(job_id="big").enqueue(1, address=Address(
+         street="x" * (513 * 1024), number=1))),
+    ("unknown task", UnknownTask, "task", lambda a: _async(a.get_task, "nope")),
+    ("unknown state", InvalidInput, "state", lambda a: a.list_jobs("sleeping")),
+    ("bad job id to cancel", InvalidInput, "job_id", lambda a: a.cancel("x\ty")),
+    ("bad queue to pause", InvalidInput, "queue", lambda a: a.pause("")),
+    ("negative clean age", InvalidInput, "older_than",
+     lambda a: a.clean("completed", older_than=-5)),
+]  # fmt: skip
+
+
+async def _async(fn: Callable[..., object], *args: object) -> object:
+    return fn(*args)
+
+
+@pytest.mark.parametrize(
+    ("error", "field", "action"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+async def test_bad_input_is_rejected_and_changes_nothing(
+    app: Conveyor,
+    error: type[Exception],
+    field: str,
+    action: Callable[[Conveyor], Awaitable[object]],
+) -> None:
+    path = app.backend.url.removeprefix("sqlite:///")
+    before = db_digest(path)
+    with pytest.raises(error) as caught:
+        await action(app)
+    assert isinstance(caught.value, InvalidInput)
+    assert caught.value.field == field
+    assert field in str(caught.value)
+    assert db_digest(path) == before
+
+
+async def test_valid_dataclass_and_pydantic_arguments_round_trip(app: Conveyor) -> None:
+    handle = await job_task(app).enqueue(
+        2, point=Point(1, 2), address=Address(street="Main", number=5)
+    )
+    job = await app.get_job(handle.id)
+    assert job.args == {"n": 2, "point": {"x": 1, "y": 2},
+                        "address": {"street": "Main", "number": 5}}  # fmt: skip
+    _, kwargs = job_task(app).signature.decode(
+        b'{"n": 2, "point": {"x": 1, "y": 2}, "address": {"street": "Main", "number": 5}}'
+    )
+    assert kwargs["point"] == Point(1, 2)
+    assert kwargs["address"] == Address(street="Main", number=5)
+
+
+def test_bad_task_definitions_are_rejected(sqlite_url: str) -> None:
+    app = Conveyor(sqlite_url)
+    with pytest.raises(InvalidInput) as caught:
+        app.task(retries=-1)(lambda: None)
+    assert caught.value.field == "retries"
+    with pytest.raises(InvalidInput) as caught:
+        Retry.exponential(-1)
+    assert caught.value.field == "backoff"
+    with pytest.raises(InvalidInput) as caught:
+        WorkerSettings(concurrency=0)
+    assert caught.value.field == "concurrency"
+
+
+CLI_CASES = [
+    ("unknown task", ["enqueue", "nope", "--app", "tests.apps:app"]),
+    ("args not JSON", ["enqueue", "add", "--app", "tests.apps:app", "--args", "[1,"]),
+    ("args not a list", ["enqueue", "add", "--app", "tests.apps:app", "--args", "{}"]),
+    ("wrong type", ["enqueue", "add", "--app", "tests.apps:app", "--args", '["a", 1]']),
+    ("priority out of range", ["enqueue", "add", "--app", "tests.apps:app", "--args", "[1, 2]",
+                               "--priority", "500"]),
+    ("negative delay", ["enqueue", "add", "--app", "tests.apps:app", "--args", "[1, 2]",
+                        "--delay", "-3"]),
+    ("job id with control char", ["enqueue", "add", "--app", "tests.apps:app", "--args",
+                                  "[1, 2]", "--job-id", "a\x01"]),
+    ("app not importable", ["enqueue", "add", "--app", "no_such_module:app"]),
+    ("app without colon", ["worker", "tests.apps"]),
+    ("zero concurrency", ["worker", "tests.apps:app", "--concurrency", "0"]),
+    ("bad queue name", ["worker", "tests.apps:app", "--queues", "x" * 200]),
+    ("unknown command", ["frobnicate"]),
+    ("unknown state", ["jobs", "list", "--state", "sleeping"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", [c[1] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+async def test_cli_bad_arguments_exit_2_with_one_line(
+    app: Conveyor, sqlite_url: str, argv: list[str]
+) -> None:
+    path = sqlite_url.removeprefix("sqlite:///")
+    before = db_digest(path)
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "conveyor", *argv],
+        cwd=ROOT,
+        env={"CONVEYOR_URL": sqlite_url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("conveyor: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert db_digest(path) == before

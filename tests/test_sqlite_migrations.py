@@ -1,0 +1,60 @@
+"""SQLite-only: the numbered migrations and the fresh schema must agree (the
+Redis backend has no schema)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+from conveyor.backends.sqlite import connection
+
+Schema = tuple[list[tuple[str, str, str]], int, list[tuple[str, int]]]
+
+
+def _schema(path: Path, *, fresh: bool) -> Schema:
+    conn = connection.connect(str(path))
+    try:
+        connection.migrate(conn, fresh_schema=fresh)
+        objects = [
+            (kind, name, re.sub(r"\s+", " ", sql or ""))
+            for kind, name, sql in conn.execute(
+                "SELECT type, name, sql FROM sqlite_master ORDER BY type, name"
+            )
+        ]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        counters = conn.execute("SELECT * FROM counters ORDER BY name").fetchall()
+        return objects, version, counters
+    finally:
+        conn.close()
+
+
+def test_fresh_schema_equals_the_migrated_one(tmp_path: Path) -> None:
+    fresh = _schema(tmp_path / "fresh.db", fresh=True)
+    migrated = _schema(tmp_path / "migrated.db", fresh=False)
+    assert fresh[1] == migrated[1] == connection.migrations()[-1][0]
+    assert fresh[2] == migrated[2]
+    assert fresh[0] == migrated[0]
+    assert {name for _, name, _ in fresh[0]} >= {"jobs", "job_logs", "queues", "workers"}
+
+
+def test_migrating_again_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "db.db"
+    first = _schema(path, fresh=True)
+    assert _schema(path, fresh=True) == first
+
+
+def test_database_is_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
+    conn = connection.connect(str(tmp_path / "db.db"))
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == connection.BUSY_TIMEOUT_MS
+    finally:
+        conn.close()
+
+
+def test_migrations_are_numbered_without_gaps() -> None:
+    numbers = [n for n, _ in connection.migrations()]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert all(isinstance(sql, str) and sql.strip() for _, sql in connection.migrations())
+    assert sqlite3.sqlite_version_info >= (3, 35)  # RETURNING

@@ -1,0 +1,157 @@
+"""Real worker processes started through the CLI, sharing one SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor import Conveyor, JobState
+
+from . import apps
+from .conftest import eventually
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Workers:
+    def __init__(self, url: str, tmp_path: Path) -> None:
+        self.log = tmp_path / "executions.log"
+        self.stderr = tmp_path / "workers.err"
+        self.env = {**os.environ, "CONVEYOR_URL": url, "CONVEYOR_TEST_LOG": str(self.log)}
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        with self.stderr.open("ab") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "conveyor", "worker", "tests.apps:app", *args],
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def events(self) -> list[list[str]]:
+        if not self.log.exists():
+            return []
+        return [line.split() for line in self.log.read_text().splitlines()]
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture
+def workers(sqlite_url: str, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(sqlite_url, tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture
+async def app(sqlite_url: str) -> AsyncIterator[Conveyor]:
+    async with apps.build(sqlite_url) as app:
+        yield app
+
+
+async def exited(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
+    return await asyncio.wait_for(asyncio.to_thread(proc.wait), timeout)
+
+
+def counts_are(app: Conveyor, **expected: int) -> Callable[[], object]:
+    async def check() -> bool:
+        counts = await app.counts("default")
+        return all(counts[JobState(state)] == n for state, n in expected.items())
+
+    return check
+
+
+@pytest.mark.timeout(60)
+async def test_worker_process_runs_jobs_and_exits_zero_on_sigterm(
+    app: Conveyor, workers: Workers
+) -> None:
+    handles = await app.enqueue_many([app.tasks["add"].call(i, 1) for i in range(200)])
+    proc = workers.start("--concurrency", "8")
+    await eventually(counts_are(app, completed=200), timeout=30)  # type: ignore[arg-type]
+    assert [(await app.get_job(h.id)).result for h in handles[:5]] == [1, 2, 3, 4, 5]
+    assert len(await app.workers()) == 1
+    proc.send_signal(signal.SIGTERM)
+    assert await exited(proc) == 0
+    assert await app.workers() == []
+
+
+@pytest.mark.timeout(60)
+async def test_sigterm_lets_the_running_job_finish_and_starts_no_other(
+    app: Conveyor, workers: Workers
+) -> None:
+    handles = await app.enqueue_many([app.tasks["nap"].call(1.0) for _ in range(3)])
+    proc = workers.start("--concurrency", "1")
+
+    async def one_started() -> bool:
+        return len(workers.events()) >= 1
+
+    await eventually(one_started, timeout=20)
+    proc.send_signal(signal.SIGTERM)
+    assert await exited(proc) == 0
+    states = [(await app.get_job(h.id)).state for h in handles]
+    assert sorted(states) == ["completed", "waiting", "waiting"]
+    assert [e[0] for e in workers.events()] == ["start", "end"]
+
+
+@pytest.mark.timeout(60)
+async def test_second_signal_exits_at_once(app: Conveyor, workers: Workers) -> None:
+    handle = await app.tasks["nap"].enqueue(30)
+    proc = workers.start("--concurrency", "1")
+    await eventually(lambda: _active(app, handle.id), timeout=20)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    assert await exited(proc, timeout=5) == 128 + signal.SIGINT
+    assert (await app.get_job(handle.id)).state == "active"  # its lease brings it back
+
+
+async def _active(app: Conveyor, job_id: str) -> bool:
+    return (await app.get_job(job_id)).state == "active"
+
+
+@pytest.mark.timeout(90)
+async def test_two_worker_processes_share_one_file_and_run_each_job_once(
+    app: Conveyor, workers: Workers
+) -> None:
+    first = workers.start("--concurrency", "4")
+    second = workers.start("--concurrency", "4")
+    await app.enqueue_many([app.tasks["nap"].call(0.005) for _ in range(400)])
+    await eventually(counts_are(app, completed=400), timeout=60)  # type: ignore[arg-type]
+    starts = [e for e in workers.events() if e[0] == "start"]
+    assert len(starts) == 400 and len({e[1] for e in starts}) == 400
+    assert {e[2] for e in starts} == {str(first.pid), str(second.pid)}
+    for proc in (first, second):
+        proc.send_signal(signal.SIGTERM)
+        assert await exited(proc) == 0
+
+
+@pytest.mark.timeout(90)
+async def test_killed_workers_job_is_reclaimed_by_another_worker(
+    app: Conveyor, workers: Workers
+) -> None:
+    handle = await app.tasks["nap_first_time"].enqueue(60)
+    doomed = workers.start("--lease", "1")
+    await eventually(lambda: _active(app, handle.id), timeout=20)
+    doomed.kill()
+    await exited(doomed)
+    survivor = workers.start("--lease", "1")
+    job = await handle.wait(30)
+    assert (job.state, job.stalls, job.result) == ("completed", 1, "done")
+    pids = [e[2] for e in workers.events() if e[0] == "start"]
+    assert pids == [str(doomed.pid), str(survivor.pid)]
+    survivor.send_signal(signal.SIGTERM)
+    assert await exited(survivor) == 0
