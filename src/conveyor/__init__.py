@@ -14,7 +14,7 @@ job = await app.get_job(handle.id)
 """
 
 from conveyor.app import Conveyor, JobHandle
-from conveyor.backends.base import Backend
+from conveyor.backends.base import Backend, NewJob, QueueInfo, WorkerInfo
 from conveyor.clock import Clock
 from conveyor.context import JobContext, current_job
 from conveyor.errors import (
@@ -56,13 +56,16 @@ __all__ = [
     "JobState",
     "JobTimeout",
     "LogEntry",
+    "NewJob",
     "NonRetryable",
     "PayloadTooLarge",
+    "QueueInfo",
     "Retention",
     "Retry",
     "Task",
     "UnknownTask",
     "Worker",
+    "WorkerInfo",
     "WorkerSettings",
     "current_job",
 ]
