@@ -114,6 +114,11 @@ async def test_second_signal_exits_at_once(app: Conveyor, workers: Workers) -> N
     proc = workers.start("--concurrency", "1")
     await eventually(lambda: _active(app, handle.id), timeout=20)
     proc.send_signal(signal.SIGINT)
+
+    async def stopping() -> bool:  # the same signal twice at once would arrive as one
+        return "stopping" in workers.stderr.read_text()
+
+    await eventually(stopping, timeout=10)
     proc.send_signal(signal.SIGINT)
     assert await exited(proc, timeout=5) == 128 + signal.SIGINT
     assert (await app.get_job(handle.id)).state == "active"  # its lease brings it back
@@ -145,7 +150,11 @@ async def test_killed_workers_job_is_reclaimed_by_another_worker(
 ) -> None:
     handle = await app.tasks["nap_first_time"].enqueue(60)
     doomed = workers.start("--lease", "1")
-    await eventually(lambda: _active(app, handle.id), timeout=20)
+
+    async def started() -> bool:
+        return any(e[0] == "start" for e in workers.events())
+
+    await eventually(started, timeout=20)
     doomed.kill()
     await exited(doomed)
     survivor = workers.start("--lease", "1")

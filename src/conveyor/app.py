@@ -19,7 +19,15 @@ from conveyor.backends import open_backend
 from conveyor.backends.base import NewJob, QueueInfo, WorkerInfo
 from conveyor.clock import Clock
 from conveyor.errors import ConfigurationError, InvalidInput, JobNotFound, JobTimeout
-from conveyor.job import Job, JobState, LogEntry, Retention
+from conveyor.job import (
+    DEFAULT_BACKOFF,
+    DEFAULT_KEEP_COMPLETED,
+    DEFAULT_KEEP_FAILED,
+    Job,
+    JobState,
+    LogEntry,
+    Retention,
+)
 from conveyor.retry import Backoff
 from conveyor.task import Task
 
@@ -30,8 +38,6 @@ R = TypeVar("R")
 
 DEFAULT_URL = "sqlite:///conveyor.db"
 DEFAULT_MAX_PAYLOAD = 512 * 1024
-DEFAULT_KEEP_COMPLETED = Retention(max_count=1000, max_age_s=86_400)
-DEFAULT_KEEP_FAILED = Retention()
 
 
 class JobHandle:
@@ -133,7 +139,7 @@ class Conveyor:
                 name=task_name,
                 queue=queue,
                 retries=retries,
-                backoff=backoff or Backoff.exponential(1.0),
+                backoff=backoff or DEFAULT_BACKOFF,
                 timeout=timeout,
                 priority=priority,
                 keep_completed=keep_completed,

@@ -36,7 +36,7 @@ class JobState(enum.StrEnum):
 _FINISHED = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
 
 
-class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """How many finished jobs to keep, and for how long (``None``: no limit).
 
     Checked each time a job of the same task finishes in the same state, and
@@ -47,13 +47,23 @@ class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_age_s: float | None = None
 
 
-class JobOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Execution policy stored with each job (see ``@app.task`` for meanings)."""
+DEFAULT_BACKOFF = Backoff.exponential(1.0)
+DEFAULT_KEEP_COMPLETED = Retention(max_count=1000, max_age_s=86_400)
+DEFAULT_KEEP_FAILED = Retention()
+
+
+class JobOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Execution policy stored with each job (see ``@app.task`` for meanings).
+
+    Stored without the fields that equal these defaults (a task with default
+    options stores ``{}``), so a job saved before a default changed takes the
+    new default.
+    """
 
     timeout_s: float | None = None
-    backoff: Backoff = Backoff.fixed(0.0)
-    keep_completed: Retention = Retention(max_count=1000)
-    keep_failed: Retention = Retention()
+    backoff: Backoff = DEFAULT_BACKOFF
+    keep_completed: Retention = DEFAULT_KEEP_COMPLETED
+    keep_failed: Retention = DEFAULT_KEEP_FAILED
 
 
 class LogEntry(msgspec.Struct, frozen=True):

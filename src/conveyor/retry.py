@@ -19,7 +19,7 @@ from conveyor.errors import InvalidInput
 __all__ = ["Backoff"]
 
 
-class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     kind: Literal["fixed", "exponential"]
     base: float
     factor: float = 2.0

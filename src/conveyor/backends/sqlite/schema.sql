@@ -28,10 +28,10 @@ CREATE TABLE jobs (
     finished_at INTEGER
 );
 CREATE INDEX jobs_waiting ON jobs (queue, priority DESC, seq) WHERE state = 'waiting';
-CREATE INDEX jobs_delayed ON jobs (run_at) WHERE state = 'delayed';
-CREATE INDEX jobs_active ON jobs (lease_expires_at) WHERE state = 'active';
-CREATE INDEX jobs_queue_state ON jobs (queue, state, finished_at);
 CREATE INDEX jobs_retention ON jobs (task, state, finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX jobs_delayed ON jobs (run_at, queue) WHERE state = 'delayed';
+CREATE INDEX jobs_active ON jobs (lease_expires_at, queue) WHERE state = 'active';
+CREATE INDEX jobs_finished ON jobs (queue, state, finished_at) WHERE finished_at IS NOT NULL;
 
 CREATE TABLE job_logs (
     job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
