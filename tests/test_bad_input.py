@@ -197,3 +197,27 @@ async def test_cli_bad_arguments_exit_2_with_one_line(
     assert len(lines) == 1 and lines[0].startswith("conveyor: error: "), proc.stderr
     assert "Traceback" not in proc.stderr
     assert db_digest(path) == before
+
+
+def test_generated_job_ids_are_unique_and_time_ordered_across_forks() -> None:
+    import os
+    import warnings
+
+    from conveyor.task import new_job_id
+
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # 3.12+ warns when forking a process with threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # child: report one id and leave without running pytest's teardown
+        os.write(write, new_job_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_id = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    ours = [new_job_id() for _ in range(1000)]
+    assert len(set(ours)) == 1000 and child_id not in ours
+    assert child_id[12:24] != ours[0][12:24]  # a fork draws its own process prefix
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ours)
+    assert [i[:12] for i in ours] == sorted(i[:12] for i in ours)  # milliseconds first

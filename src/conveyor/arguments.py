@@ -93,6 +93,8 @@ class Signature:
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Map call arguments to parameter names, as Python would."""
+        if not kwargs and len(args) == len(self.names) and not self.positional_only:
+            return dict(zip(self.names, args, strict=True))  # the common case, fast
         if len(args) > len(self.names):
             raise InvalidArguments(
                 "args", f"takes {len(self.names)} positional arguments but {len(args)} were given"

@@ -12,6 +12,7 @@ Priority: an integer from -100 to 100, default 0; higher runs first.
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -178,9 +179,22 @@ class Call(Generic[P, R]):
 
 
 def new_job_id() -> str:
-    """32 hex digits: 48 bits of milliseconds, then 80 random bits.
+    """32 hex digits: 48 bits of milliseconds, 48 random bits fixed per process,
+    then a 32-bit counter.
 
-    Time-ordered, so new ids append to the store's id index instead of
-    landing at random places in it (measured: ~10 % faster bulk inserts).
+    Time-ordered, so new ids append to the store's id index instead of landing
+    at random places in it, and cheap enough for bulk enqueues.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return f"{time.time_ns() // 1_000_000:012x}{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFF:08x}"
+
+
+def _seed_ids() -> None:
+    global _ID_PREFIX, _id_counter
+    _ID_PREFIX = os.urandom(6).hex()
+    _id_counter = itertools.count(int.from_bytes(os.urandom(4)))
+
+
+_ID_PREFIX = ""
+_id_counter = itertools.count()
+_seed_ids()
+os.register_at_fork(after_in_child=_seed_ids)  # a forked child must not repeat our ids

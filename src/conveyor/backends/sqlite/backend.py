@@ -40,6 +40,7 @@ from conveyor.clock import Clock
 from conveyor.errors import ConfigurationError
 from conveyor.job import Job, JobState, LogEntry, Retention, from_ms
 
+WRITER_CACHE_KIB = 32 * 1024  # index pages stay cached as the table grows
 PROMOTE_BATCH = 1000
 TRIM_BATCH = 1000
 TRIM_EVERY = 100  # finishes of one task between trims, at most ...
@@ -101,6 +102,7 @@ class SQLiteBackend(Backend):
 
         def open_writer() -> sqlite3.Connection:
             conn = connection.connect(self.path, synchronous=self._synchronous)
+            conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             connection.migrate(conn)
             return conn
 
