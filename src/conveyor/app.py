@@ -18,7 +18,13 @@ from conveyor import validate
 from conveyor.backends import open_backend
 from conveyor.backends.base import NewJob, QueueInfo, WorkerInfo
 from conveyor.clock import Clock
-from conveyor.errors import ConfigurationError, InvalidInput, JobNotFound, JobTimeout
+from conveyor.errors import (
+    ConfigurationError,
+    InvalidInput,
+    JobNotFound,
+    JobTimeout,
+    UnknownTask,
+)
 from conveyor.job import (
     DEFAULT_BACKOFF,
     DEFAULT_KEEP_COMPLETED,
@@ -151,8 +157,6 @@ class Conveyor:
         return register if fn is None else register(fn)
 
     def get_task(self, name: str) -> Task[Any, Any]:
-        from conveyor.errors import UnknownTask
-
         try:
             return self.tasks[name]
         except KeyError:

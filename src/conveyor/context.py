@@ -97,6 +97,8 @@ class JobContext:
 
     async def flush(self) -> None:
         """Write what is pending; returns once it is stored (or refused)."""
+        if not self._scheduled and not self._flushing.locked():
+            return  # nothing reported since the last write (the usual case)
         async with self._flushing:
             with self._lock:
                 self._scheduled = False

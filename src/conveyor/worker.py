@@ -58,12 +58,13 @@ BACKOFF_CAP_S = 5.0
 
 
 class _Running:
-    __slots__ = ("claimed", "context", "task")
+    __slots__ = ("claimed", "context", "finishing", "task")
 
     def __init__(self, claimed: ClaimedJob, context: JobContext, task: asyncio.Task[None]) -> None:
         self.claimed = claimed
         self.context = context
         self.task = task
+        self.finishing = False  # its result is being written: no renewal, no cancel
 
 
 class Worker:
@@ -212,20 +213,24 @@ class Worker:
                 call = functools.partial(task.fn, *args, **kwargs)
                 ctx = contextvars.copy_context()
                 running = asyncio.get_running_loop().run_in_executor(self._threads, ctx.run, call)
-            deadline = asyncio.timeout(job.options.timeout_s)
-            try:
-                async with deadline:
-                    result = await running
-            except TimeoutError as exc:
-                if deadline.expired():  # ours, not one raised by the job's own code
-                    raise JobTimeout(f"timed out after {job.options.timeout_s}s") from exc
-                raise
+            if job.options.timeout_s is None:
+                result = await running
+            else:
+                deadline = asyncio.timeout(job.options.timeout_s)
+                try:
+                    async with deadline:
+                        result = await running
+                except TimeoutError as exc:
+                    if deadline.expired():  # ours, not one raised by the job's own code
+                        raise JobTimeout(f"timed out after {job.options.timeout_s}s") from exc
+                    raise
             payload = encode(result)
         except asyncio.CancelledError:
             raise  # shutdown or a lost lease: whoever cancelled decides what to write
         except Exception as exc:
             await self._record_failure(claimed, context, exc)
             return
+        self._finishing(job.id)
         await context.flush()
         if context.lost:
             log.warning("job %s: lease lost; result dropped", job.id)
@@ -245,6 +250,7 @@ class Worker:
             log.warning("job %s failed (attempt %d): %s", job.id, job.attempts, error)
         else:
             log.info("job %s retrying in %.2fs: %s", job.id, retry_in, error)
+        self._finishing(job.id)
         await context.flush()
         if context.lost:
             return
@@ -258,6 +264,11 @@ class Worker:
         )
         if not written:
             log.warning("job %s: lease lost before failure was recorded", job.id)
+
+    def _finishing(self, job_id: str) -> None:
+        running = self._running.get(job_id)
+        if running is not None:
+            running.finishing = True
 
     def _retry_delay(self, claimed: ClaimedJob, exc: Exception) -> float | None:
         """Seconds until the next attempt, or ``None`` for no more attempts."""
@@ -281,15 +292,20 @@ class Worker:
                 log.warning("%s failed: %s", chore.__name__.strip("_"), exc)
 
     async def _renew_leases(self) -> None:
+        """Extend the leases of running jobs; stop those whose lease is gone.
+
+        A job whose result is being written is left alone: its write settles
+        it either way, and a renewal racing that write would call it lost.
+        """
         if not self._running:
             return
-        held = [(job_id, r.claimed.token) for job_id, r in self._running.items()]
+        held = [(job_id, r.claimed.token) for job_id, r in self._running.items() if not r.finishing]
         lost = await self.app.backend.extend_leases(
             leases=held, lease_ms=int(self.settings.lease_s * 1000)
         )
         for job_id in lost:
             running = self._running.get(job_id)
-            if running is not None:
+            if running is not None and not running.finishing:
                 log.warning("job %s: lease lost (cancelled or reclaimed); stopping it", job_id)
                 running.context.lost = True
                 running.task.cancel()
