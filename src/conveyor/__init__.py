@@ -34,6 +34,7 @@ from conveyor.errors import (
 from conveyor.job import Job, JobState, LogEntry, Retention
 from conveyor.retry import Backoff
 from conveyor.settings import WorkerSettings
+from conveyor.sync import SyncConveyor
 from conveyor.task import Call, Task
 from conveyor.worker import Worker
 
@@ -62,6 +63,7 @@ __all__ = [
     "QueueInfo",
     "Retention",
     "Retry",
+    "SyncConveyor",
     "Task",
     "UnknownTask",
     "Worker",
