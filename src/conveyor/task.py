@@ -151,14 +151,14 @@ class Call(Generic[P, R]):
                 options, timeout_s=validate.seconds("timeout", timeout, allow_zero=False)
             )
         self.options = _encode_options(options)
+        self.max_payload = task.app.max_payload_bytes
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
         signature = self.task.signature
         payload = signature.encode(signature.bind(args, kwargs))
-        limit = self.task.app.max_payload_bytes
-        if len(payload) > limit:
+        if len(payload) > self.max_payload:
             raise PayloadTooLarge(
-                "args", f"encode to {len(payload)} bytes, over the limit of {limit}"
+                "args", f"encode to {len(payload)} bytes, over the limit of {self.max_payload}"
             )
         return NewJob(
             id=self.job_id or new_job_id(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conveyor import Conveyor, InvalidInput, JobNotFound, JobState, Retention
+from conveyor.backends.base import ProgressUpdate
 
 from .conftest import claim
 
@@ -42,14 +43,20 @@ async def test_cancel_active_job_fences_out_its_worker(app: Conveyor) -> None:
     assert (await app.get_job(handle.id)).state == "cancelled"
 
 
-async def test_remove_deletes_a_job_but_not_an_active_one(app: Conveyor) -> None:
+async def test_remove_deletes_a_job_and_its_logs_but_not_an_active_one(app: Conveyor) -> None:
     @app.task
     async def work() -> None: ...
 
     gone = await work.enqueue()
     busy = await work.enqueue()
-    await claim(app, limit=1)  # claims `gone` (FIFO)
+    (claimed,) = await claim(app, limit=1)  # claims `gone` (FIFO)
     assert not await app.remove(gone.id)
+    update = ProgressUpdate(logs=("kept until removed",))
+    await app.backend.report_progress(job_id=gone.id, token=claimed.token, update=update)
+    await app.backend.complete(job_id=gone.id, token=claimed.token, result=b"1", retention=KEEP)
+    assert len(await app.get_logs(gone.id)) == 1
+    assert await app.remove(gone.id)
+    assert await app.get_logs(gone.id) == []
     assert await app.remove(busy.id)
     with pytest.raises(JobNotFound):
         await app.get_job(busy.id)

@@ -42,7 +42,6 @@ def connect(path: str, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.execute("PRAGMA foreign_keys = ON")
     return conn
 
 
@@ -94,14 +93,18 @@ def migrate(conn: sqlite3.Connection, *, fresh_schema: bool = True) -> None:
 
 
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
-    # executescript() would COMMIT first; split on ';' at line ends instead
-    # (our .sql files keep one statement per ';'-terminated block).
-    for statement in script.split(";\n"):
-        body = "\n".join(
-            line for line in statement.splitlines() if not line.strip().startswith("--")
-        ).strip()
-        if body:
-            conn.execute(body)
+    # executescript() would COMMIT first; feed statements one at a time instead,
+    # cutting where SQLite itself says a statement is complete.
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        if not statement and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {statement[:80]!r}")
 
 
 class _Request:

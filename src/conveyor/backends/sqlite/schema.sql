@@ -33,12 +33,15 @@ CREATE INDEX jobs_delayed ON jobs (run_at, queue) WHERE state = 'delayed';
 CREATE INDEX jobs_active ON jobs (lease_expires_at, queue) WHERE state = 'active';
 CREATE INDEX jobs_finished ON jobs (queue, state, finished_at) WHERE finished_at IS NOT NULL;
 
-CREATE TABLE job_logs (
-    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+CREATE TABLE "job_logs" (
+    job_id TEXT NOT NULL,
     at INTEGER NOT NULL,
     message TEXT NOT NULL
 );
 CREATE INDEX job_logs_job ON job_logs (job_id);
+CREATE TRIGGER jobs_delete_logs AFTER DELETE ON jobs BEGIN
+    DELETE FROM job_logs WHERE job_id = old.id;
+END;
 
 CREATE TABLE queues (
     name TEXT PRIMARY KEY,
