@@ -13,6 +13,8 @@ import pytest
 from conveyor import (
     Clock,
     Conveyor,
+    Job,
+    JobHandle,
     NonRetryable,
     Retry,
     Worker,
@@ -211,6 +213,18 @@ async def test_sync_timeout_is_soft_and_late_result_is_dropped(
     assert (await app.get_job(handle.id)).result is None
 
 
+async def run_on_worker_of(other: Conveyor, handle: JobHandle) -> Job:
+    """Run a worker of another app (other tasks, same store) until the job ends."""
+    worker = Worker(other, WorkerSettings())
+    running = asyncio.create_task(worker.run())
+    try:
+        return await handle.wait(10)
+    finally:
+        worker.stop()
+        await running
+        await other.close()
+
+
 async def test_arguments_that_no_longer_match_fail_without_retry(
     app: Conveyor, sqlite_url: str
 ) -> None:
@@ -223,14 +237,7 @@ async def test_arguments_that_no_longer_match_fail_without_retry(
     @newer.task(name="convert", retries=3)
     async def new(n: str) -> None: ...
 
-    worker = Worker(newer, WorkerSettings())
-    running = asyncio.create_task(worker.run())
-    try:
-        job = await handle.wait(10)
-    finally:
-        worker.stop()
-        await running
-        await newer.close()
+    job = await run_on_worker_of(newer, handle)
     assert (job.state, job.attempts) == ("failed", 1)
     assert job.error is not None and "InvalidArguments: n: Expected `str`" in job.error
 
@@ -240,15 +247,7 @@ async def test_unknown_task_fails_without_retry(app: Conveyor, sqlite_url: str) 
     async def only_here() -> None: ...
 
     handle = await only_here.enqueue()
-    other = Conveyor(sqlite_url)
-    worker = Worker(other, WorkerSettings())
-    running = asyncio.create_task(worker.run())
-    try:
-        job = await handle.wait(10)
-    finally:
-        worker.stop()
-        await running
-        await other.close()
+    job = await run_on_worker_of(Conveyor(sqlite_url), handle)
     assert job.state == "failed" and "no task named 'only_here'" in (job.error or "")
 
 

@@ -307,26 +307,22 @@ def retry_failed(app_path: str | None, url: str | None, queue: str | None) -> No
     click.echo(f"retried {_run(app, lambda: app.retry_failed(queue))} jobs")
 
 
-@cli.command()
-@click.argument("queue")
-@_app_option
-@_url_option
-def pause(queue: str, app_path: str | None, url: str | None) -> None:
-    """Stop workers from claiming jobs of QUEUE (jobs keep waiting)."""
-    app = _app_from(app_path, url)
-    _run(app, lambda: app.pause(queue))
-    click.echo(f"paused {queue}")
+def _pausing(paused: bool) -> Callable[[str, str | None, str | None], None]:
+    def command(queue: str, app_path: str | None, url: str | None) -> None:
+        app = _app_from(app_path, url)
+        _run(app, lambda: app.pause(queue) if paused else app.resume(queue))
+        click.echo(f"{'paused' if paused else 'resumed'} {queue}")
+
+    return command
 
 
-@cli.command()
-@click.argument("queue")
-@_app_option
-@_url_option
-def resume(queue: str, app_path: str | None, url: str | None) -> None:
-    """Let workers claim jobs of QUEUE again."""
-    app = _app_from(app_path, url)
-    _run(app, lambda: app.resume(queue))
-    click.echo(f"resumed {queue}")
+for _name, _paused, _help in (
+    ("pause", True, "Stop workers from claiming jobs of QUEUE (jobs keep waiting)."),
+    ("resume", False, "Let workers claim jobs of QUEUE again."),
+):
+    cli.command(_name, help=_help)(
+        click.argument("queue")(_app_option(_url_option(_pausing(_paused))))
+    )
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -1,0 +1,78 @@
+"""The ``conveyor`` command on a real store: what each subcommand prints and changes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from conveyor import Conveyor, JobState
+
+from . import apps
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+async def app(sqlite_url: str) -> AsyncIterator[Conveyor]:
+    async with apps.build(sqlite_url) as app:
+        yield app
+
+
+async def conveyor(url: str, *argv: str, code: int = 0) -> str:
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "conveyor", *argv],
+        cwd=ROOT,
+        env={**os.environ, "CONVEYOR_URL": url, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == code, proc.stderr
+    return proc.stdout
+
+
+async def test_enqueue_then_list_and_show(app: Conveyor, sqlite_url: str) -> None:
+    out = await conveyor(
+        sqlite_url, "enqueue", "add", "--app", "tests.apps:app", "--args", "[2, 3]",
+        "--priority", "7", "--job-id", "sum-1",
+    )  # fmt: skip
+    assert out.strip() == "sum-1"
+    again = await conveyor(sqlite_url, "enqueue", "add", "--app", "tests.apps:app",
+                           "--kwargs", '{"a": 1, "b": 1}', "--job-id", "sum-1")  # fmt: skip
+    assert "already existed" in again
+    job = await app.get_job("sum-1")
+    assert (job.args, job.priority, job.state) == ({"a": 2, "b": 3}, 7, "waiting")
+    listed = await conveyor(sqlite_url, "jobs", "list", "--state", "waiting", "--json")
+    assert [json.loads(line)["id"] for line in listed.splitlines()] == ["sum-1"]
+    shown = json.loads(await conveyor(sqlite_url, "jobs", "show", "sum-1"))
+    assert shown["args"] == {"a": 2, "b": 3} and shown["logs"] == []
+    await conveyor(sqlite_url, "jobs", "show", "nope", code=1)
+
+
+async def test_manage_jobs_and_queues(app: Conveyor, sqlite_url: str) -> None:
+    later = await app.tasks["add"].configure(delay=3600).enqueue(1, 2)
+    assert "promoted" in await conveyor(sqlite_url, "jobs", "promote", later.id)
+    assert (await app.get_job(later.id)).state == "waiting"
+    assert "cancelled" in await conveyor(sqlite_url, "jobs", "cancel", later.id)
+    assert (await app.get_job(later.id)).state == "cancelled"
+    await conveyor(sqlite_url, "jobs", "cancel", later.id, code=1)  # already finished
+    assert "retried" in await conveyor(sqlite_url, "jobs", "retry", later.id)
+    assert (await app.get_job(later.id)).state == "waiting"
+    assert "paused default" in await conveyor(sqlite_url, "pause", "default")
+    info = await conveyor(sqlite_url, "info")
+    row = next(line for line in info.splitlines() if "default" in line)
+    assert "yes" in row and " 1 " in row  # paused, one waiting
+    assert (await app.queues())[0].paused
+    assert "resumed default" in await conveyor(sqlite_url, "resume", "default")
+    assert not (await app.queues())[0].paused
+    assert "removed" in await conveyor(sqlite_url, "jobs", "remove", later.id)
+    assert (await app.counts("default"))[JobState.WAITING] == 0
