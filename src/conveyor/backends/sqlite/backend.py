@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
+from conveyor.backends import retention as retention_
 from conveyor.backends.base import (
     Backend,
     ClaimedJob,
@@ -34,17 +35,14 @@ from conveyor.backends.base import (
     ReclaimResult,
     WorkerInfo,
 )
+from conveyor.backends.rows import COLUMNS, job_from_row
 from conveyor.backends.sqlite import connection
-from conveyor.backends.sqlite.rows import COLUMNS, job_from_row
 from conveyor.clock import Clock
 from conveyor.errors import ConfigurationError
 from conveyor.job import Job, JobState, LogEntry, Retention, from_ms
 
 WRITER_CACHE_KIB = 32 * 1024  # index pages stay cached as the table grows
 PROMOTE_BATCH = 1000
-TRIM_BATCH = 1000
-TRIM_EVERY = 100  # finishes of one task between trims, at most ...
-TRIM_INTERVAL_MS = 1000  # ... or this long
 FAST_POLL_S = 0.002
 SLOW_POLL_S = 0.1
 WARM_S = 1.0  # keep polling fast this long after the last sign of work
@@ -89,9 +87,7 @@ class SQLiteBackend(Backend):
         self._poll: sqlite3.Connection | None = None
         self._wakeup = asyncio.Event()
         self._last_work = 0.0
-        # (task, state) -> (finishes left until the next trim, time of the last one);
-        # touched only on the writer thread.
-        self._trims: dict[tuple[str, str], tuple[int, int]] = {}
+        self._trims = retention_.TrimSchedule()  # used on the writer thread only
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -606,33 +602,20 @@ class SQLiteBackend(Backend):
     def _trim(
         self, conn: sqlite3.Connection, *, task: str, state: str, retention: Retention, now: int
     ) -> None:
-        """Delete finished jobs of ``task`` in ``state`` beyond ``retention``.
-
-        Runs on a share of finishes, not all: every ``max_count / 10`` finishes
-        (at most ``TRIM_EVERY``) or once ``TRIM_INTERVAL_MS`` has passed, and
-        deletes at most ``TRIM_BATCH`` jobs each time. So a task may briefly
-        keep up to a tenth more jobs than ``max_count``; the cost per
-        completion stays flat however large the limit.
-        """
-        if retention.max_count is None and retention.max_age_s is None:
-            return
-        key = (task, state)
-        left, last = self._trims.get(key, (0, 0))
-        if left > 1 and now - last < TRIM_INTERVAL_MS:
-            self._trims[key] = (left - 1, last)
+        """Delete finished jobs of ``task`` in ``state`` beyond ``retention`` (see retention.py)."""
+        if not self._trims.due(task, state, retention, now):
             return
         deleted = 0
         if retention.max_age_s is not None:
             deleted += conn.execute(
                 "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE task = ? AND state = ?"
                 " AND finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?)",
-                (task, state, now - int(retention.max_age_s * 1000), TRIM_BATCH),
+                (task, state, now - int(retention.max_age_s * 1000), retention_.BATCH),
             ).rowcount
         if retention.max_count is not None:
             deleted += conn.execute(
                 "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE task = ? AND state = ?"
                 " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ? OFFSET ?)",
-                (task, state, TRIM_BATCH, retention.max_count),
+                (task, state, retention_.BATCH, retention.max_count),
             ).rowcount
-        every = min(TRIM_EVERY, max(1, (retention.max_count or TRIM_EVERY * 10) // 10))
-        self._trims[key] = (1 if deleted >= TRIM_BATCH else every, now)
+        self._trims.done(task, state, retention, now, deleted)

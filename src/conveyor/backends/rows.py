@@ -1,4 +1,4 @@
-"""Turning ``jobs`` rows into ``Job`` values (shared by every SQLite query)."""
+"""Turning stored job fields (in ``COLUMNS`` order) into ``Job`` values, for every backend."""
 
 from __future__ import annotations
 
