@@ -25,9 +25,15 @@ from conveyor import (
 from .conftest import eventually
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
 @pytest.fixture
-async def app(sqlite_url: str) -> AsyncIterator[Conveyor]:
-    app = Conveyor(sqlite_url, clock=Clock())
+async def app(store_url: str) -> AsyncIterator[Conveyor]:
+    app = Conveyor(store_url, clock=Clock())
     async with app:
         yield app
 
@@ -226,13 +232,13 @@ async def run_on_worker_of(other: Conveyor, handle: JobHandle) -> Job:
 
 
 async def test_arguments_that_no_longer_match_fail_without_retry(
-    app: Conveyor, sqlite_url: str
+    app: Conveyor, store_url: str
 ) -> None:
     @app.task(name="convert", retries=3)
     async def old(n: int) -> None: ...
 
     handle = await old.enqueue(5)
-    newer = Conveyor(sqlite_url)
+    newer = Conveyor(store_url)
 
     @newer.task(name="convert", retries=3)
     async def new(n: str) -> None: ...
@@ -242,12 +248,12 @@ async def test_arguments_that_no_longer_match_fail_without_retry(
     assert job.error is not None and "InvalidArguments: n: Expected `str`" in job.error
 
 
-async def test_unknown_task_fails_without_retry(app: Conveyor, sqlite_url: str) -> None:
+async def test_unknown_task_fails_without_retry(app: Conveyor, store_url: str) -> None:
     @app.task(retries=3)
     async def only_here() -> None: ...
 
     handle = await only_here.enqueue()
-    job = await run_on_worker_of(Conveyor(sqlite_url), handle)
+    job = await run_on_worker_of(Conveyor(store_url), handle)
     assert job.state == "failed" and "no task named 'only_here'" in (job.error or "")
 
 

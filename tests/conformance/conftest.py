@@ -14,14 +14,13 @@ import pytest
 from conveyor import Clock, Conveyor
 from conveyor.backends.base import ClaimedJob
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "redis"]
 
 
 @pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    if request.param == "sqlite":
-        return sqlite_url
-    raise AssertionError(request.param)
+def store_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
 
 
 @pytest.fixture

@@ -15,4 +15,10 @@ def open_backend(url: str, *, clock: Clock | None = None) -> Backend:
         from conveyor.backends.sqlite import SQLiteBackend
 
         return SQLiteBackend(url, clock=clock)
+    if scheme in ("redis", "rediss", "unix"):
+        try:
+            from conveyor.backends.redis import RedisBackend
+        except ImportError as exc:  # the optional dependency is missing
+            raise ConfigurationError(f"{url!r} needs: pip install 'conveyor[redis]'") from exc
+        return RedisBackend(url, clock=clock)
     raise ConfigurationError(f"unsupported backend URL scheme {scheme!r} in {url!r}")

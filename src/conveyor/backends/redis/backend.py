@@ -1,0 +1,622 @@
+"""The Redis job store: for more than one machine.
+
+URL: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or
+``unix:///path/to/socket``; ``?namespace=NAME`` picks the key namespace
+(default ``conveyor``; see ``keys.py`` for the layout and why one namespace
+is one hash tag).
+
+Every state change is one Lua script (``scripts/``), and every script takes
+"now" from the server's ``TIME`` plus the clock's test offset, so workers'
+clocks never decide anything. Where a script must touch jobs chosen by what
+is stored (claims, promotion, reclaiming, trimming), the caller first peeks
+candidate ids with a read-only command and the script then re-checks each
+candidate atomically: a job taken meanwhile by another worker is skipped, so
+a stale peek costs a retry, never a double claim. That keeps every key in
+``KEYS`` (Cluster-safe) without reading in one round trip and acting on the
+read in the next.
+
+Idle workers block on a per-queue marker list (``BLPOP``) on a connection of
+their own, and wake when an enqueue, a promotion or a release pushes to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import msgspec
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from conveyor.backends import retention as retention_
+from conveyor.backends.base import (
+    Backend,
+    ClaimedJob,
+    NewJob,
+    ProgressUpdate,
+    QueueInfo,
+    ReclaimResult,
+    WorkerInfo,
+)
+from conveyor.backends.redis.keys import FINISHED, Keys
+from conveyor.backends.redis.scripts import Code, Scripts
+from conveyor.backends.rows import job_from_row
+from conveyor.clock import Clock
+from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
+from conveyor.job import Job, JobState, LogEntry, Retention, from_ms
+
+log = logging.getLogger("conveyor.redis")
+
+PROMOTE_BATCH = 1000
+BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
+FIELDS = (
+    "id", "task", "queue", "state", "priority", "payload", "options", "attempts",
+    "max_attempts", "stalls", "worker_id", "progress", "progress_detail", "result", "error",
+    "traceback", "created_at", "run_at", "started_at", "finished_at",
+)  # fmt: skip
+_INT = {4, 7, 8, 9, 16, 17, 18, 19}
+_TEXT = {0, 1, 2, 3, 10, 14, 15}
+
+
+def _job(values: Sequence[Any]) -> Job:
+    """A job from ``HMGET`` of ``FIELDS`` (bytes or None each)."""
+    row: list[Any] = list(values)
+    for i in _TEXT:
+        if row[i] is not None:
+            row[i] = row[i].decode()
+    for i in _INT:
+        if row[i] is not None:
+            row[i] = int(row[i])
+    row[11] = float(row[11] or 0)
+    return job_from_row(tuple(row))
+
+
+def _member(queue: str, job_id: str) -> str:
+    """A retention set member: the queue too, so a trim knows the job's keys."""
+    return f"{queue}\0{job_id}"
+
+
+@contextlib.asynccontextmanager
+async def _mapped() -> AsyncIterator[None]:
+    """Driver errors become Conveyor's (``BackendUnavailable`` when unreachable)."""
+    try:
+        yield
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        raise BackendUnavailable(f"redis: {exc}") from exc
+    except redis_errors.RedisError as exc:
+        raise BackendError(f"redis: {exc}") from exc
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigurationError(f"expected redis://, rediss:// or unix://, got {url!r}")
+    query = parse_qs(parts.query)
+    namespace = query.pop("namespace", ["conveyor"])[0]
+    if not namespace or any(c in namespace for c in "{}\0"):
+        raise ConfigurationError(f"namespace must be non-empty without braces: {url!r}")
+    rest = urlencode({k: v[0] for k, v in query.items()})
+    return urlunsplit(parts._replace(query=rest)), namespace
+
+
+class RedisBackend(Backend):
+    def __init__(self, url: str, *, clock: Clock | None = None) -> None:
+        super().__init__(clock=clock)
+        self.url = url
+        self._redis_url, namespace = parse_url(url)
+        self.keys = Keys(namespace)
+        self._client: aioredis.Redis | None = None
+        self._blocking: aioredis.Redis | None = None
+        self._scripts: Scripts | None = None
+        self._owned: dict[str, tuple[str, str]] = {}  # job id -> (queue, task), claimed here
+        self._trims = retention_.TrimSchedule()
+        self.warnings: list[str] = []
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self._client is not None:
+            return
+        client = aioredis.Redis.from_url(self._redis_url, socket_timeout=10.0)
+        async with _mapped():
+            await client.ping()
+        self._client = client
+        self._blocking = aioredis.Redis.from_url(self._redis_url, socket_timeout=BLOCK_MAX_S + 5.0)
+        self._scripts = Scripts(client)
+        await self._check_config()
+
+    async def _check_config(self) -> None:
+        """Warn once when Redis may drop acknowledged jobs (eviction, no persistence)."""
+        try:
+            policy = (await self.client.config_get("maxmemory-policy")).get("maxmemory-policy")
+            persistence = await self.client.config_get("appendonly")
+            saves = await self.client.config_get("save")
+        except redis_errors.RedisError:  # CONFIG may be disabled (managed Redis)
+            return
+        if policy not in (b"noeviction", "noeviction"):
+            self.warnings.append(f"maxmemory-policy is {policy!r}: Redis may evict jobs")
+        aof = persistence.get("appendonly") in (b"yes", "yes")
+        if not aof and not saves.get("save"):
+            self.warnings.append("persistence is off: a Redis restart loses every job")
+        for warning in self.warnings:
+            log.warning("%s (%s)", warning, self.url)
+
+    async def close(self) -> None:
+        client, blocking = self._client, self._blocking
+        self._client = self._blocking = None
+        for c in (client, blocking):
+            if c is not None:
+                await c.aclose()
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise BackendError("redis backend is not connected")
+        return self._client
+
+    @property
+    def scripts(self) -> Scripts:
+        if self._scripts is None:
+            raise BackendError("redis backend is not connected")
+        return self._scripts
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if self._client is None:
+            await self.connect()
+        async with _mapped():
+            return await self.scripts[name](keys=keys, args=args)
+
+    async def _fenced(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> bool:
+        """Run a script that answers ``Code.DONE`` or ``Code.STALE``."""
+        return int(await self._run(name, keys, args)) == Code.DONE
+
+    @property
+    def _offset(self) -> int:
+        return self.clock.offset_ms
+
+    async def _now(self) -> int:
+        """The server's time plus the test offset, in ms."""
+        async with _mapped():
+            seconds, micros = await self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000 + self._offset
+
+    async def _identity(self, job_id: str) -> tuple[str, str] | None:
+        """A job's queue and task (immutable), from memory or the store."""
+        known = self._owned.get(job_id)
+        if known is not None:
+            return known
+        if self._client is None:
+            await self.connect()
+        async with _mapped():
+            queue, task = await self.client.hmget(self.keys.job(job_id), ["queue", "task"])
+        if queue is None or task is None:
+            return None
+        return queue.decode(), task.decode()
+
+    # -- producers -------------------------------------------------------------
+
+    async def enqueue(self, *, jobs: Sequence[NewJob]) -> list[bool]:
+        if not jobs:
+            return []
+        k = self.keys
+        keys: list[str] = [k.seq, k.queues]
+        args: list[Any] = [self._offset]
+        for job in jobs:
+            keys += [k.job(job.id), k.state(job.queue, "waiting"),
+                     k.state(job.queue, "delayed"), k.marker(job.queue)]  # fmt: skip
+            args += [job.id, job.task, job.queue, job.payload, job.options, job.priority,
+                     int(job.lifo), job.delay_ms,
+                     "" if job.run_at_ms is None else job.run_at_ms, job.max_attempts]  # fmt: skip
+        created = await self._run("enqueue", keys, args)
+        return [bool(c) for c in created]
+
+    # -- workers ---------------------------------------------------------------
+
+    async def claim(
+        self, *, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int
+    ) -> list[ClaimedJob]:
+        if limit <= 0 or not queues:
+            return []
+        if self._client is None:
+            await self.connect()
+        k = self.keys
+        for _ in range(2):  # a second look after promoting due delayed jobs
+            async with _mapped(), self.client.pipeline(transaction=False) as pipe:
+                pipe.time()
+                pipe.hmget(k.queues, list(queues))
+                for queue in queues:
+                    pipe.zrange(k.state(queue, "waiting"), 0, limit - 1, withscores=True)
+                    pipe.zrange(k.state(queue, "delayed"), 0, 0, withscores=True)
+                answers = await pipe.execute()
+            seconds, micros = answers[0]
+            now = seconds * 1000 + micros // 1000 + self._offset
+            paused = [flag == b"1" for flag in answers[1]]
+            candidates: list[tuple[float, str, str]] = []
+            due: list[str] = []
+            for i, queue in enumerate(queues):
+                waiting, delayed = answers[2 + 2 * i], answers[3 + 2 * i]
+                if paused[i]:
+                    continue
+                candidates += [(score, member.decode(), queue) for member, score in waiting]
+                if delayed and delayed[0][1] <= now:
+                    due.append(queue)
+            if not due or not await self._promote_due(due):
+                break
+        if not candidates:
+            return []
+        candidates.sort()
+        keys: list[str] = [k.queues]
+        args: list[Any] = [self._offset, lease_ms, worker_id]
+        for _, job_id, queue in candidates[:limit]:
+            keys += [k.job(job_id), k.state(queue, "waiting"), k.state(queue, "active"),
+                     k.marker(queue)]  # fmt: skip
+            args += [job_id, queue, os.urandom(8).hex()]
+        claimed = []
+        for token, expires, values in await self._run("claim", keys, args):
+            job = _job(values)
+            self._owned[job.id] = (job.queue, job.task)
+            claimed.append(
+                ClaimedJob(
+                    job=job,
+                    token=token.decode(),
+                    lease_expires_ms=int(expires),
+                    payload=values[5],
+                )
+            )
+        return claimed
+
+    async def _promote_due(self, queues: Iterable[str]) -> int:
+        """Promote a batch of due delayed jobs in each queue; returns how many moved."""
+        k = self.keys
+        moved = 0
+        for queue in queues:
+            async with _mapped():
+                delayed = await self.client.zrange(k.state(queue, "delayed"), 0, PROMOTE_BATCH - 1)
+            ids = [m.decode() for m in delayed]
+            if ids:
+                keys = [k.state(queue, "delayed"), k.state(queue, "waiting"), k.marker(queue)]
+                result = await self._run(
+                    "promote", keys + [k.job(i) for i in ids], [self._offset, 0, *ids]
+                )
+                moved += int(result[0])
+        return moved
+
+    async def wait_for_jobs(self, *, queues: Sequence[str], timeout_s: float) -> None:
+        if self._client is None:
+            await self.connect()
+        k = self.keys
+        async with _mapped(), self.client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            for queue in queues:
+                pipe.zrange(k.state(queue, "delayed"), 0, 0, withscores=True)
+            answers = await pipe.execute()
+        seconds, micros = answers[0]
+        now = seconds * 1000 + micros // 1000 + self._offset
+        dues = [d[0][1] for d in answers[1:] if d]
+        wait = min(timeout_s, BLOCK_MAX_S)
+        if dues:
+            wait = min(wait, max(0.0, (min(dues) - now) / 1000))
+        if wait <= 0:
+            return
+        assert self._blocking is not None
+        async with _mapped():
+            await self._blocking.blpop([k.marker(q) for q in queues], timeout=max(wait, 0.01))
+
+    async def extend_leases(self, *, leases: Sequence[tuple[str, str]], lease_ms: int) -> list[str]:
+        keys: list[str] = []
+        args: list[Any] = [self._offset, lease_ms]
+        lost: list[str] = []
+        for job_id, token in leases:
+            identity = await self._identity(job_id)
+            if identity is None:
+                lost.append(job_id)
+                continue
+            keys += [self.keys.job(job_id), self.keys.state(identity[0], "active")]
+            args += [job_id, token]
+        if keys:
+            lost += [i.decode() for i in await self._run("extend", keys, args)]
+        return lost
+
+    async def complete(
+        self, *, job_id: str, token: str, result: bytes, retention: Retention
+    ) -> bool:
+        identity = await self._identity(job_id)
+        if identity is None:
+            return False
+        queue, task = identity
+        k = self.keys
+        keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "completed"),
+                k.done(task, "completed")]  # fmt: skip
+        args = [self._offset, token, result, _member(queue, job_id)]
+        if not await self._fenced("complete", keys, args):
+            return False
+        self._owned.pop(job_id, None)
+        await self._trim(task, JobState.COMPLETED, retention)
+        return True
+
+    async def fail(
+        self,
+        *,
+        job_id: str,
+        token: str,
+        error: str,
+        traceback: str | None,
+        retry_in_ms: int | None,
+        retention: Retention,
+    ) -> bool:
+        identity = await self._identity(job_id)
+        if identity is None:
+            return False
+        queue, task = identity
+        k = self.keys
+        keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "delayed"),
+                k.state(queue, "failed"), k.done(task, "failed")]  # fmt: skip
+        args = [self._offset, token, error, traceback or "",
+                "" if retry_in_ms is None else retry_in_ms, _member(queue, job_id)]  # fmt: skip
+        if not await self._fenced("fail", keys, args):
+            return False
+        self._owned.pop(job_id, None)
+        if retry_in_ms is None:
+            await self._trim(task, JobState.FAILED, retention)
+        return True
+
+    async def release(self, *, job_id: str, token: str) -> bool:
+        identity = await self._identity(job_id)
+        if identity is None:
+            return False
+        queue = identity[0]
+        k = self.keys
+        keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "waiting"),
+                k.marker(queue)]  # fmt: skip
+        released = await self._fenced("release", keys, [token])
+        self._owned.pop(job_id, None)
+        return released
+
+    async def report_progress(self, *, job_id: str, token: str, update: ProgressUpdate) -> bool:
+        keys = [self.keys.job(job_id), self.keys.logs(job_id)]
+        args = [self._offset, token, "" if update.progress is None else update.progress,
+                "" if update.detail is None else msgspec.json.encode(update.detail),
+                *update.logs]  # fmt: skip
+        return await self._fenced("progress", keys, args)
+
+    async def reclaim_expired(self, *, max_stalls: int, limit: int) -> ReclaimResult:
+        k = self.keys
+        requeued: list[str] = []
+        failed: list[str] = []
+        now = await self._now()
+        for queue in await self._queue_names():
+            async with _mapped():
+                leases = await self.client.zrange(
+                    k.state(queue, "active"), 0, limit - 1, withscores=True
+                )
+            expired = [m.decode() for m, expiry in leases if expiry < now]
+            if not expired:
+                continue
+            tasks = await self._tasks(expired)
+            keys = [k.state(queue, "active"), k.state(queue, "waiting"),
+                    k.state(queue, "failed"), k.marker(queue)]  # fmt: skip
+            args: list[Any] = [self._offset, max_stalls]
+            for job_id, task in zip(expired, tasks, strict=True):
+                keys += [k.job(job_id), k.done(task, "failed")]
+                args += [job_id, _member(queue, job_id)]
+            back, dead = await self._run("reclaim", keys, args)
+            requeued += [i.decode() for i in back]
+            failed += [i.decode() for i in dead]
+            limit -= len(expired)
+            if limit <= 0:
+                break
+        return ReclaimResult(requeued=requeued, failed=failed)
+
+    async def _tasks(self, job_ids: Sequence[str]) -> list[str]:
+        async with _mapped(), self.client.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(self.keys.job(job_id), "task")
+            return [(t or b"").decode() for t in await pipe.execute()]
+
+    async def _queue_names(self) -> list[str]:
+        if self._client is None:
+            await self.connect()
+        async with _mapped():
+            return sorted(q.decode() for q in await self.client.hkeys(self.keys.queues))
+
+    async def _trim(self, task: str, state: JobState, retention: Retention) -> None:
+        """Remove finished jobs of ``task`` beyond ``retention`` (see retention.py)."""
+        now = await self._now()
+        if not self._trims.due(task, state.value, retention, now):
+            return
+        done = self.keys.done(task, state)
+        victims: dict[str, int | None] = {}  # member -> latest finish time allowed
+        async with _mapped():
+            if retention.max_age_s is not None:
+                cutoff = now - int(retention.max_age_s * 1000)
+                for member, _ in await self.client.zrange(
+                    done, 0, cutoff, byscore=True, offset=0, num=retention_.BATCH,
+                    withscores=True,
+                ):  # fmt: skip
+                    victims[member.decode()] = cutoff
+            if retention.max_count is not None:
+                surplus = await self.client.zcard(done) - retention.max_count
+                if surplus > 0:
+                    for member in await self.client.zrange(
+                        done, 0, min(surplus, retention_.BATCH) - 1
+                    ):
+                        victims.setdefault(member.decode(), None)
+        removed = 0
+        for member, latest in victims.items():
+            queue, _, job_id = member.partition("\0")
+            if await self._remove(job_id, queue, task, state=state.value, latest=latest):
+                removed += 1
+        self._trims.done(task, state.value, retention, now, removed)
+
+    async def _remove(
+        self, job_id: str, queue: str, task: str, *, state: str = "", latest: int | None = None
+    ) -> bool:
+        k = self.keys
+        keys = [k.job(job_id), k.logs(job_id), k.state(queue, "waiting"),
+                k.state(queue, "delayed"), *(k.state(queue, s) for s in FINISHED),
+                *(k.done(task, s) for s in FINISHED)]  # fmt: skip
+        args = [_member(queue, job_id), state, "" if latest is None else latest, self._offset]
+        return await self._fenced("remove", keys, args)
+
+    async def record_worker(self, *, worker: WorkerInfo | None, worker_id: str) -> None:
+        if self._client is None:
+            await self.connect()
+        async with _mapped():
+            if worker is None:
+                await self.client.hdel(self.keys.workers, worker_id)
+            else:
+                await self.client.hset(self.keys.workers, worker_id, msgspec.json.encode(worker))
+
+    # -- inspection ------------------------------------------------------------
+
+    async def get_job(self, *, job_id: str) -> Job | None:
+        jobs = await self._jobs([job_id])
+        return jobs[0] if jobs else None
+
+    async def _jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        if self._client is None:
+            await self.connect()
+        async with _mapped(), self.client.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self.keys.job(job_id), FIELDS)
+            rows = await pipe.execute()
+        return [_job(row) for row in rows if row[0] is not None]
+
+    async def get_logs(self, *, job_id: str) -> list[LogEntry]:
+        if self._client is None:
+            await self.connect()
+        async with _mapped():
+            lines = await self.client.lrange(self.keys.logs(job_id), 0, -1)
+        entries = []
+        for line in lines:
+            at, _, message = line.decode().partition(":")
+            entries.append(LogEntry(at=from_ms(int(at)), message=message))
+        return entries
+
+    async def list_jobs(
+        self, *, queue: str | None, state: JobState, offset: int, limit: int
+    ) -> list[Job]:
+        queues = [queue] if queue is not None else await self._queue_names()
+        newest_first = state.finished
+        picked: list[tuple[float, str]] = []
+        async with _mapped(), self.client.pipeline(transaction=False) as pipe:
+            for q in queues:
+                pipe.zrange(self.keys.state(q, state), 0, offset + limit - 1,
+                            desc=newest_first, withscores=True)  # fmt: skip
+            for ranked in await pipe.execute():
+                picked += [(-s if newest_first else s, m.decode()) for m, s in ranked]
+        picked.sort()
+        return await self._jobs([job_id for _, job_id in picked[offset : offset + limit]])
+
+    async def queues(self) -> list[QueueInfo]:
+        names = await self._queue_names()
+        async with _mapped():
+            paused = await self.client.hgetall(self.keys.queues)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    for state in JobState:
+                        pipe.zcard(self.keys.state(name, state))
+                counts = await pipe.execute()
+        states = list(JobState)
+        return [
+            QueueInfo(
+                name=name,
+                paused=paused.get(name.encode()) == b"1",
+                counts={s: counts[i * len(states) + j] for j, s in enumerate(states)},
+            )
+            for i, name in enumerate(names)
+        ]
+
+    async def workers(self, *, seen_within_ms: int) -> list[WorkerInfo]:
+        if self._client is None:
+            await self.connect()
+        since = self.clock.now_ms() - seen_within_ms
+        async with _mapped():
+            raw = await self.client.hgetall(self.keys.workers)
+        infos = [msgspec.json.decode(v, type=WorkerInfo) for v in raw.values()]
+        return sorted((w for w in infos if w.last_seen_ms >= since), key=lambda w: w.id)
+
+    # -- administration ----------------------------------------------------------
+
+    async def set_paused(self, *, queue: str, paused: bool) -> None:
+        if self._client is None:
+            await self.connect()
+        async with _mapped(), self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.queues, queue, "1" if paused else "0")
+            if not paused:
+                pipe.rpush(self.keys.marker(queue), "1")
+            await pipe.execute()
+
+    async def retry_jobs(self, *, job_ids: Sequence[str] | None, queue: str | None) -> int:
+        if job_ids is None:
+            queues = [queue] if queue is not None else await self._queue_names()
+            job_ids = []
+            async with _mapped():
+                for q in queues:
+                    failed = await self.client.zrange(self.keys.state(q, "failed"), 0, -1)
+                    job_ids += [m.decode() for m in failed]
+            allow_cancelled = False
+        else:
+            allow_cancelled = True
+        moved = 0
+        k = self.keys
+        for job_id in job_ids:
+            identity = await self._identity(job_id)
+            if identity is None:
+                continue
+            q, task = identity
+            keys = [k.job(job_id), k.state(q, "failed"), k.state(q, "cancelled"),
+                    k.state(q, "waiting"), k.marker(q), k.seq, k.done(task, "failed"),
+                    k.done(task, "cancelled")]  # fmt: skip
+            args = [self._offset, _member(q, job_id), int(allow_cancelled)]
+            moved += await self._fenced("retry", keys, args)
+        return moved
+
+    async def cancel(self, *, job_id: str) -> bool:
+        identity = await self._identity(job_id)
+        if identity is None:
+            return False
+        queue, task = identity
+        k = self.keys
+        keys = [k.job(job_id), k.state(queue, "waiting"), k.state(queue, "delayed"),
+                k.state(queue, "active"), k.state(queue, "cancelled"),
+                k.done(task, "cancelled")]  # fmt: skip
+        return await self._fenced("cancel", keys, [self._offset, _member(queue, job_id)])
+
+    async def remove(self, *, job_id: str) -> bool:
+        identity = await self._identity(job_id)
+        return identity is not None and await self._remove(job_id, *identity)
+
+    async def promote(self, *, job_id: str) -> bool:
+        identity = await self._identity(job_id)
+        if identity is None:
+            return False
+        queue = identity[0]
+        k = self.keys
+        keys = [k.state(queue, "delayed"), k.state(queue, "waiting"), k.marker(queue),
+                k.job(job_id)]  # fmt: skip
+        promoted, _ = await self._run("promote", keys, [self._offset, 1, job_id])
+        return bool(promoted)
+
+    async def clean(
+        self, *, queue: str | None, state: JobState, older_than_ms: int, keep: int, limit: int
+    ) -> int:
+        cutoff = await self._now() - older_than_ms
+        queues = [queue] if queue is not None else await self._queue_names()
+        removed = 0
+        for q in queues:
+            async with _mapped():
+                spare = await self.client.zrange(self.keys.state(q, state), keep, -1,
+                                                  desc=True, withscores=True)  # fmt: skip
+            old = [m.decode() for m, finished in spare if finished <= cutoff][: limit - removed]
+            tasks = await self._tasks(old)
+            for job_id, task in zip(old, tasks, strict=True):
+                if await self._remove(job_id, q, task, state=state.value, latest=cutoff):
+                    removed += 1
+            if removed >= limit:
+                break
+        return removed

@@ -1,0 +1,23 @@
+-- Lease waiting jobs that the caller peeked; a candidate already taken is skipped.
+-- KEYS[1] queues hash,
+-- then per candidate c (0-based), 4 keys at 2 + 4c: job hash, waiting, active, marker.
+-- ARGV[1] clock offset ms, ARGV[2] lease ms, ARGV[3] worker id,
+-- then per candidate c, 3 values at 4 + 3c: id, queue, fresh token.
+-- Returns: per claimed job {token, lease expiry, job fields..., payload}.
+local now = now_ms(ARGV[1])
+local expires = now + tonumber(ARGV[2])
+local claimed = {}
+local n = (#KEYS - 1) / 4
+for c = 0, n - 1 do
+  local k, a = 2 + 4 * c, 4 + 3 * c
+  local id, queue, token = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  if redis.call('HGET', KEYS[1], queue) ~= '1' and redis.call('ZREM', KEYS[k + 1], id) == 1 then
+    redis.call('HINCRBY', KEYS[k], 'attempts', 1)
+    redis.call('HSET', KEYS[k], 'state', 'active', 'token', token, 'lease_expires_at', expires,
+      'worker_id', ARGV[3], 'started_at', now)
+    redis.call('ZADD', KEYS[k + 2], expires, id)
+    claimed[#claimed + 1] = {token, expires, read_job(KEYS[k])}
+    if redis.call('ZCARD', KEYS[k + 1]) > 0 then wake(KEYS[k + 3]) end
+  end
+end
+return claimed
