@@ -324,3 +324,53 @@ async def test_graceful_stop_releases_jobs_still_running_at_the_deadline(
     await eventually(lambda: state_is(app, handle.id, "waiting"))
     job = await app.get_job(handle.id)
     assert (job.attempts, job.stalls) == (0, 0)
+
+
+async def test_a_job_reclaimed_by_the_same_worker_is_tracked_apart_from_its_old_run(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    first_gate, second_gate = threading.Event(), threading.Event()
+    runs: list[int] = []
+
+    @app.task
+    def blocker() -> int:
+        runs.append(len(runs))
+        (first_gate if len(runs) == 1 else second_gate).wait(20)
+        return len(runs)
+
+    handle = await blocker.enqueue()
+    worker = await start_worker(concurrency=2, lease_s=0.3)
+    await eventually(lambda: _true(len(runs) == 1))
+    assert await app.cancel(handle.id)  # its thread cannot stop: the old run lives on
+    assert await app.retry(handle.id)
+    await eventually(lambda: _true(len(runs) == 2))  # the same worker claimed it again
+    first_gate.set()  # the old run ends while the new one still runs
+    await eventually(lambda: _true(worker.active == 1 and not worker._busy_threads))
+    second_gate.set()
+    job = await handle.wait(10)
+    assert (job.state, job.result, runs) == ("completed", 2, [0, 1])
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_timed_out_thread_keeps_its_slot_until_it_returns(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    events: list[tuple[str, float]] = []
+
+    @app.task(timeout=0.2)
+    def overrun(name: str) -> None:
+        events.append((f"start {name}", time.monotonic()))
+        if name == "a":
+            time.sleep(1.0)
+        events.append((f"end {name}", time.monotonic()))
+
+    first = await overrun.enqueue("a")
+    second = await overrun.enqueue("b")
+    await start_worker(concurrency=1)
+    assert (await first.wait(10)).state == "failed"
+    assert (await second.wait(10)).state == "completed"
+    order = [name for name, _ in events]
+    assert order == ["start a", "end a", "start b", "end b"]  # b waited for a's thread

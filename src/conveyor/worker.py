@@ -24,6 +24,7 @@ job released back to ``waiting`` (no attempt, no stall counted).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import functools
 import logging
@@ -32,7 +33,7 @@ import random
 import socket
 import traceback
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -42,6 +43,7 @@ from conveyor.backends.base import ClaimedJob, ProgressUpdate, WorkerInfo
 from conveyor.context import JobContext, _current
 from conveyor.errors import (
     BackendError,
+    BackendUnavailable,
     InvalidArguments,
     JobTimeout,
     NonRetryable,
@@ -55,6 +57,7 @@ __all__ = ["Worker"]
 log = logging.getLogger("conveyor.worker")
 
 BACKOFF_CAP_S = 5.0
+FINISH_WAIT_S = 2.0  # at the shutdown deadline, extra time for outcomes being written
 
 
 class _Running:
@@ -80,6 +83,7 @@ class Worker:
             self.settings.concurrency, thread_name_prefix="conveyor-job"
         )
         self._rng = random.Random()
+        self._busy_threads = 0  # threads of ended sync jobs that are still running
         self._started_ms = 0
 
     # -- control -------------------------------------------------------------------
@@ -115,7 +119,7 @@ class Worker:
         try:
             await self._heartbeat()
             while not self._stopping.is_set():
-                free = settings.concurrency - len(self._running)
+                free = settings.concurrency - len(self._running) - self._busy_threads
                 if free <= 0:
                     self._slot_free.clear()
                     await self._slot_free.wait()
@@ -128,10 +132,11 @@ class Worker:
                         lease_ms=int(settings.lease_s * 1000),
                     )
                     failures = 0
-                except BackendError as exc:
+                except Exception as exc:  # the claim loop must not die
                     failures += 1
                     delay = min(BACKOFF_CAP_S, 0.05 * 2**failures)
-                    log.warning("claim failed (%s); retrying in %.2fs", exc, delay)
+                    log.warning("claim failed (%s); retrying in %.2fs", exc, delay,
+                                exc_info=not isinstance(exc, BackendError))  # fmt: skip
                     await asyncio.wait([stop_wait], timeout=delay)
                     continue
                 for job in claimed:
@@ -158,18 +163,22 @@ class Worker:
             log.info("worker %s stopped after %d jobs", self.id, self.processed)
 
     async def _drain(self) -> None:
+        """Give running jobs the grace period; then release what is still running."""
         if not self._running:
             return
         pending = [running.task for running in self._running.values()]
         _, still = await asyncio.wait(pending, timeout=self.settings.shutdown_grace_s)
-        if not still:
+        finishing = [r.task for r in self._running.values() if r.task in still and r.finishing]
+        if finishing:  # their result is being written: a moment more beats a second run
+            _, _ = await asyncio.wait(finishing, timeout=FINISH_WAIT_S)
+        leftovers = [r for r in self._running.values() if not r.task.done()]
+        if not leftovers:
             return
-        leftovers = [r for r in self._running.values() if r.task in still]
         log.warning("grace period over: releasing %d running jobs", len(leftovers))
         for running in leftovers:
             running.context.lost = True  # the job must not write after this point
             running.task.cancel()
-        await asyncio.gather(*still, return_exceptions=True)
+        await asyncio.gather(*(r.task for r in leftovers), return_exceptions=True)
         for running in leftovers:
             try:
                 await self.app.backend.release(
@@ -181,94 +190,133 @@ class Worker:
     # -- running one job -----------------------------------------------------------
 
     def _start(self, claimed: ClaimedJob) -> None:
-        job_id = claimed.job.id
+        job_id, token = claimed.job.id, claimed.token
         loop = asyncio.get_running_loop()
         backend = self.app.backend
 
         async def write(update: ProgressUpdate) -> bool:
-            return await backend.report_progress(job_id=job_id, token=claimed.token, update=update)
+            return await backend.report_progress(job_id=job_id, token=token, update=update)
 
         context = JobContext(claimed.job, loop=loop, write=write)
         task = loop.create_task(self._execute(claimed, context), name=f"job:{job_id}")
-        self._running[job_id] = _Running(claimed, context, task)
-        task.add_done_callback(functools.partial(self._finished, job_id))
+        # Keyed by lease token: the same job id may be claimed again by this
+        # worker (cancelled, then retried) while its old run is still ending.
+        self._running[token] = _Running(claimed, context, task)
+        task.add_done_callback(functools.partial(self._finished, token))
 
-    def _finished(self, job_id: str, task: asyncio.Task[None]) -> None:
-        self._running.pop(job_id, None)
+    def _finished(self, token: str, task: asyncio.Task[None]) -> None:
+        self._running.pop(token, None)
         self.processed += 1
         self._slot_free.set()
         if not task.cancelled() and task.exception() is not None:
-            log.error("job %s: worker error", job_id, exc_info=task.exception())
+            log.error("job %s: worker error", task.get_name(), exc_info=task.exception())
 
     async def _execute(self, claimed: ClaimedJob, context: JobContext) -> None:
-        job = claimed.job
-        backend = self.app.backend
         _current.set(context)
+        outcome: bytes | Exception
         try:
-            task = self.app.get_task(job.task)
-            args, kwargs = task.signature.decode(claimed.payload)
-            if task.is_async:
-                running: Awaitable[Any] = task.fn(*args, **kwargs)
-            else:
-                call = functools.partial(task.fn, *args, **kwargs)
-                ctx = contextvars.copy_context()
-                running = asyncio.get_running_loop().run_in_executor(self._threads, ctx.run, call)
-            if job.options.timeout_s is None:
-                result = await running
-            else:
-                deadline = asyncio.timeout(job.options.timeout_s)
-                try:
-                    async with deadline:
-                        result = await running
-                except TimeoutError as exc:
-                    if deadline.expired():  # ours, not one raised by the job's own code
-                        raise JobTimeout(f"timed out after {job.options.timeout_s}s") from exc
-                    raise
-            payload = encode(result)
+            outcome = encode(await self._call(claimed))
         except asyncio.CancelledError:
             raise  # shutdown or a lost lease: whoever cancelled decides what to write
-        except Exception as exc:
-            await self._record_failure(claimed, context, exc)
-            return
-        self._finishing(job.id)
-        await context.flush()
-        if context.lost:
-            log.warning("job %s: lease lost; result dropped", job.id)
-            return
-        if not await backend.complete(
-            job_id=job.id, token=claimed.token, result=payload, retention=job.options.keep_completed
-        ):
-            log.warning("job %s: lease lost before completion; result dropped", job.id)
+        except Exception as exc:  # every job error is recorded; none escapes
+            outcome = exc
+        await self._settle(claimed, context, outcome)
 
-    async def _record_failure(
-        self, claimed: ClaimedJob, context: JobContext, exc: Exception
-    ) -> None:
+    async def _call(self, claimed: ClaimedJob) -> Any:
+        """Run the job's function, within its timeout."""
         job = claimed.job
-        retry_in = self._retry_delay(claimed, exc)
-        error = f"{type(exc).__name__}: {exc}"
-        if retry_in is None:
-            log.warning("job %s failed (attempt %d): %s", job.id, job.attempts, error)
+        task = self.app.get_task(job.task)
+        args, kwargs = task.signature.decode(claimed.payload)
+        thread: concurrent.futures.Future[Any] | None = None
+        if task.is_async:
+            running: Awaitable[Any] = task.fn(*args, **kwargs)
         else:
-            log.info("job %s retrying in %.2fs: %s", job.id, retry_in, error)
-        self._finishing(job.id)
-        await context.flush()
-        if context.lost:
-            return
-        written = await self.app.backend.fail(
-            job_id=job.id,
-            token=claimed.token,
-            error=error,
-            traceback="".join(traceback.format_exception(exc)),
-            retry_in_ms=None if retry_in is None else int(retry_in * 1000),
-            retention=job.options.keep_failed,
-        )
-        if not written:
-            log.warning("job %s: lease lost before failure was recorded", job.id)
+            call = functools.partial(task.fn, *args, **kwargs)
+            thread = self._threads.submit(contextvars.copy_context().run, call)
+            running = asyncio.wrap_future(thread)
+        try:
+            if job.options.timeout_s is None:
+                return await running
+            deadline = asyncio.timeout(job.options.timeout_s)
+            try:
+                async with deadline:
+                    return await running
+            except TimeoutError as exc:
+                if deadline.expired():  # ours, not one raised by the job's own code
+                    raise JobTimeout(f"timed out after {job.options.timeout_s}s") from exc
+                raise
+        finally:
+            if thread is not None and not thread.done():
+                self._thread_outlives(thread)
 
-    def _finishing(self, job_id: str) -> None:
-        running = self._running.get(job_id)
+    def _thread_outlives(self, thread: concurrent.futures.Future[Any]) -> None:
+        """A sync job ended (timeout, cancel) but its thread cannot be stopped:
+        its slot stays taken until the thread returns."""
+        self._busy_threads += 1
+        loop = asyncio.get_running_loop()
+
+        def released(_: concurrent.futures.Future[Any]) -> None:
+            self._busy_threads -= 1
+            self._slot_free.set()
+
+        thread.add_done_callback(lambda f: loop.call_soon_threadsafe(released, f))
+
+    async def _settle(
+        self, claimed: ClaimedJob, context: JobContext, outcome: bytes | Exception
+    ) -> None:
+        """Write how the attempt ended: complete, retry later, or fail for good."""
+        job = claimed.job
+        backend = self.app.backend
+        running = self._running.get(claimed.token)
         if running is not None:
             running.finishing = True
+        if isinstance(outcome, bytes):
+            retention = job.options.keep_completed
+
+            async def write() -> bool:
+                return await backend.complete(
+                    job_id=job.id, token=claimed.token, result=outcome, retention=retention
+                )
+        else:
+            error = f"{type(outcome).__name__}: {outcome}"
+            trace = "".join(traceback.format_exception(outcome))
+            retry_in = self._retry_delay(claimed, outcome)
+            if retry_in is None:
+                log.warning("job %s failed (attempt %d): %s", job.id, job.attempts, error)
+            else:
+                log.info("job %s retrying in %.2fs: %s", job.id, retry_in, error)
+
+            async def write() -> bool:
+                return await backend.fail(
+                    job_id=job.id, token=claimed.token, error=error, traceback=trace,
+                    retry_in_ms=None if retry_in is None else int(retry_in * 1000),
+                    retention=job.options.keep_failed,
+                )  # fmt: skip
+
+        await self._write_final(job.id, context, write)
+
+    async def _write_final(
+        self, job_id: str, context: JobContext, write: Callable[[], Awaitable[bool]]
+    ) -> None:
+        """Flush progress, then write the outcome; while the store is unreachable,
+        keep trying as long as the lease may still be ours."""
+        delay = 0.05
+        while not context.lost:
+            try:
+                await context.flush()
+                if context.lost:
+                    break
+                if not await write():
+                    log.warning("job %s: lease lost before its outcome was written", job_id)
+                return
+            except BackendUnavailable as exc:
+                log.warning("job %s: outcome not written yet (%s); retrying", job_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_CAP_S)
+            except BackendError as exc:  # the lease expires and the job comes back
+                log.error("job %s: outcome not written: %s", job_id, exc)
+                return
+        log.warning("job %s: lease lost; outcome dropped", job_id)
 
     def _retry_delay(self, claimed: ClaimedJob, exc: Exception) -> float | None:
         """Seconds until the next attempt, or ``None`` for no more attempts."""
@@ -290,22 +338,24 @@ class Worker:
                 await chore()
             except BackendError as exc:
                 log.warning("%s failed: %s", chore.__name__.strip("_"), exc)
+            except Exception:  # a chore must never die while the worker claims
+                log.exception("%s failed", chore.__name__.strip("_"))
 
     async def _renew_leases(self) -> None:
         """Extend the leases of running jobs; stop those whose lease is gone.
 
-        A job whose result is being written is left alone: its write settles
-        it either way, and a renewal racing that write would call it lost.
+        A job whose outcome is being written is not stopped: that write
+        settles it either way (a renewal racing it would call it lost).
         """
         if not self._running:
             return
-        held = [(job_id, r.claimed.token) for job_id, r in self._running.items() if not r.finishing]
+        held = [(r.claimed.job.id, token) for token, r in self._running.items()]
         lost = await self.app.backend.extend_leases(
             leases=held, lease_ms=int(self.settings.lease_s * 1000)
         )
-        for job_id in lost:
-            running = self._running.get(job_id)
-            if running is not None and not running.finishing:
+        for job_id, token in lost:
+            running = self._running.get(token)
+            if running is not None and not running.finishing and not running.context.lost:
                 log.warning("job %s: lease lost (cancelled or reclaimed); stopping it", job_id)
                 running.context.lost = True
                 running.task.cancel()

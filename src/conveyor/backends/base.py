@@ -145,10 +145,13 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def extend_leases(self, *, leases: Sequence[tuple[str, str]], lease_ms: int) -> list[str]:
+    async def extend_leases(
+        self, *, leases: Sequence[tuple[str, str]], lease_ms: int
+    ) -> list[tuple[str, str]]:
         """Extend each held ``(job_id, token)`` lease to now + ``lease_ms``, atomically.
 
-        Returns the ids whose token is no longer current (lost leases).
+        Returns the ``(job_id, token)`` pairs whose token is no longer current
+        (lost leases); one job id may appear with an old and a current token.
         """
 
     @abc.abstractmethod

@@ -306,19 +306,22 @@ class RedisBackend(Backend):
         async with _mapped():
             await self._blocking.blpop([k.marker(q) for q in queues], timeout=max(wait, 0.01))
 
-    async def extend_leases(self, *, leases: Sequence[tuple[str, str]], lease_ms: int) -> list[str]:
+    async def extend_leases(
+        self, *, leases: Sequence[tuple[str, str]], lease_ms: int
+    ) -> list[tuple[str, str]]:
         keys: list[str] = []
         args: list[Any] = [self._offset, lease_ms]
-        lost: list[str] = []
+        lost: list[tuple[str, str]] = []
         for job_id, token in leases:
             identity = await self._identity(job_id)
             if identity is None:
-                lost.append(job_id)
+                lost.append((job_id, token))
                 continue
             keys += [self.keys.job(job_id), self.keys.state(identity[0], "active")]
             args += [job_id, token]
         if keys:
-            lost += [i.decode() for i in await self._run("extend", keys, args)]
+            flat = [v.decode() for v in await self._run("extend", keys, args)]
+            lost += list(zip(flat[::2], flat[1::2], strict=True))
         return lost
 
     async def complete(

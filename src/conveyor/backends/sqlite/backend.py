@@ -289,11 +289,13 @@ class SQLiteBackend(Backend):
         ).fetchone()
         return None if row is None else int(row[0])
 
-    async def extend_leases(self, *, leases: Sequence[tuple[str, str]], lease_ms: int) -> list[str]:
+    async def extend_leases(
+        self, *, leases: Sequence[tuple[str, str]], lease_ms: int
+    ) -> list[tuple[str, str]]:
         if not leases:
             return []
 
-        def op(conn: sqlite3.Connection) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             expires = self.clock.now_ms() + lease_ms
             lost = []
             for job_id, token in leases:
@@ -303,7 +305,7 @@ class SQLiteBackend(Backend):
                     (expires, job_id, token),
                 )
                 if cursor.rowcount == 0:
-                    lost.append(job_id)
+                    lost.append((job_id, token))
             return lost
 
         return await self._write(op)

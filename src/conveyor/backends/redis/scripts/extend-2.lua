@@ -1,7 +1,7 @@
 -- Extend the leases of owned jobs.
 -- Per lease l (0-based), 2 keys at 1 + 2l: job hash, active.
 -- ARGV[1] clock offset ms, ARGV[2] lease ms, then per lease l, at 3 + 2l: id, token.
--- Returns: the ids whose token is not current (their leases are lost).
+-- Returns: id, token, id, token... of the leases that are not current (lost).
 local expires = now_ms(ARGV[1]) + tonumber(ARGV[2])
 local lost = {}
 for l = 0, #KEYS / 2 - 1 do
@@ -12,6 +12,7 @@ for l = 0, #KEYS / 2 - 1 do
     redis.call('ZADD', KEYS[k + 1], expires, ARGV[a])
   else
     lost[#lost + 1] = ARGV[a]
+    lost[#lost + 1] = ARGV[a + 1]
   end
 end
 return lost
