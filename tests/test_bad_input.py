@@ -19,6 +19,7 @@ from conveyor import (
     InvalidArguments,
     InvalidInput,
     PayloadTooLarge,
+    Retention,
     Retry,
     UnknownTask,
     WorkerSettings,
@@ -103,6 +104,10 @@ CASES: list[tuple[str, type[Exception], str, Callable[[Conveyor], Awaitable[obje
     ("bad queue to pause", InvalidInput, "queue", lambda a: a.pause("")),
     ("negative clean age", InvalidInput, "older_than",
      lambda a: a.clean("completed", older_than=-5)),
+    ("delay over ten years", InvalidInput, "delay",
+     lambda a: job_task(a).configure(delay=1e12).enqueue(1)),
+    ("infinite delay", InvalidInput, "delay",
+     lambda a: job_task(a).configure(delay=float("inf")).enqueue(1)),
 ]  # fmt: skip
 
 
@@ -143,17 +148,35 @@ async def test_valid_dataclass_and_pydantic_arguments_round_trip(app: Conveyor) 
     assert kwargs["address"] == Address(street="Main", number=5)
 
 
-def test_bad_task_definitions_are_rejected(sqlite_url: str) -> None:
+BAD_DEFINITIONS: list[tuple[str, str, Callable[[Conveyor], object]]] = [
+    ("retries below zero", "retries", lambda a: a.task(retries=-1)(lambda: None)),
+    ("backoff not a policy", "backoff", lambda a: a.task(backoff=5)(lambda: None)),  # type: ignore[call-overload]
+    ("retention not a policy", "keep_completed",
+     lambda a: a.task(keep_completed=100)(lambda: None)),  # type: ignore[call-overload]
+    ("negative backoff", "backoff", lambda a: Retry.exponential(-1)),
+    ("infinite backoff cap", "backoff", lambda a: Retry.exponential(1, cap=float("inf"))),
+    ("backoff factor below 1", "backoff", lambda a: Retry.exponential(1, factor=0.5)),
+    ("retry with infinite delay", "delay", lambda a: Retry(delay=float("inf"))),
+    ("negative retention count", "max_count", lambda a: Retention(max_count=-1)),
+    ("float retention count", "max_count", lambda a: Retention(max_count=1e3)),  # type: ignore[arg-type]
+    ("negative retention age", "max_age_s", lambda a: Retention(max_age_s=-1)),
+    ("zero concurrency", "concurrency", lambda a: WorkerSettings(concurrency=0)),
+    ("queues as one string", "queues", lambda a: WorkerSettings(queues="email")),  # type: ignore[arg-type]
+    ("empty queues", "queues", lambda a: WorkerSettings(queues=())),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "define"), [c[1:] for c in BAD_DEFINITIONS], ids=[c[0] for c in BAD_DEFINITIONS]
+)
+def test_bad_definitions_are_rejected(
+    sqlite_url: str, field: str, define: Callable[[Conveyor], object]
+) -> None:
     app = Conveyor(sqlite_url)
     with pytest.raises(InvalidInput) as caught:
-        app.task(retries=-1)(lambda: None)
-    assert caught.value.field == "retries"
-    with pytest.raises(InvalidInput) as caught:
-        Retry.exponential(-1)
-    assert caught.value.field == "backoff"
-    with pytest.raises(InvalidInput) as caught:
-        WorkerSettings(concurrency=0)
-    assert caught.value.field == "concurrency"
+        define(app)
+    assert caught.value.field == field
+    assert app.tasks == {}
 
 
 CLI_CASES = [

@@ -116,6 +116,27 @@ async def test_progress_and_logs_from_a_running_job_are_readable(
     assert [e.message for e in await app.get_logs(sync_handle.id)] == ["from a thread"]
 
 
+async def test_progress_with_bad_values_fails_the_job_with_a_named_field(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    @app.task
+    async def bad_detail() -> None:
+        current_job().progress(10, handle=object())
+
+    @app.task
+    async def bad_percent() -> None:
+        current_job().progress(101)
+
+    detail = await bad_detail.enqueue()
+    percent = await bad_percent.enqueue()
+    await start_worker()
+    assert (await detail.wait(10)).error == (
+        "InvalidInput: detail: is not JSON-serializable: "
+        "objects of type object are not JSON-serializable"
+    )
+    assert (await percent.wait(10)).error == "InvalidInput: progress: must be between 0 and 100"
+
+
 async def test_failure_retries_after_backoff_on_the_store_clock(
     app: Conveyor, start_worker: StartWorker
 ) -> None:

@@ -68,11 +68,14 @@ class JobContext:
 
     def progress(self, percent: float, **detail: Any) -> None:
         """Report ``percent`` done (0-100) and an optional small JSON detail."""
-        percent = validate.seconds("progress", percent)  # finite and >= 0
-        if percent > 100:
-            raise InvalidInput("progress", "must be between 0 and 100")
-        if detail and len(encode(detail)) > MAX_DETAIL_BYTES:
-            raise InvalidInput("detail", f"must encode to at most {MAX_DETAIL_BYTES} bytes")
+        percent = validate.percent("progress", percent)
+        if detail:
+            try:
+                size = len(encode(detail))
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput("detail", f"is not JSON-serializable: {exc}") from None
+            if size > MAX_DETAIL_BYTES:
+                raise InvalidInput("detail", f"must encode to at most {MAX_DETAIL_BYTES} bytes")
         with self._lock:
             self._progress = percent
             self._detail = detail or None

@@ -96,10 +96,10 @@ class Retry(ConveyorError):
     """
 
     def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
-        if delay is not None and delay < 0:
-            raise InvalidInput("delay", "must be >= 0")
+        from conveyor import validate  # validate imports this module
+
         super().__init__(reason)
-        self.delay = delay
+        self.delay = None if delay is None else validate.seconds("delay", delay)
 
     @staticmethod
     def fixed(delay: float) -> Backoff:

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from conveyor import validate
 from conveyor.retry import Backoff
 
 __all__ = ["Job", "JobOptions", "JobState", "LogEntry", "Retention", "from_ms", "ms_to_datetime"]
@@ -45,6 +46,12 @@ class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_de
 
     max_count: int | None = None
     max_age_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_count is not None:
+            validate.count("max_count", self.max_count)
+        if self.max_age_s is not None:
+            validate.seconds("max_age_s", self.max_age_s)
 
 
 DEFAULT_BACKOFF = Backoff.exponential(1.0)

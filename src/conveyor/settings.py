@@ -28,6 +28,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_s: float = 5.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.queues, str) or not isinstance(self.queues, tuple | list):
+            raise InvalidInput("queues", "must be a sequence of queue names, not one string")
         if not self.queues:
             raise InvalidInput("queues", "name at least one queue")
         for queue in self.queues:

@@ -64,6 +64,13 @@ class Task(Generic[P, R]):
         self.priority = validate.priority(priority)
         self.timeout = None if timeout is None else validate.seconds("timeout", timeout,
                                                                      allow_zero=False)  # fmt: skip
+        for field, value, kind in (
+            ("backoff", backoff, Backoff),
+            ("keep_completed", keep_completed, Retention),
+            ("keep_failed", keep_failed, Retention),
+        ):
+            if not isinstance(value, kind):
+                raise InvalidInput(field, f"must be a {kind.__name__}")
         self.backoff = backoff
         self.options = JobOptions(
             timeout_s=self.timeout,

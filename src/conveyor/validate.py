@@ -14,6 +14,7 @@ from conveyor.errors import InvalidInput
 MAX_NAME_BYTES = 128
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
 MAX_RETRIES = 1000
+MAX_SECONDS = 10 * 366 * 86_400  # ten years: the longest delay, timeout or backoff
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -55,6 +56,8 @@ def seconds(field: str, value: object, *, allow_zero: bool = True) -> float:
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise InvalidInput(field, "must be a positive number of seconds" if not allow_zero
                            else "must not be negative")  # fmt: skip
+    if value > MAX_SECONDS:
+        raise InvalidInput(field, f"must be at most {MAX_SECONDS} seconds (ten years)")
     return float(value)
 
 
@@ -64,6 +67,14 @@ def run_at_ms(value: object) -> int:
     if value.tzinfo is None:
         raise InvalidInput("run_at", "must be timezone-aware (naive datetimes are ambiguous)")
     return int(value.timestamp() * 1000)
+
+
+def percent(field: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(field, "must be a number")
+    if not 0 <= value <= 100:
+        raise InvalidInput(field, "must be between 0 and 100")
+    return float(value)
 
 
 def count(field: str, value: object, *, minimum: int = 0) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from conveyor import Conveyor, JobState
 
 from .conftest import claim
@@ -93,3 +95,15 @@ async def test_pausing_one_queue_leaves_others_claimable(app: Conveyor) -> None:
     await work.configure(queue="b").enqueue(2)
     await app.pause("a")
     assert [c.job.args["n"] for c in await claim(app, ["a", "b"])] == [2]
+
+
+async def test_waiting_for_jobs_returns_at_once_when_one_is_ready(app: Conveyor) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    await work.enqueue()  # ready before the wait starts: the wake-up must not be lost
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await app.backend.wait_for_jobs(queues=["default"], timeout_s=5)
+    assert loop.time() - started < 1.0
+    assert len(await claim(app)) == 1

@@ -43,6 +43,7 @@ from conveyor.job import Job, JobState, LogEntry, Retention, from_ms
 
 WRITER_CACHE_KIB = 32 * 1024  # index pages stay cached as the table grows
 PROMOTE_BATCH = 1000
+RETRY_BATCH = 1000
 FAST_POLL_S = 0.002
 SLOW_POLL_S = 0.1
 WARM_S = 1.0  # keep polling fast this long after the last sign of work
@@ -248,6 +249,8 @@ class SQLiteBackend(Backend):
         deadline = loop.time() + timeout_s
         self._wakeup.clear()
         version = poll.execute("PRAGMA data_version").fetchone()[0]
+        if self._has_ready(poll, queues):  # enqueued between the caller's claim and now
+            return
         next_due = self._next_due(poll, queues)
         while True:
             now = loop.time()
@@ -468,6 +471,8 @@ class SQLiteBackend(Backend):
             JobState.WAITING_CHILDREN: "created_at",
         }.get(state, "finished_at DESC")
         where = "state = ?" + (" AND queue = ?" if queue is not None else "")
+        if state.finished:  # lets the partial index on finished jobs serve the query
+            where += " AND finished_at IS NOT NULL"
         params = (state.value, queue) if queue is not None else (state.value,)
 
         def op(conn: sqlite3.Connection) -> list[Job]:
@@ -527,9 +532,16 @@ class SQLiteBackend(Backend):
                 where = f"id IN ({_marks(len(job_ids))}) AND state IN ('failed', 'cancelled')"
                 params: tuple[str, ...] = tuple(job_ids)
             else:
-                where = "state = 'failed'" + (" AND queue = ?" if queue is not None else "")
+                where = "state = 'failed' AND finished_at IS NOT NULL" + (
+                    " AND queue = ?" if queue is not None else ""
+                )
                 params = (queue,) if queue is not None else ()
-            ids = [id_ for (id_,) in conn.execute(f"SELECT id FROM jobs WHERE {where}", params)]
+            ids = [
+                id_
+                for (id_,) in conn.execute(
+                    f"SELECT id FROM jobs WHERE {where} LIMIT {RETRY_BATCH}", params
+                )
+            ]
             if not ids:
                 return 0
             (last,) = conn.execute(
@@ -545,9 +557,12 @@ class SQLiteBackend(Backend):
             )
             return len(ids)
 
-        moved = await self._write(op)
+        moved = total = await self._write(op)
+        while job_ids is None and moved == RETRY_BATCH:  # bounded transactions (FAILURES #12)
+            moved = await self._write(op)
+            total += moved
         self._wakeup.set()
-        return moved
+        return total
 
     async def cancel(self, *, job_id: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
@@ -595,7 +610,7 @@ class SQLiteBackend(Backend):
             return conn.execute(
                 "DELETE FROM jobs WHERE id IN (SELECT id FROM (SELECT id, finished_at FROM jobs"
                 f" WHERE {scope} ORDER BY finished_at DESC LIMIT -1 OFFSET ?)"
-                " WHERE finished_at <= ? LIMIT ?)",
+                " WHERE finished_at < ? LIMIT ?)",
                 (*params, keep, self.clock.now_ms() - older_than_ms, limit),
             ).rowcount
 

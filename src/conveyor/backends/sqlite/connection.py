@@ -32,7 +32,7 @@ from conveyor.errors import BackendError, BackendUnavailable
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], T]
 
-BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_MS = 10_000  # well under the default 30 s lease (FAILURES.md #13)
 MAX_GROUP = 256  # operations committed together at most
 
 
@@ -189,12 +189,14 @@ class Writer:
                 conn.execute("RELEASE op")
                 outcomes.append((value, True))
             except Exception as exc:
-                try:
+                mapped = map_error(exc) if isinstance(exc, sqlite3.Error) else exc
+                if not conn.in_transaction:
+                    # Some errors (disk full, I/O) roll the whole transaction back:
+                    # every operation of the group is undone, so every one failed.
+                    return [(mapped, False)] * len(group)
+                with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                except sqlite3.Error:
-                    pass
-                mapped = map_error(exc) if isinstance(exc, sqlite3.Error) else exc
                 outcomes.append((mapped, False))
         try:
             conn.execute("COMMIT")
