@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .redis_server import RedisServer
+from .redis_server import RedisCluster, RedisServer
 
 
 @pytest.fixture
@@ -32,6 +32,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def redis_url(redis_server: RedisServer) -> str:
     redis_server.flushall()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisCluster) -> str:
+    redis_cluster.flushall()
+    return redis_cluster.url
 
 
 @pytest.fixture(autouse=True)

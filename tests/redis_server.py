@@ -33,10 +33,13 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, directory: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, *, port: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -49,7 +52,7 @@ class RedisServer:
                 server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.directory), "--appendonly", "yes",
                 "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
-                "--logfile", str(self.directory / "redis.log"),
+                "--logfile", str(self.directory / "redis.log"), *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -96,3 +99,61 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+class RedisCluster:
+    """Three masters on loopback ports, slots split evenly, no replicas."""
+
+    SLOTS = 16384
+
+    def __init__(self, directory: Path, *, masters: int = 3) -> None:
+        self.nodes = [
+            RedisServer(directory / f"node{i}",
+                        extra=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"))
+            for i in range(masters)
+        ]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        """Through a node that does not hold the ``{conveyor}`` slot, so every
+        command must be routed (a plain client would get MOVED)."""
+        with self.nodes[0].client() as client:
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", "{conveyor}"))
+        share = self.SLOTS // len(self.nodes)
+        owner = min(slot // share, len(self.nodes) - 1)
+        entry = self.nodes[(owner + 1) % len(self.nodes)]
+        return f"redis://127.0.0.1:{entry.port}/0?cluster=true"
+
+    def start(self, timeout: float = 20.0) -> None:
+        for node in self.nodes:
+            node.start()
+        share = self.SLOTS // len(self.nodes)
+        for i, node in enumerate(self.nodes):
+            first, last = (
+                i * share,
+                self.SLOTS - 1 if i == len(self.nodes) - 1 else (i + 1) * share - 1,
+            )
+            with node.client() as client:
+                client.execute_command("CLUSTER", "ADDSLOTS", *range(first, last + 1))
+                if i:
+                    client.execute_command("CLUSTER", "MEET", "127.0.0.1", self.nodes[0].port)
+        deadline = time.monotonic() + timeout
+        while not all(self._ok(node) for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _ok(node: RedisServer) -> bool:
+        with node.client() as client:
+            info = client.execute_command("CLUSTER", "INFO")
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        return "cluster_state:ok" in text and "cluster_known_nodes:3" in text
+
+    def flushall(self) -> None:
+        for node in self.nodes:
+            node.flushall()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -14,7 +14,7 @@ import pytest
 from conveyor import Clock, Conveyor
 from conveyor.backends.base import ClaimedJob
 
-BACKENDS = ["sqlite", "redis"]
+BACKENDS = ["sqlite", "redis", "redis_cluster"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -3,7 +3,8 @@
 URL: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or
 ``unix:///path/to/socket``; ``?namespace=NAME`` picks the key namespace
 (default ``conveyor``; see ``keys.py`` for the layout and why one namespace
-is one hash tag).
+is one hash tag); ``?cluster=true`` connects to a Redis Cluster through any
+of its nodes.
 
 Every state change is one Lua script (``scripts/``), and every script takes
 "now" from the server's ``TIME`` plus the clock's test offset, so workers'
@@ -31,6 +32,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import msgspec
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 
 from conveyor.backends import retention as retention_
 from conveyor.backends.base import (
@@ -91,7 +93,8 @@ async def _mapped() -> AsyncIterator[None]:
         raise BackendError(f"redis: {exc}") from exc
 
 
-def parse_url(url: str) -> tuple[str, str]:
+def parse_url(url: str) -> tuple[str, str, bool]:
+    """The URL for redis-py, the key namespace, and whether it is a Cluster."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigurationError(f"expected redis://, rediss:// or unix://, got {url!r}")
@@ -99,15 +102,16 @@ def parse_url(url: str) -> tuple[str, str]:
     namespace = query.pop("namespace", ["conveyor"])[0]
     if not namespace or any(c in namespace for c in "{}\0"):
         raise ConfigurationError(f"namespace must be non-empty without braces: {url!r}")
+    cluster = query.pop("cluster", ["false"])[0].lower() in ("1", "true", "yes")
     rest = urlencode({k: v[0] for k, v in query.items()})
-    return urlunsplit(parts._replace(query=rest)), namespace
+    return urlunsplit(parts._replace(query=rest)), namespace, cluster
 
 
 class RedisBackend(Backend):
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
         super().__init__(clock=clock)
         self.url = url
-        self._redis_url, namespace = parse_url(url)
+        self._redis_url, namespace, self._cluster = parse_url(url)
         self.keys = Keys(namespace)
         self._client: aioredis.Redis | None = None
         self._blocking: aioredis.Redis | None = None
@@ -121,11 +125,14 @@ class RedisBackend(Backend):
     async def connect(self) -> None:
         if self._client is not None:
             return
-        client = aioredis.Redis.from_url(self._redis_url, socket_timeout=10.0)
+        kind: Any = RedisCluster if self._cluster else aioredis.Redis
+        client = kind.from_url(self._redis_url, socket_timeout=10.0)
         async with _mapped():
             await client.ping()
         self._client = client
-        self._blocking = aioredis.Redis.from_url(self._redis_url, socket_timeout=BLOCK_MAX_S + 5.0)
+        # Blocking waits get connections of their own, with a socket timeout
+        # above the longest block, so a half-open connection cannot hang them.
+        self._blocking = kind.from_url(self._redis_url, socket_timeout=BLOCK_MAX_S + 5.0)
         self._scripts = Scripts(client)
         await self._check_config()
 
@@ -179,10 +186,9 @@ class RedisBackend(Backend):
         return self.clock.offset_ms
 
     async def _now(self) -> int:
-        """The server's time plus the test offset, in ms."""
-        async with _mapped():
-            seconds, micros = await self.client.time()
-        return int(seconds) * 1000 + int(micros) // 1000 + self._offset
+        """The time on the server holding the namespace, plus the test offset, in ms."""
+        now, _ = await self._peek([], 0)
+        return now
 
     async def _identity(self, job_id: str) -> tuple[str, str] | None:
         """A job's queue and task (immutable), from memory or the store."""
@@ -223,32 +229,20 @@ class RedisBackend(Backend):
             return []
         if self._client is None:
             await self.connect()
-        k = self.keys
         for _ in range(2):  # a second look after promoting due delayed jobs
-            async with _mapped(), self.client.pipeline(transaction=False) as pipe:
-                pipe.time()
-                pipe.hmget(k.queues, list(queues))
-                for queue in queues:
-                    pipe.zrange(k.state(queue, "waiting"), 0, limit - 1, withscores=True)
-                    pipe.zrange(k.state(queue, "delayed"), 0, 0, withscores=True)
-                answers = await pipe.execute()
-            seconds, micros = answers[0]
-            now = seconds * 1000 + micros // 1000 + self._offset
-            paused = [flag == b"1" for flag in answers[1]]
+            now, looks = await self._peek(queues, limit)
             candidates: list[tuple[float, str, str]] = []
             due: list[str] = []
-            for i, queue in enumerate(queues):
-                waiting, delayed = answers[2 + 2 * i], answers[3 + 2 * i]
-                if paused[i]:
-                    continue
-                candidates += [(score, member.decode(), queue) for member, score in waiting]
-                if delayed and delayed[0][1] <= now:
+            for queue, (_, waiting, next_due) in zip(queues, looks, strict=True):
+                candidates += waiting
+                if 0 <= next_due <= now:
                     due.append(queue)
             if not due or not await self._promote_due(due):
                 break
         if not candidates:
             return []
         candidates.sort()
+        k = self.keys
         keys: list[str] = [k.queues]
         args: list[Any] = [self._offset, lease_ms, worker_id]
         for _, job_id, queue in candidates[:limit]:
@@ -269,6 +263,23 @@ class RedisBackend(Backend):
             )
         return claimed
 
+    async def _peek(
+        self, queues: Sequence[str], limit: int
+    ) -> tuple[int, list[tuple[bool, list[tuple[float, str, str]], int]]]:
+        """Server time, and per queue: paused, up to ``limit`` waiting candidates
+        ``(score, id, queue)`` and the next delayed job's due time (-1: none)."""
+        k = self.keys
+        keys = [k.queues]
+        for queue in queues:
+            keys += [k.state(queue, "waiting"), k.state(queue, "delayed")]
+        now, *looks = await self._run("peek", keys, [self._offset, limit, *queues])
+        result = []
+        for queue, (paused, waiting, due) in zip(queues, looks, strict=True):
+            pairs = zip(waiting[::2], waiting[1::2], strict=True)
+            ranked = [(float(score), member.decode(), queue) for member, score in pairs]
+            result.append((bool(paused), ranked, int(due)))
+        return int(now), result
+
     async def _promote_due(self, queues: Iterable[str]) -> int:
         """Promote a batch of due delayed jobs in each queue; returns how many moved."""
         k = self.keys
@@ -286,17 +297,8 @@ class RedisBackend(Backend):
         return moved
 
     async def wait_for_jobs(self, *, queues: Sequence[str], timeout_s: float) -> None:
-        if self._client is None:
-            await self.connect()
-        k = self.keys
-        async with _mapped(), self.client.pipeline(transaction=False) as pipe:
-            pipe.time()
-            for queue in queues:
-                pipe.zrange(k.state(queue, "delayed"), 0, 0, withscores=True)
-            answers = await pipe.execute()
-        seconds, micros = answers[0]
-        now = seconds * 1000 + micros // 1000 + self._offset
-        dues = [d[0][1] for d in answers[1:] if d]
+        now, looks = await self._peek(queues, 0)
+        dues = [due for _, _, due in looks if due >= 0]
         wait = min(timeout_s, BLOCK_MAX_S)
         if dues:
             wait = min(wait, max(0.0, (min(dues) - now) / 1000))
@@ -304,7 +306,9 @@ class RedisBackend(Backend):
             return
         assert self._blocking is not None
         async with _mapped():
-            await self._blocking.blpop([k.marker(q) for q in queues], timeout=max(wait, 0.01))
+            await self._blocking.blpop(
+                [self.keys.marker(q) for q in queues], timeout=max(wait, 0.01)
+            )
 
     async def extend_leases(
         self, *, leases: Sequence[tuple[str, str]], lease_ms: int
@@ -548,7 +552,7 @@ class RedisBackend(Backend):
     async def set_paused(self, *, queue: str, paused: bool) -> None:
         if self._client is None:
             await self.connect()
-        async with _mapped(), self.client.pipeline(transaction=True) as pipe:
+        async with _mapped(), self.client.pipeline(transaction=False) as pipe:
             pipe.hset(self.keys.queues, queue, "1" if paused else "0")
             if not paused:
                 pipe.rpush(self.keys.marker(queue), "1")
