@@ -190,6 +190,8 @@ def info(app_path: str | None, url: str | None) -> None:
 
     queues, workers = _run(app, gather)
     console = Console()
+    for warning in app.backend.warnings:
+        console.print(f"[bold red]warning:[/] {warning}")
     table = Table(title=f"Queues ({app.url})")
     table.add_column("queue")
     for state in JobState:

@@ -99,6 +99,9 @@ class Backend(abc.ABC):
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self.clock = clock or Clock()
+        # Conditions found at connect that put jobs at risk (e.g. Redis eviction);
+        # logged once and shown by ``conveyor info``.
+        self.warnings: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -118,7 +118,6 @@ class RedisBackend(Backend):
         self._scripts: Scripts | None = None
         self._owned: dict[str, tuple[str, str]] = {}  # job id -> (queue, task), claimed here
         self._trims = retention_.TrimSchedule()
-        self.warnings: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -1,0 +1,131 @@
+"""Redis-only: faults that exist only where the store is a separate server that
+can be killed, restarted or have its script cache flushed. (SQLite is a file
+in the worker's own process; its crash tests kill workers instead.)"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor import BackendUnavailable, Conveyor, JobState, Worker, WorkerSettings
+
+from ..conftest import eventually
+from ..redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server of this test's own, so it can be killed and restarted."""
+    private = RedisServer(tmp_path / "redis")
+    private.start()
+    yield private
+    private.stop()
+
+
+@pytest.fixture
+async def app(server: RedisServer) -> AsyncIterator[Conveyor]:
+    app = Conveyor(server.url)
+
+    @app.task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    async with app:
+        yield app
+
+
+async def test_flushed_script_cache_is_reloaded_under_load(
+    app: Conveyor, server: RedisServer
+) -> None:
+    worker = Worker(app, WorkerSettings(concurrency=20))
+    running = asyncio.create_task(worker.run())
+    try:
+        handles = []
+        for batch in range(10):
+            handles += await app.enqueue_many([app.tasks["add"].call(batch, i) for i in range(100)])
+            await asyncio.to_thread(server.flush_scripts)  # as after a restart or failover
+        done = [await h.wait(20) for h in handles]
+    finally:
+        worker.stop()
+        await running
+    assert [j.state for j in done] == ["completed"] * 1000
+    assert done[-1].result == 9 + 99
+
+
+async def test_sigkilled_redis_with_aof_keeps_every_acknowledged_job(
+    app: Conveyor, server: RedisServer
+) -> None:
+    add = app.tasks["add"]
+    acknowledged = []
+    for batch in range(5):
+        acknowledged += [
+            h.id for h in await app.enqueue_many([add.call(batch, i) for i in range(200)])
+        ]
+    claimed = await app.backend.claim(queues=["default"], limit=50, worker_id="w", lease_ms=60_000)
+    for job in claimed[:25]:
+        assert await app.backend.complete(
+            job_id=job.job.id, token=job.token, result=b"1", retention=add.options.keep_completed
+        )
+    await asyncio.to_thread(server.kill)
+    with pytest.raises(BackendUnavailable):
+        await app.get_job(acknowledged[0])
+    await asyncio.to_thread(server.start)
+    counts = await app.counts("default")
+    assert counts[JobState.WAITING] == 950
+    assert counts[JobState.ACTIVE] == 25 and counts[JobState.COMPLETED] == 25
+    assert {j.id for j in await app.list_jobs("waiting", limit=1000)} | {
+        c.job.id for c in claimed
+    } == set(acknowledged)
+
+
+async def test_worker_rides_out_an_outage_and_resumes(
+    app: Conveyor, server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = Worker(app, WorkerSettings(concurrency=5))
+    running = asyncio.create_task(worker.run())
+    try:
+        first = await app.tasks["add"].enqueue(1, 1)
+        assert (await first.wait(10)).result == 2
+        await asyncio.to_thread(server.kill)
+        with pytest.raises(BackendUnavailable):
+            await app.tasks["add"].enqueue(2, 2)
+
+        async def outage_seen() -> bool:  # claims fail and back off; the worker lives on
+            return "claim failed" in caplog.text
+
+        await eventually(outage_seen)
+        assert not running.done()
+        await asyncio.to_thread(server.start)
+        after = await app.tasks["add"].enqueue(3, 3)
+        assert (await after.wait(10)).result == 6  # claiming works again, no restart needed
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 15)
+
+
+async def test_risky_configuration_is_warned_about_in_info(tmp_path: Path) -> None:
+    risky = ("--appendonly", "no", "--maxmemory-policy", "allkeys-lru")
+    volatile = RedisServer(tmp_path / "volatile", extra=risky)
+    volatile.start()
+    try:
+        app = Conveyor(volatile.url)
+        async with app:
+            assert any("maxmemory-policy" in w for w in app.backend.warnings)
+            assert any("persistence is off" in w for w in app.backend.warnings)
+        info = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "conveyor", "info", "--url", volatile.url],
+            cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+            env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+        assert info.returncode == 0, info.stderr
+        assert "warning: maxmemory-policy" in info.stdout
+    finally:
+        volatile.stop()
