@@ -54,6 +54,7 @@ from conveyor.job import Job, JobState, LogEntry, Retention, from_ms
 log = logging.getLogger("conveyor.redis")
 
 PROMOTE_BATCH = 1000
+NOSCRIPT_TRIES = 5
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
 FIELDS = (
     "id", "task", "queue", "state", "priority", "payload", "options", "attempts",
@@ -173,8 +174,16 @@ class RedisBackend(Backend):
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         if self._client is None:
             await self.connect()
+        script = self.scripts[name]
         async with _mapped():
-            return await self.scripts[name](keys=keys, args=args)
+            for attempt in range(NOSCRIPT_TRIES):
+                try:
+                    return await script(keys=keys, args=args)
+                except redis_errors.NoScriptError:
+                    # redis-py reloads once; the cache may be flushed again meanwhile
+                    # (restarts, failovers, SCRIPT FLUSH in a loop).
+                    if attempt == NOSCRIPT_TRIES - 1:
+                        raise
 
     async def _fenced(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> bool:
         """Run a script that answers ``Code.DONE`` or ``Code.STALE``."""
