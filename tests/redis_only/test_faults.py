@@ -129,3 +129,33 @@ async def test_risky_configuration_is_warned_about_in_info(tmp_path: Path) -> No
         assert "warning: maxmemory-policy" in info.stdout
     finally:
         volatile.stop()
+
+
+async def test_bundled_redis_server_is_used_without_one_on_path_and_runs_our_scripts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: None)  # as on a machine without Redis
+    bundled = RedisServer(tmp_path / "bundled")
+    bundled.start()
+    try:
+        with bundled.client() as client:
+            version = client.info("server")["redis_version"]
+        app = Conveyor(bundled.url)
+
+        @app.task
+        async def add(a: int, b: int) -> int:
+            return a + b
+
+        async with app:
+            worker = Worker(app, WorkerSettings())
+            running = asyncio.create_task(worker.run())
+            try:
+                now = await add.enqueue(1, 2)
+                later = await add.configure(delay=0.2).enqueue(3, 4)
+                assert [(await h.wait(10)).result for h in (now, later)] == [3, 7]
+            finally:
+                worker.stop()
+                await running
+    finally:
+        bundled.stop()
+    assert version.startswith(("6.2", "7."))
