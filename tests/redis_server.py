@@ -39,6 +39,7 @@ class RedisServer:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        self.fixed_port = port is not None
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -47,6 +48,17 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
+        for _ in range(3):
+            if self._start(timeout):
+                self.fixed_port = True  # clients know this port now: restarts keep it
+                return
+            if self.fixed_port:  # a restart must keep its port
+                break
+            self.port = free_port()  # someone took the free port first: pick another
+        log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"redis-server did not start on {self.port}:\n{log}")
+
+    def _start(self, timeout: float) -> bool:
         self.proc = subprocess.Popen(
             [
                 server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
@@ -62,12 +74,12 @@ class RedisServer:
             try:
                 with redis.Redis(port=self.port, socket_timeout=1) as client:
                     if client.ping():
-                        return
+                        return True
             except redis.exceptions.RedisError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"redis-server did not start on {self.port}:\n{log}")
+                self.kill()
+                return False
             time.sleep(0.02)
 
     def kill(self) -> None:

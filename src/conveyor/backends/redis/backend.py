@@ -33,6 +33,9 @@ import msgspec
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 
 from conveyor.backends import retention as retention_
 from conveyor.backends.base import (
@@ -44,17 +47,19 @@ from conveyor.backends.base import (
     ReclaimResult,
     WorkerInfo,
 )
+from conveyor.backends.redis.batch import Batch, map_error
 from conveyor.backends.redis.keys import FINISHED, Keys
 from conveyor.backends.redis.scripts import Code, Scripts
 from conveyor.backends.rows import job_from_row
 from conveyor.clock import Clock
-from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
+from conveyor.errors import BackendError, ConfigurationError
 from conveyor.job import Job, JobState, LogEntry, Retention, from_ms
 
 log = logging.getLogger("conveyor.redis")
 
 PROMOTE_BATCH = 1000
 NOSCRIPT_TRIES = 5
+RETRIES = 2  # quick retries of a command whose connection broke
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
 FIELDS = (
     "id", "task", "queue", "state", "priority", "payload", "options", "attempts",
@@ -88,10 +93,8 @@ async def _mapped() -> AsyncIterator[None]:
     """Driver errors become Conveyor's (``BackendUnavailable`` when unreachable)."""
     try:
         yield
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-        raise BackendUnavailable(f"redis: {exc}") from exc
-    except redis_errors.RedisError as exc:
-        raise BackendError(f"redis: {exc}") from exc
+    except (redis_errors.RedisError, OSError) as exc:
+        raise map_error(exc) from exc
 
 
 def parse_url(url: str) -> tuple[str, str, bool]:
@@ -117,6 +120,7 @@ class RedisBackend(Backend):
         self._client: aioredis.Redis | None = None
         self._blocking: aioredis.Redis | None = None
         self._scripts: Scripts | None = None
+        self._batch: Batch | None = None
         self._owned: dict[str, tuple[str, str]] = {}  # job id -> (queue, task), claimed here
         self._trims = retention_.TrimSchedule()
 
@@ -126,14 +130,23 @@ class RedisBackend(Backend):
         if self._client is not None:
             return
         kind: Any = RedisCluster if self._cluster else aioredis.Redis
-        client = kind.from_url(self._redis_url, socket_timeout=10.0)
+        # Pooled connections die with a restarted server; a couple of quick
+        # retries hide that. Safe: every write is fenced by a token or
+        # idempotent by job id, so a repeat changes nothing twice.
+        retry = dict(
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES),
+            retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
+        )
+        client = kind.from_url(self._redis_url, socket_timeout=10.0, **retry)
         async with _mapped():
             await client.ping()
         self._client = client
         # Blocking waits get connections of their own, with a socket timeout
         # above the longest block, so a half-open connection cannot hang them.
-        self._blocking = kind.from_url(self._redis_url, socket_timeout=BLOCK_MAX_S + 5.0)
+        self._blocking = kind.from_url(self._redis_url, socket_timeout=BLOCK_MAX_S + 5.0, **retry)
         self._scripts = Scripts(client)
+        if not self._cluster:  # redis-py's cluster pipelines cannot carry scripts
+            self._batch = Batch(client, self._call)
         await self._check_config()
 
     async def _check_config(self) -> None:
@@ -155,6 +168,7 @@ class RedisBackend(Backend):
     async def close(self) -> None:
         client, blocking = self._client, self._blocking
         self._client = self._blocking = None
+        self._batch = None
         for c in (client, blocking):
             if c is not None:
                 await c.aclose()
@@ -175,6 +189,12 @@ class RedisBackend(Backend):
         if self._client is None:
             await self.connect()
         script = self.scripts[name]
+        if self._batch is not None:
+            return await self._batch.call(script, keys, args)
+        return await self._call(script, keys, args)
+
+    async def _call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """One script call on its own, reloading the script if the server lost it."""
         async with _mapped():
             for attempt in range(NOSCRIPT_TRIES):
                 try:
