@@ -22,6 +22,7 @@ their own, and wake when an enqueue, a promotion or a release pushes to it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -59,6 +60,7 @@ log = logging.getLogger("conveyor.redis")
 
 PROMOTE_BATCH = 1000
 NOSCRIPT_TRIES = 5
+BATCH = 1000  # jobs per round of bulk retries and cleaning
 RETRIES = 2  # quick retries of a command whose connection broke
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
 FIELDS = (
@@ -496,7 +498,7 @@ class RedisBackend(Backend):
         keys = [k.job(job_id), k.logs(job_id), k.state(queue, "waiting"),
                 k.state(queue, "delayed"), *(k.state(queue, s) for s in FINISHED),
                 *(k.done(task, s) for s in FINISHED)]  # fmt: skip
-        args = [_member(queue, job_id), state, "" if latest is None else latest, self._offset]
+        args = [_member(queue, job_id), state, "" if latest is None else latest]
         return await self._fenced("remove", keys, args)
 
     async def record_worker(self, *, worker: WorkerInfo | None, worker_id: str) -> None:
@@ -589,29 +591,36 @@ class RedisBackend(Backend):
             await pipe.execute()
 
     async def retry_jobs(self, *, job_ids: Sequence[str] | None, queue: str | None) -> int:
-        if job_ids is None:
-            queues = [queue] if queue is not None else await self._queue_names()
-            job_ids = []
-            async with _mapped():
-                for q in queues:
-                    failed = await self.client.zrange(self.keys.state(q, "failed"), 0, -1)
-                    job_ids += [m.decode() for m in failed]
-            allow_cancelled = False
-        else:
-            allow_cancelled = True
+        if job_ids is not None:
+            return await self._retry(job_ids, allow_cancelled=True)
         moved = 0
+        for q in [queue] if queue is not None else await self._queue_names():
+            while True:  # bounded batches; each job moves in its own script
+                async with _mapped():
+                    failed = await self.client.zrange(self.keys.state(q, "failed"), 0, BATCH - 1)
+                if not failed:
+                    break
+                done = await self._retry([m.decode() for m in failed], allow_cancelled=False)
+                moved += done
+                if done == 0:  # nothing movable (changed under us): do not spin
+                    break
+        return moved
+
+    async def _retry(self, job_ids: Sequence[str], *, allow_cancelled: bool) -> int:
         k = self.keys
-        for job_id in job_ids:
+
+        async def one(job_id: str) -> bool:
             identity = await self._identity(job_id)
             if identity is None:
-                continue
+                return False
             q, task = identity
             keys = [k.job(job_id), k.state(q, "failed"), k.state(q, "cancelled"),
                     k.state(q, "waiting"), k.marker(q), k.seq, k.done(task, "failed"),
                     k.done(task, "cancelled")]  # fmt: skip
             args = [self._offset, _member(q, job_id), int(allow_cancelled)]
-            moved += await self._fenced("retry", keys, args)
-        return moved
+            return await self._fenced("retry", keys, args)
+
+        return sum(await asyncio.gather(*(one(job_id) for job_id in job_ids)))
 
     async def cancel(self, *, job_id: str) -> bool:
         identity = await self._identity(job_id)
@@ -643,17 +652,25 @@ class RedisBackend(Backend):
         self, *, queue: str | None, state: JobState, older_than_ms: int, keep: int, limit: int
     ) -> int:
         cutoff = await self._now() - older_than_ms
-        queues = [queue] if queue is not None else await self._queue_names()
         removed = 0
-        for q in queues:
-            async with _mapped():
-                spare = await self.client.zrange(self.keys.state(q, state), keep, -1,
-                                                  desc=True, withscores=True)  # fmt: skip
-            old = [m.decode() for m, finished in spare if finished <= cutoff][: limit - removed]
-            tasks = await self._tasks(old)
-            for job_id, task in zip(old, tasks, strict=True):
-                if await self._remove(job_id, q, task, state=state.value, latest=cutoff):
-                    removed += 1
-            if removed >= limit:
-                break
+        for q in [queue] if queue is not None else await self._queue_names():
+            key = self.keys.state(q, state)
+            while removed < limit:
+                async with _mapped():  # newest first: skip the newest `keep` and the young
+                    young = await self.client.zcount(key, f"({cutoff}", "+inf")
+                    old = await self.client.zrange(
+                        key, max(keep, young), max(keep, young) + min(BATCH, limit - removed) - 1,
+                        desc=True,
+                    )  # fmt: skip
+                if not old:
+                    break
+                ids = [m.decode() for m in old]
+                tasks = await self._tasks(ids)
+                gone = await asyncio.gather(*(
+                    self._remove(i, q, t, state=state.value, latest=cutoff)
+                    for i, t in zip(ids, tasks, strict=True)
+                ))  # fmt: skip
+                removed += sum(gone)
+                if not any(gone):
+                    break
         return removed
