@@ -148,6 +148,8 @@ class RedisBackend(Backend):
         self._blocking = kind.from_url(self._redis_url, socket_timeout=BLOCK_MAX_S + 5.0, **retry)
         self._scripts = Scripts(client)
         if not self._cluster:  # redis-py's cluster pipelines cannot carry scripts
+            async with _mapped():
+                await self._scripts.load(client)
             self._batch = Batch(client, self._call)
         await self._check_config()
 
@@ -239,14 +241,18 @@ class RedisBackend(Backend):
         if not jobs:
             return []
         k = self.keys
-        keys: list[str] = [k.seq, k.queues]
-        args: list[Any] = [self._offset]
+        queues: dict[str, int] = {}
+        rows = []
         for job in jobs:
-            keys += [k.job(job.id), k.state(job.queue, "waiting"),
-                     k.state(job.queue, "delayed"), k.marker(job.queue)]  # fmt: skip
-            args += [job.id, job.task, job.queue, job.payload, job.options, job.priority,
-                     int(job.lifo), job.delay_ms,
-                     "" if job.run_at_ms is None else job.run_at_ms, job.max_attempts]  # fmt: skip
+            q = queues.setdefault(job.queue, len(queues))
+            rows.append((job.id, job.task, q, job.payload.decode(), job.options.decode(),
+                         job.priority, int(job.lifo), job.delay_ms, job.run_at_ms,
+                         job.max_attempts))  # fmt: skip
+        keys = [k.seq, k.queues]
+        for queue in queues:
+            keys += [k.state(queue, "waiting"), k.state(queue, "delayed"), k.marker(queue)]
+        keys += [k.job(job.id) for job in jobs]
+        args = [self._offset, len(queues), *queues, msgspec.json.encode(rows)]
         created = await self._run("enqueue", keys, args)
         return [bool(c) for c in created]
 

@@ -5,6 +5,7 @@ Also where driver errors become Conveyor's."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -13,33 +14,38 @@ from redis.commands.core import AsyncScript
 
 from conveyor.errors import BackendError, BackendUnavailable
 
+MAX_BATCH = 1000  # calls in one pipeline at most
+
+Pending = tuple[AsyncScript, Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
+
 Call = Callable[[AsyncScript, Sequence[str], Sequence[Any]], Awaitable[Any]]
 
 
 class Batch:
-    """Script calls made during one turn of the event loop, sent as one pipeline.
+    """Script calls sent as pipelines, one pipeline in flight at a time.
 
-    Many jobs finishing together cost one round trip, not one each. A call
-    whose script the server lost (NOSCRIPT) is retried on its own, which
-    reloads the script.
+    Calls made while a pipeline is out wait for it and then go together, so
+    batches grow with load: many jobs finishing together cost one round trip,
+    not one each, and one connection, not one each. A call whose script the
+    server lost (NOSCRIPT) is retried on its own, which reloads the script.
     """
 
     def __init__(self, client: Any, single: Call) -> None:
         self._client = client
         self._single = single
-        self._pending: list[
-            tuple[AsyncScript, Sequence[str], Sequence[Any], asyncio.Future[Any]]
-        ] = []
+        self._pending: list[Pending] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._busy = False  # a pipeline is out, or about to be sent
 
     def call(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
     ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(lambda: self._spawn(self._send()))
         self._pending.append((script, keys, args, future))
+        if not self._busy:
+            self._busy = True
+            loop.call_soon(lambda: self._spawn(self._drain()))  # after this turn's calls
         return future
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -47,27 +53,49 @@ class Batch:
         self._tasks.add(task)  # keep a reference until it ends
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self) -> None:
-        batch, self._pending = self._pending, []
+    async def _drain(self) -> None:
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for script, keys, args, _ in batch:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                results = await pipe.execute(raise_on_error=False)
-        except Exception as exc:  # every caller of the batch hears about it
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(map_error(exc))
-            return
-        for (script, keys, args, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, redis_errors.NoScriptError):
-                self._spawn(_settle(future, self._single(script, keys, args)))
-            elif isinstance(result, Exception):
-                future.set_exception(map_error(result))
-            else:
-                future.set_result(result)
+            while self._pending:
+                await self._send()
+        finally:
+            self._busy = False
+
+    async def _send(self) -> None:
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        for attempt in range(2):
+            try:
+                results = await self._pipeline(batch)
+            except Exception as exc:  # every caller of the batch hears about it
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(map_error(exc))
+                return
+            lost = []  # calls whose script the server no longer has
+            for call, result in zip(batch, results, strict=True):
+                future = call[3]
+                if future.done():
+                    continue
+                if isinstance(result, redis_errors.NoScriptError):
+                    lost.append(call)
+                elif isinstance(result, Exception):
+                    future.set_exception(map_error(result))
+                else:
+                    future.set_result(result)
+            if not lost:
+                return
+            if attempt == 0:  # reload once, then send those calls again together
+                with contextlib.suppress(redis_errors.RedisError):
+                    for script in {call[0] for call in lost}:
+                        await self._client.script_load(script.script)
+            batch = lost
+        for script, keys, args, future in batch:  # still missing: one at a time
+            self._spawn(_settle(future, self._single(script, keys, args)))
+
+    async def _pipeline(self, batch: Sequence[Pending]) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for script, keys, args, _ in batch:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
 
 
 async def _settle(future: asyncio.Future[Any], result: Awaitable[Any]) -> None:

@@ -35,6 +35,7 @@ class Keys:
         self.seq = f"{self.prefix}:seq"
         self.queues = f"{self.prefix}:queues"
         self.workers = f"{self.prefix}:workers"
+        self._states: dict[tuple[str, str], str] = {}
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -43,7 +44,12 @@ class Keys:
         return f"{self.prefix}:logs:{job_id}"
 
     def state(self, queue: str, state: JobState | str) -> str:
-        return f"{self.prefix}:q:{queue}:{JobState(state).value}"
+        key = self._states.get((queue, state))
+        if key is None:  # hot path: built once per queue and state
+            key = f"{self.prefix}:q:{queue}:{JobState(state).value}"
+            if len(self._states) < 10_000:
+                self._states[(queue, state)] = key
+        return key
 
     def marker(self, queue: str) -> str:
         return f"{self.prefix}:q:{queue}:marker"

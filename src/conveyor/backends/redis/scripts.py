@@ -41,3 +41,10 @@ class Scripts:
 
     def __getitem__(self, name: str) -> AsyncScript:
         return self._scripts[name]
+
+    async def load(self, client: Any) -> None:
+        """Load every script now, so the first pipelined calls find them."""
+        async with client.pipeline(transaction=False) as pipe:
+            for script in self._scripts.values():
+                pipe.script_load(script.script)
+            await pipe.execute()
