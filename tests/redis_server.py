@@ -137,6 +137,13 @@ class RedisCluster:
         return f"redis://127.0.0.1:{entry.port}/0?cluster=true"
 
     def start(self, timeout: float = 20.0) -> None:
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()  # no half-built cluster left running
+            raise
+
+    def _start(self, timeout: float) -> None:
         for node in self.nodes:
             node.start()
         share = self.SLOTS // len(self.nodes)
