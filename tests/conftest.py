@@ -6,10 +6,12 @@ import asyncio
 import hashlib
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from conveyor import Clock, Conveyor
 
 from .redis_server import RedisCluster, RedisServer
 
@@ -46,6 +48,21 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 def redis_cluster_url(redis_cluster: RedisCluster) -> str:
     redis_cluster.flushall()
     return redis_cluster.url
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Each store a test should pass on (the conformance suite adds Cluster)."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture
+async def app(store_url: str) -> AsyncIterator[Conveyor]:
+    """An app on a fresh store, with a clock that tests may move forward."""
+    app = Conveyor(store_url, clock=Clock())
+    async with app:
+        yield app
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from conveyor import (
-    Clock,
     Conveyor,
     Job,
     JobHandle,
@@ -23,20 +22,6 @@ from conveyor import (
 )
 
 from .conftest import eventually
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue(f"{request.param}_url")
-    return url
-
-
-@pytest.fixture
-async def app(store_url: str) -> AsyncIterator[Conveyor]:
-    app = Conveyor(store_url, clock=Clock())
-    async with app:
-        yield app
-
 
 StartWorker = Callable[..., Awaitable[Worker]]
 

@@ -7,11 +7,11 @@ by adding a parameter that yields its URL. Time is moved with ``app.clock``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
-from conveyor import Clock, Conveyor
+from conveyor import Conveyor
 from conveyor.backends.base import ClaimedJob
 
 BACKENDS = ["sqlite", "redis", "redis_cluster"]
@@ -21,13 +21,6 @@ BACKENDS = ["sqlite", "redis", "redis_cluster"]
 def store_url(request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue(f"{request.param}_url")
     return url
-
-
-@pytest.fixture
-async def app(store_url: str) -> AsyncIterator[Conveyor]:
-    app = Conveyor(store_url, clock=Clock())
-    async with app:
-        yield app
 
 
 async def claim(
