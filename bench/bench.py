@@ -107,6 +107,7 @@ def sqlite_url(db_path: Path) -> str:
 
 
 async def worker_main(url: str, concurrency: int) -> None:
+    digest = source_digest()  # the code this process imported (it may change during a run)
     bench = build_app(url)
     worker = Worker(bench.app, WorkerSettings(queues=(QUEUE,), concurrency=concurrency))
     loop = asyncio.get_running_loop()
@@ -125,6 +126,7 @@ async def worker_main(url: str, concurrency: int) -> None:
         "ru_maxrss_mb": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
         "cpu_user_s": round(usage.ru_utime, 3),
         "cpu_system_s": round(usage.ru_stime, 3),
+        "source_digest": digest,
     }
     print(json.dumps(report), flush=True)
 
@@ -660,6 +662,7 @@ async def bench_scaling(
             "polled_per_s": polled,
             "processed_per_worker": [r.get("processed") for r in reports],
             "worker_vm_hwm_mb": [r.get("vm_hwm_mb") for r in reports],
+            "worker_source_digests": [r.get("source_digest") for r in reports],
         }
         log(f"  -> {runs[f'workers_{count}']['per_s']} jobs/s")
     return {"n": n, "runs": runs}
@@ -882,6 +885,16 @@ def worker_rss_mb(worker: dict[str, Any]) -> Any:
     return worker.get("vm_hwm_mb") or worker.get("vm_hwm_at_exit_mb") or worker.get("ru_maxrss_mb")
 
 
+def find_values(tree: Any, key: str) -> list[Any]:
+    """Every value stored under ``key`` anywhere in nested dicts and lists."""
+    if isinstance(tree, dict):
+        found = [tree[key]] if key in tree else []
+        return found + [v for child in tree.values() for v in find_values(child, key)]
+    if isinstance(tree, list):
+        return [v for child in tree for v in find_values(child, key)]
+    return []
+
+
 def summarize(results: dict[str, Any], backend: str) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if "enqueue_single" in results:
@@ -913,6 +926,11 @@ def summarize(results: dict[str, Any], backend: str) -> dict[str, Any]:
         summary["idle_worker_cpu_percent"] = results["idle"]["cpu_percent"]
     if "scaling" in results:
         summary["scaling_per_s"] = {k: v["per_s"] for k, v in results["scaling"]["runs"].items()}
+    digests = find_values(results, "source_digest")
+    digests = sorted({d for ds in find_values(results, "worker_source_digests") for d in ds}
+                     .union(digests) - {None})  # fmt: skip
+    if len(digests) > 1:  # someone edited the source during the run: phases are not comparable
+        summary["source_changed_during_run"] = digests
     targets = REDIS_TARGETS if backend == "redis" else TARGETS
     met: dict[str, bool] = {}
     if backend == "redis":
