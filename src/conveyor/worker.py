@@ -84,6 +84,7 @@ class Worker:
         )
         self._rng = random.Random()
         self._busy_threads = 0  # threads of ended sync jobs that are still running
+        self._finishing = 0  # running entries whose outcome is being written
         self._started_ms = 0
 
     # -- control -------------------------------------------------------------------
@@ -119,7 +120,13 @@ class Worker:
         try:
             await self._heartbeat()
             while not self._stopping.is_set():
-                free = settings.concurrency - len(self._running) - self._busy_threads
+                # A job whose outcome is being written no longer runs code: its slot
+                # is free, so claims overlap those writes (up to one per slot).
+                running = len(self._running) - self._finishing + self._busy_threads
+                free = min(
+                    settings.concurrency - running,
+                    2 * settings.concurrency - len(self._running) - self._busy_threads,
+                )
                 if free <= 0:
                     self._slot_free.clear()
                     await self._slot_free.wait()
@@ -205,7 +212,9 @@ class Worker:
         task.add_done_callback(functools.partial(self._finished, token))
 
     def _finished(self, token: str, task: asyncio.Task[None]) -> None:
-        self._running.pop(token, None)
+        entry = self._running.pop(token, None)
+        if entry is not None and entry.finishing:
+            self._finishing -= 1
         self.processed += 1
         self._slot_free.set()
         if not task.cancelled() and task.exception() is not None:
@@ -270,6 +279,8 @@ class Worker:
         running = self._running.get(claimed.token)
         if running is not None:
             running.finishing = True
+            self._finishing += 1
+            self._slot_free.set()
         if isinstance(outcome, bytes):
             retention = job.options.keep_completed
 

@@ -48,6 +48,7 @@ from conveyor.backends.base import (
     ReclaimResult,
     WorkerInfo,
 )
+from conveyor.backends.redis import wire
 from conveyor.backends.redis.batch import Batch, map_error
 from conveyor.backends.redis.keys import FINISHED, Keys
 from conveyor.backends.redis.scripts import Code, Scripts
@@ -135,10 +136,13 @@ class RedisBackend(Backend):
         # Pooled connections die with a restarted server; a couple of quick
         # retries hide that. Safe: every write is fenced by a token or
         # idempotent by job id, so a repeat changes nothing twice.
-        retry = dict(
+        retry: dict[str, Any] = dict(
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES),
             retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
         )
+        if not self._cluster:
+            scheme = self._redis_url.split(":", 1)[0]
+            retry["connection_class"] = wire.connection_class(scheme)
         client = kind.from_url(self._redis_url, socket_timeout=10.0, **retry)
         async with _mapped():
             await client.ping()
@@ -374,7 +378,8 @@ class RedisBackend(Backend):
         k = self.keys
         keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "completed"),
                 k.done(task, "completed")]  # fmt: skip
-        args = [self._offset, token, result, _member(queue, job_id)]
+        limited = retention.max_count is not None or retention.max_age_s is not None
+        args = [self._offset, token, result, _member(queue, job_id) if limited else "", job_id]
         if not await self._fenced("complete", keys, args):
             return False
         self._owned.pop(job_id, None)

@@ -15,6 +15,7 @@ from redis.commands.core import AsyncScript
 from conveyor.errors import BackendError, BackendUnavailable
 
 MAX_BATCH = 1000  # calls in one pipeline at most
+IN_FLIGHT = 2  # pipelines out at once
 
 Pending = tuple[AsyncScript, Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
 
@@ -22,11 +23,12 @@ Call = Callable[[AsyncScript, Sequence[str], Sequence[Any]], Awaitable[Any]]
 
 
 class Batch:
-    """Script calls sent as pipelines, one pipeline in flight at a time.
+    """Script calls sent as pipelines, at most ``IN_FLIGHT`` out at a time.
 
-    Calls made while a pipeline is out wait for it and then go together, so
-    batches grow with load: many jobs finishing together cost one round trip,
-    not one each, and one connection, not one each. A call whose script the
+    Calls made while pipelines are out wait and then go together, so batches
+    grow with load: many jobs finishing together cost one round trip, not one
+    each, and one connection, not one each. Two in flight let a claim travel
+    while a batch of completions is out. A call whose script the
     server lost (NOSCRIPT) is retried on its own, which reloads the script.
     """
 
@@ -35,7 +37,7 @@ class Batch:
         self._single = single
         self._pending: list[Pending] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._busy = False  # a pipeline is out, or about to be sent
+        self._senders = 0  # tasks sending pipelines (each sends one at a time)
 
     def call(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
@@ -43,8 +45,8 @@ class Batch:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, keys, args, future))
-        if not self._busy:
-            self._busy = True
+        if self._senders < IN_FLIGHT:
+            self._senders += 1
             loop.call_soon(lambda: self._spawn(self._drain()))  # after this turn's calls
         return future
 
@@ -58,7 +60,7 @@ class Batch:
             while self._pending:
                 await self._send()
         finally:
-            self._busy = False
+            self._senders -= 1
 
     async def _send(self) -> None:
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]

@@ -6,18 +6,23 @@
 -- Returns: per claimed job {token, lease expiry, job fields..., payload}.
 local now = now_ms(ARGV[1])
 local expires = now + tonumber(ARGV[2])
-local claimed = {}
+local claimed, paused, taken = {}, {}, {}
 local n = (#KEYS - 1) / 4
 for c = 0, n - 1 do
   local k, a = 2 + 4 * c, 4 + 3 * c
   local id, queue, token = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  if redis.call('HGET', KEYS[1], queue) ~= '1' and redis.call('ZREM', KEYS[k + 1], id) == 1 then
+  if paused[queue] == nil then paused[queue] = redis.call('HGET', KEYS[1], queue) == '1' end
+  if not paused[queue] and redis.call('ZREM', KEYS[k + 1], id) == 1 then
     redis.call('HINCRBY', KEYS[k], 'attempts', 1)
     redis.call('HSET', KEYS[k], 'state', 'active', 'token', token, 'lease_expires_at', expires,
       'worker_id', ARGV[3], 'started_at', now)
     redis.call('ZADD', KEYS[k + 2], expires, id)
     claimed[#claimed + 1] = {token, expires, read_job(KEYS[k])}
-    if redis.call('ZCARD', KEYS[k + 1]) > 0 then wake(KEYS[k + 3]) end
+    taken[queue] = k
   end
+end
+-- More left in a queue we took from: wake another worker for it.
+for _, k in pairs(taken) do
+  if redis.call('ZCARD', KEYS[k + 1]) > 0 then wake(KEYS[k + 3]) end
 end
 return claimed
