@@ -198,7 +198,7 @@ class RedisBackend(Backend):
             await self.connect()
         script = self.scripts[name]
         if self._batch is not None:
-            return await self._batch.call(script, keys, args)
+            return await self._batch.run(script, keys, args)
         return await self._call(script, keys, args)
 
     async def _call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:

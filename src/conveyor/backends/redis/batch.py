@@ -38,6 +38,18 @@ class Batch:
         self._pending: list[Pending] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._senders = 0  # tasks sending pipelines (each sends one at a time)
+        self._direct = 0  # lone calls out, not in a pipeline
+
+    async def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """A lone call goes straight out (a pipeline costs more for one); once
+        anything is pending or in flight, calls join the next pipeline."""
+        if self._pending or self._senders or self._direct:
+            return await self.call(script, keys, args)
+        self._direct += 1
+        try:
+            return await self._single(script, keys, args)
+        finally:
+            self._direct -= 1
 
     def call(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
