@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from conveyor import BackendUnavailable, Conveyor, JobState, Worker, WorkerSettings
 
@@ -164,3 +165,38 @@ async def test_bundled_redis_server_is_used_without_one_on_path_and_runs_our_scr
     finally:
         bundled.stop()
     assert version.startswith(("6.2", "7."))
+
+
+async def test_unix_socket_and_acl_user_urls(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    guarded = RedisServer(tmp_path / "guarded", extra=("--unixsocket", str(socket_path)))
+    guarded.start()
+    try:
+        with guarded.client() as admin:  # a user who may touch only Conveyor's keys
+            admin.acl_setuser(
+                "worker", enabled=True, passwords=["+s3cret"], keys=["cv:*"],
+                commands=["+@all", "-@dangerous", "+info", "+config|get"],
+            )  # fmt: skip
+        urls = [
+            f"unix://{socket_path}?namespace=sock",
+            f"redis://worker:s3cret@127.0.0.1:{guarded.port}/0?namespace=acl",
+        ]
+        for url in urls:
+            app = Conveyor(url)
+
+            @app.task
+            async def add(a: int, b: int) -> int:
+                return a + b
+
+            async with app:
+                handle = await add.enqueue(2, 3)
+                (claimed,) = await app.backend.claim(
+                    queues=["default"], limit=1, worker_id="w", lease_ms=1000
+                )
+                assert claimed.job.id == handle.id
+        app = Conveyor(urls[1])
+        async with app:  # the ACL holds: keys outside Conveyor's are refused
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await app.backend.client.set("elsewhere", "1")
+    finally:
+        guarded.stop()
