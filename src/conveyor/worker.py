@@ -155,7 +155,12 @@ class Worker:
                     await asyncio.wait([waiter, stop_wait], return_when=asyncio.FIRST_COMPLETED)
                     if not waiter.done():
                         waiter.cancel()
-                    await asyncio.gather(waiter, return_exceptions=True)
+                    (outcome,) = await asyncio.gather(waiter, return_exceptions=True)
+                    if isinstance(outcome, Exception):  # never spin on a failing wait
+                        failures += 1
+                        delay = min(BACKOFF_CAP_S, 0.05 * 2**failures)
+                        log.warning("waiting for jobs failed (%s); again in %.2fs", outcome, delay)
+                        await asyncio.wait([stop_wait], timeout=delay)
         finally:
             await self._drain()
             stop_wait.cancel()
