@@ -7,6 +7,7 @@ where and how often.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -48,9 +49,14 @@ def nap_first_time(seconds: float) -> str:
     return "done"
 
 
+async def chatty(message: str) -> None:
+    """Logs on its own logger, as job code does; the worker adds the job's context."""
+    logging.getLogger("tests.apps").warning(message)
+
+
 def build(url: str | None = None) -> Conveyor:
     app = Conveyor(url)
-    for fn in (add, nap, nap_first_time):
+    for fn in (add, nap, nap_first_time, chatty):
         app.task(fn)
     return app
 

@@ -196,6 +196,8 @@ CLI_CASES = [
     ("bad queue name", ["worker", "tests.apps:app", "--queues", "x" * 200]),
     ("unknown command", ["frobnicate"]),
     ("unknown state", ["jobs", "list", "--state", "sleeping"]),
+    ("unknown log level", ["worker", "tests.apps:app", "--log-level", "LOUD"]),
+    ("unknown log format", ["worker", "tests.apps:app", "--log-format", "xml"]),
 ]  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -164,3 +165,25 @@ async def test_killed_workers_job_is_reclaimed_by_another_worker(
     assert pids == [str(doomed.pid), str(survivor.pid)]
     survivor.send_signal(signal.SIGTERM)
     assert await exited(survivor) == 0
+
+
+@pytest.mark.timeout(60)
+async def test_json_logs_carry_the_jobs_context(app: Conveyor, workers: Workers) -> None:
+    handle = await app.tasks["chatty"].enqueue("hello from the job")
+    proc = workers.start("--log-format", "json")
+    assert (await handle.wait(20)).state == "completed"
+    proc.send_signal(signal.SIGTERM)
+    assert await exited(proc) == 0
+    records = [json.loads(line) for line in workers.stderr.read_text().splitlines()]
+    (said,) = [r for r in records if r["message"] == "hello from the job"]
+    assert said["logger"] == "tests.apps" and said["level"] == "WARNING"
+    assert (said["job_id"], said["task"], said["queue"], said["attempt"]) == (
+        handle.id,
+        "chatty",
+        "default",
+        1,
+    )
+    started = next(
+        r for r in records if r["message"].startswith("worker ") and "started" in r["message"]
+    )
+    assert "job_id" not in started  # outside a job: no job fields

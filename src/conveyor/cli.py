@@ -25,6 +25,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from conveyor import logs
 from conveyor.app import Conveyor
 from conveyor.errors import ConveyorError, InvalidInput, JobNotFound
 from conveyor.job import Job, JobState
@@ -92,6 +93,10 @@ def cli() -> None:
 @click.option("--lease", type=click.FloatRange(min=0.1), help="Lease seconds.")
 @click.option("--grace", type=click.FloatRange(min=0), help="Shutdown grace seconds.")
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="json: one object per line, with the job's id, task, queue and attempt.",
+)  # fmt: skip
 def worker(
     app_path: str,
     queues: str | None,
@@ -99,6 +104,7 @@ def worker(
     lease: float | None,
     grace: float | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run a worker until SIGTERM or SIGINT."""
     app = load_app(app_path)
@@ -108,11 +114,10 @@ def worker(
         lease_s=lease,
         shutdown_grace_s=grace,
     )
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    try:
+        logs.configure(log_level, json_lines=log_format == "json")
+    except ValueError as exc:
+        raise CliError(f"--log-level: {exc}") from exc
     runner = Worker(app, settings)
 
     async def main() -> None:
