@@ -39,7 +39,7 @@ class RedisBackend(RedisTransitions):
             for job_id in job_ids:
                 pipe.hmget(self.keys.job(job_id), FIELDS)
             rows = await pipe.execute()
-        return [job_from_fields(row) for row in rows if row[0] is not None]
+        return [job_from_fields(row)[0] for row in rows if row[0] is not None]
 
     async def get_logs(self, *, job_id: str) -> list[LogEntry]:
         if self._client is None:
@@ -133,7 +133,7 @@ class RedisBackend(RedisTransitions):
             keys = [k.job(job_id), k.state(q, "failed"), k.state(q, "cancelled"),
                     k.state(q, "waiting"), k.marker(q), k.seq, k.done(task, "failed"),
                     k.done(task, "cancelled")]  # fmt: skip
-            args = [self._offset, retention_member(q, job_id), int(allow_cancelled)]
+            args = [self._offset, retention_member(q, job_id), int(allow_cancelled), job_id]
             return await self._fenced("retry", keys, args)
 
         return sum(await asyncio.gather(*(one(job_id) for job_id in job_ids)))
@@ -147,7 +147,8 @@ class RedisBackend(RedisTransitions):
         keys = [k.job(job_id), k.state(queue, "waiting"), k.state(queue, "delayed"),
                 k.state(queue, "active"), k.state(queue, "cancelled"),
                 k.done(task, "cancelled")]  # fmt: skip
-        return await self._fenced("cancel", keys, [self._offset, retention_member(queue, job_id)])
+        args = [self._offset, retention_member(queue, job_id), job_id]
+        return await self._fenced("cancel", keys, args)
 
     async def remove(self, *, job_id: str) -> bool:
         identity = await self._identity(job_id)

@@ -62,26 +62,52 @@ NOSCRIPT_TRIES = 5
 BATCH = 1000  # jobs per round of bulk retries and cleaning
 RETRIES = 2  # quick retries of a command whose connection broke
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
+# The fields returned by ``read_job`` in lib.lua, in the same order.
 FIELDS = (
-    "id", "task", "queue", "state", "priority", "payload", "options", "attempts",
-    "max_attempts", "stalls", "worker_id", "progress", "progress_detail", "result", "error",
-    "traceback", "created_at", "run_at", "started_at", "finished_at",
+    "data", "state", "priority", "attempts", "stalls", "worker_id", "progress",
+    "progress_detail", "result", "error", "traceback", "created_at", "run_at", "started_at",
+    "finished_at",
 )  # fmt: skip
-_INT = {4, 7, 8, 9, 16, 17, 18, 19}
-_TEXT = {0, 1, 2, 3, 10, 14, 15}
+Data = tuple[str, str, str, int, msgspec.Raw, msgspec.Raw]  # id, task, queue, max, options, args
+_decode_data = msgspec.json.Decoder(Data).decode
 
 
-def job_from_fields(values: Sequence[Any]) -> Job:
-    """A job from ``HMGET`` of ``FIELDS`` (bytes or None each)."""
-    row: list[Any] = list(values)
-    for i in _TEXT:
-        if row[i] is not None:
-            row[i] = row[i].decode()
-    for i in _INT:
-        if row[i] is not None:
-            row[i] = int(row[i])
-    row[11] = float(row[11] or 0)
-    return job_from_row(tuple(row))
+def encode_data(job: NewJob) -> bytes:
+    """A job's 'data' field: what never changes, with options and arguments
+    embedded as they are (no second escaping)."""
+    return msgspec.json.encode(
+        (job.id, job.task, job.queue, job.max_attempts, msgspec.Raw(job.options),
+         msgspec.Raw(job.payload))
+    )  # fmt: skip
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
+
+
+def _int(value: bytes | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def job_from_fields(values: Sequence[Any]) -> tuple[Job, bytes]:
+    """A job and its arguments' JSON, from ``HMGET`` of ``FIELDS`` (bytes or None)."""
+    (data, state, priority, attempts, stalls, worker_id, progress, detail, result, error,
+     trace, created_at, run_at, started_at, finished_at) = values  # fmt: skip
+    job_id, task, queue, max_attempts, options, payload = _decode_data(data)
+    arguments = bytes(payload)
+    row = (
+        job_id, task, queue, state.decode(), int(priority), arguments, bytes(options),
+        int(attempts or 0), max_attempts, int(stalls or 0), _text(worker_id),
+        float(progress or 0), detail, result, _text(error), _text(trace), int(created_at),
+        int(run_at), _int(started_at), _int(finished_at),
+    )  # fmt: skip
+    return job_from_row(row), arguments
+
+
+def identity_of(data: bytes) -> tuple[str, str]:
+    """The queue and task in a job's 'data' field."""
+    _, task, queue, *_ = _decode_data(data)
+    return queue, task
 
 
 def retention_member(queue: str, job_id: str) -> str:
@@ -235,10 +261,8 @@ class RedisTransitions(Backend):
         if self._client is None:
             await self.connect()
         async with mapped_errors():
-            queue, task = await self.client.hmget(self.keys.job(job_id), ["queue", "task"])
-        if queue is None or task is None:
-            return None
-        return queue.decode(), task.decode()
+            data = await self.client.hget(self.keys.job(job_id), "data")
+        return None if data is None else identity_of(data)
 
     # -- producers -------------------------------------------------------------
 
@@ -247,17 +271,17 @@ class RedisTransitions(Backend):
             return []
         k = self.keys
         queues: dict[str, int] = {}
-        rows = []
-        for job in jobs:
-            q = queues.setdefault(job.queue, len(queues))
-            rows.append((job.id, job.task, q, job.payload.decode(), job.options.decode(),
-                         job.priority, int(job.lifo), job.delay_ms, job.run_at_ms,
-                         job.max_attempts))  # fmt: skip
+        rows = [
+            (job.id, queues.setdefault(job.queue, len(queues)), job.priority, int(job.lifo),
+             job.delay_ms, job.run_at_ms)
+            for job in jobs
+        ]  # fmt: skip
         keys = [k.seq, k.queues]
         for queue in queues:
             keys += [k.state(queue, "waiting"), k.state(queue, "delayed"), k.marker(queue)]
         keys += [k.job(job.id) for job in jobs]
-        args = [self._offset, len(queues), *queues, msgspec.json.encode(rows)]
+        args = [self._offset, len(queues), *queues, msgspec.json.encode(rows),
+                *(encode_data(job) for job in jobs)]  # fmt: skip
         created = await self._run("enqueue", keys, args)
         return [bool(c) for c in created]
 
@@ -292,14 +316,14 @@ class RedisTransitions(Backend):
             args += [job_id, queue, os.urandom(8).hex()]
         claimed = []
         for token, expires, values in await self._run("claim", keys, args):
-            job = job_from_fields(values)
+            job, arguments = job_from_fields(values)
             self._owned[job.id] = (job.queue, job.task)
             claimed.append(
                 ClaimedJob(
                     job=job,
                     token=token.decode(),
                     lease_expires_ms=int(expires),
-                    payload=values[5],
+                    payload=arguments,
                 )
             )
         return claimed
@@ -412,7 +436,7 @@ class RedisTransitions(Backend):
                 k.state(queue, "failed"), k.done(task, "failed")]  # fmt: skip
         retry = "" if retry_in_ms is None else retry_in_ms
         args = [self._offset, token, error, traceback or "", retry,
-                retention_member(queue, job_id)]  # fmt: skip
+                retention_member(queue, job_id), job_id]  # fmt: skip
         if not await self._fenced("fail", keys, args):
             return False
         self._owned.pop(job_id, None)
@@ -428,7 +452,7 @@ class RedisTransitions(Backend):
         k = self.keys
         keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "waiting"),
                 k.marker(queue)]  # fmt: skip
-        released = await self._fenced("release", keys, [token])
+        released = await self._fenced("release", keys, [token, job_id])
         self._owned.pop(job_id, None)
         return released
 
@@ -470,8 +494,8 @@ class RedisTransitions(Backend):
     async def _tasks(self, job_ids: Sequence[str]) -> list[str]:
         async with mapped_errors(), self.client.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hget(self.keys.job(job_id), "task")
-            return [(t or b"").decode() for t in await pipe.execute()]
+                pipe.hget(self.keys.job(job_id), "data")
+            return [identity_of(d)[1] if d else "" for d in await pipe.execute()]
 
     async def _queue_names(self) -> list[str]:
         if self._client is None:
@@ -517,7 +541,7 @@ class RedisTransitions(Backend):
         keys = [k.job(job_id), k.logs(job_id), k.state(queue, "waiting"),
                 k.state(queue, "delayed"), *(k.state(queue, s) for s in FINISHED),
                 *(k.done(task, s) for s in FINISHED)]  # fmt: skip
-        args = [retention_member(queue, job_id), state, "" if latest is None else latest]
+        args = [retention_member(queue, job_id), state, "" if latest is None else latest, job_id]
         return await self._fenced("remove", keys, args)
 
     async def record_worker(self, *, worker: WorkerInfo | None, worker_id: str) -> None:

@@ -1,10 +1,13 @@
 -- Shared helpers, prepended to every script when it is loaded (scripts.py).
 -- No key name is built here or in any script: every key arrives in KEYS.
 
--- Job fields returned to Python, in conveyor.backends.sqlite.rows.COLUMNS order.
-local FIELDS = {'id', 'task', 'queue', 'state', 'priority', 'payload', 'options', 'attempts',
-  'max_attempts', 'stalls', 'worker_id', 'progress', 'progress_detail', 'result', 'error',
-  'traceback', 'created_at', 'run_at', 'started_at', 'finished_at'}
+-- A job hash holds 'data' (JSON, never changed: id, task, queue, max attempts,
+-- options, arguments) and the fields that change. A field left unset has its
+-- default (attempts, stalls and progress 0); no script reads 'data'.
+-- The fields returned to Python (transitions.FIELDS is the same list):
+local FIELDS = {'data', 'state', 'priority', 'attempts', 'stalls', 'worker_id', 'progress',
+  'progress_detail', 'result', 'error', 'traceback', 'created_at', 'run_at', 'started_at',
+  'finished_at'}
 
 -- "Now" is the server's clock (plus a test offset), never a worker's.
 local function now_ms(offset)

@@ -12,12 +12,12 @@ for c = 0, (#KEYS - 4) / 2 - 1 do
   local expiry = redis.call('ZSCORE', KEYS[1], id)
   if expiry and tonumber(expiry) < now then
     local job = redis.call('HMGET', job_key, 'stalls', 'attempts')
-    local stalls = tonumber(job[1])
+    local stalls = tonumber(job[1] or 0)
     redis.call('ZREM', KEYS[1], id)
     redis.call('HDEL', job_key, 'token', 'lease_expires_at')
     if stalls < max_stalls then
       redis.call('HSET', job_key, 'state', 'waiting', 'stalls', stalls + 1,
-        'attempts', math.max(tonumber(job[2]) - 1, 0))
+        'attempts', math.max(tonumber(job[2] or 0) - 1, 0))
       redis.call('HDEL', job_key, 'worker_id')
       redis.call('ZADD', KEYS[2], waiting_score(job_key), id)
       requeued[#requeued + 1] = id

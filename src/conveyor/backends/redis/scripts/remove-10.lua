@@ -2,14 +2,14 @@
 -- KEYS[1] job hash, KEYS[2] log list, KEYS[3] waiting, KEYS[4] delayed, KEYS[5] completed,
 -- KEYS[6] failed, KEYS[7] cancelled, KEYS[8..10] retention sets (task, completed/failed/cancelled).
 -- ARGV[1] retention member, ARGV[2] state the job must be in ('' for any but active),
--- ARGV[3] the job must have finished before this time ('' for any).
+-- ARGV[3] the job must have finished before this time ('' for any), ARGV[4] job id.
 -- Returns: 1 removed, 0 active, missing or not matching.
-local job = redis.call('HMGET', KEYS[1], 'state', 'id', 'finished_at')
+local job = redis.call('HMGET', KEYS[1], 'state', 'finished_at')
 local state = job[1]
 if not state or state == 'active' then return 0 end
 if ARGV[2] ~= '' and state ~= ARGV[2] then return 0 end
-if ARGV[3] ~= '' and (not job[3] or tonumber(job[3]) >= tonumber(ARGV[3])) then return 0 end
+if ARGV[3] ~= '' and (not job[2] or tonumber(job[2]) >= tonumber(ARGV[3])) then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
-for i = 3, 7 do redis.call('ZREM', KEYS[i], job[2]) end
+for i = 3, 7 do redis.call('ZREM', KEYS[i], ARGV[4]) end
 for i = 8, 10 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return 1

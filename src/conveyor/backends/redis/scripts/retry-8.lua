@@ -1,10 +1,10 @@
 -- Send a failed (or cancelled) job back to waiting with fresh attempts.
 -- KEYS[1] job hash, KEYS[2] failed, KEYS[3] cancelled, KEYS[4] waiting, KEYS[5] marker,
 -- KEYS[6] seq counter, KEYS[7] retention set (task, failed), KEYS[8] ... (task, cancelled).
--- ARGV[1] clock offset ms, ARGV[2] retention member, ARGV[3] '1' to accept cancelled jobs.
+-- ARGV[1] clock offset ms, ARGV[2] retention member, ARGV[3] '1' to accept cancelled jobs,
+-- ARGV[4] job id.
 -- Returns: 1 moved, 0 not failed (or cancelled) or missing.
-local job = redis.call('HMGET', KEYS[1], 'state', 'id')
-local state = job[1]
+local state, id = redis.call('HGET', KEYS[1], 'state'), ARGV[4]
 if state ~= 'failed' and not (state == 'cancelled' and ARGV[3] == '1') then return 0 end
 local now = now_ms(ARGV[1])
 local seq = redis.call('INCR', KEYS[6])
@@ -12,10 +12,10 @@ redis.call('HSET', KEYS[1], 'state', 'waiting', 'seq', 8796093022208 + seq, 'run
   'attempts', 0, 'stalls', 0, 'progress', 0)
 redis.call('HDEL', KEYS[1], 'error', 'traceback', 'result', 'progress_detail', 'started_at',
   'finished_at', 'worker_id')
-redis.call('ZREM', KEYS[2], job[2])
-redis.call('ZREM', KEYS[3], job[2])
+redis.call('ZREM', KEYS[2], id)
+redis.call('ZREM', KEYS[3], id)
 redis.call('ZREM', KEYS[7], ARGV[2])
 redis.call('ZREM', KEYS[8], ARGV[2])
-redis.call('ZADD', KEYS[4], waiting_score(KEYS[1]), job[2])
+redis.call('ZADD', KEYS[4], waiting_score(KEYS[1]), id)
 wake(KEYS[5])
 return 1
