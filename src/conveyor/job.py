@@ -47,6 +47,11 @@ class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_de
     max_count: int | None = None
     max_age_s: float | None = None
 
+    @property
+    def limited(self) -> bool:
+        """Whether anything is ever trimmed (``False``: keep every job)."""
+        return self.max_count is not None or self.max_age_s is not None
+
     def __post_init__(self) -> None:
         if self.max_count is not None:
             validate.count("max_count", self.max_count)

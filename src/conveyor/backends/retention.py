@@ -26,7 +26,7 @@ class TrimSchedule:
         self._due: dict[tuple[str, str], tuple[int, int]] = {}
 
     def due(self, task: str, state: str, retention: Retention, now: int) -> bool:
-        if retention.max_count is None and retention.max_age_s is None:
+        if not retention.limited:
             return False
         key = (task, state)
         left, last = self._due.get(key, (0, 0))

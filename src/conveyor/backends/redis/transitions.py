@@ -104,6 +104,11 @@ def job_from_fields(values: Sequence[Any]) -> tuple[Job, bytes]:
     return job_from_row(row), arguments
 
 
+def _tracked(retention: Retention, queue: str, job_id: str) -> str:
+    """The retention member to record, or '' when nothing will ever be trimmed."""
+    return retention_member(queue, job_id) if retention.limited else ""
+
+
 def identity_of(data: bytes) -> tuple[str, str]:
     """The queue and task in a job's 'data' field."""
     _, task, queue, *_ = _decode_data(data)
@@ -403,14 +408,7 @@ class RedisTransitions(Backend):
         k = self.keys
         keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "completed"),
                 k.done(task, "completed")]  # fmt: skip
-        limited = retention.max_count is not None or retention.max_age_s is not None
-        args = [
-            self._offset,
-            token,
-            result,
-            retention_member(queue, job_id) if limited else "",
-            job_id,
-        ]
+        args = [self._offset, token, result, _tracked(retention, queue, job_id), job_id]
         if not await self._fenced("complete", keys, args):
             return False
         self._owned.pop(job_id, None)
@@ -436,7 +434,7 @@ class RedisTransitions(Backend):
                 k.state(queue, "failed"), k.done(task, "failed")]  # fmt: skip
         retry = "" if retry_in_ms is None else retry_in_ms
         args = [self._offset, token, error, traceback or "", retry,
-                retention_member(queue, job_id), job_id]  # fmt: skip
+                _tracked(retention, queue, job_id), job_id]  # fmt: skip
         if not await self._fenced("fail", keys, args):
             return False
         self._owned.pop(job_id, None)

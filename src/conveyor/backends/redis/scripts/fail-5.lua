@@ -2,7 +2,7 @@
 -- KEYS[1] job hash, KEYS[2] active, KEYS[3] delayed, KEYS[4] failed,
 -- KEYS[5] retention set (task, failed).
 -- ARGV[1] clock offset ms, ARGV[2] token, ARGV[3] error, ARGV[4] traceback ('' for none),
--- ARGV[5] retry in ms ('' to fail for good), ARGV[6] retention member, ARGV[7] job id.
+-- ARGV[5] retry in ms ('' to fail for good), ARGV[6] retention member ('' when retention is unlimited), ARGV[7] job id.
 -- Returns: 1 done, 0 the token is not current (nothing changed).
 local job = redis.call('HMGET', KEYS[1], 'state', 'token')
 if job[1] ~= 'active' or job[2] ~= ARGV[2] then return 0 end
@@ -18,6 +18,6 @@ if ARGV[5] ~= '' then
 else
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', now)
   redis.call('ZADD', KEYS[4], now, id)
-  redis.call('ZADD', KEYS[5], now, ARGV[6])
+  if ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], now, ARGV[6]) end
 end
 return 1
