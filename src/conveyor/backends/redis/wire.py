@@ -28,15 +28,41 @@ class _HiredisPacking:
         return [b"".join(self.pack_command(*command)[0] for command in commands)]
 
 
-class FastConnection(_HiredisPacking, Connection):  # type: ignore[misc]
+class _DirectSend:
+    """Writes without ``asyncio.wait_for``: on Python 3.11 it wraps every send in
+    a new task (two extra loop turns per command). The socket buffer takes the
+    bytes at once unless it is full; only then is there a drain to wait for,
+    and that wait keeps the socket timeout."""
+
+    _writer: Any
+    is_connected: bool
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        writer = self._writer if self.is_connected else None
+        if (
+            writer is None
+            or (transport := writer.transport).is_closing()
+            or transport.get_write_buffer_size() > 0
+            or getattr(self, "health_check_interval", 0)
+        ):
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+            return
+        if isinstance(command, str):
+            command = command.encode()
+        if isinstance(command, bytes):
+            command = [command]
+        writer.writelines(command)  # a broken socket shows on the read that follows
+
+
+class FastConnection(_DirectSend, _HiredisPacking, Connection):  # type: ignore[misc]
     pass
 
 
-class FastSSLConnection(_HiredisPacking, SSLConnection):  # type: ignore[misc]
+class FastSSLConnection(_DirectSend, _HiredisPacking, SSLConnection):  # type: ignore[misc]
     pass
 
 
-class FastUnixConnection(_HiredisPacking, UnixDomainSocketConnection):  # type: ignore[misc]
+class FastUnixConnection(_DirectSend, _HiredisPacking, UnixDomainSocketConnection):  # type: ignore[misc]
     pass
 
 
