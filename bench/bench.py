@@ -167,6 +167,10 @@ class Store:
     def reset_command_stats(self) -> None:
         return None
 
+    def server_cpu_s(self) -> float | None:
+        """CPU time the server process has used so far (Redis only)."""
+        return None
+
     async def close(self) -> None:
         return None
 
@@ -270,6 +274,9 @@ class RedisStore(Store):
     def reset_command_stats(self) -> None:
         with self.server.client() as client:
             client.config_resetstat()
+
+    def server_cpu_s(self) -> float | None:
+        return None if self.server.proc is None else cpu_seconds(self.server.proc.pid)
 
     def command_stats(self) -> dict[str, int]:
         with self.server.client() as client:
@@ -526,14 +533,14 @@ async def bench_process(store: Store, n: int, concurrency: int) -> dict[str, Any
     await prefill(store.url, n)
     log(f"  {n} jobs enqueued; starting worker (concurrency={concurrency})")
     store.reset_command_stats()
-    stats_before = store.command_stats()
+    stats_before, server_cpu_before = store.command_stats(), store.server_cpu_s()
     worker = WorkerProcess(store.url, concurrency)
     try:
         polled, polls = await wait_completed(store, n, [worker])
         report = worker.stop()
     finally:
         worker.kill()
-    stats_after = store.command_stats()
+    stats_after, server_cpu_after = store.command_stats(), store.server_cpu_s()
     completed, first_start, last_finish = await store.completed_span()
     span_s = max(last_finish - first_start, 1) / 1000
     result: dict[str, Any] = {
@@ -546,6 +553,11 @@ async def bench_process(store: Store, n: int, concurrency: int) -> dict[str, Any
     }
     if polled:
         result["polled_per_s"] = polled
+    worker_cpu_s = report.get("cpu_user_s", 0.0) + report.get("cpu_system_s", 0.0)
+    result["worker_cpu_us_per_job"] = round(worker_cpu_s / max(completed, 1) * 1e6, 1)
+    if server_cpu_before is not None and server_cpu_after is not None:
+        server_cpu_s = server_cpu_after - server_cpu_before  # includes the parent's polls
+        result["server_cpu_us_per_job"] = round(server_cpu_s / max(completed, 1) * 1e6, 1)
     commands = per_job(stats_before, stats_after, completed)
     if commands is not None:
         # Includes worker start-up and shutdown, and the parent's polls (each one

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from conveyor import Conveyor, JobState, Retention
 from conveyor.backends.base import ProgressUpdate
 
@@ -132,3 +134,35 @@ async def test_progress_and_logs_are_stored_for_the_lease_holder(app: Conveyor) 
     job = await app.get_job(handle.id)
     assert job.progress == 80 and job.progress_detail == {"stage": "query"}
     assert [entry.message for entry in await app.get_logs(handle.id)] == ["one", "two", "three"]
+
+
+async def test_concurrent_completions_are_fenced_one_by_one(app: Conveyor) -> None:
+    """Completions sent together (Redis merges them into one script call) each
+    succeed or fail on their own token, and each job keeps its own result."""
+
+    @app.task
+    async def work(n: int) -> int:
+        return n
+
+    handles = [await work.enqueue(n) for n in range(6)]
+    claimed = await claim(app, limit=6)
+    assert len(claimed) == 6
+    stale = {claimed[1].job.id, claimed[4].job.id}
+    outcomes = await asyncio.gather(
+        *(
+            app.backend.complete(
+                job_id=c.job.id,
+                token="not-the-token" if c.job.id in stale else c.token,
+                result=str(c.job.args["n"] * 10).encode(),
+                retention=KEEP,
+            )
+            for c in claimed
+        )
+    )
+    assert outcomes == [c.job.id not in stale for c in claimed]
+    for handle in handles:
+        job = await app.get_job(handle.id)
+        if handle.id in stale:
+            assert (job.state, job.result) == (JobState.ACTIVE, None)
+        else:
+            assert (job.state, job.result) == (JobState.COMPLETED, job.args["n"] * 10)

@@ -31,6 +31,9 @@ def options_from(raw: bytes) -> JobOptions:
     return options
 
 
+_STATES = {state.value: state for state in JobState}  # faster than JobState(value)
+
+
 def job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
     (id_, task, queue, state, priority, payload, options, attempts, max_attempts, stalls,
      worker_id, progress, detail, result, error, traceback,
@@ -39,7 +42,7 @@ def job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         id=id_,
         task=task,
         queue=queue,
-        state=JobState(state),
+        state=_STATES[state],
         args=_decode_any(payload),
         priority=priority,
         attempts=attempts,

@@ -61,6 +61,7 @@ PROMOTE_BATCH = 1000
 NOSCRIPT_TRIES = 5
 BATCH = 1000  # jobs per round of bulk retries and cleaning
 RETRIES = 2  # quick retries of a command whose connection broke
+COMPLETE_KEYS = 4  # keys per job of the complete script, which takes many jobs
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
 # The fields returned by ``read_job`` in lib.lua, in the same order.
 FIELDS = (
@@ -186,7 +187,8 @@ class RedisTransitions(Backend):
         if not self._cluster:  # redis-py's cluster pipelines cannot carry scripts
             async with mapped_errors():
                 await self._scripts.load(client)
-            self._batch = Batch(client, self._call)
+            complete = self._scripts["complete"]
+            self._batch = Batch(client, self._call, merged={complete.sha: COMPLETE_KEYS})
         await self._check_config()
 
     async def _check_config(self) -> None:
@@ -409,7 +411,8 @@ class RedisTransitions(Backend):
         keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "completed"),
                 k.done(task, "completed")]  # fmt: skip
         args = [self._offset, token, result, _tracked(retention, queue, job_id), job_id]
-        if not await self._fenced("complete", keys, args):
+        (code,) = await self._run("complete", keys, args)
+        if int(code) != Code.DONE:
             return False
         self._owned.pop(job_id, None)
         await self._trim(task, JobState.COMPLETED, retention)

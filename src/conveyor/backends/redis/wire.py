@@ -22,7 +22,10 @@ class _HiredisPacking:
         if isinstance(head, str):
             head = head.encode()
         parts = tuple(head.split()) if b" " in head else (head,)
-        return [hiredis.pack_command(parts + tuple(map(self.encoder.encode, args[1:])))]
+        try:  # hiredis encodes str, bytes, int and float as redis-py's encoder does
+            return [hiredis.pack_command(parts + args[1:])]
+        except TypeError:  # anything else: redis-py's encoder accepts or rejects it
+            return [hiredis.pack_command(parts + tuple(map(self.encoder.encode, args[1:])))]
 
     def pack_commands(self, commands: Any) -> list[bytes]:
         return [b"".join(self.pack_command(*command)[0] for command in commands)]
