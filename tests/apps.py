@@ -49,6 +49,20 @@ def nap_first_time(seconds: float) -> str:
     return "done"
 
 
+async def hog(seconds: float, how: str) -> str:
+    """Keeps its worker busy without awaiting: ``block`` sleeps on the event
+    loop's thread, ``cpu`` spins in pure Python."""
+    record("start")
+    deadline = time.monotonic() + seconds
+    if how == "block":
+        time.sleep(seconds)  # noqa: ASYNC251 - blocking the loop is the point
+    else:
+        while time.monotonic() < deadline:
+            sum(range(1000))
+    record("end")
+    return how
+
+
 async def chatty(message: str) -> None:
     """Logs on its own logger, as job code does; the worker adds the job's context."""
     logging.getLogger("tests.apps").warning(message)
@@ -56,7 +70,7 @@ async def chatty(message: str) -> None:
 
 def build(url: str | None = None) -> Conveyor:
     app = Conveyor(url)
-    for fn in (add, nap, nap_first_time, chatty):
+    for fn in (add, nap, nap_first_time, hog, chatty):
         app.task(fn)
     return app
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -17,39 +13,7 @@ from conveyor import Conveyor, JobState
 
 from . import apps
 from .conftest import eventually
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class Workers:
-    def __init__(self, url: str, tmp_path: Path) -> None:
-        self.log = tmp_path / "executions.log"
-        self.stderr = tmp_path / "workers.err"
-        self.env = {**os.environ, "CONVEYOR_URL": url, "CONVEYOR_TEST_LOG": str(self.log)}
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
-        with self.stderr.open("ab") as stderr:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "conveyor", "worker", "tests.apps:app", *args],
-                cwd=ROOT,
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def events(self) -> list[list[str]]:
-        if not self.log.exists():
-            return []
-        return [line.split() for line in self.log.read_text().splitlines()]
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
+from .processes import Workers, exited
 
 
 @pytest.fixture
@@ -63,10 +27,6 @@ def workers(sqlite_url: str, tmp_path: Path) -> Iterator[Workers]:
 async def app(sqlite_url: str) -> AsyncIterator[Conveyor]:
     async with apps.build(sqlite_url) as app:
         yield app
-
-
-async def exited(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
-    return await asyncio.wait_for(asyncio.to_thread(proc.wait), timeout)
 
 
 def counts_are(app: Conveyor, **expected: int) -> Callable[[], object]:

@@ -11,8 +11,11 @@ stopped from outside its thread; at its timeout the attempt is failed and the
 thread's late result is dropped by fencing (a hard stop needs a child
 process: the sandbox, a later addition).
 
-Leases are renewed every ``lease_s / 3`` from the event loop; a job that
-blocks the loop for longer than its lease can be reclaimed by another worker.
+Leases are renewed every ``lease_s / 3`` from a thread of the worker's own
+with its own connection (``LeaseKeeper``), so a job that blocks the event
+loop or hogs the CPU in pure Python keeps its lease while its worker lives.
+A C call that holds the GIL stops every thread; the lease (30 s by default)
+outlasts a few seconds of that.
 Expired leases anywhere in the store are reclaimed by every worker every
 ``reclaim_interval_s``; nothing else is needed to recover a dead worker's jobs.
 
@@ -50,6 +53,7 @@ from conveyor.errors import (
     Retry,
     UnknownTask,
 )
+from conveyor.leases import HeldLeases, LeaseKeeper
 from conveyor.settings import WorkerSettings
 
 __all__ = ["Worker"]
@@ -86,6 +90,7 @@ class Worker:
         self._busy_threads = 0  # threads of ended sync jobs that are still running
         self._finishing = 0  # running entries whose outcome is being written
         self._started_ms = 0
+        self._leases = HeldLeases()
 
     # -- control -------------------------------------------------------------------
 
@@ -110,12 +115,16 @@ class Worker:
             "worker %s started: queues=%s concurrency=%d",
             self.id, ",".join(settings.queues), settings.concurrency,
         )  # fmt: skip
+        keeper = LeaseKeeper(
+            self.app.backend, self._leases, interval_s=settings.lease_s / 3,
+            lease_ms=int(settings.lease_s * 1000), on_lost=self._leases_lost,
+        )  # fmt: skip
         chores = [
-            asyncio.create_task(self._every(settings.lease_s / 3, self._renew_leases)),
             asyncio.create_task(self._every(settings.reclaim_interval_s, self._reclaim)),
             asyncio.create_task(self._every(settings.heartbeat_s, self._heartbeat)),
         ]
         stop_wait = asyncio.create_task(self._stopping.wait())
+        keeper.start()
         failures = 0
         try:
             await self._heartbeat()
@@ -163,6 +172,7 @@ class Worker:
                         await asyncio.wait([stop_wait], timeout=delay)
         finally:
             await self._drain()
+            await asyncio.to_thread(keeper.stop)
             stop_wait.cancel()
             for chore in chores:
                 chore.cancel()
@@ -214,9 +224,11 @@ class Worker:
         # Keyed by lease token: the same job id may be claimed again by this
         # worker (cancelled, then retried) while its old run is still ending.
         self._running[token] = _Running(claimed, context, task)
+        self._leases.hold(token, job_id)
         task.add_done_callback(functools.partial(self._finished, token))
 
     def _finished(self, token: str, task: asyncio.Task[None]) -> None:
+        self._leases.drop(token)
         entry = self._running.pop(token, None)
         if entry is not None and entry.finishing:
             self._finishing -= 1
@@ -357,18 +369,9 @@ class Worker:
             except Exception:  # a chore must never die while the worker claims
                 log.exception("%s failed", chore.__name__.strip("_"))
 
-    async def _renew_leases(self) -> None:
-        """Extend the leases of running jobs; stop those whose lease is gone.
-
-        A job whose outcome is being written is not stopped: that write
-        settles it either way (a renewal racing it would call it lost).
-        """
-        if not self._running:
-            return
-        held = [(r.claimed.job.id, token) for token, r in self._running.items()]
-        lost = await self.app.backend.extend_leases(
-            leases=held, lease_ms=int(self.settings.lease_s * 1000)
-        )
+    def _leases_lost(self, lost: list[tuple[str, str]]) -> None:
+        """Stop the jobs whose lease is gone (cancelled or reclaimed). A job whose
+        outcome is being written is left alone: that write settles it either way."""
         for job_id, token in lost:
             running = self._running.get(token)
             if running is not None and not running.finishing and not running.context.lost:

@@ -158,6 +158,16 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
+    def extend_leases_blocking(
+        self, *, leases: Sequence[tuple[str, str]], lease_ms: int
+    ) -> list[tuple[str, str]]:
+        """``extend_leases`` for a thread of its own, while the event loop may be
+        busy: job code that blocks the loop or hogs the CPU must not let its
+        lease lapse. Called from one thread at a time, never from the loop,
+        and only while connected. Raises ``BackendUnavailable`` like the rest.
+        """
+
+    @abc.abstractmethod
     async def complete(
         self, *, job_id: str, token: str, result: bytes, retention: Retention
     ) -> bool:

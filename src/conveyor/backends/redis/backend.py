@@ -12,14 +12,8 @@ from collections.abc import Sequence
 import msgspec
 
 from conveyor.backends.base import QueueInfo, WorkerInfo
-from conveyor.backends.redis.transitions import (
-    BATCH,
-    FIELDS,
-    RedisTransitions,
-    job_from_fields,
-    mapped_errors,
-    retention_member,
-)
+from conveyor.backends.redis.record import FIELDS, job_from_fields, retention_member
+from conveyor.backends.redis.transitions import BATCH, RedisTransitions, mapped_errors
 from conveyor.job import Job, JobState, LogEntry, from_ms
 
 __all__ = ["RedisBackend"]

@@ -46,14 +46,19 @@ from conveyor.backends.base import (
     ReclaimResult,
     WorkerInfo,
 )
-from conveyor.backends.redis import wire
+from conveyor.backends.redis import renewal, wire
 from conveyor.backends.redis.batch import Batch, map_error
 from conveyor.backends.redis.keys import FINISHED, Keys
+from conveyor.backends.redis.record import (
+    encode_data,
+    identity_of,
+    job_from_fields,
+    retention_member,
+)
 from conveyor.backends.redis.scripts import Code, Scripts
-from conveyor.backends.rows import job_from_row
 from conveyor.clock import Clock
 from conveyor.errors import BackendError, ConfigurationError
-from conveyor.job import Job, JobState, Retention
+from conveyor.job import JobState, Retention
 
 log = logging.getLogger("conveyor.redis")
 
@@ -63,62 +68,11 @@ BATCH = 1000  # jobs per round of bulk retries and cleaning
 RETRIES = 2  # quick retries of a command whose connection broke
 COMPLETE_KEYS = 4  # keys per job of the complete script, which takes many jobs
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
-# The fields returned by ``read_job`` in lib.lua, in the same order.
-FIELDS = (
-    "data", "state", "priority", "attempts", "stalls", "worker_id", "progress",
-    "progress_detail", "result", "error", "traceback", "created_at", "run_at", "started_at",
-    "finished_at",
-)  # fmt: skip
-Data = tuple[str, str, str, int, msgspec.Raw, msgspec.Raw]  # id, task, queue, max, options, args
-_decode_data = msgspec.json.Decoder(Data).decode
-
-
-def encode_data(job: NewJob) -> bytes:
-    """A job's 'data' field: what never changes, with options and arguments
-    embedded as they are (no second escaping)."""
-    return msgspec.json.encode(
-        (job.id, job.task, job.queue, job.max_attempts, msgspec.Raw(job.options),
-         msgspec.Raw(job.payload))
-    )  # fmt: skip
-
-
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode()
-
-
-def _int(value: bytes | None) -> int | None:
-    return None if value is None else int(value)
-
-
-def job_from_fields(values: Sequence[Any]) -> tuple[Job, bytes]:
-    """A job and its arguments' JSON, from ``HMGET`` of ``FIELDS`` (bytes or None)."""
-    (data, state, priority, attempts, stalls, worker_id, progress, detail, result, error,
-     trace, created_at, run_at, started_at, finished_at) = values  # fmt: skip
-    job_id, task, queue, max_attempts, options, payload = _decode_data(data)
-    arguments = bytes(payload)
-    row = (
-        job_id, task, queue, state.decode(), int(priority), arguments, bytes(options),
-        int(attempts or 0), max_attempts, int(stalls or 0), _text(worker_id),
-        float(progress or 0), detail, result, _text(error), _text(trace), int(created_at),
-        int(run_at), _int(started_at), _int(finished_at),
-    )  # fmt: skip
-    return job_from_row(row), arguments
 
 
 def _tracked(retention: Retention, queue: str, job_id: str) -> str:
     """The retention member to record, or '' when nothing will ever be trimmed."""
     return retention_member(queue, job_id) if retention.limited else ""
-
-
-def identity_of(data: bytes) -> tuple[str, str]:
-    """The queue and task in a job's 'data' field."""
-    _, task, queue, *_ = _decode_data(data)
-    return queue, task
-
-
-def retention_member(queue: str, job_id: str) -> str:
-    """A retention set member: the queue too, so a trim knows the job's keys."""
-    return f"{queue}\0{job_id}"
 
 
 @contextlib.asynccontextmanager
@@ -159,6 +113,9 @@ class RedisTransitions(Backend):
         self._batch: Batch | None = None
         self._owned: dict[str, tuple[str, str]] = {}  # job id -> (queue, task), claimed here
         self._trims = retention_.TrimSchedule()
+        self._renewer = renewal.BlockingRenewer(
+            self._redis_url, cluster=self._cluster, keys=self.keys
+        )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -214,6 +171,7 @@ class RedisTransitions(Backend):
         for c in (client, blocking):
             if c is not None:
                 await c.aclose()
+        self._renewer.close()
 
     @property
     def client(self) -> aioredis.Redis:
@@ -385,20 +343,23 @@ class RedisTransitions(Backend):
     async def extend_leases(
         self, *, leases: Sequence[tuple[str, str]], lease_ms: int
     ) -> list[tuple[str, str]]:
-        keys: list[str] = []
-        args: list[Any] = [self._offset, lease_ms]
-        lost: list[tuple[str, str]] = []
-        for job_id, token in leases:
+        queues = []
+        for job_id, _ in leases:
             identity = await self._identity(job_id)
-            if identity is None:
-                lost.append((job_id, token))
-                continue
-            keys += [self.keys.job(job_id), self.keys.state(identity[0], "active")]
-            args += [job_id, token]
+            queues.append(None if identity is None else identity[0])
+        keys, args, lost = renewal.extend_call(self.keys, leases, queues, self._offset, lease_ms)
         if keys:
-            flat = [v.decode() for v in await self._run("extend", keys, args)]
-            lost += list(zip(flat[::2], flat[1::2], strict=True))
+            lost += renewal.lost_leases(await self._run("extend", keys, args))
         return lost
+
+    def extend_leases_blocking(
+        self, *, leases: Sequence[tuple[str, str]], lease_ms: int
+    ) -> list[tuple[str, str]]:
+        def queue_of(job_id: str) -> str | None:
+            known = self._owned.get(job_id)
+            return None if known is None else known[0]
+
+        return self._renewer.extend(leases, queue_of, self._offset, lease_ms)
 
     async def complete(
         self, *, job_id: str, token: str, result: bytes, retention: Retention

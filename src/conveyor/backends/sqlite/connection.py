@@ -18,6 +18,7 @@ and leases must stay far longer than the worst wait.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import queue
 import sqlite3
@@ -116,6 +117,16 @@ class _Request:
         self.future: asyncio.Future[Any] = loop.create_future()
 
 
+class _BlockingRequest:
+    """A request from a thread without an event loop (see ``Writer.run_blocking``)."""
+
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Operation[Any]) -> None:
+        self.fn = fn
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+
 _STOP = object()
 
 
@@ -147,6 +158,14 @@ class Writer:
         batch, self._pending = self._pending, []
         self._queue.put(batch)
 
+    def run_blocking(self, fn: Operation[T], timeout: float | None = None) -> T:
+        """Run ``fn`` in the writer thread and wait for it, from any thread but
+        an event loop's: for work that must go on while the loop is busy."""
+        request = _BlockingRequest(fn)
+        self._queue.put([request])
+        result: T = request.future.result(timeout)
+        return result
+
     def stop(self) -> None:
         self._queue.put(_STOP)
         self._thread.join()
@@ -157,7 +176,7 @@ class Writer:
             first = self._queue.get()
             if first is _STOP:
                 return
-            group: list[_Request] = list(first)
+            group: list[_Request | _BlockingRequest] = list(first)
             while len(group) < MAX_GROUP:
                 try:
                     item = self._queue.get_nowait()
@@ -170,12 +189,18 @@ class Writer:
             outcomes = self._run_group(group)
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Any, bool]]] = {}
             for request, (value, ok) in zip(group, outcomes, strict=True):
+                if isinstance(request, _BlockingRequest):
+                    if ok:
+                        request.future.set_result(value)
+                    else:
+                        request.future.set_exception(value)
+                    continue
                 by_loop.setdefault(request.loop, []).append((request, value, ok))
             for loop, items in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # loop closed: nobody waits
                     loop.call_soon_threadsafe(_resolve, items)
 
-    def _run_group(self, group: list[_Request]) -> list[tuple[Any, bool]]:
+    def _run_group(self, group: list[_Request | _BlockingRequest]) -> list[tuple[Any, bool]]:
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")

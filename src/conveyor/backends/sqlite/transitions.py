@@ -37,11 +37,12 @@ from conveyor.backends.base import (
 from conveyor.backends.rows import COLUMNS, job_from_row
 from conveyor.backends.sqlite import connection
 from conveyor.clock import Clock
-from conveyor.errors import ConfigurationError
+from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
 from conveyor.job import Retention
 
 WRITER_CACHE_KIB = 32 * 1024  # index pages stay cached as the table grows
 PROMOTE_BATCH = 1000
+EXTEND_TIMEOUT_S = 15.0  # a renewal waits out the writer's lock waits (10 s at most)
 RETRY_BATCH = 1000
 FAST_POLL_S = 0.002
 SLOW_POLL_S = 0.1
@@ -290,7 +291,23 @@ class SQLiteTransitions(Backend):
     ) -> list[tuple[str, str]]:
         if not leases:
             return []
+        return await self._write(self._extend(leases, lease_ms))
 
+    def extend_leases_blocking(
+        self, *, leases: Sequence[tuple[str, str]], lease_ms: int
+    ) -> list[tuple[str, str]]:
+        if not leases:
+            return []
+        if self._writer is None:
+            raise BackendError("sqlite backend is not connected")
+        try:
+            return self._writer.run_blocking(self._extend(leases, lease_ms), EXTEND_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise BackendUnavailable("sqlite: lease renewal timed out") from exc
+
+    def _extend(
+        self, leases: Sequence[tuple[str, str]], lease_ms: int
+    ) -> connection.Operation[list[tuple[str, str]]]:
         def op(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             expires = self.clock.now_ms() + lease_ms
             lost = []
@@ -304,7 +321,7 @@ class SQLiteTransitions(Backend):
                     lost.append((job_id, token))
             return lost
 
-        return await self._write(op)
+        return op
 
     async def complete(
         self, *, job_id: str, token: str, result: bytes, retention: Retention

@@ -1,0 +1,103 @@
+"""Lease renewal on a thread of its own.
+
+A worker's leases must not lapse while its jobs run, whatever the jobs do: an
+``async`` job that blocks the event loop, or pure-Python code that keeps the
+CPU for minutes, would starve renewals sent from the loop. ``LeaseKeeper``
+renews from a daemon thread through the backend's ``extend_leases_blocking``
+(its own connection), and hands the leases it finds lost back to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from conveyor.backends.base import Backend
+from conveyor.errors import BackendError
+
+log = logging.getLogger("conveyor.worker")
+
+WARN_EVERY_S = 5.0  # while renewals fail, one warning per this many seconds
+
+Lease = tuple[str, str]  # (job id, token)
+
+
+class HeldLeases:
+    """The leases a worker holds, shared between its loop and its keeper thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, str] = {}  # token -> job id
+
+    def hold(self, token: str, job_id: str) -> None:
+        with self._lock:
+            self._held[token] = job_id
+
+    def drop(self, token: str) -> None:
+        with self._lock:
+            self._held.pop(token, None)
+
+    def snapshot(self) -> list[Lease]:
+        with self._lock:
+            return [(job_id, token) for token, job_id in self._held.items()]
+
+
+class LeaseKeeper:
+    """Every ``interval_s``, extends every held lease to now + ``lease_ms``;
+    lost leases go to ``on_lost``, called on the event loop that started it."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        leases: HeldLeases,
+        *,
+        interval_s: float,
+        lease_ms: int,
+        on_lost: Callable[[list[Lease]], None],
+    ) -> None:
+        self._backend = backend
+        self._leases = leases
+        self._interval_s = interval_s
+        self._lease_ms = lease_ms
+        self._on_lost = on_lost
+        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name="conveyor-leases", daemon=True)
+        self._last_warning = 0.0
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop renewing (waits for a renewal under way, bounded by its timeout)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            held = self._leases.snapshot()
+            if not held:
+                continue
+            try:
+                lost = self._backend.extend_leases_blocking(leases=held, lease_ms=self._lease_ms)
+            except BackendError as exc:
+                self._warn(f"lease renewal failed: {exc}")
+                continue
+            except Exception:  # the keeper must outlive any surprise
+                log.exception("lease renewal failed")
+                continue
+            if lost and self._loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    self._loop.call_soon_threadsafe(self._on_lost, lost)
+
+    def _warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_EVERY_S:
+            self._last_warning = now
+            log.warning("%s", message)
