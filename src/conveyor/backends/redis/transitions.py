@@ -130,16 +130,13 @@ class RedisTransitions(Backend):
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES),
             retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
         )
-        if not self._cluster:
-            scheme = self._redis_url.split(":", 1)[0]
-            retry["connection_class"] = wire.connection_class(scheme)
-        client = kind.from_url(self._redis_url, socket_timeout=10.0, **retry)
+        client = self._from_url(kind, socket_timeout=10.0, **retry)
         async with mapped_errors():
             await client.ping()
         self._client = client
         # Blocking waits get connections of their own, with a socket timeout
         # above the longest block, so a half-open connection cannot hang them.
-        self._blocking = kind.from_url(self._redis_url, socket_timeout=BLOCK_MAX_S + 5.0, **retry)
+        self._blocking = self._from_url(kind, socket_timeout=BLOCK_MAX_S + 5.0, **retry)
         self._scripts = Scripts(client)
         if not self._cluster:  # redis-py's cluster pipelines cannot carry scripts
             async with mapped_errors():
@@ -147,6 +144,17 @@ class RedisTransitions(Backend):
             complete = self._scripts["complete"]
             self._batch = Batch(client, self._call, merged={complete.sha: COMPLETE_KEYS})
         await self._check_config()
+
+    def _from_url(self, kind: Any, **kwargs: Any) -> Any:
+        client = kind.from_url(self._redis_url, **kwargs)
+        if not self._cluster:
+            # redis-py's from_url lets the URL's scheme choose the connection
+            # class (SSLConnection for rediss://, UnixDomainSocketConnection for
+            # unix://) over a connection_class keyword: set ours on the still
+            # empty pool, so every scheme gets the faster wire.
+            scheme = self._redis_url.split(":", 1)[0]
+            client.connection_pool.connection_class = wire.connection_class(scheme)
+        return client
 
     async def _check_config(self) -> None:
         """Warn once when Redis may drop acknowledged jobs (eviction, no persistence)."""
