@@ -22,6 +22,7 @@ from conveyor.errors import BackendError
 log = logging.getLogger("conveyor.worker")
 
 WARN_EVERY_S = 5.0  # while renewals fail, one warning per this many seconds
+RETRY_S = 0.5  # after a failed renewal, try again this soon
 
 Lease = tuple[str, str]  # (job id, token)
 
@@ -80,13 +81,17 @@ class LeaseKeeper:
             self._thread.join()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
+        wait = self._interval_s
+        while not self._stop.wait(wait):
+            wait = self._interval_s
             held = self._leases.snapshot()
             if not held:
                 continue
             try:
                 lost = self._backend.extend_leases_blocking(leases=held, lease_ms=self._lease_ms)
             except BackendError as exc:
+                # Renew as soon as the store is back: others may reclaim soon after.
+                wait = min(RETRY_S, self._interval_s)
                 self._warn(f"lease renewal failed: {exc}")
                 continue
             except Exception:  # the keeper must outlive any surprise

@@ -16,8 +16,14 @@ with its own connection (``LeaseKeeper``), so a job that blocks the event
 loop or hogs the CPU in pure Python keeps its lease while its worker lives.
 A C call that holds the GIL stops every thread; the lease (30 s by default)
 outlasts a few seconds of that.
-Expired leases anywhere in the store are reclaimed by every worker every
-``reclaim_interval_s``; nothing else is needed to recover a dead worker's jobs.
+Every worker checks the whole store for stalled jobs every
+``reclaim_interval_s``, in two phases: it notes the expired leases, and at
+its next check reclaims those still expired with the same expiry (nobody
+renewed them). So a dead worker's jobs are back within lease + 2 checks, and
+after a store outage (when every lease looks expired) nothing is reclaimed
+until live workers have had a renewal interval to renew. Each reclaimed job
+gets a ``stalled: ...`` line in its log; one that stalls more than
+``max_stalls`` times (default 1) fails with error ``stalled``.
 
 Shutdown (``stop()``, SIGTERM, SIGINT): no new claims; running jobs get
 ``shutdown_grace_s`` to finish; whatever still runs then is cancelled and its
@@ -34,6 +40,7 @@ import logging
 import os
 import random
 import socket
+import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
@@ -53,6 +60,7 @@ from conveyor.errors import (
     Retry,
     UnknownTask,
 )
+from conveyor.health import StoreHealth
 from conveyor.leases import HeldLeases, LeaseKeeper
 from conveyor.settings import WorkerSettings
 
@@ -60,7 +68,7 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("conveyor.worker")
 
-BACKOFF_CAP_S = 5.0
+BACKOFF_CAP_S = 5.0  # retries of other errors; an unreachable store: see health.py
 FINISH_WAIT_S = 2.0  # at the shutdown deadline, extra time for outcomes being written
 
 
@@ -91,6 +99,8 @@ class Worker:
         self._finishing = 0  # running entries whose outcome is being written
         self._started_ms = 0
         self._leases = HeldLeases()
+        self._health = StoreHealth()
+        self._suspects: dict[str, tuple[int, float]] = {}  # expired lease: (expiry, first seen)
 
     # -- control -------------------------------------------------------------------
 
@@ -148,6 +158,10 @@ class Worker:
                         lease_ms=int(settings.lease_s * 1000),
                     )
                     failures = 0
+                    self._health.ok()
+                except BackendUnavailable as exc:
+                    await asyncio.wait([stop_wait], timeout=self._health.failed("claim", exc))
+                    continue
                 except Exception as exc:  # the claim loop must not die
                     failures += 1
                     delay = min(BACKOFF_CAP_S, 0.05 * 2**failures)
@@ -165,7 +179,10 @@ class Worker:
                     if not waiter.done():
                         waiter.cancel()
                     (outcome,) = await asyncio.gather(waiter, return_exceptions=True)
-                    if isinstance(outcome, Exception):  # never spin on a failing wait
+                    if isinstance(outcome, BackendUnavailable):
+                        delay = self._health.failed("waiting for jobs", outcome)
+                        await asyncio.wait([stop_wait], timeout=delay)
+                    elif isinstance(outcome, Exception):  # never spin on a failing wait
                         failures += 1
                         delay = min(BACKOFF_CAP_S, 0.05 * 2**failures)
                         log.warning("waiting for jobs failed (%s); again in %.2fs", outcome, delay)
@@ -364,6 +381,9 @@ class Worker:
             await asyncio.sleep(interval)
             try:
                 await chore()
+                self._health.ok()
+            except BackendUnavailable as exc:
+                self._health.failed(chore.__name__.strip("_"), exc)
             except BackendError as exc:
                 log.warning("%s failed: %s", chore.__name__.strip("_"), exc)
             except Exception:  # a chore must never die while the worker claims
@@ -380,9 +400,32 @@ class Worker:
                 running.task.cancel()
 
     async def _reclaim(self) -> None:
-        result = await self.app.backend.reclaim_expired(
-            max_stalls=self.settings.max_stalls, limit=1000
+        """Stall detection in two phases: note the expired leases, and reclaim
+        at the next check only those still expired with the same expiry (not
+        renewed meanwhile). After the store was unreachable, every lease looks
+        expired: nothing is reclaimed until live workers have had a renewal
+        interval to renew theirs."""
+        backend, settings = self.app.backend, self.settings
+        expired = await backend.expired_leases(limit=1000)
+        now = time.monotonic()
+        previous, self._suspects = self._suspects, {}
+        ripe = []
+        for job_id, expiry in expired:
+            seen = previous.get(job_id)
+            if seen is not None and seen[0] == expiry:
+                self._suspects[job_id] = seen
+                if now - seen[1] >= settings.reclaim_interval_s * 0.9:
+                    ripe.append((job_id, expiry))
+            else:
+                self._suspects[job_id] = (expiry, now)
+        if not ripe or not self._health.settled(settings.lease_s / 3 + settings.reclaim_interval_s):
+            return
+        result = await backend.reclaim_expired(
+            max_stalls=settings.max_stalls, limit=len(ripe), suspects=ripe
         )
+        for job_id in result.requeued + result.failed:
+            self._suspects.pop(job_id, None)
+            log.warning("job %s stalled: its lease expired unrenewed", job_id)
         if result.requeued:
             log.warning("reclaimed %d jobs with expired leases", len(result.requeued))
         if result.failed:

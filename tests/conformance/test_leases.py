@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from conveyor import Conveyor, JobState, Retention
-from conveyor.backends.base import ProgressUpdate
+from conveyor.backends.base import ProgressUpdate, stalled_message
 
 from .conftest import claim
 
@@ -42,7 +42,8 @@ async def test_stale_token_cannot_complete_fail_extend_release_or_report(app: Co
     assert not await backend.report_progress(job_id=job_id, token=stale, update=update)
     job = await app.get_job(job_id)
     assert (job.state, job.worker_id, job.progress) == ("active", "w2", 0)
-    assert await app.get_logs(job_id) == []
+    # Only the stall record, not the stale holder's line.
+    assert [e.message for e in await app.get_logs(job_id)] == [stalled_message(1, 5)]
     assert await backend.complete(job_id=job_id, token=current, result=b"7", retention=KEEP)
     assert (await app.get_job(job_id)).result == 7
 
@@ -166,3 +167,51 @@ async def test_concurrent_completions_are_fenced_one_by_one(app: Conveyor) -> No
             assert (job.state, job.result) == (JobState.ACTIVE, None)
         else:
             assert (job.state, job.result) == (JobState.COMPLETED, job.args["n"] * 10)
+
+
+async def test_two_phase_reclaim_spares_a_lease_renewed_after_it_was_seen(
+    app: Conveyor,
+) -> None:
+    """Phase one notes expired leases; phase two reclaims only those whose lease
+    still has the expiry seen: the holder of one renewed meanwhile (after an
+    outage, say) keeps its job."""
+
+    @app.task
+    async def work() -> None: ...
+
+    renewed, abandoned = await work.enqueue(), await work.enqueue()
+    (first, second) = await claim(app, lease_ms=1000)
+    held = {c.job.id: c for c in (first, second)}
+    app.clock.advance(1.5)
+    suspects = await app.backend.expired_leases(limit=10)
+    assert sorted(job_id for job_id, _ in suspects) == sorted([renewed.id, abandoned.id])
+    assert (
+        await app.backend.extend_leases(
+            leases=[(renewed.id, held[renewed.id].token)], lease_ms=30_000
+        )
+        == []
+    )
+    result = await app.backend.reclaim_expired(max_stalls=1, limit=10, suspects=suspects)
+    assert (result.requeued, result.failed) == ([abandoned.id], [])
+    assert (await app.get_job(renewed.id)).state == JobState.ACTIVE
+    job = await app.get_job(abandoned.id)
+    assert (job.state, job.stalls) == (JobState.WAITING, 1)
+    assert [e.message for e in await app.get_logs(abandoned.id)] == [stalled_message(1, 1)]
+    assert await app.get_logs(renewed.id) == []
+
+
+async def test_a_job_failed_for_stalling_says_so_in_its_log(app: Conveyor) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    handle = await work.enqueue()
+    for _ in range(2):
+        await claim(app, lease_ms=1000)
+        app.clock.advance(1.5)
+        await app.backend.reclaim_expired(max_stalls=1, limit=10)
+    job = await app.get_job(handle.id)
+    assert (job.state, job.error) == (JobState.FAILED, "stalled")
+    assert [e.message for e in await app.get_logs(handle.id)] == [
+        stalled_message(1, 1),
+        stalled_message(2, 1),
+    ]

@@ -39,8 +39,18 @@ async def app(server: RedisServer) -> AsyncIterator[Conveyor]:
     async def add(a: int, b: int) -> int:
         return a + b
 
+    @app.task
+    async def nap(seconds: float) -> int:
+        NAPS.append(seconds)
+        await asyncio.sleep(seconds)
+        return len(NAPS)
+
+    NAPS.clear()
     async with app:
         yield app
+
+
+NAPS: list[float] = []  # one entry per run of the nap task
 
 
 async def test_flushed_script_cache_is_reloaded_under_load(
@@ -200,3 +210,45 @@ async def test_unix_socket_and_acl_user_urls(tmp_path: Path) -> None:
                 await app.backend.client.set("elsewhere", "1")
     finally:
         guarded.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_an_outage_longer_than_the_lease_leaves_live_jobs_alone(
+    app: Conveyor, server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis down for longer than the lease while a job runs: when it returns
+    every lease looks expired, yet a second worker that checks for stalls ten
+    times a second does not take the job (it waits a renewal interval after
+    the outage, and the holder renews within half a second), the job runs
+    once, the log got a line per few seconds at most, and work enqueued after
+    the return starts at once."""
+    outage_s, lease_s = 4.0, 3.0
+    holder = Worker(app, WorkerSettings(concurrency=2, lease_s=lease_s))
+    checker = Worker(app, WorkerSettings(queues=("other",), reclaim_interval_s=0.1))
+    running = [asyncio.create_task(w.run()) for w in (holder, checker)]
+    try:
+        handle = await app.tasks["nap"].enqueue(outage_s + 2.0)
+
+        async def napping() -> bool:
+            return NAPS != []
+
+        await eventually(napping)
+        await asyncio.to_thread(server.kill)
+        caplog.clear()
+        await asyncio.sleep(outage_s)  # the outage itself, not a wait for a condition
+        down_lines = [r for r in caplog.records if r.levelname == "WARNING"]
+        await asyncio.to_thread(server.start)
+        job = await handle.wait(20)
+        assert (job.state, job.result, job.stalls, job.attempts) == ("completed", 1, 0, 1)
+        assert [outage_s + 2.0] == NAPS  # ran once
+        # Store-unreachable lines: one at once, then one per 5 s, per reporter
+        # (each worker's loop and lease keeper).
+        assert 2 <= len(down_lines) <= 6, [r.getMessage() for r in down_lines]
+        started = asyncio.get_running_loop().time()
+        after = await app.tasks["add"].enqueue(3, 3)
+        assert (await after.wait(10)).result == 6
+        assert asyncio.get_running_loop().time() - started < 2.0
+    finally:
+        for w in (holder, checker):
+            w.stop()
+        await asyncio.wait_for(asyncio.gather(*running), 15)

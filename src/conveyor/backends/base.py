@@ -92,6 +92,14 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     last_seen_ms: int
 
 
+def stalled_message(stalls: int, max_stalls: int) -> str:
+    """The line a reclaimed job gets in its log (its stall record). The Redis
+    scripts write the same text (reclaim-4.lua); the conformance suite checks."""
+    if stalls > max_stalls:
+        return f"stalled: lease expired; failed after {stalls} stalls (max_stalls {max_stalls})"
+    return f"stalled: lease expired; back to waiting (stall {stalls} of {max_stalls})"
+
+
 class Backend(abc.ABC):
     """Base of every job store. Subclasses implement the abstract operations."""
 
@@ -208,11 +216,21 @@ class Backend(abc.ABC):
         """Store progress, its detail and log lines of an owned job, atomically."""
 
     @abc.abstractmethod
-    async def reclaim_expired(self, *, max_stalls: int, limit: int) -> ReclaimResult:
+    async def expired_leases(self, *, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` active jobs whose lease has expired, oldest first, as
+        ``(job_id, lease_expires_ms)``: the first phase of stall detection."""
+
+    @abc.abstractmethod
+    async def reclaim_expired(
+        self, *, max_stalls: int, limit: int, suspects: Sequence[tuple[str, int]] | None = None
+    ) -> ReclaimResult:
         """Put up to ``limit`` jobs whose lease expired back to ``waiting``, atomically.
 
-        Each counts a stall; a job that has stalled more than ``max_stalls``
-        times goes to ``failed`` with error ``stalled`` instead.
+        Each counts a stall and gets a ``stalled: ...`` line in its log; a job
+        that has stalled more than ``max_stalls`` times goes to ``failed`` with
+        error ``stalled`` instead. With ``suspects`` (from ``expired_leases``),
+        only those jobs are reclaimed, and only if their lease still has the
+        expiry seen then: a lease renewed meanwhile is left alone.
         """
 
     @abc.abstractmethod

@@ -176,7 +176,7 @@ class RedisBackend(RedisTransitions):
                 if not old:
                     break
                 ids = [m.decode() for m in old]
-                tasks = await self._tasks(ids)
+                tasks = [i[1] if i else "" for i in await self._identities(ids)]
                 gone = await asyncio.gather(*(
                     self._remove(i, q, t, state=state.value, latest=cutoff)
                     for i, t in zip(ids, tasks, strict=True)

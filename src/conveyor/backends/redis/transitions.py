@@ -433,39 +433,59 @@ class RedisTransitions(Backend):
                 *update.logs]  # fmt: skip
         return await self._fenced("progress", keys, args)
 
-    async def reclaim_expired(self, *, max_stalls: int, limit: int) -> ReclaimResult:
-        k = self.keys
-        requeued: list[str] = []
-        failed: list[str] = []
+    async def expired_leases(self, *, limit: int) -> list[tuple[str, int]]:
+        """Oldest first within each queue."""
         now = await self._now()
+        found: list[tuple[str, int]] = []
         for queue in await self._queue_names():
             async with mapped_errors():
                 leases = await self.client.zrange(
-                    k.state(queue, "active"), 0, limit - 1, withscores=True
-                )
-            expired = [m.decode() for m, expiry in leases if expiry < now]
-            if not expired:
-                continue
-            tasks = await self._tasks(expired)
+                    self.keys.state(queue, "active"), 0, f"({now}", byscore=True,
+                    offset=0, num=limit - len(found), withscores=True,
+                )  # fmt: skip
+            found += [(member.decode(), int(expiry)) for member, expiry in leases]
+            if len(found) >= limit:
+                break
+        return found
+
+    async def reclaim_expired(
+        self, *, max_stalls: int, limit: int, suspects: Sequence[tuple[str, int]] | None = None
+    ) -> ReclaimResult:
+        if suspects is None:  # whatever has expired, whatever its expiry
+            seen: list[tuple[str, int | str]] = [
+                (job_id, "") for job_id, _ in await self.expired_leases(limit=limit)
+            ]
+        else:
+            seen = list(suspects[:limit])
+        if not seen:
+            return ReclaimResult(requeued=[], failed=[])
+        k = self.keys
+        by_queue: dict[str, list[tuple[str, str, int | str]]] = {}
+        identities = await self._identities([job_id for job_id, _ in seen])
+        for (job_id, expiry), identity in zip(seen, identities, strict=True):
+            if identity is not None:
+                queue, task = identity
+                by_queue.setdefault(queue, []).append((job_id, task, expiry))
+        requeued: list[str] = []
+        failed: list[str] = []
+        for queue, jobs in by_queue.items():
             keys = [k.state(queue, "active"), k.state(queue, "waiting"),
                     k.state(queue, "failed"), k.marker(queue)]  # fmt: skip
             args: list[Any] = [self._offset, max_stalls]
-            for job_id, task in zip(expired, tasks, strict=True):
-                keys += [k.job(job_id), k.done(task, "failed")]
-                args += [job_id, retention_member(queue, job_id)]
+            for job_id, task, expiry in jobs:
+                keys += [k.job(job_id), k.done(task, "failed"), k.logs(job_id)]
+                args += [job_id, retention_member(queue, job_id), expiry]
             back, dead = await self._run("reclaim", keys, args)
             requeued += [i.decode() for i in back]
             failed += [i.decode() for i in dead]
-            limit -= len(expired)
-            if limit <= 0:
-                break
         return ReclaimResult(requeued=requeued, failed=failed)
 
-    async def _tasks(self, job_ids: Sequence[str]) -> list[str]:
+    async def _identities(self, job_ids: Sequence[str]) -> list[tuple[str, str] | None]:
+        """Each job's (queue, task), or None for a job that is gone."""
         async with mapped_errors(), self.client.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 pipe.hget(self.keys.job(job_id), "data")
-            return [identity_of(d)[1] if d else "" for d in await pipe.execute()]
+            return [identity_of(d) if d else None for d in await pipe.execute()]
 
     async def _queue_names(self) -> list[str]:
         if self._client is None:

@@ -33,6 +33,7 @@ from conveyor.backends.base import (
     ProgressUpdate,
     ReclaimResult,
     WorkerInfo,
+    stalled_message,
 )
 from conveyor.backends.rows import COLUMNS, job_from_row
 from conveyor.backends.sqlite import connection
@@ -411,28 +412,54 @@ class SQLiteTransitions(Backend):
 
         return await self._write(op)
 
-    async def reclaim_expired(self, *, max_stalls: int, limit: int) -> ReclaimResult:
+    async def expired_leases(self, *, limit: int) -> list[tuple[str, int]]:
+        def op(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+            rows = conn.execute(
+                "SELECT id, lease_expires_at FROM jobs WHERE state = 'active'"
+                " AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?",
+                (self.clock.now_ms(), limit),
+            ).fetchall()
+            return [(id_, expiry) for id_, expiry in rows]
+
+        return await self._read(op)
+
+    async def reclaim_expired(
+        self, *, max_stalls: int, limit: int, suspects: Sequence[tuple[str, int]] | None = None
+    ) -> ReclaimResult:
         def op(conn: sqlite3.Connection) -> ReclaimResult:
             now = self.clock.now_ms()
-            expired = conn.execute(
-                "SELECT id, stalls FROM jobs WHERE state = 'active' AND lease_expires_at < ?"
-                " ORDER BY lease_expires_at LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            requeue = [id_ for id_, stalls in expired if stalls < max_stalls]
-            dead = [id_ for id_, stalls in expired if stalls >= max_stalls]
+            if suspects is None:
+                expired = conn.execute(
+                    "SELECT id, stalls FROM jobs WHERE state = 'active' AND lease_expires_at < ?"
+                    " ORDER BY lease_expires_at LIMIT ?",
+                    (now, limit),
+                ).fetchall()
+            else:
+                expired = []
+                for job_id, expiry in suspects[:limit]:
+                    expired += conn.execute(
+                        "SELECT id, stalls FROM jobs WHERE id = ? AND state = 'active'"
+                        " AND lease_expires_at = ? AND lease_expires_at < ?",
+                        (job_id, expiry, now),
+                    ).fetchall()
+            requeue = [(id_, stalls) for id_, stalls in expired if stalls < max_stalls]
+            dead = [(id_, stalls) for id_, stalls in expired if stalls >= max_stalls]
             conn.executemany(
                 "UPDATE jobs SET state = 'waiting', stalls = stalls + 1,"
                 " attempts = max(attempts - 1, 0), token = NULL, lease_expires_at = NULL,"
                 " worker_id = NULL WHERE id = ?",
-                [(id_,) for id_ in requeue],
+                [(id_,) for id_, _ in requeue],
             )
             conn.executemany(
                 "UPDATE jobs SET state = 'failed', stalls = stalls + 1, finished_at = ?,"
                 " error = 'stalled', token = NULL, lease_expires_at = NULL WHERE id = ?",
-                [(now, id_) for id_ in dead],
+                [(now, id_) for id_, _ in dead],
             )
-            return ReclaimResult(requeued=requeue, failed=dead)
+            conn.executemany(
+                "INSERT INTO job_logs (job_id, at, message) VALUES (?, ?, ?)",
+                [(id_, now, stalled_message(stalls + 1, max_stalls)) for id_, stalls in expired],
+            )
+            return ReclaimResult(requeued=[i for i, _ in requeue], failed=[i for i, _ in dead])
 
         result = await self._write(op)
         if result.requeued:
