@@ -380,3 +380,41 @@ async def test_a_timed_out_thread_keeps_its_slot_until_it_returns(
     assert (await second.wait(10)).state == "completed"
     order = [name for name, _ in events]
     assert order == ["start a", "end a", "start b", "end b"]  # b waited for a's thread
+
+
+async def test_a_job_not_started_within_its_ttl_expires_without_running(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    ran: list[str] = []
+
+    @app.task
+    async def report(name: str) -> None:
+        ran.append(name)
+
+    stale = await report.configure(ttl=60).enqueue("stale")
+    delayed = await report.configure(delay=30, ttl=60).enqueue("delayed")
+    later = await report.configure(ttl=600).enqueue("later")
+    app.clock.advance(61)  # the store's clock: the 60 s ttls have passed, not the 600 s one
+    await start_worker()
+    for handle in (stale, delayed, later):
+        await handle.wait(10)
+    stale_job, later_job = await app.get_job(stale.id), await app.get_job(later.id)
+    assert (stale_job.state, stale_job.error, stale_job.attempts) == ("cancelled", "expired", 1)
+    assert (await app.get_job(delayed.id)).error == "expired"  # counted from the enqueue
+    assert (later_job.state, ran) == ("completed", ["later"])
+
+
+async def test_a_retry_is_not_expired_by_the_ttl_of_its_first_start(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    @app.task(retries=1, backoff=Retry.fixed(120))
+    async def flaky() -> str:
+        if current_job().attempt == 1:
+            raise ConnectionError("upstream down")
+        return "ok"
+
+    handle = await flaky.configure(ttl=60).enqueue()
+    await start_worker()
+    await eventually(lambda: state_is(app, handle.id, "delayed"))
+    app.clock.advance(121)  # past the ttl too, but the job has started before
+    assert (await handle.wait(10)).result == "ok"

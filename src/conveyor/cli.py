@@ -151,6 +151,7 @@ def worker(
 @click.option("--priority", type=int, help="-100..100, higher runs first.")
 @click.option("--job-id", help="Job id (an id already stored adds nothing).")
 @click.option("--queue", help="Queue other than the task's.")
+@click.option("--ttl", type=float, help="Seconds it may wait to start; then it expires.")
 def enqueue(
     task_name: str,
     app_path: str | None,
@@ -160,6 +161,7 @@ def enqueue(
     priority: int | None,
     job_id: str | None,
     queue: str | None,
+    ttl: float | None,
 ) -> None:
     """Enqueue a job of TASK and print its id."""
     if not app_path:
@@ -168,7 +170,7 @@ def enqueue(
     args = _json_arg("--args", args_json, list)
     kwargs = _json_arg("--kwargs", kwargs_json, dict)
     task = app.get_task(task_name)
-    call = task.configure(delay=delay, priority=priority, job_id=job_id, queue=queue)
+    call = task.configure(delay=delay, priority=priority, job_id=job_id, queue=queue, ttl=ttl)
     handle = _run(app, lambda: call.enqueue(*args, **kwargs))
     click.echo(handle.id if handle.created else f"{handle.id} (already existed)")
 

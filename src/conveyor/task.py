@@ -99,10 +99,13 @@ class Task(Generic[P, R]):
         queue: str | None = None,
         retries: int | None = None,
         timeout: float | None = None,
+        ttl: float | timedelta | None = None,
     ) -> Call[P, R]:
         """Options for one enqueue: a delay (seconds) or an aware ``run_at``, a
         priority, a job id (enqueueing an id already stored adds nothing),
-        LIFO order, another queue, or other retries or timeout."""
+        LIFO order, another queue, other retries or timeout, or a ``ttl``: a
+        job not started within ``ttl`` seconds of its enqueue (by the store's
+        clock) is not run and ends ``cancelled`` with error ``expired``."""
         return Call(
             self,
             delay=delay,
@@ -113,6 +116,7 @@ class Task(Generic[P, R]):
             queue=queue,
             retries=retries,
             timeout=timeout,
+            ttl=ttl,
         )
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
@@ -139,6 +143,7 @@ class Call(Generic[P, R]):
         queue: str | None = None,
         retries: int | None = None,
         timeout: float | None = None,
+        ttl: float | timedelta | None = None,
     ) -> None:
         if delay is not None and run_at is not None:
             raise InvalidInput("delay", "give delay or run_at, not both")
@@ -157,6 +162,11 @@ class Call(Generic[P, R]):
             options = msgspec.structs.replace(
                 options, timeout_s=validate.seconds("timeout", timeout, allow_zero=False)
             )
+        if ttl is not None:
+            ttl_s = validate.seconds("ttl", ttl, allow_zero=False)
+            if ttl_s * 1000 <= self.delay_ms:
+                raise InvalidInput("ttl", "must be longer than the delay")
+            options = msgspec.structs.replace(options, ttl_s=ttl_s)
         self.options = _encode_options(options)
         self.max_payload = task.app.max_payload_bytes
 

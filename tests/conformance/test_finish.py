@@ -117,3 +117,23 @@ async def test_retention_is_per_task(app: Conveyor) -> None:
     await _finish(app, 3, keep=Retention(max_count=1))
     tasks = sorted(j.task for j in await app.list_jobs("completed"))
     assert tasks == ["keep_one", "other"]
+
+
+async def test_the_lease_holder_cancels_its_own_job_with_a_reason(app: Conveyor) -> None:
+    """``cancel`` with a token: only the holder's active job, with the given reason."""
+
+    @app.task
+    async def work() -> None: ...
+
+    handle = await work.enqueue()
+    (claimed,) = await claim(app)
+    backend = app.backend
+    assert not await backend.cancel(job_id=handle.id, token="not-it", reason="expired")
+    assert (await app.get_job(handle.id)).state == JobState.ACTIVE
+    assert await backend.cancel(job_id=handle.id, token=claimed.token, reason="expired")
+    job = await app.get_job(handle.id)
+    assert (job.state, job.error) == (JobState.CANCELLED, "expired")
+    assert not await backend.cancel(job_id=handle.id, token=claimed.token, reason="expired")
+    waiting = await work.enqueue()
+    assert not await backend.cancel(job_id=waiting.id, token=claimed.token)  # not active
+    assert (await app.get_job(waiting.id)).state == JobState.WAITING

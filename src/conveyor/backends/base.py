@@ -277,11 +277,15 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def cancel(self, *, job_id: str) -> bool:
-        """Move an unfinished job to ``cancelled``, atomically.
+    async def cancel(
+        self, *, job_id: str, token: str | None = None, reason: str = "cancelled"
+    ) -> bool:
+        """Move an unfinished job to ``cancelled`` with error ``reason``, atomically.
 
         An active job loses its lease: its worker sees it at the next renewal
         and its late result is dropped. ``False`` if finished or missing.
+        With ``token``, only the lease holder's own active job is cancelled
+        (the worker ending a job it will not run, e.g. ``expired``).
         """
 
     @abc.abstractmethod

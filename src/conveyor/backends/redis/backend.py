@@ -132,7 +132,9 @@ class RedisBackend(RedisTransitions):
 
         return sum(await asyncio.gather(*(one(job_id) for job_id in job_ids)))
 
-    async def cancel(self, *, job_id: str) -> bool:
+    async def cancel(
+        self, *, job_id: str, token: str | None = None, reason: str = "cancelled"
+    ) -> bool:
         identity = await self._identity(job_id)
         if identity is None:
             return False
@@ -141,7 +143,7 @@ class RedisBackend(RedisTransitions):
         keys = [k.job(job_id), k.state(queue, "waiting"), k.state(queue, "delayed"),
                 k.state(queue, "active"), k.state(queue, "cancelled"),
                 k.done(task, "cancelled")]  # fmt: skip
-        args = [self._offset, retention_member(queue, job_id), job_id]
+        args = [self._offset, retention_member(queue, job_id), job_id, reason, token or ""]
         return await self._fenced("cancel", keys, args)
 
     async def remove(self, *, job_id: str) -> bool:

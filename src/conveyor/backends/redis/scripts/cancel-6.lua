@@ -1,17 +1,21 @@
 -- Cancel a job that has not finished; an active job loses its lease.
 -- KEYS[1] job hash, KEYS[2] waiting, KEYS[3] delayed, KEYS[4] active, KEYS[5] cancelled,
 -- KEYS[6] retention set (task, cancelled).
--- ARGV[1] clock offset ms, ARGV[2] retention member, ARGV[3] job id.
--- Returns: 1 cancelled, 0 finished or missing.
-local state, id = redis.call('HGET', KEYS[1], 'state'), ARGV[3]
+-- ARGV[1] clock offset ms, ARGV[2] retention member, ARGV[3] job id, ARGV[4] reason
+-- (stored as the error), ARGV[5] token ('' for any holder; else only the holder's
+-- own active job).
+-- Returns: 1 cancelled, 0 finished, missing or (with a token) not the holder's.
+local job, id = redis.call('HMGET', KEYS[1], 'state', 'token'), ARGV[3]
+local state = job[1]
 if not state or state == 'completed' or state == 'failed' or state == 'cancelled' then
   return 0
 end
+if ARGV[5] ~= '' and (state ~= 'active' or job[2] ~= ARGV[5]) then return 0 end
 local now = now_ms(ARGV[1])
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZREM', KEYS[4], id)
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', now, 'error', 'cancelled')
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', now, 'error', ARGV[4])
 redis.call('HDEL', KEYS[1], 'token', 'lease_expires_at')
 redis.call('ZADD', KEYS[5], now, id)
 redis.call('ZADD', KEYS[6], now, ARGV[2])
