@@ -252,3 +252,31 @@ async def test_an_outage_longer_than_the_lease_leaves_live_jobs_alone(
         for w in (holder, checker):
             w.stop()
         await asyncio.wait_for(asyncio.gather(*running), 15)
+
+
+@pytest.mark.timeout(60)
+async def test_shutdown_while_redis_is_down_ends_within_the_grace_period(
+    app: Conveyor, server: RedisServer
+) -> None:
+    """The running job cannot be released (Redis is gone) and its lease brings
+    it back later; the worker still stops on time instead of retrying."""
+    grace_s = 1.0
+    worker = Worker(app, WorkerSettings(concurrency=2, shutdown_grace_s=grace_s))
+    running = asyncio.create_task(worker.run())
+    handle = await app.tasks["nap"].enqueue(30.0)
+
+    async def napping() -> bool:
+        return NAPS != []
+
+    await eventually(napping)
+    await asyncio.to_thread(server.kill)
+    loop = asyncio.get_running_loop()
+    stopping = loop.time()
+    worker.stop()
+    await asyncio.wait_for(running, 15)
+    # The grace period, the extra wait for outcomes being written, and the
+    # lease keeper's renewal under way (a refused connection fails at once).
+    assert loop.time() - stopping < grace_s + 3.0
+    await asyncio.to_thread(server.start)
+    job = await app.get_job(handle.id)
+    assert (job.state, job.attempts) == ("active", 1)  # its lease will bring it back
