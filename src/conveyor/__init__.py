@@ -29,6 +29,7 @@ from conveyor.errors import (
     NonRetryable,
     PayloadTooLarge,
     Retry,
+    SandboxError,
     UnknownTask,
 )
 from conveyor.job import Job, JobState, LogEntry, Retention
@@ -63,6 +64,7 @@ __all__ = [
     "QueueInfo",
     "Retention",
     "Retry",
+    "SandboxError",
     "SyncConveyor",
     "Task",
     "UnknownTask",

@@ -108,6 +108,7 @@ class Conveyor:
         priority: int = 0,
         keep_completed: Retention = DEFAULT_KEEP_COMPLETED,
         keep_failed: Retention = DEFAULT_KEEP_FAILED,
+        sandbox: bool = False,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -123,6 +124,7 @@ class Conveyor:
         priority: int = 0,
         keep_completed: Retention = DEFAULT_KEEP_COMPLETED,
         keep_failed: Retention = DEFAULT_KEEP_FAILED,
+        sandbox: bool = False,
     ) -> Any:
         """Register a function as a task, named ``name`` or the function's name.
 
@@ -131,6 +133,9 @@ class Conveyor:
         attempt; default ``priority`` (-100..100, higher first). Finished jobs
         are kept per task by ``keep_completed`` (default: the newest 1000, for
         at most a day) and ``keep_failed`` (default: all; the dead-letter set).
+        ``sandbox=True`` runs each job in a child process that its timeout or a
+        cancel kills (see ``conveyor.sandbox``); the function must be importable
+        by its module and name.
         """
 
         def register(fn: Callable[..., Any]) -> Task[Any, Any]:
@@ -150,6 +155,7 @@ class Conveyor:
                 priority=priority,
                 keep_completed=keep_completed,
                 keep_failed=keep_failed,
+                sandbox=sandbox,
             )
             self.tasks[task_name] = registered
             return registered

@@ -87,6 +87,10 @@ class JobTimeout(ConveyorError, TimeoutError):
     """A job ran longer than its ``timeout``; counted as a failed attempt."""
 
 
+class SandboxError(ConveyorError):
+    """A sandboxed job's child process died, or raised an error of this name."""
+
+
 class Retry(ConveyorError):
     """Raise from a task to run it again.
 

@@ -55,6 +55,7 @@ class Task(Generic[P, R]):
         priority: int,
         keep_completed: Retention,
         keep_failed: Retention,
+        sandbox: bool = False,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -78,6 +79,13 @@ class Task(Generic[P, R]):
             keep_completed=keep_completed,
             keep_failed=keep_failed,
         )
+        if not isinstance(sandbox, bool):
+            raise InvalidInput("sandbox", "must be true or false")
+        if sandbox:  # a function no child can import: ConfigurationError now, not failed jobs
+            from conveyor.sandbox import import_path  # sandbox.py imports this module
+
+            import_path(fn)
+        self.sandbox = sandbox
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = Signature(fn)
         self._default_call: Call[P, R] = Call(self)

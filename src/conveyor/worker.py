@@ -8,8 +8,9 @@ state change is one backend call carrying the lease token.
 
 Timeouts: an async job is cancelled at its timeout. A sync job cannot be
 stopped from outside its thread; at its timeout the attempt is failed and the
-thread's late result is dropped by fencing (a hard stop needs a child
-process: the sandbox, a later addition).
+thread's late result is dropped by fencing. A hard stop needs
+``sandbox=True``: the job runs in a child process whose process group is
+killed at its timeout or cancel (``sandbox.py``).
 
 Leases are renewed every ``lease_s / 3`` from a thread of the worker's own
 with its own connection (``LeaseKeeper``), so a job that blocks the event
@@ -63,6 +64,7 @@ from conveyor.errors import (
 from conveyor.health import StoreHealth
 from conveyor.job import Job
 from conveyor.leases import HeldLeases, LeaseKeeper
+from conveyor.sandbox import SandboxPool
 from conveyor.settings import WorkerSettings
 
 __all__ = ["Worker"]
@@ -95,6 +97,7 @@ class Worker:
         self._threads = ThreadPoolExecutor(
             self.settings.concurrency, thread_name_prefix="conveyor-job"
         )
+        self._sandbox = SandboxPool(self.settings.concurrency)  # no process until a job needs one
         self._rng = random.Random()
         self._busy_threads = 0  # threads of ended sync jobs that are still running
         self._finishing = 0  # running entries whose outcome is being written
@@ -190,6 +193,7 @@ class Worker:
                         await asyncio.wait([stop_wait], timeout=delay)
         finally:
             await self._drain()
+            await self._sandbox.close()  # kills the sandboxes' process groups
             await asyncio.to_thread(keeper.stop)
             stop_wait.cancel()
             for chore in chores:
@@ -282,11 +286,14 @@ class Worker:
         """Run the job's function, within its timeout."""
         job = claimed.job
         task = self.app.get_task(job.task)
-        args, kwargs = task.signature.decode(claimed.payload)
         thread: concurrent.futures.Future[Any] | None = None
-        if task.is_async:
-            running: Awaitable[Any] = task.fn(*args, **kwargs)
+        if task.sandbox:  # decoded and run in a child process, killed if cancelled
+            running: Awaitable[Any] = self._sandbox.run(task, claimed, _current.get())
+        elif task.is_async:
+            args, kwargs = task.signature.decode(claimed.payload)
+            running = task.fn(*args, **kwargs)
         else:
+            args, kwargs = task.signature.decode(claimed.payload)
             call = functools.partial(task.fn, *args, **kwargs)
             thread = self._threads.submit(contextvars.copy_context().run, call)
             running = asyncio.wrap_future(thread)
@@ -368,7 +375,7 @@ class Worker:
                     log.warning("job %s: lease lost before its outcome was written", job_id)
                 return
             except BackendUnavailable as exc:
-                log.warning("job %s: outcome not written yet (%s); retrying", job_id, exc)
+                self._health.failed(f"writing the outcome of job {job_id}", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_CAP_S)
             except BackendError as exc:  # the lease expires and the job comes back
