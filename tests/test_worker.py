@@ -288,10 +288,10 @@ async def test_cancelling_a_running_job_stops_it(app: Conveyor, start_worker: St
             stopped.set()
 
     handle = await forever.enqueue()
-    await start_worker(lease_s=0.3)
+    await start_worker()  # the default 30 s lease: renewals every 2 s notice the cancel
     await eventually(lambda: state_is(app, handle.id, "active"))
     assert await app.cancel(handle.id)
-    await asyncio.wait_for(stopped.wait(), 5)
+    await asyncio.wait_for(stopped.wait(), 3.5)
     assert (await app.get_job(handle.id)).state == "cancelled"
 
 

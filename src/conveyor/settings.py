@@ -17,15 +17,23 @@ from conveyor.errors import InvalidInput
 
 __all__ = ["WorkerSettings"]
 
+RENEW_EVERY_S = 2.0
+
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     queues: tuple[str, ...] = ("default",)
     concurrency: int = 10
-    lease_s: float = 30.0  # a job's lease; renewed every lease_s / 3 while it runs
+    lease_s: float = 30.0  # a job's lease; renewed every renew_interval_s while it runs
     max_stalls: int = 1  # reclaims allowed before a job fails as "stalled"
     reclaim_interval_s: float = 5.0  # how often this worker looks for expired leases
     shutdown_grace_s: float = 25.0  # fits a 30 s container kill window
     heartbeat_s: float = 5.0
+
+    @property
+    def renew_interval_s(self) -> float:
+        """How often running jobs' leases are renewed: every 2 s, or a third of a
+        shorter lease. Also how soon a worker notices a running job was cancelled."""
+        return min(RENEW_EVERY_S, self.lease_s / 3)
 
     def __post_init__(self) -> None:
         if isinstance(self.queues, str) or not isinstance(self.queues, tuple | list):

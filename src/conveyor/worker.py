@@ -12,11 +12,13 @@ thread's late result is dropped by fencing. A hard stop needs
 ``sandbox=True``: the job runs in a child process whose process group is
 killed at its timeout or cancel (``sandbox.py``).
 
-Leases are renewed every ``lease_s / 3`` from a thread of the worker's own
-with its own connection (``LeaseKeeper``), so a job that blocks the event
-loop or hogs the CPU in pure Python keeps its lease while its worker lives.
-A C call that holds the GIL stops every thread; the lease (30 s by default)
-outlasts a few seconds of that.
+Leases are renewed every 2 s (a third of a shorter lease) from a thread of
+the worker's own with its own connection (``LeaseKeeper``), so a job that
+blocks the event loop or hogs the CPU in pure Python keeps its lease while
+its worker lives. A C call that holds the GIL stops every thread; the lease
+(30 s by default) outlasts a few seconds of that. A renewal is also how a
+worker learns that a running job was cancelled.
+
 Every worker checks the whole store for stalled jobs every
 ``reclaim_interval_s``, in two phases: it notes the expired leases, and at
 its next check reclaims those still expired with the same expiry (nobody
@@ -130,7 +132,7 @@ class Worker:
             self.id, ",".join(settings.queues), settings.concurrency,
         )  # fmt: skip
         keeper = LeaseKeeper(
-            self.app.backend, self._leases, interval_s=settings.lease_s / 3,
+            self.app.backend, self._leases, interval_s=settings.renew_interval_s,
             lease_ms=int(settings.lease_s * 1000), on_lost=self._leases_lost,
         )  # fmt: skip
         chores = [
@@ -438,7 +440,9 @@ class Worker:
                     ripe.append((job_id, expiry))
             else:
                 self._suspects[job_id] = (expiry, now)
-        if not ripe or not self._health.settled(settings.lease_s / 3 + settings.reclaim_interval_s):
+        if not ripe or not self._health.settled(
+            settings.renew_interval_s + settings.reclaim_interval_s
+        ):
             return
         result = await backend.reclaim_expired(
             max_stalls=settings.max_stalls, limit=len(ripe), suspects=ripe
