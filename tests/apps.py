@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 
 from conveyor import Conveyor, current_job
@@ -63,6 +64,12 @@ async def hog(seconds: float, how: str) -> str:
     return how
 
 
+def poison() -> None:
+    """Kills the worker process that runs it, every time."""
+    record("start")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 async def chatty(message: str) -> None:
     """Logs on its own logger, as job code does; the worker adds the job's context."""
     logging.getLogger("tests.apps").warning(message)
@@ -70,7 +77,7 @@ async def chatty(message: str) -> None:
 
 def build(url: str | None = None) -> Conveyor:
     app = Conveyor(url)
-    for fn in (add, nap, nap_first_time, hog, chatty):
+    for fn in (add, nap, nap_first_time, hog, poison, chatty):
         app.task(fn)
     return app
 

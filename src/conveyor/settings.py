@@ -57,6 +57,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
             ("concurrency", "CONVEYOR_CONCURRENCY", int),
             ("lease_s", "CONVEYOR_LEASE", float),
             ("max_stalls", "CONVEYOR_MAX_STALLS", int),
+            ("reclaim_interval_s", "CONVEYOR_RECLAIM_INTERVAL", float),
             ("shutdown_grace_s", "CONVEYOR_SHUTDOWN_GRACE", float),
         ):
             raw = os.environ.get(var)
