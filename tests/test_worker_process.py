@@ -51,44 +51,6 @@ async def test_worker_process_runs_jobs_and_exits_zero_on_sigterm(
     assert await app.workers() == []
 
 
-@pytest.mark.timeout(60)
-async def test_sigterm_lets_the_running_job_finish_and_starts_no_other(
-    app: Conveyor, workers: Workers
-) -> None:
-    handles = await app.enqueue_many([app.tasks["nap"].call(1.0) for _ in range(3)])
-    proc = workers.start("--concurrency", "1")
-
-    async def one_started() -> bool:
-        return len(workers.events()) >= 1
-
-    await eventually(one_started, timeout=20)
-    proc.send_signal(signal.SIGTERM)
-    assert await exited(proc) == 0
-    states = [(await app.get_job(h.id)).state for h in handles]
-    assert sorted(states) == ["completed", "waiting", "waiting"]
-    assert [e[0] for e in workers.events()] == ["start", "end"]
-
-
-@pytest.mark.timeout(60)
-async def test_second_signal_exits_at_once(app: Conveyor, workers: Workers) -> None:
-    handle = await app.tasks["nap"].enqueue(30)
-    proc = workers.start("--concurrency", "1")
-    await eventually(lambda: _active(app, handle.id), timeout=20)
-    proc.send_signal(signal.SIGINT)
-
-    async def stopping() -> bool:  # the same signal twice at once would arrive as one
-        return "stopping" in workers.stderr.read_text()
-
-    await eventually(stopping, timeout=10)
-    proc.send_signal(signal.SIGINT)
-    assert await exited(proc, timeout=5) == 128 + signal.SIGINT
-    assert (await app.get_job(handle.id)).state == "active"  # its lease brings it back
-
-
-async def _active(app: Conveyor, job_id: str) -> bool:
-    return (await app.get_job(job_id)).state == "active"
-
-
 @pytest.mark.timeout(90)
 async def test_two_worker_processes_share_one_file_and_run_each_job_once(
     app: Conveyor, workers: Workers
