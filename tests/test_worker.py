@@ -399,7 +399,7 @@ async def test_a_job_not_started_within_its_ttl_expires_without_running(
     for handle in (stale, delayed, later):
         await handle.wait(10)
     stale_job, later_job = await app.get_job(stale.id), await app.get_job(later.id)
-    assert (stale_job.state, stale_job.error, stale_job.attempts) == ("cancelled", "expired", 1)
+    assert (stale_job.state, stale_job.error, stale_job.attempts) == ("cancelled", "expired", 0)
     assert (await app.get_job(delayed.id)).error == "expired"  # counted from the enqueue
     assert (later_job.state, ran) == ("completed", ["later"])
 

@@ -73,7 +73,6 @@ class JobOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     """
 
     timeout_s: float | None = None
-    ttl_s: float | None = None  # not started this long after its enqueue: cancelled, "expired"
     backoff: Backoff = DEFAULT_BACKOFF
     keep_completed: Retention = DEFAULT_KEEP_COMPLETED
     keep_failed: Retention = DEFAULT_KEEP_FAILED

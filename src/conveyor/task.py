@@ -113,7 +113,8 @@ class Task(Generic[P, R]):
         priority, a job id (enqueueing an id already stored adds nothing),
         LIFO order, another queue, other retries or timeout, or a ``ttl``: a
         job not started within ``ttl`` seconds of its enqueue (by the store's
-        clock) is not run and ends ``cancelled`` with error ``expired``."""
+        clock) is not run and ends ``cancelled`` with error ``expired``; once
+        started, its ttl is spent."""
         return Call(
             self,
             delay=delay,
@@ -170,11 +171,13 @@ class Call(Generic[P, R]):
             options = msgspec.structs.replace(
                 options, timeout_s=validate.seconds("timeout", timeout, allow_zero=False)
             )
+        self.ttl_ms: int | None = None
         if ttl is not None:
-            ttl_s = validate.seconds("ttl", ttl, allow_zero=False)
-            if ttl_s * 1000 <= self.delay_ms:
+            self.ttl_ms = int(validate.seconds("ttl", ttl, allow_zero=False) * 1000)
+            if self.ttl_ms <= self.delay_ms:
                 raise InvalidInput("ttl", "must be longer than the delay")
-            options = msgspec.structs.replace(options, ttl_s=ttl_s)
+            if self.run_at_ms is not None and self.run_at_ms >= time.time() * 1000 + self.ttl_ms:
+                raise InvalidInput("ttl", "ends before run_at: the job could never start")
         self.options = _encode_options(options)
         self.max_payload = task.app.max_payload_bytes
 
@@ -196,6 +199,7 @@ class Call(Generic[P, R]):
             delay_ms=self.delay_ms,
             run_at_ms=self.run_at_ms,
             max_attempts=self.max_attempts,
+            ttl_ms=self.ttl_ms,
         )
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:

@@ -64,7 +64,6 @@ from conveyor.errors import (
     UnknownTask,
 )
 from conveyor.health import StoreHealth
-from conveyor.job import Job
 from conveyor.leases import HeldLeases, LeaseKeeper
 from conveyor.sandbox import SandboxPool
 from conveyor.settings import WorkerSettings
@@ -263,9 +262,6 @@ class Worker:
 
     async def _execute(self, claimed: ClaimedJob, context: JobContext) -> None:
         _current.set(context)
-        if _expired(claimed.job):
-            await self._expire(claimed, context)
-            return
         outcome: bytes | Exception
         try:
             outcome = encode(await self._call(claimed))
@@ -274,15 +270,6 @@ class Worker:
         except Exception as exc:  # every job error is recorded; none escapes
             outcome = exc
         await self._settle(claimed, context, outcome)
-
-    async def _expire(self, claimed: ClaimedJob, context: JobContext) -> None:
-        job, backend = claimed.job, self.app.backend
-        log.info("job %s expired: not started within its ttl of %ss", job.id, job.options.ttl_s)
-
-        async def write() -> bool:
-            return await backend.cancel(job_id=job.id, token=claimed.token, reason="expired")
-
-        await self._write_final(job.id, context, write)
 
     async def _call(self, claimed: ClaimedJob) -> Any:
         """Run the job's function, within its timeout."""
@@ -471,12 +458,3 @@ class Worker:
                 last_seen_ms=now,
             ),
         )
-
-
-def _expired(job: Job) -> bool:
-    """Not started within its ttl of its enqueue. Both times are the store's
-    clock; only a first start counts (a retry or a reclaim has started before)."""
-    ttl = job.options.ttl_s
-    if ttl is None or job.attempts != 1 or job.stalls != 0 or job.started_at is None:
-        return False
-    return (job.started_at - job.created_at).total_seconds() > ttl

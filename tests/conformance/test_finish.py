@@ -119,21 +119,38 @@ async def test_retention_is_per_task(app: Conveyor) -> None:
     assert tasks == ["keep_one", "other"]
 
 
-async def test_the_lease_holder_cancels_its_own_job_with_a_reason(app: Conveyor) -> None:
-    """``cancel`` with a token: only the holder's active job, with the given reason."""
+async def test_a_job_past_its_ttl_is_cancelled_as_expired_by_the_claim(app: Conveyor) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    stale = await work.configure(ttl=60).enqueue()
+    fresh = await work.configure(ttl=600).enqueue()
+    plain = await work.enqueue()
+    app.clock.advance(61)
+    claimed = await claim(app)
+    assert [c.job.id for c in claimed] == [fresh.id, plain.id]
+    job = await app.get_job(stale.id)
+    assert (job.state, job.error, job.attempts) == (JobState.CANCELLED, "expired", 0)
+    assert (await app.counts("default"))[JobState.CANCELLED] == 1
+
+
+async def test_a_job_that_started_once_never_expires(app: Conveyor) -> None:
+    """Released at shutdown, or retried by hand: it started before, so its TTL
+    is spent and it runs whenever it is claimed next."""
 
     @app.task
     async def work() -> None: ...
 
-    handle = await work.enqueue()
-    (claimed,) = await claim(app)
-    backend = app.backend
-    assert not await backend.cancel(job_id=handle.id, token="not-it", reason="expired")
-    assert (await app.get_job(handle.id)).state == JobState.ACTIVE
-    assert await backend.cancel(job_id=handle.id, token=claimed.token, reason="expired")
-    job = await app.get_job(handle.id)
-    assert (job.state, job.error) == (JobState.CANCELLED, "expired")
-    assert not await backend.cancel(job_id=handle.id, token=claimed.token, reason="expired")
-    waiting = await work.enqueue()
-    assert not await backend.cancel(job_id=waiting.id, token=claimed.token)  # not active
-    assert (await app.get_job(waiting.id)).state == JobState.WAITING
+    released, retried = (
+        await work.configure(ttl=60).enqueue(),
+        await work.configure(ttl=60).enqueue(),
+    )
+    first = {c.job.id: c for c in await claim(app)}
+    assert await app.backend.release(job_id=released.id, token=first[released.id].token)
+    assert await app.backend.fail(
+        job_id=retried.id, token=first[retried.id].token, error="x", traceback=None,
+        retry_in_ms=None, retention=KEEP,
+    )  # fmt: skip
+    app.clock.advance(120)
+    assert await app.retry(retried.id)
+    assert sorted(c.job.id for c in await claim(app)) == sorted([released.id, retried.id])

@@ -52,6 +52,7 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     delay_ms: int = 0  # run no earlier than now + delay_ms ...
     run_at_ms: int | None = None  # ... or at this absolute time, if set
     max_attempts: int = 1
+    ttl_ms: int | None = None  # not started this long after the enqueue: cancelled, "expired"
 
 
 class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -277,15 +278,11 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def cancel(
-        self, *, job_id: str, token: str | None = None, reason: str = "cancelled"
-    ) -> bool:
-        """Move an unfinished job to ``cancelled`` with error ``reason``, atomically.
+    async def cancel(self, *, job_id: str) -> bool:
+        """Move an unfinished job to ``cancelled`` (error ``cancelled``), atomically.
 
         An active job loses its lease: its worker sees it at the next renewal
         and its late result is dropped. ``False`` if finished or missing.
-        With ``token``, only the lease holder's own active job is cancelled
-        (the worker ending a job it will not run, e.g. ``expired``).
         """
 
     @abc.abstractmethod

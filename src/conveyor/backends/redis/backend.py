@@ -132,19 +132,8 @@ class RedisBackend(RedisTransitions):
 
         return sum(await asyncio.gather(*(one(job_id) for job_id in job_ids)))
 
-    async def cancel(
-        self, *, job_id: str, token: str | None = None, reason: str = "cancelled"
-    ) -> bool:
-        identity = await self._identity(job_id)
-        if identity is None:
-            return False
-        queue, task = identity
-        k = self.keys
-        keys = [k.job(job_id), k.state(queue, "waiting"), k.state(queue, "delayed"),
-                k.state(queue, "active"), k.state(queue, "cancelled"),
-                k.done(task, "cancelled")]  # fmt: skip
-        args = [self._offset, retention_member(queue, job_id), job_id, reason, token or ""]
-        return await self._fenced("cancel", keys, args)
+    async def cancel(self, *, job_id: str) -> bool:
+        return await self._cancel(job_id, reason="cancelled")
 
     async def remove(self, *, job_id: str) -> bool:
         identity = await self._identity(job_id)

@@ -246,7 +246,7 @@ class RedisTransitions(Backend):
         queues: dict[str, int] = {}
         rows = [
             (job.id, queues.setdefault(job.queue, len(queues)), job.priority, int(job.lifo),
-             job.delay_ms, job.run_at_ms)
+             job.delay_ms, job.run_at_ms, job.ttl_ms)
             for job in jobs
         ]  # fmt: skip
         keys = [k.seq, k.queues]
@@ -287,8 +287,11 @@ class RedisTransitions(Backend):
             keys += [k.job(job_id), k.state(queue, "waiting"), k.state(queue, "active"),
                      k.marker(queue)]  # fmt: skip
             args += [job_id, queue, os.urandom(8).hex()]
+        taken, expired = await self._run("claim", keys, args)
+        for job_id in expired:
+            await self._cancel(job_id.decode(), reason="expired", expired_only=True)
         claimed = []
-        for token, expires, values in await self._run("claim", keys, args):
+        for token, expires, values in taken:
             job, arguments = job_from_fields(values)
             self._owned[job.id] = (job.queue, job.task)
             claimed.append(
@@ -317,6 +320,21 @@ class RedisTransitions(Backend):
             ranked = [(float(score), member.decode(), queue) for member, score in pairs]
             result.append((bool(paused), ranked, int(due)))
         return int(now), result
+
+    async def _cancel(self, job_id: str, *, reason: str, expired_only: bool = False) -> bool:
+        """Cancel an unfinished job, with ``reason`` as its error (with
+        ``expired_only``: only a waiting job past its TTL deadline)."""
+        identity = await self._identity(job_id)
+        if identity is None:
+            return False
+        queue, task = identity
+        k = self.keys
+        keys = [k.job(job_id), k.state(queue, "waiting"), k.state(queue, "delayed"),
+                k.state(queue, "active"), k.state(queue, "cancelled"),
+                k.done(task, "cancelled")]  # fmt: skip
+        args = [self._offset, retention_member(queue, job_id), job_id, reason,
+                "1" if expired_only else ""]  # fmt: skip
+        return await self._fenced("cancel", keys, args)
 
     async def _promote_due(self, queues: Iterable[str]) -> int:
         """Promote a batch of due delayed jobs in each queue; returns how many moved."""

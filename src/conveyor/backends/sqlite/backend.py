@@ -151,17 +151,14 @@ class SQLiteBackend(SQLiteTransitions):
         self._wakeup.set()
         return total
 
-    async def cancel(
-        self, *, job_id: str, token: str | None = None, reason: str = "cancelled"
-    ) -> bool:
+    async def cancel(self, *, job_id: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
-            owned = "" if token is None else " AND state = 'active' AND token = ?"
             return (
                 conn.execute(
-                    "UPDATE jobs SET state = 'cancelled', finished_at = ?, error = ?,"
-                    " token = NULL, lease_expires_at = NULL"
-                    " WHERE id = ? AND state NOT IN ('completed', 'failed', 'cancelled')" + owned,
-                    (self.clock.now_ms(), reason, job_id, *(() if token is None else (token,))),
+                    "UPDATE jobs SET state = 'cancelled', finished_at = ?, error = 'cancelled',"
+                    " token = NULL, lease_expires_at = NULL, expires_at = NULL"
+                    " WHERE id = ? AND state NOT IN ('completed', 'failed', 'cancelled')",
+                    (self.clock.now_ms(), job_id),
                 ).rowcount
                 == 1
             )

@@ -26,7 +26,8 @@ CREATE TABLE jobs (
     created_at INTEGER NOT NULL,
     started_at INTEGER,
     finished_at INTEGER
-);
+, expires_at INTEGER);                 -- 0004's ALTER TABLE writes it so: not started by then, 'expired'
+
 CREATE INDEX jobs_waiting ON jobs (queue, priority DESC, seq) WHERE state = 'waiting';
 CREATE INDEX jobs_retention ON jobs (task, state, finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX jobs_delayed ON jobs (run_at, queue) WHERE state = 'delayed';

@@ -148,12 +148,12 @@ class SQLiteTransitions(Backend):
                 rows.append((
                     job.id, job.task, job.queue, state, job.priority,
                     -seq if job.lifo else seq, max(run_at, now), job.payload, job.options,
-                    job.max_attempts, now,
+                    job.max_attempts, now, None if job.ttl_ms is None else now + job.ttl_ms,
                 ))  # fmt: skip
             cursor = conn.executemany(
                 "INSERT INTO jobs (id, task, queue, state, priority, seq, run_at, payload,"
-                " options, max_attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT (id) DO NOTHING",
+                " options, max_attempts, created_at, expires_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
                 rows,
             )
             conn.executemany(
@@ -197,24 +197,32 @@ class SQLiteTransitions(Backend):
                 )
             }
             candidates: list[tuple[int, int, str]] = []
+            expired: list[str] = []
             for queue in queues:
                 if queue in paused:
                     continue
-                candidates.extend(
-                    (-priority, seq, id_)
-                    for id_, priority, seq in conn.execute(
-                        "SELECT id, priority, seq FROM jobs WHERE state = 'waiting'"
-                        " AND queue = ? ORDER BY priority DESC, seq LIMIT ?",
-                        (queue, limit),
-                    )
-                )
+                for id_, priority, seq, deadline in conn.execute(
+                    "SELECT id, priority, seq, expires_at FROM jobs WHERE state = 'waiting'"
+                    " AND queue = ? ORDER BY priority DESC, seq LIMIT ?",
+                    (queue, limit),
+                ):
+                    if deadline is not None and deadline <= now:
+                        expired.append(id_)
+                    else:
+                        candidates.append((-priority, seq, id_))
+            conn.executemany(
+                "UPDATE jobs SET state = 'cancelled', error = 'expired', finished_at = ?,"
+                " expires_at = NULL WHERE id = ?",
+                [(now, id_) for id_ in expired],
+            )
             if not candidates:
                 return []
             chosen = [id_ for _, _, id_ in sorted(candidates)[:limit]]
             expires = now + lease_ms
             rows = conn.execute(
                 "UPDATE jobs SET state = 'active', token = lower(hex(randomblob(8))),"
-                " attempts = attempts + 1, lease_expires_at = ?, worker_id = ?, started_at = ?"
+                " attempts = attempts + 1, lease_expires_at = ?, worker_id = ?, started_at = ?,"
+                " expires_at = NULL"
                 f" WHERE id IN ({placeholders(len(chosen))})"
                 f" RETURNING lease_expires_at, token, {COLUMNS}",
                 (expires, worker_id, now, *chosen),

@@ -2,21 +2,23 @@
 -- KEYS[1] job hash, KEYS[2] waiting, KEYS[3] delayed, KEYS[4] active, KEYS[5] cancelled,
 -- KEYS[6] retention set (task, cancelled).
 -- ARGV[1] clock offset ms, ARGV[2] retention member, ARGV[3] job id, ARGV[4] reason
--- (stored as the error), ARGV[5] token ('' for any holder; else only the holder's
--- own active job).
--- Returns: 1 cancelled, 0 finished, missing or (with a token) not the holder's.
-local job, id = redis.call('HMGET', KEYS[1], 'state', 'token'), ARGV[3]
+-- (stored as the error), ARGV[5] '1' to cancel only a waiting job past its TTL
+-- deadline ('expires_at'), else ''.
+-- Returns: 1 cancelled, 0 finished, missing or (with ARGV[5]) not expired.
+local job, id = redis.call('HMGET', KEYS[1], 'state', 'expires_at'), ARGV[3]
 local state = job[1]
 if not state or state == 'completed' or state == 'failed' or state == 'cancelled' then
   return 0
 end
-if ARGV[5] ~= '' and (state ~= 'active' or job[2] ~= ARGV[5]) then return 0 end
 local now = now_ms(ARGV[1])
+if ARGV[5] == '1' and (state ~= 'waiting' or not job[2] or tonumber(job[2]) > now) then
+  return 0
+end
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZREM', KEYS[4], id)
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', now, 'error', ARGV[4])
-redis.call('HDEL', KEYS[1], 'token', 'lease_expires_at')
+redis.call('HDEL', KEYS[1], 'token', 'lease_expires_at', 'expires_at')
 redis.call('ZADD', KEYS[5], now, id)
 redis.call('ZADD', KEYS[6], now, ARGV[2])
 return 1

@@ -3,16 +3,23 @@
 -- then per candidate c (0-based), 4 keys at 2 + 4c: job hash, waiting, active, marker.
 -- ARGV[1] clock offset ms, ARGV[2] lease ms, ARGV[3] worker id,
 -- then per candidate c, 3 values at 4 + 3c: id, queue, fresh token.
--- Returns: per claimed job {token, lease expiry, job fields..., payload}.
+-- A candidate past its TTL deadline ('expires_at') is not claimed but
+-- returned as expired, for the caller to cancel (cancel-6.lua).
+-- Returns: {claimed, expired}: per claimed job {token, lease expiry, job fields};
+--   the expired candidates' ids.
 local now = now_ms(ARGV[1])
 local expires = now + tonumber(ARGV[2])
-local claimed, paused, taken = {}, {}, {}
+local claimed, expired, paused, taken = {}, {}, {}, {}
 local n = (#KEYS - 1) / 4
 for c = 0, n - 1 do
   local k, a = 2 + 4 * c, 4 + 3 * c
   local id, queue, token = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   if paused[queue] == nil then paused[queue] = redis.call('HGET', KEYS[1], queue) == '1' end
-  if not paused[queue] and redis.call('ZREM', KEYS[k + 1], id) == 1 then
+  local deadline = not paused[queue] and redis.call('HGET', KEYS[k], 'expires_at')
+  if deadline and tonumber(deadline) <= now then
+    if redis.call('ZSCORE', KEYS[k + 1], id) then expired[#expired + 1] = id end
+  elseif not paused[queue] and redis.call('ZREM', KEYS[k + 1], id) == 1 then
+    if deadline then redis.call('HDEL', KEYS[k], 'expires_at') end
     redis.call('HINCRBY', KEYS[k], 'attempts', 1)
     redis.call('HSET', KEYS[k], 'state', 'active', 'token', token, 'lease_expires_at', expires,
       'worker_id', ARGV[3], 'started_at', now)
@@ -25,4 +32,4 @@ end
 for _, k in pairs(taken) do
   if redis.call('ZCARD', KEYS[k + 1]) > 0 then wake(KEYS[k + 3]) end
 end
-return claimed
+return {claimed, expired}

@@ -4,7 +4,7 @@
 -- then per job j (0-based), its job hash at 3 + 3 * (number of queues) + j.
 -- ARGV[1] clock offset ms, ARGV[2] number of queues (nq), ARGV[3 .. 2 + nq] their names,
 -- ARGV[3 + nq] a JSON array with per job [id, queue index (0-based), priority,
---   lifo (0/1), delay_ms, run_at_ms or null],
+--   lifo (0/1), delay_ms, run_at_ms or null, ttl_ms or null],
 -- then per job j (0-based), ARGV[4 + nq + j]: its 'data' field, stored as given.
 -- Returns: an array with 1 (added) or 0 (id existed) per job.
 local now = now_ms(ARGV[1])
@@ -33,6 +33,7 @@ for j = 1, n do
     end
     redis.call('HSET', job_key, 'data', ARGV[3 + nq + j], 'state', state,
       'priority', priority, 'seq', sub, 'run_at', run_at, 'created_at', now)
+    if job[7] ~= cjson.null then redis.call('HSET', job_key, 'expires_at', now + job[7]) end
     if state == 'waiting' then
       redis.call('ZADD', KEYS[3 + 3 * q], (100 - priority) * 17592186044416 + sub, id)
       woken[q] = true
