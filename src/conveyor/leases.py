@@ -13,15 +13,14 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 from conveyor.backends.base import Backend
-from conveyor.errors import BackendError
+from conveyor.errors import BackendError, BackendUnavailable
+from conveyor.health import StoreHealth
 
 log = logging.getLogger("conveyor.worker")
 
-WARN_EVERY_S = 5.0  # while renewals fail, one warning per this many seconds
 RETRY_S = 0.5  # after a failed renewal, try again this soon
 
 Lease = tuple[str, str]  # (job id, token)
@@ -68,7 +67,7 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name="conveyor-leases", daemon=True)
-        self._last_warning = 0.0
+        self._health = StoreHealth()  # this thread's own: one warning per few seconds
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -89,20 +88,19 @@ class LeaseKeeper:
                 continue
             try:
                 lost = self._backend.extend_leases_blocking(leases=held, lease_ms=self._lease_ms)
-            except BackendError as exc:
+            except BackendUnavailable as exc:
                 # Renew as soon as the store is back: others may reclaim soon after.
                 wait = min(RETRY_S, self._interval_s)
-                self._warn(f"lease renewal failed: {exc}")
+                self._health.failed("lease renewal", exc)
+                continue
+            except BackendError as exc:
+                wait = min(RETRY_S, self._interval_s)
+                log.warning("lease renewal failed: %s", exc)
                 continue
             except Exception:  # the keeper must outlive any surprise
                 log.exception("lease renewal failed")
                 continue
+            self._health.ok()
             if lost and self._loop is not None:
                 with contextlib.suppress(RuntimeError):  # the loop has closed
                     self._loop.call_soon_threadsafe(self._on_lost, lost)
-
-    def _warn(self, message: str) -> None:
-        now = time.monotonic()
-        if now - self._last_warning >= WARN_EVERY_S:
-            self._last_warning = now
-            log.warning("%s", message)

@@ -68,7 +68,7 @@ import os
 import signal
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Final, Literal
@@ -447,9 +447,18 @@ def _child_main(conn: Connection) -> None:
         reports.add_reader(parent.sentinel, os.killpg, 0, signal.SIGKILL)
     threading.Thread(target=reports.run_forever, name="conveyor-reports", daemon=True).start()
 
-    async def write(update: ProgressUpdate) -> bool:
-        send(_Report(update))
-        return True  # the worker's context applies the lease token
+    running: list[str | None] = [None]  # the job whose reports may go out now
+
+    def writer(job_id: str) -> Callable[[ProgressUpdate], Awaitable[bool]]:
+        async def write(update: ProgressUpdate) -> bool:
+            data = encode(_Report(update))
+            with sending:  # a report that lost the race with its job's outcome is dropped
+                if running[0] != job_id:
+                    return False
+                conn.send_bytes(data)
+            return True  # the worker's context applies the lease token
+
+        return write
 
     functions: dict[tuple[str, str], tuple[Callable[..., Any], Signature]] = {}
     send(_Ready())
@@ -459,11 +468,14 @@ def _child_main(conn: Connection) -> None:
                 request = _run_decoder.decode(conn.recv_bytes())
             except (EOFError, OSError):
                 return  # the worker closed its end
-            context = JobContext(request.job, loop=reports, write=write)
+            running[0] = request.job.id
+            context = JobContext(request.job, loop=reports, write=writer(request.job.id))
             outcome = _serve(request, context, runner, functions)
             asyncio.run_coroutine_threadsafe(context.flush(), reports).result()
-            context.lost = True  # reports made after the outcome are dropped
-            send(outcome)
+            data = encode(outcome)
+            with sending:  # no report of this job may follow its outcome on the pipe
+                running[0] = None
+                conn.send_bytes(data)
 
 
 def _serve(

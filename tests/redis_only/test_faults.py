@@ -280,3 +280,21 @@ async def test_shutdown_while_redis_is_down_ends_within_the_grace_period(
     await asyncio.to_thread(server.start)
     job = await app.get_job(handle.id)
     assert (job.state, job.attempts) == ("active", 1)  # its lease will bring it back
+
+
+async def test_an_active_entry_whose_job_is_gone_is_cleared_by_the_stall_check(
+    app: Conveyor, server: RedisServer
+) -> None:
+    """Redis-only: a job hash can vanish under an active lease (eviction, a
+    manual DEL); its entry must not come back at every stall check forever."""
+    handle = await app.tasks["add"].enqueue(1, 1)
+    (claimed,) = await app.backend.claim(queues=["default"], limit=1, worker_id="w", lease_ms=1000)
+    with server.client() as raw:
+        deleted = [key for key in raw.scan_iter("*") if handle.id.encode() in key]
+        assert deleted and raw.delete(*deleted) == len(deleted)
+    app.clock.advance(2)
+    suspects = await app.backend.expired_leases(limit=10)
+    assert [job_id for job_id, _ in suspects] == [claimed.job.id]
+    result = await app.backend.reclaim_expired(max_stalls=1, limit=10, suspects=suspects)
+    assert (result.requeued, result.failed) == ([], [])
+    assert await app.backend.expired_leases(limit=10) == []

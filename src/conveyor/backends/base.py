@@ -218,8 +218,9 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def expired_leases(self, *, limit: int) -> list[tuple[str, int]]:
-        """Up to ``limit`` active jobs whose lease has expired, oldest first, as
-        ``(job_id, lease_expires_ms)``: the first phase of stall detection."""
+        """Up to ``limit`` active jobs whose lease has expired, as ``(job_id,
+        lease_expires_ms)``, oldest first (within each queue on Redis): the
+        first phase of stall detection."""
 
     @abc.abstractmethod
     async def reclaim_expired(

@@ -112,6 +112,7 @@ class RedisTransitions(Backend):
         self._scripts: Scripts | None = None
         self._batch: Batch | None = None
         self._owned: dict[str, tuple[str, str]] = {}  # job id -> (queue, task), claimed here
+        self._lease_queues: dict[str, str] = {}  # job id -> queue, of the last expired_leases
         self._trims = retention_.TrimSchedule()
         self._renewer = renewal.BlockingRenewer(
             self._redis_url, cluster=self._cluster, keys=self.keys
@@ -461,7 +462,9 @@ class RedisTransitions(Backend):
                     self.keys.state(queue, "active"), 0, f"({now}", byscore=True,
                     offset=0, num=limit - len(found), withscores=True,
                 )  # fmt: skip
-            found += [(member.decode(), int(expiry)) for member, expiry in leases]
+            for member, expiry in leases:
+                found.append((member.decode(), int(expiry)))
+                self._lease_queues[member.decode()] = queue
             if len(found) >= limit:
                 break
         return found
@@ -480,10 +483,17 @@ class RedisTransitions(Backend):
         k = self.keys
         by_queue: dict[str, list[tuple[str, str, int | str]]] = {}
         identities = await self._identities([job_id for job_id, _ in seen])
+        orphans: list[tuple[str, str]] = []
         for (job_id, expiry), identity in zip(seen, identities, strict=True):
             if identity is not None:
                 queue, task = identity
                 by_queue.setdefault(queue, []).append((job_id, task, expiry))
+            elif job_id in self._lease_queues:  # the job's hash is gone (evicted, deleted)
+                orphans.append((self._lease_queues[job_id], job_id))
+        self._lease_queues.clear()
+        async with mapped_errors():
+            for queue, job_id in orphans:  # else it would fill every check's limit forever
+                await self.client.zrem(k.state(queue, "active"), job_id)
         requeued: list[str] = []
         failed: list[str] = []
         for queue, jobs in by_queue.items():

@@ -135,7 +135,8 @@ class Writer:
 
     Operations submitted during one turn of the event loop travel to the
     thread together (one queue put, one wake-up), which matters where waking
-    a thread costs tens of microseconds. Submit from one event loop at a time.
+    a thread costs tens of microseconds. ``submit`` from one event loop at a
+    time; ``run_blocking`` from any other thread (the lease keeper).
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
