@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import Clock, Conveyor
+from conveyor import Clock, Conveyor, Worker, WorkerSettings
 
 from .redis_server import RedisCluster, RedisServer
 
@@ -63,6 +63,26 @@ async def app(store_url: str) -> AsyncIterator[Conveyor]:
     app = Conveyor(store_url, clock=Clock())
     async with app:
         yield app
+
+
+StartWorker = Callable[..., Awaitable[Worker]]
+
+
+@pytest.fixture
+async def start_worker(app: Conveyor) -> AsyncIterator[StartWorker]:
+    """Starts in-process workers on ``app`` (``WorkerSettings`` as keywords);
+    stops them all at the end of the test."""
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(**settings: object) -> Worker:
+        worker = Worker(app, WorkerSettings(**settings))  # type: ignore[arg-type]
+        running.append((worker, asyncio.create_task(worker.run())))
+        return worker
+
+    yield start
+    for worker, _ in running:
+        worker.stop()
+    await asyncio.wait_for(asyncio.gather(*(task for _, task in running)), 10)
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -22,30 +21,13 @@ import pytest
 from conveyor import ConfigurationError, Conveyor, Retry, Worker, WorkerSettings
 
 from . import sandbox_app
-from .conftest import eventually
+from .conftest import StartWorker, eventually
 from .processes import ROOT, exited
-
-StartWorker = Callable[..., Awaitable[Worker]]
 
 
 @pytest.fixture
 def store_url(sqlite_url: str) -> str:
     return sqlite_url
-
-
-@pytest.fixture
-async def start_worker(app: Conveyor) -> AsyncIterator[StartWorker]:
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
-
-    async def start(**settings: object) -> Worker:
-        worker = Worker(app, WorkerSettings(**settings))  # type: ignore[arg-type]
-        running.append((worker, asyncio.create_task(worker.run())))
-        return worker
-
-    yield start
-    for worker, _ in running:
-        worker.stop()
-    await asyncio.wait_for(asyncio.gather(*(task for _, task in running)), 10)
 
 
 def gone(pid: int) -> bool:

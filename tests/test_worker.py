@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-
-import pytest
 
 from conveyor import (
     Conveyor,
@@ -21,24 +18,7 @@ from conveyor import (
     current_job,
 )
 
-from .conftest import eventually
-
-StartWorker = Callable[..., Awaitable[Worker]]
-
-
-@pytest.fixture
-async def start_worker(app: Conveyor) -> AsyncIterator[StartWorker]:
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
-
-    async def start(**settings: object) -> Worker:
-        worker = Worker(app, WorkerSettings(**settings))  # type: ignore[arg-type]
-        running.append((worker, asyncio.create_task(worker.run())))
-        return worker
-
-    yield start
-    for worker, _ in running:
-        worker.stop()
-    await asyncio.wait_for(asyncio.gather(*(task for _, task in running)), 10)
+from .conftest import StartWorker, eventually
 
 
 async def state_is(app: Conveyor, job_id: str, *states: str) -> bool:
