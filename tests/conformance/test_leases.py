@@ -80,6 +80,31 @@ async def test_extending_a_lease_keeps_it_from_expiring(app: Conveyor) -> None:
     assert (await app.backend.reclaim_expired(max_stalls=1, limit=100)).requeued == []
 
 
+async def test_a_lease_extended_from_another_thread_keeps_its_job(app: Conveyor) -> None:
+    """``extend_leases_blocking``, as the worker's lease keeper calls it: from a
+    thread of its own, on its own connection, reporting stale tokens as lost."""
+
+    @app.task
+    async def work() -> None: ...
+
+    mine, reclaimed = await work.enqueue(), await work.enqueue()
+    held = {c.job.id: c.token for c in await claim(app, lease_ms=1000)}
+    app.clock.advance(1.5)
+    result = await app.backend.reclaim_expired(max_stalls=5, limit=100, suspects=[
+        (job_id, expiry) for job_id, expiry in await app.backend.expired_leases(limit=10)
+        if job_id == reclaimed.id
+    ])  # fmt: skip
+    assert result.requeued == [reclaimed.id]
+    leases = [(mine.id, held[mine.id]), (reclaimed.id, held[reclaimed.id])]
+    lost = await asyncio.to_thread(
+        lambda: app.backend.extend_leases_blocking(leases=leases, lease_ms=10_000)
+    )
+    assert lost == [(reclaimed.id, held[reclaimed.id])]
+    app.clock.advance(5)  # 6.5 s after the claim, 5 s into the renewed lease
+    assert await app.backend.expired_leases(limit=10) == []
+    assert (await app.get_job(mine.id)).state == JobState.ACTIVE
+
+
 async def test_job_stalling_more_than_max_stalls_fails_as_stalled(app: Conveyor) -> None:
     @app.task
     async def poison() -> None: ...
