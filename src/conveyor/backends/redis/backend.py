@@ -57,8 +57,10 @@ class RedisBackend(RedisTransitions):
                 pipe.zrange(self.keys.state(q, state), 0, offset + limit - 1,
                             desc=newest_first, withscores=True)  # fmt: skip
             for ranked in await pipe.execute():
-                picked += [(-s if newest_first else s, m.decode()) for m, s in ranked]
-        picked.sort()
+                picked += [(s, m.decode()) for m, s in ranked]
+        # The order ZRANGE has (REV also reverses the member order of equal
+        # scores), so every page is a slice of the same order.
+        picked.sort(reverse=newest_first)
         return await self._jobs([job_id for _, job_id in picked[offset : offset + limit]])
 
     async def queues(self) -> list[QueueInfo]:

@@ -22,6 +22,7 @@ their own, and wake when an enqueue, a promotion or a release pushes to it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -66,6 +67,7 @@ PROMOTE_BATCH = 1000
 NOSCRIPT_TRIES = 5
 BATCH = 1000  # jobs per round of bulk retries and cleaning
 RETRIES = 2  # quick retries of a command whose connection broke
+CLUSTER_IN_FLIGHT = 64  # script calls out at once on a Cluster (see _run)
 COMPLETE_KEYS = 4  # keys per job of the complete script, which takes many jobs
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
 
@@ -113,6 +115,9 @@ class RedisTransitions(Backend):
         self._batch: Batch | None = None
         self._owned: dict[str, tuple[str, str]] = {}  # job id -> (queue, task), claimed here
         self._lease_queues: dict[str, str] = {}  # job id -> queue, of the last expired_leases
+        # redis-py's cluster client fails a call past 100 connections per node
+        # instead of waiting for one: keep script calls well below that.
+        self._in_flight = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
         self._trims = retention_.TrimSchedule()
         self._renewer = renewal.BlockingRenewer(
             self._redis_url, cluster=self._cluster, keys=self.keys
@@ -200,7 +205,8 @@ class RedisTransitions(Backend):
         script = self.scripts[name]
         if self._batch is not None:
             return await self._batch.run(script, keys, args)
-        return await self._call(script, keys, args)
+        async with self._in_flight:  # Cluster: no pipelines of scripts, one connection each
+            return await self._call(script, keys, args)
 
     async def _call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """One script call on its own, reloading the script if the server lost it."""
