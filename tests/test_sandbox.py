@@ -133,7 +133,11 @@ async def test_progress_and_logs_from_the_child_are_stored_while_it_runs(
     gate = tmp_path / "gate"
     handle = await wait.enqueue(str(gate))
     await start_worker()
-    await eventually(lambda: _started(app, handle.id))
+
+    async def reported() -> bool:  # progress and the log line may come in two reports
+        return await _started(app, handle.id) and len(await app.get_logs(handle.id)) == 1
+
+    await eventually(reported)
     job = await app.get_job(handle.id)
     assert (job.state, job.progress_detail) == ("active", {"stage": "halfway"})
     assert [e.message for e in await app.get_logs(handle.id)] == ["started"]
