@@ -76,3 +76,46 @@ async def test_manage_jobs_and_queues(app: Conveyor, sqlite_url: str) -> None:
     assert not (await app.queues())[0].paused
     assert "removed" in await conveyor(sqlite_url, "jobs", "remove", later.id)
     assert (await app.counts("default"))[JobState.WAITING] == 0
+
+
+async def test_schedules_are_added_listed_paused_and_removed(
+    app: Conveyor, sqlite_url: str
+) -> None:
+    out = await conveyor(
+        sqlite_url, "schedules", "add", "add", "--app", "tests.apps:app",
+        "--cron", "0 8 * * 1", "--tz", "Europe/Paris", "--id", "monday", "--args", "[1, 2]",
+    )  # fmt: skip
+    assert out.strip() == "scheduled monday"
+    listed = await conveyor(sqlite_url, "schedules", "list")
+    assert "monday" in listed and "0 8 * * 1" in listed and "Europe/Paris" in listed
+    await conveyor(sqlite_url, "schedules", "pause", "monday")
+    (info,) = await app.schedules.list()
+    assert (info.schedule.paused, bytes(info.schedule.payload)) == (True, b'{"a":1,"b":2}')
+    await conveyor(sqlite_url, "schedules", "remove", "monday")
+    assert await app.schedules.list() == []
+    await conveyor(sqlite_url, "schedules", "remove", "monday", code=1)
+    await conveyor(sqlite_url, "schedules", "pause", "monday", code=1)
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["--cron", "0 0 30 2 *"], "cron"),
+        (["--cron", "0 8 * * *", "--tz", "Atlantis/Capital"], "tz"),
+        (["--every", "-1"], "every"),
+        ([], "cron"),
+    ],
+)
+async def test_bad_schedules_exit_2_with_one_line_and_store_nothing(
+    app: Conveyor, sqlite_url: str, argv: list[str], field: str
+) -> None:
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "conveyor", "schedules", "add", "add", "--app", "tests.apps:app",
+         "--args", "[1, 2]", *argv],
+        cwd=ROOT, env={**os.environ, "CONVEYOR_URL": sqlite_url}, capture_output=True,
+        text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and field in proc.stderr
+    assert await app.schedules.list() == []

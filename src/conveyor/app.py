@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -35,6 +35,7 @@ from conveyor.job import (
     Retention,
 )
 from conveyor.retry import Backoff
+from conveyor.scheduling import Schedules
 from conveyor.task import Task
 
 __all__ = ["Conveyor", "JobHandle"]
@@ -88,8 +89,35 @@ class Conveyor:
         self.backend = open_backend(self.url, clock=self.clock)
         self.max_payload_bytes = validate.count("max_payload_bytes", max_payload_bytes, minimum=1)
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.schedules = Schedules(self)  # add, pause, resume, remove, list; fired by workers
 
     # -- set-up ------------------------------------------------------------------
+
+    def cron(
+        self, expr: str, *, tz: str = "UTC", id: str | None = None,
+        args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+    ) -> Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]:  # fmt: skip
+        """Declare a schedule in code: ``@app.cron("0 8 * * *", tz="Europe/Paris")``
+        on a function (registered as a task) or on a task. Saved in the store
+        when a worker starts; see ``conveyor.schedule`` for the policies."""
+
+        def declare(target: Callable[P, R] | Task[P, R]) -> Task[P, R]:
+            return self.schedules.declare(target, cron=expr, tz=tz, id=id, args=args,
+                                          kwargs=kwargs)  # fmt: skip
+
+        return declare
+
+    def every(
+        self, seconds: float, *, id: str | None = None,
+        args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+    ) -> Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]:  # fmt: skip
+        """Declare a fixed-interval schedule in code, as ``cron`` does."""
+
+        def declare(target: Callable[P, R] | Task[P, R]) -> Task[P, R]:
+            return self.schedules.declare(target, every=seconds, id=id, args=args,
+                                          kwargs=kwargs)  # fmt: skip
+
+        return declare
 
     @overload
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...

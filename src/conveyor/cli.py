@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -27,7 +27,7 @@ from rich.table import Table
 
 from conveyor import logs
 from conveyor.app import Conveyor
-from conveyor.errors import ConveyorError, InvalidInput, JobNotFound
+from conveyor.errors import ConveyorError, InvalidInput, JobNotFound, ScheduleNotFound
 from conveyor.job import Job, JobState
 from conveyor.settings import WorkerSettings, parse_queues
 from conveyor.worker import Worker
@@ -334,6 +334,85 @@ for _name, _paused, _help in (
     )
 
 
+@cli.group()
+def schedules() -> None:
+    """Cron and interval schedules: list, add (or replace by id), pause, resume, remove."""
+
+
+@schedules.command("list")
+@_app_option
+@_url_option
+def list_schedules(app_path: str | None, url: str | None) -> None:
+    """Every schedule with its next run (store clock, UTC)."""
+    app = _app_from(app_path, url)
+    table = Table(title="Schedules")
+    for column in ("id", "task", "when", "tz", "paused", "next run (UTC)"):
+        table.add_column(column)
+    for info in _run(app, app.schedules.list):
+        s = info.schedule
+        when = s.cron if s.cron is not None else f"every {s.every_s:g}s"
+        table.add_row(s.id, s.task, when, s.tz, "yes" if s.paused else "",
+                      "" if info.next_run_ms is None else _utc(info.next_run_ms))  # fmt: skip
+    Console().print(table)
+
+
+@schedules.command("add")
+@click.argument("task_name", metavar="TASK")
+@_app_option
+@click.option("--cron", "cron_expr", help="Cron expression: 5 fields, or 6 with seconds first.")
+@click.option("--every", type=float, help="Interval in seconds (instead of --cron).")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone of --cron.")
+@click.option("--id", "schedule_id", help="Schedule id (default: the task's name).")
+@click.option("--args", "args_json", default="[]", help="JSON array of positional arguments.")
+@click.option("--kwargs", "kwargs_json", default="{}", help="JSON object of keyword arguments.")
+def add_schedule(
+    task_name: str,
+    app_path: str | None,
+    cron_expr: str | None,
+    every: float | None,
+    tz: str,
+    schedule_id: str | None,
+    args_json: str,
+    kwargs_json: str,
+) -> None:
+    """Add a schedule of TASK, or replace the one with the same id."""
+    if not app_path:
+        raise CliError("--app (or CONVEYOR_APP) is required to find the task")
+    app = load_app(app_path)
+    args = _json_arg("--args", args_json, list)
+    kwargs = _json_arg("--kwargs", kwargs_json, dict)
+    added = _run(app, lambda: app.schedules.add(
+        task_name, cron=cron_expr, every=every, tz=tz, id=schedule_id, args=args, kwargs=kwargs,
+    ))  # fmt: skip
+    click.echo(f"scheduled {added.id}")
+
+
+def _schedule_action(verb: str) -> Callable[[str, str | None, str | None], None]:
+    def command(schedule_id: str, app_path: str | None, url: str | None) -> None:
+        app = _app_from(app_path, url)
+        action = {"paused": app.schedules.pause, "resumed": app.schedules.resume,
+                  "removed": app.schedules.remove}[verb]  # fmt: skip
+        if _run(app, lambda: action(schedule_id)) is False:
+            raise CliError(f"no schedule {schedule_id!r}", EXIT_NOT_FOUND)
+        click.echo(f"{verb} {schedule_id}")
+
+    return command
+
+
+for _name, _verb, _help in (
+    ("pause", "paused", "Stop a schedule from making jobs."),
+    ("resume", "resumed", "Let a paused schedule make jobs again (from its next tick)."),
+    ("remove", "removed", "Delete a schedule (jobs it made stay)."),
+):
+    schedules.command(_name, help=_help)(
+        click.argument("schedule_id")(_app_option(_url_option(_schedule_action(_verb))))
+    )
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"conveyor: error: {message}", err=True)
     sys.exit(code)
@@ -351,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(exc.format_message().splitlines()[0], exc.exit_code)
     except CliError as exc:
         _fail(str(exc), exc.code)
-    except JobNotFound as exc:
+    except (JobNotFound, ScheduleNotFound) as exc:
         _fail(str(exc), EXIT_NOT_FOUND)
     except InvalidInput as exc:
         _fail(str(exc), EXIT_USAGE)

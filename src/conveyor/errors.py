@@ -67,6 +67,10 @@ class UnknownTask(InvalidInput):
         self.name = name
 
 
+class ScheduleNotFound(ConveyorError, LookupError):
+    """No schedule with that id is in the store."""
+
+
 class JobNotFound(ConveyorError, LookupError):
     """No job with that id is in the store."""
 

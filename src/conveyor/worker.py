@@ -73,6 +73,7 @@ __all__ = ["Worker"]
 log = logging.getLogger("conveyor.worker")
 
 BACKOFF_CAP_S = 5.0  # retries of other errors; an unreachable store: see health.py
+SCHEDULE_CHECK_S = 1.0  # how often due schedule ticks are looked for
 FINISH_WAIT_S = 2.0  # at the shutdown deadline, extra time for outcomes being written
 
 
@@ -137,12 +138,14 @@ class Worker:
         chores = [
             asyncio.create_task(self._every(settings.reclaim_interval_s, self._reclaim)),
             asyncio.create_task(self._every(settings.heartbeat_s, self._heartbeat)),
+            asyncio.create_task(self._every(SCHEDULE_CHECK_S, self._fire_schedules)),
         ]
         stop_wait = asyncio.create_task(self._stopping.wait())
         keeper.start()
         failures = 0
         try:
             await self._heartbeat()
+            await self.app.schedules.save_declared()
             while not self._stopping.is_set():
                 # A job whose outcome is being written no longer runs code: its slot
                 # is free, so claims overlap those writes (up to one per slot).
@@ -441,6 +444,9 @@ class Worker:
             log.warning("reclaimed %d jobs with expired leases", len(result.requeued))
         if result.failed:
             log.warning("%d jobs failed after stalling too often", len(result.failed))
+
+    async def _fire_schedules(self) -> None:
+        await self.app.schedules.fire_due()
 
     async def _heartbeat(self) -> None:
         now = self.app.clock.now_ms()

@@ -115,7 +115,7 @@ async def test_worker_rides_out_an_outage_and_resumes(
             await app.tasks["add"].enqueue(2, 2)
 
         async def outage_seen() -> bool:  # claims fail and back off; the worker lives on
-            return "claim failed" in caplog.text
+            return "store unreachable" in caplog.text
 
         await eventually(outage_seen)
         assert not running.done()

@@ -27,6 +27,7 @@ import msgspec
 
 from conveyor.clock import Clock
 from conveyor.job import Job, JobState, LogEntry, Retention
+from conveyor.schedule import Schedule
 
 __all__ = [
     "Backend",
@@ -259,6 +260,28 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def queues(self) -> list[QueueInfo]:
         """Every known queue with its paused flag and per-state counts."""
+
+    # -- schedules ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def save_schedule(self, *, schedule: Schedule) -> None:
+        """Add a schedule, or replace the one with its id (its last tick stays)."""
+
+    @abc.abstractmethod
+    async def remove_schedule(self, *, schedule_id: str) -> bool:
+        """Delete a schedule. ``False`` if there was none."""
+
+    @abc.abstractmethod
+    async def schedules(self) -> list[tuple[Schedule, int | None]]:
+        """Every schedule, by id, with the last tick fired (epoch ms) or None."""
+
+    @abc.abstractmethod
+    async def mark_tick(self, *, schedule_id: str, tick_ms: int) -> None:
+        """Record that ``tick_ms`` fired; an older tick never replaces a newer one."""
+
+    @abc.abstractmethod
+    async def now_ms(self) -> int:
+        """The store's clock (plus the test offset), in epoch ms."""
 
     @abc.abstractmethod
     async def workers(self, *, seen_within_ms: int) -> list[WorkerInfo]:

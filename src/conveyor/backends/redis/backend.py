@@ -15,6 +15,7 @@ from conveyor.backends.base import QueueInfo, WorkerInfo
 from conveyor.backends.redis.record import FIELDS, job_from_fields, retention_member
 from conveyor.backends.redis.transitions import BATCH, RedisTransitions, mapped_errors
 from conveyor.job import Job, JobState, LogEntry, from_ms
+from conveyor.schedule import Schedule
 
 __all__ = ["RedisBackend"]
 
@@ -178,3 +179,40 @@ class RedisBackend(RedisTransitions):
                 if not any(gone):
                     break
         return removed
+
+    # -- schedules ---------------------------------------------------------------
+
+    async def save_schedule(self, *, schedule: Schedule) -> None:
+        if self._client is None:
+            await self.connect()
+        async with mapped_errors():
+            await self.client.hset(self.keys.schedules, schedule.id, msgspec.json.encode(schedule))
+
+    async def remove_schedule(self, *, schedule_id: str) -> bool:
+        if self._client is None:
+            await self.connect()
+        async with mapped_errors():
+            removed = await self.client.hdel(self.keys.schedules, schedule_id)
+            await self.client.hdel(self.keys.schedule_ticks, schedule_id)
+        return bool(removed)
+
+    async def schedules(self) -> list[tuple[Schedule, int | None]]:
+        if self._client is None:
+            await self.connect()
+        async with mapped_errors():
+            specs = await self.client.hgetall(self.keys.schedules)
+            ticks = await self.client.hgetall(self.keys.schedule_ticks) if specs else {}
+        found = []
+        for key in sorted(specs):
+            last = ticks.get(key)
+            found.append((_decode_schedule(specs[key]), None if last is None else int(last)))
+        return found
+
+    async def mark_tick(self, *, schedule_id: str, tick_ms: int) -> None:
+        await self._run("tick", [self.keys.schedule_ticks], [schedule_id, tick_ms])
+
+    async def now_ms(self) -> int:
+        return await self._now()
+
+
+_decode_schedule = msgspec.json.Decoder(Schedule).decode

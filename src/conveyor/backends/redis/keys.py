@@ -35,6 +35,8 @@ class Keys:
         self.seq = f"{self.prefix}:seq"
         self.queues = f"{self.prefix}:queues"
         self.workers = f"{self.prefix}:workers"
+        self.schedules = f"{self.prefix}:schedules"  # schedule id -> its JSON
+        self.schedule_ticks = f"{self.prefix}:schedule_ticks"  # schedule id -> last tick fired
         self._states: dict[tuple[str, str], str] = {}
 
     def job(self, job_id: str) -> str:

@@ -15,6 +15,7 @@ from conveyor.backends.base import QueueInfo, WorkerInfo
 from conveyor.backends.rows import COLUMNS, job_from_row
 from conveyor.backends.sqlite.transitions import RETRY_BATCH, SQLiteTransitions, placeholders
 from conveyor.job import Job, JobState, LogEntry, from_ms
+from conveyor.schedule import Schedule
 
 __all__ = ["SQLiteBackend"]
 
@@ -202,3 +203,43 @@ class SQLiteBackend(SQLiteTransitions):
             ).rowcount
 
         return await self._write(op)
+
+    # -- schedules ---------------------------------------------------------------
+
+    async def save_schedule(self, *, schedule: Schedule) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO schedules (id, spec) VALUES (?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET spec = excluded.spec",
+                (schedule.id, msgspec.json.encode(schedule)),
+            )
+
+        await self._write(op)
+
+    async def remove_schedule(self, *, schedule_id: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,)).rowcount == 1
+
+        return await self._write(op)
+
+    async def schedules(self) -> list[tuple[Schedule, int | None]]:
+        def op(conn: sqlite3.Connection) -> list[tuple[Schedule, int | None]]:
+            rows = conn.execute("SELECT spec, last_tick FROM schedules ORDER BY id").fetchall()
+            return [(_decode_schedule(spec), last) for spec, last in rows]
+
+        return await self._read(op)
+
+    async def mark_tick(self, *, schedule_id: str, tick_ms: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE schedules SET last_tick = max(coalesce(last_tick, ?), ?) WHERE id = ?",
+                (tick_ms, tick_ms, schedule_id),
+            )
+
+        await self._write(op)
+
+    async def now_ms(self) -> int:
+        return self.clock.now_ms()
+
+
+_decode_schedule = msgspec.json.Decoder(Schedule).decode

@@ -60,3 +60,9 @@ CREATE TABLE workers (
     info BLOB NOT NULL,                -- JSON of WorkerInfo
     last_seen INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+CREATE TABLE schedules (
+    id TEXT PRIMARY KEY,
+    spec BLOB NOT NULL,                -- JSON of conveyor.schedule.Schedule
+    last_tick INTEGER                  -- epoch ms of the last tick that made a job
+);

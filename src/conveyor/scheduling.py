@@ -1,0 +1,200 @@
+"""``app.schedules``: managing schedules in the store, and firing them.
+
+What a schedule is and the policies (exactly one job per tick, catch-up,
+DST) are in ``schedule.py``. Here: adding, replacing (add again with the same
+id), pausing, resuming, removing and listing them, the ones declared in code
+with ``@app.cron`` / ``@app.every``, and ``fire_due``, which every worker
+runs about once a second.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from conveyor import validate
+from conveyor.backends.base import NewJob
+from conveyor.errors import InvalidInput, ScheduleNotFound
+from conveyor.schedule import Schedule, ScheduleInfo, checked, due_tick, next_tick, tick_job_id
+from conveyor.task import Task
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+__all__ = ["Schedules"]
+
+log = logging.getLogger("conveyor.schedules")
+
+
+class Schedules:
+    def __init__(self, app: Conveyor) -> None:
+        self._app = app
+        self.declared: dict[str, Schedule] = {}  # by id: saved when a worker starts
+
+    # -- in code -------------------------------------------------------------------
+
+    def declare(
+        self,
+        target: Task[Any, Any] | Callable[..., Any],
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str = "UTC",
+        id: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Task[Any, Any]:
+        task = target if isinstance(target, Task) else self._app.task(target)
+        schedule = self._build(task, cron, every, tz, id, args, kwargs, paused=False, anchor=0)
+        if schedule.id in self.declared:
+            raise InvalidInput("id", f"schedule {schedule.id!r} is declared twice")
+        self.declared[schedule.id] = schedule
+        return task
+
+    async def save_declared(self) -> None:
+        """Store the schedules declared in code. One already stored with the
+        same definition keeps its interval anchor, last tick and pause."""
+        if not self.declared:
+            return
+        backend = self._app.backend
+        stored = {s.id: s for s, _ in await backend.schedules()}
+        now = await backend.now_ms()
+        for schedule in self.declared.values():
+            old = stored.get(schedule.id)
+            if old is not None and _same_definition(old, schedule):
+                continue
+            paused = old.paused if old is not None else False
+            await backend.save_schedule(
+                schedule=msgspec.structs.replace(schedule, anchor_ms=now, paused=paused)
+            )
+
+    # -- at run time ---------------------------------------------------------------
+
+    async def add(
+        self,
+        task: Task[Any, Any] | str,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str = "UTC",
+        id: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        paused: bool = False,
+    ) -> Schedule:
+        """Add a schedule, or replace the one with the same ``id`` (default:
+        the task's name)."""
+        resolved = self._app.get_task(task) if isinstance(task, str) else task
+        now = await self._app.backend.now_ms()
+        schedule = self._build(resolved, cron, every, tz, id, args, kwargs, paused, anchor=now)
+        await self._app.backend.save_schedule(schedule=schedule)
+        return schedule
+
+    async def pause(self, schedule_id: str) -> Schedule:
+        return await self._set_paused(schedule_id, True)
+
+    async def resume(self, schedule_id: str) -> Schedule:
+        """Resume; ticks missed while paused make no jobs (the next one does)."""
+        schedule = await self._set_paused(schedule_id, False)
+        await self._app.backend.mark_tick(
+            schedule_id=schedule_id, tick_ms=await self._app.backend.now_ms()
+        )
+        return schedule
+
+    async def remove(self, schedule_id: str) -> bool:
+        return await self._app.backend.remove_schedule(schedule_id=validate.name("id", schedule_id))
+
+    async def list(self) -> list[ScheduleInfo]:
+        """Every schedule with its last tick and next run (on the store's clock)."""
+        backend = self._app.backend
+        listed = await backend.schedules()
+        now = await backend.now_ms()
+        return [
+            ScheduleInfo(
+                schedule=s,
+                last_tick_ms=last,
+                next_run_ms=None if s.paused else next_tick(s, max(now, last or 0)),
+            )
+            for s, last in listed
+        ]
+
+    async def get(self, schedule_id: str) -> Schedule:
+        for schedule, _ in await self._app.backend.schedules():
+            if schedule.id == schedule_id:
+                return schedule
+        raise ScheduleNotFound(f"no schedule {schedule_id!r}")
+
+    # -- firing --------------------------------------------------------------------
+
+    async def fire_due(self) -> int:
+        """Enqueue the job of each schedule's latest due tick (one per tick
+        whatever the number of workers: the job id is the tick's). Returns how
+        many ticks were enqueued by this call or another worker's."""
+        backend = self._app.backend
+        listed = await backend.schedules()
+        if not listed:
+            return 0
+        now = await backend.now_ms()
+        fired = 0
+        for schedule, last in listed:
+            tick = None if schedule.paused else due_tick(schedule, now, last)
+            if tick is None:
+                continue
+            task = self._app.tasks.get(schedule.task)
+            if task is None:  # another app's task: a worker that has it fires it
+                continue
+            call = task.configure(job_id=tick_job_id(schedule.id, tick))
+            job = NewJob(
+                id=tick_job_id(schedule.id, tick), task=task.name, queue=call.queue,
+                payload=bytes(schedule.payload), options=call.options, priority=call.priority,
+                max_attempts=call.max_attempts,
+            )  # fmt: skip
+            await backend.enqueue(jobs=[job])
+            await backend.mark_tick(schedule_id=schedule.id, tick_ms=tick)
+            fired += 1
+        return fired
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _build(
+        self,
+        task: Task[Any, Any],
+        cron: str | None,
+        every: float | None,
+        tz: str,
+        schedule_id: str | None,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        paused: bool,
+        anchor: int,
+    ) -> Schedule:
+        signature = task.signature
+        payload = signature.encode(signature.bind(tuple(args), dict(kwargs or {})))
+        if cron is not None and not isinstance(cron, str):
+            raise InvalidInput("cron", "must be a cron expression (a string)")
+        return checked(
+            Schedule(
+                id=schedule_id if schedule_id is not None else task.name,
+                task=task.name,
+                cron=cron,
+                every_s=None if every is None else validate.seconds("every", every),
+                tz=tz,
+                payload=msgspec.Raw(payload),
+                paused=paused,
+                anchor_ms=anchor,
+            )
+        )
+
+    async def _set_paused(self, schedule_id: str, paused: bool) -> Schedule:
+        schedule = msgspec.structs.replace(await self.get(schedule_id), paused=paused)
+        await self._app.backend.save_schedule(schedule=schedule)
+        return schedule
+
+
+def _same_definition(a: Schedule, b: Schedule) -> bool:
+    return msgspec.structs.replace(a, anchor_ms=0, paused=False) == msgspec.structs.replace(
+        b, anchor_ms=0, paused=False
+    )
