@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,27 @@ CASES: list[tuple[str, type[Exception], str, Callable[[Conveyor], Awaitable[obje
      lambda a: job_task(a).configure(delay=1e12).enqueue(1)),
     ("infinite delay", InvalidInput, "delay",
      lambda a: job_task(a).configure(delay=float("inf")).enqueue(1)),
+    ("empty dedup key", InvalidInput, "dedup_key",
+     lambda a: job_task(a).configure(dedup_key="", dedup_ttl=60).enqueue(1)),
+    ("dedup key over 128 bytes", InvalidInput, "dedup_key",
+     lambda a: job_task(a).configure(dedup_key=LONG, debounce=5).enqueue(1)),
+    ("dedup key without a mode", InvalidInput, "dedup_key",
+     lambda a: job_task(a).configure(dedup_key="k").enqueue(1)),
+    ("dedup key with both modes", InvalidInput, "dedup_key",
+     lambda a: job_task(a).configure(dedup_key="k", dedup_ttl=60, debounce=5).enqueue(1)),
+    ("dedup ttl without a key", InvalidInput, "dedup_ttl",
+     lambda a: job_task(a).configure(dedup_ttl=60).enqueue(1)),
+    ("debounce without a key", InvalidInput, "debounce",
+     lambda a: job_task(a).configure(debounce=5).enqueue(1)),
+    ("zero dedup ttl", InvalidInput, "dedup_ttl",
+     lambda a: job_task(a).configure(dedup_key="k", dedup_ttl=0).enqueue(1)),
+    ("negative debounce", InvalidInput, "debounce",
+     lambda a: job_task(a).configure(dedup_key="k", debounce=-1).enqueue(1)),
+    ("debounce with a delay", InvalidInput, "debounce",
+     lambda a: job_task(a).configure(dedup_key="k", debounce=5, delay=1).enqueue(1)),
+    ("debounce with run_at", InvalidInput, "debounce",
+     lambda a: job_task(a).configure(dedup_key="k", debounce=5,
+                                     run_at=datetime(2030, 1, 1, tzinfo=UTC)).enqueue(1)),
 ]  # fmt: skip
 
 

@@ -219,10 +219,8 @@ class Conveyor:
     async def enqueue_many(self, jobs: Iterable[NewJob]) -> list[JobHandle]:
         """Add prepared jobs (``task.call(...)``) in one atomic step."""
         batch = list(jobs)
-        created = await self.backend.enqueue(jobs=batch)
-        return [
-            JobHandle(self, job.id, created=made) for job, made in zip(batch, created, strict=True)
-        ]
+        added = await self.backend.enqueue(jobs=batch)  # a throttled job: the existing id
+        return [JobHandle(self, job_id, created=made) for job_id, made in added]
 
     # -- reading -------------------------------------------------------------------
 

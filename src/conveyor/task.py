@@ -108,13 +108,24 @@ class Task(Generic[P, R]):
         retries: int | None = None,
         timeout: float | None = None,
         ttl: float | timedelta | None = None,
+        dedup_key: str | None = None,
+        dedup_ttl: float | timedelta | None = None,
+        debounce: float | timedelta | None = None,
     ) -> Call[P, R]:
         """Options for one enqueue: a delay (seconds) or an aware ``run_at``, a
         priority, a job id (enqueueing an id already stored adds nothing),
         LIFO order, another queue, other retries or timeout, or a ``ttl``: a
         job not started within ``ttl`` seconds of its enqueue (by the store's
         clock) is not run and ends ``cancelled`` with error ``expired``; once
-        started, its ttl is spent."""
+        started, its ttl is spent.
+
+        ``dedup_key`` with ``dedup_ttl`` throttles: while the key's window
+        (``dedup_ttl`` seconds from the enqueue that opened it, by the store's
+        clock) lasts, an enqueue with that key adds nothing and its handle
+        names the job that opened the window. ``dedup_key`` with ``debounce``
+        delays the job by ``debounce`` seconds and replaces (removes) the
+        key's previous job if that one has not started yet, so only the last
+        of a burst runs."""
         return Call(
             self,
             delay=delay,
@@ -126,6 +137,9 @@ class Task(Generic[P, R]):
             retries=retries,
             timeout=timeout,
             ttl=ttl,
+            dedup_key=dedup_key,
+            dedup_ttl=dedup_ttl,
+            debounce=debounce,
         )
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
@@ -153,11 +167,20 @@ class Call(Generic[P, R]):
         retries: int | None = None,
         timeout: float | None = None,
         ttl: float | timedelta | None = None,
+        dedup_key: str | None = None,
+        dedup_ttl: float | timedelta | None = None,
+        debounce: float | timedelta | None = None,
     ) -> None:
         if delay is not None and run_at is not None:
             raise InvalidInput("delay", "give delay or run_at, not both")
         self.task = task
         self.delay_ms = 0 if delay is None else int(validate.seconds("delay", delay) * 1000)
+        self.dedup_key, self.dedup_ttl_ms, debounce_ms = _dedup(dedup_key, dedup_ttl, debounce)
+        self.debounce = debounce_ms is not None
+        if debounce_ms is not None:
+            if delay is not None or run_at is not None:
+                raise InvalidInput("debounce", "is the job's delay: give no delay or run_at")
+            self.delay_ms = debounce_ms
         self.run_at_ms = None if run_at is None else validate.run_at_ms(run_at)
         self.priority = task.priority if priority is None else validate.priority(priority)
         self.job_id = None if job_id is None else validate.name("job_id", job_id)
@@ -200,11 +223,29 @@ class Call(Generic[P, R]):
             run_at_ms=self.run_at_ms,
             max_attempts=self.max_attempts,
             ttl_ms=self.ttl_ms,
+            dedup_key=self.dedup_key,
+            dedup_ttl_ms=self.dedup_ttl_ms,
+            debounce=self.debounce,
         )
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
         (handle,) = await self.task.app.enqueue_many([self.call(*args, **kwargs)])
         return handle
+
+
+def _dedup(key: object, ttl: object, debounce: object) -> tuple[str | None, int | None, int | None]:
+    """A dedup key with exactly one mode: ``(key, throttle window ms, debounce ms)``."""
+    if key is None:
+        for field, value in (("dedup_ttl", ttl), ("debounce", debounce)):
+            if value is not None:
+                raise InvalidInput(field, "needs a dedup_key")
+        return None, None, None
+    key = validate.name("dedup_key", key)
+    if (ttl is None) == (debounce is None):
+        raise InvalidInput("dedup_key", "needs exactly one of dedup_ttl (throttle) or debounce")
+    field, value = ("dedup_ttl", ttl) if ttl is not None else ("debounce", debounce)
+    ms = max(1, round(validate.seconds(field, value, allow_zero=False) * 1000))
+    return (key, ms, None) if field == "dedup_ttl" else (key, None, ms)
 
 
 def new_job_id() -> str:

@@ -54,6 +54,9 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     run_at_ms: int | None = None  # ... or at this absolute time, if set
     max_attempts: int = 1
     ttl_ms: int | None = None  # not started this long after the enqueue: cancelled, "expired"
+    dedup_key: str | None = None  # with one of the two modes below
+    dedup_ttl_ms: int | None = None  # throttle: the key's window opened by a created job
+    debounce: bool = False  # replace the key's unstarted job (``delay_ms`` is the debounce)
 
 
 class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,12 +129,24 @@ class Backend(abc.ABC):
     # -- producers -------------------------------------------------------------
 
     @abc.abstractmethod
-    async def enqueue(self, *, jobs: Sequence[NewJob]) -> list[bool]:
-        """Add ``jobs`` in one atomic step: all are added or none.
+    async def enqueue(self, *, jobs: Sequence[NewJob]) -> list[tuple[str, bool]]:
+        """Add ``jobs`` in one atomic step, as if one after the other: all are
+        added or none. Returns per job ``(id, created)``: the id of the job
+        that stands for it and whether this call created that job.
 
         A job whose id is already in the store is not added again (the stored
-        job is left as it is); its entry in the result is ``False``. Jobs with
-        a delay or ``run_at`` in the future start ``delayed``, others
+        job is left as it is, and no dedup key is looked at). Then its
+        ``dedup_key``, if any: with ``dedup_ttl_ms`` (throttle), while the
+        key's window is open the job is not added and the result names the
+        job that opened the window (even if that job was removed since: the
+        window is a time span); otherwise the job is added and opens a new
+        window of ``dedup_ttl_ms`` from now. With ``debounce``, the job
+        that last used the key is removed (with its logs) if it is still
+        ``delayed`` or ``waiting`` and has never started, and the job is
+        added. A single debounced job racing another enqueue with its key
+        may instead count as enqueued just before that one and so replaced
+        at once: not added, its result naming the job that replaced it. Jobs
+        with a delay or ``run_at`` in the future start ``delayed``, others
         ``waiting``.
         """
 

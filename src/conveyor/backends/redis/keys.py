@@ -19,6 +19,10 @@ Layout (``P`` is ``cv:{namespace}``):
 - ``P:queues``: hash, queue name to paused flag.
 - ``P:seq``: counter for FIFO order.
 - ``P:workers``: hash, worker id to its heartbeat JSON.
+- ``P:dedup:<key>``: hash of a dedup key: ``job`` (the job created last with
+  it), its ``queue`` and, for a throttle key, ``until`` (the window's end, ms,
+  by the store's clock; the hash also expires then, in Redis's own time). A
+  debounce key has no ``until`` and stays: one small hash per key.
 """
 
 from __future__ import annotations
@@ -58,3 +62,6 @@ class Keys:
 
     def done(self, task: str, state: JobState | str) -> str:
         return f"{self.prefix}:done:{task}:{JobState(state).value}"
+
+    def dedup(self, key: str) -> str:
+        return f"{self.prefix}:dedup:{key}"

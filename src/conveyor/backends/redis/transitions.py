@@ -70,6 +70,7 @@ RETRIES = 2  # quick retries of a command whose connection broke
 CLUSTER_IN_FLIGHT = 64  # script calls out at once on a Cluster (see _run)
 COMPLETE_KEYS = 4  # keys per job of the complete script, which takes many jobs
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
+DEDUP_TRIES = 50  # batches whose peeked dedup keys changed meanwhile
 
 
 def _tracked(retention: Retention, queue: str, job_id: str) -> str:
@@ -246,24 +247,81 @@ class RedisTransitions(Backend):
 
     # -- producers -------------------------------------------------------------
 
-    async def enqueue(self, *, jobs: Sequence[NewJob]) -> list[bool]:
+    async def enqueue(self, *, jobs: Sequence[NewJob]) -> list[tuple[str, bool]]:
         if not jobs:
             return []
         k = self.keys
         queues: dict[str, int] = {}
-        rows = [
-            (job.id, queues.setdefault(job.queue, len(queues)), job.priority, int(job.lifo),
-             job.delay_ms, job.run_at_ms, job.ttl_ms)
-            for job in jobs
-        ]  # fmt: skip
+        dedup: dict[str, int] = {}  # dedup key -> its index in the batch
+        debounced: set[str] = set()  # dedup keys whose last job may be replaced
+        rows: list[list[Any]] = []
+        for job in jobs:
+            row: list[Any] = [job.id, queues.setdefault(job.queue, len(queues)), job.priority,
+                              int(job.lifo), job.delay_ms, job.run_at_ms, job.ttl_ms]  # fmt: skip
+            if job.dedup_key is not None:
+                row += [dedup.setdefault(job.dedup_key, len(dedup)), job.dedup_ttl_ms,
+                        int(job.debounce)]  # fmt: skip
+                if job.debounce:
+                    debounced.add(job.dedup_key)
+            rows.append(row)
         keys = [k.seq, k.queues]
         for queue in queues:
             keys += [k.state(queue, "waiting"), k.state(queue, "delayed"), k.marker(queue)]
         keys += [k.job(job.id) for job in jobs]
         args = [self._offset, len(queues), *queues, msgspec.json.encode(rows),
                 *(encode_data(job) for job in jobs)]  # fmt: skip
-        created = await self._run("enqueue", keys, args)
-        return [bool(c) for c in created]
+        if not dedup:
+            created = await self._run("enqueue", keys, args)
+            return [(job.id, bool(c)) for job, c in zip(jobs, created, strict=True)]
+        for _ in range(DEDUP_TRIES):
+            # The jobs a debounce may replace are peeked first (their keys must
+            # be in KEYS); the script re-checks each peek. If one changed, a
+            # debounce with the key ran meanwhile: a lone job counts as
+            # enqueued just before it (replaced, the handle naming the job that
+            # replaced it); a batch gets -1, nothing written, and peeks again.
+            more, entries = self._dedup_keys(dedup, await self._peek_dedup(debounced), len(keys))
+            added = await self._run("enqueue", keys + more, [*args, msgspec.json.encode(entries)])
+            if added != -1:
+                return [
+                    (c.decode(), False) if isinstance(c, bytes) else (job.id, bool(c))
+                    for job, c in zip(jobs, added, strict=True)
+                ]
+        raise BackendError(f"dedup keys changed under {DEDUP_TRIES} enqueues in a row")
+
+    async def _peek_dedup(self, keys: Iterable[str]) -> dict[str, tuple[str, str] | None]:
+        """The job (id, queue) each dedup key names now, read without a script."""
+        if self._client is None:
+            await self.connect()
+        names = list(keys)
+        async with mapped_errors():
+            found = await asyncio.gather(
+                *(self.client.hmget(self.keys.dedup(key), "job", "queue") for key in names)
+            )
+        return {
+            key: None if job_id is None else (job_id.decode(), queue.decode())
+            for key, (job_id, queue) in zip(names, found, strict=True)
+        }
+
+    def _dedup_keys(
+        self, dedup: dict[str, int], peeked: dict[str, tuple[str, str] | None], first: int
+    ) -> tuple[list[str], list[list[Any]]]:
+        """KEYS after the first ``first`` and the entries of enqueue-2.lua's last ARGV."""
+        k = self.keys
+        more: list[str] = []
+        entries: list[list[Any]] = []
+        for key in dedup:  # in index order (dicts keep insertion order)
+            more.append(k.dedup(key))
+            entry: list[Any] = [first + len(more), None, 0]
+            if key in peeked:
+                seen = peeked[key]
+                entry[1] = "" if seen is None else seen[0]
+                if seen is not None:
+                    job_id, queue = seen
+                    entry[2] = first + len(more) + 1
+                    more += [k.job(job_id), k.logs(job_id), k.state(queue, "waiting"),
+                             k.state(queue, "delayed")]  # fmt: skip
+            entries.append(entry)
+        return more, entries
 
     # -- workers ---------------------------------------------------------------
 

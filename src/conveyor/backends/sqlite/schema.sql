@@ -66,3 +66,10 @@ CREATE TABLE schedules (
     spec BLOB NOT NULL,                -- JSON of conveyor.schedule.Schedule
     last_tick INTEGER                  -- epoch ms of the last tick that made a job
 );
+
+CREATE TABLE dedup_keys (
+    key TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,              -- the job created last with this key
+    until INTEGER                      -- epoch ms; a throttle window's end (NULL: debounce)
+) WITHOUT ROWID;
+CREATE INDEX dedup_keys_until ON dedup_keys (until) WHERE until IS NOT NULL;

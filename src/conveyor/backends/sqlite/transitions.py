@@ -45,6 +45,7 @@ WRITER_CACHE_KIB = 32 * 1024  # index pages stay cached as the table grows
 PROMOTE_BATCH = 1000
 EXTEND_TIMEOUT_S = 15.0  # a renewal waits out the writer's lock waits (10 s at most)
 RETRY_BATCH = 1000
+DEDUP_CLEAN_BATCH = 100  # expired throttle keys deleted per enqueue that uses keys
 FAST_POLL_S = 0.002
 SLOW_POLL_S = 0.1
 WARM_S = 1.0  # keep polling fast this long after the last sign of work
@@ -67,6 +68,53 @@ def parse_url(url: str) -> tuple[str, str]:
 
 def placeholders(n: int) -> str:
     return ",".join("?" * n)
+
+
+INSERT_JOB = (
+    "INSERT INTO jobs (id, task, queue, state, priority, seq, run_at, payload,"
+    " options, max_attempts, created_at, expires_at)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING"
+)
+
+
+def _add_with_dedup(
+    conn: sqlite3.Connection, jobs: Sequence[NewJob], rows: Sequence[tuple[Any, ...]], now: int
+) -> list[tuple[str, bool]]:
+    """The slow path of ``enqueue`` when a job has a dedup key: one job at a
+    time, in order, so jobs of one batch sharing a key see each other."""
+    conn.execute(
+        "DELETE FROM dedup_keys WHERE key IN (SELECT key FROM dedup_keys WHERE until <= ? LIMIT ?)",
+        (now, DEDUP_CLEAN_BATCH),
+    )  # throttle windows long closed; debounce keys stay (one row per key)
+    added: list[tuple[str, bool]] = []
+    for job, row in zip(jobs, rows, strict=True):
+        key = job.dedup_key
+        if key is None or conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job.id,)).fetchone():
+            added.append((job.id, conn.execute(INSERT_JOB, row).rowcount == 1))
+            continue
+        entry = conn.execute(
+            "SELECT job_id, until FROM dedup_keys WHERE key = ?", (key,)
+        ).fetchone()
+        until = None
+        if job.dedup_ttl_ms is not None:
+            if entry is not None and entry[1] is not None and entry[1] > now:
+                added.append((entry[0], False))  # the window is open
+                continue
+            until = now + job.dedup_ttl_ms
+        elif job.debounce and entry is not None:
+            conn.execute(
+                "DELETE FROM jobs WHERE id = ? AND state IN ('delayed', 'waiting')"
+                " AND started_at IS NULL",
+                (entry[0],),
+            )  # its logs go with it (trigger jobs_delete_logs)
+        conn.execute(INSERT_JOB, row)
+        conn.execute(
+            "INSERT INTO dedup_keys (key, job_id, until) VALUES (?, ?, ?) ON CONFLICT (key)"
+            " DO UPDATE SET job_id = excluded.job_id, until = excluded.until",
+            (key, job.id, until),
+        )
+        added.append((job.id, True))
+    return added
 
 
 class SQLiteTransitions(Backend):
@@ -129,12 +177,12 @@ class SQLiteTransitions(Backend):
 
     # -- producers -------------------------------------------------------------
 
-    async def enqueue(self, *, jobs: Sequence[NewJob]) -> list[bool]:
+    async def enqueue(self, *, jobs: Sequence[NewJob]) -> list[tuple[str, bool]]:
         if not jobs:
             return []
         now = self.clock.now_ms()
 
-        def op(conn: sqlite3.Connection) -> list[bool]:
+        def op(conn: sqlite3.Connection) -> list[tuple[str, bool]]:
             (last,) = conn.execute(
                 "UPDATE counters SET value = value + ? WHERE name = 'seq' RETURNING value",
                 (len(jobs),),
@@ -150,28 +198,26 @@ class SQLiteTransitions(Backend):
                     -seq if job.lifo else seq, max(run_at, now), job.payload, job.options,
                     job.max_attempts, now, None if job.ttl_ms is None else now + job.ttl_ms,
                 ))  # fmt: skip
-            cursor = conn.executemany(
-                "INSERT INTO jobs (id, task, queue, state, priority, seq, run_at, payload,"
-                " options, max_attempts, created_at, expires_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
-                rows,
-            )
             conn.executemany(
                 "INSERT OR IGNORE INTO queues (name) VALUES (?)",
                 [(q,) for q in {job.queue for job in jobs}],
             )
+            if any(job.dedup_key is not None for job in jobs):
+                return _add_with_dedup(conn, jobs, rows, now)
+            cursor = conn.executemany(INSERT_JOB, rows)
             if cursor.rowcount == len(jobs):
-                return [True] * len(jobs)
+                return [(job.id, True) for job in jobs]
             # Some ids existed (or repeated within the batch): a row is ours
             # only if it carries the seq this call assigned to it.
             return [
-                conn.execute("SELECT seq FROM jobs WHERE id = ?", (row[0],)).fetchone()[0] == row[5]
+                (row[0], conn.execute("SELECT seq FROM jobs WHERE id = ?", (row[0],)).fetchone()[0]
+                 == row[5])
                 for row in rows
-            ]
+            ]  # fmt: skip
 
-        created = await self._write(op)
+        added = await self._write(op)
         self._wakeup.set()
-        return created
+        return added
 
     # -- workers ---------------------------------------------------------------
 

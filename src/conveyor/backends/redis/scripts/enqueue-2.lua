@@ -1,26 +1,81 @@
--- Add jobs; a job whose id exists is left alone.
+-- Add jobs in order; a job whose id exists is left alone; dedup keys throttle or debounce.
 -- KEYS[1] seq counter, KEYS[2] queues hash,
 -- then per queue q (0-based), 3 keys at 3 + 3q: waiting, delayed, marker,
--- then per job j (0-based), its job hash at 3 + 3 * (number of queues) + j.
+-- then per job j (0-based), its job hash at 3 + 3 * (number of queues) + j,
+-- then per dedup key of the batch: its hash and, if ARGV names a job peeked in
+--   it, that job's hash, log list, waiting and delayed (4 keys, at the index given).
 -- ARGV[1] clock offset ms, ARGV[2] number of queues (nq), ARGV[3 .. 2 + nq] their names,
 -- ARGV[3 + nq] a JSON array with per job [id, queue index (0-based), priority,
---   lifo (0/1), delay_ms, run_at_ms or null, ttl_ms or null],
--- then per job j (0-based), ARGV[4 + nq + j]: its 'data' field, stored as given.
--- Returns: an array with 1 (added) or 0 (id existed) per job.
+--   lifo (0/1), delay_ms, run_at_ms or null, ttl_ms or null] and, for a job
+--   with a dedup key, 3 more: [dedup key index (0-based), throttle window ms or
+--   null, debounce (0/1)],
+-- then per job j (0-based), ARGV[4 + nq + j]: its 'data' field, stored as given,
+-- then, only if a job has a dedup key, ARGV[4 + nq + n]: a JSON array with per
+--   dedup key [index of its hash in KEYS, id peeked in it ('' none, null not
+--   peeked), index in KEYS of the peeked job's 4 keys (0 none)].
+-- Returns: -1 (nothing written) if a peeked dedup key names another job now
+-- (a lone job instead counts as replaced at once: {that job's id}), else an
+-- array with per job 1 (added), 0 (id existed) or the id of the job whose
+-- throttle window is open (not added).
 local now = now_ms(ARGV[1])
 local nq = tonumber(ARGV[2])
 local jobs = cjson.decode(ARGV[3 + nq])
 local n = #jobs
 local first_job_key = 3 + 3 * nq
+local dedup = {}
+if ARGV[4 + nq + n] then dedup = cjson.decode(ARGV[4 + nq + n]) end
+for d = 1, #dedup do  -- every peek must still hold before anything is written
+  local peeked = dedup[d][2]
+  local current = redis.call('HGET', KEYS[dedup[d][1]], 'job') or ''
+  if peeked ~= cjson.null and current ~= peeked then
+    -- A debounce of the key ran since the peek, within this enqueue's call:
+    -- a lone job counts as enqueued just before it, so replaced by its job.
+    if n > 1 or current == '' then return -1 end
+    if redis.call('EXISTS', KEYS[first_job_key]) == 1 then return {0} end
+    return {current}
+  end
+end
+
+local ours = {}  -- id -> {job hash index, queue index} of jobs added by this call
+
+-- Debounce: remove the key's previous job if it has not started.
+local function replace(old, entry)
+  local job_key, logs, waiting, delayed
+  local mine = ours[old]
+  if mine then
+    job_key, waiting, delayed = KEYS[mine[1]], KEYS[3 + 3 * mine[2]], KEYS[4 + 3 * mine[2]]
+  elseif old == entry[2] and entry[3] > 0 then
+    local i = entry[3]
+    job_key, logs, waiting, delayed = KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
+  else
+    return  -- unreachable: the key names a job peeked or added here
+  end
+  local job = redis.call('HMGET', job_key, 'state', 'started_at')
+  if (job[1] == 'waiting' or job[1] == 'delayed') and not job[2] then
+    redis.call('DEL', job_key)
+    if logs then redis.call('DEL', logs) end
+    redis.call('ZREM', waiting, old)
+    redis.call('ZREM', delayed, old)
+  end
+end
+
 local last = redis.call('INCRBY', KEYS[1], n)
 local created, woken = {}, {}
 for j = 1, n do
   local job = jobs[j]
   local id, q, priority = job[1], job[2], job[3]
   local job_key = KEYS[first_job_key + j - 1]
+  local entry, window = job[8] and dedup[job[8] + 1], job[9]
   if redis.call('EXISTS', job_key) == 1 then
     created[j] = 0
-  else
+  elseif entry and window ~= cjson.null then
+    local open = redis.call('HMGET', KEYS[entry[1]], 'job', 'until')
+    if open[2] and tonumber(open[2]) > now then created[j] = open[1] end
+  elseif entry and job[10] == 1 then
+    local old = redis.call('HGET', KEYS[entry[1]], 'job')
+    if old then replace(old, entry) end
+  end
+  if not created[j] then
     local seq = last - n + j
     local sub = 8796093022208 + seq
     if job[4] == 1 then sub = 8796093022208 - seq end
@@ -41,6 +96,18 @@ for j = 1, n do
       redis.call('ZADD', KEYS[4 + 3 * q], run_at, id)
     end
     created[j] = 1
+    ours[id] = {first_job_key + j - 1, q}
+    if entry then
+      local key = KEYS[entry[1]]
+      redis.call('HSET', key, 'job', id, 'queue', ARGV[3 + q])
+      if window ~= cjson.null then
+        redis.call('HSET', key, 'until', now + window)
+        redis.call('PEXPIRE', key, window)  -- the window's end decides; this only cleans up
+      else
+        redis.call('HDEL', key, 'until')
+        redis.call('PERSIST', key)
+      end
+    end
   end
 end
 for q = 0, nq - 1 do
