@@ -265,6 +265,13 @@ class Conveyor:
     async def resume(self, queue: str) -> None:
         await self.backend.set_paused(queue=validate.name("queue", queue), paused=False)
 
+    async def set_max_active(self, queue: str, max_active: int | None) -> None:
+        """Global concurrency: at most ``max_active`` jobs of ``queue`` run at
+        once across all workers (None lifts the limit). A worker that finds
+        the queue full claims from it again within about a second."""
+        limit = None if max_active is None else validate.count("max_active", max_active, minimum=1)
+        await self.backend.set_max_active(queue=validate.name("queue", queue), max_active=limit)
+
     async def retry(self, job_id: str) -> bool:
         """Send a failed or cancelled job back to ``waiting`` with fresh attempts."""
         ids = [validate.name("job_id", job_id)]

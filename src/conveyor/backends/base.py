@@ -309,6 +309,11 @@ class Backend(abc.ABC):
         """Pause or resume claiming from ``queue``. Jobs keep their states."""
 
     @abc.abstractmethod
+    async def set_max_active(self, *, queue: str, max_active: int | None) -> None:
+        """Global concurrency: claims never make more than ``max_active`` jobs
+        of ``queue`` active at once, across all workers (None: no limit)."""
+
+    @abc.abstractmethod
     async def retry_jobs(self, *, job_ids: Sequence[str] | None, queue: str | None) -> int:
         """Move ``failed`` or ``cancelled`` jobs back to ``waiting`` with fresh attempts.
 

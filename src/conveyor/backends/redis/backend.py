@@ -103,6 +103,18 @@ class RedisBackend(RedisTransitions):
                 pipe.rpush(self.keys.marker(queue), "1")
             await pipe.execute()
 
+    async def set_max_active(self, *, queue: str, max_active: int | None) -> None:
+        if self._client is None:
+            await self.connect()
+        async with mapped_errors(), self.client.pipeline(transaction=False) as pipe:
+            pipe.hsetnx(self.keys.queues, queue, "0")  # the queue is known even if empty
+            if max_active is None:
+                pipe.hdel(self.keys.queue_limits, queue)
+            else:
+                pipe.hset(self.keys.queue_limits, queue, max_active)
+            pipe.rpush(self.keys.marker(queue), "1")
+            await pipe.execute()
+
     async def retry_jobs(self, *, job_ids: Sequence[str] | None, queue: str | None) -> int:
         if job_ids is not None:
             return await self._retry(job_ids, allow_cancelled=True)

@@ -39,6 +39,7 @@ class Keys:
         self.seq = f"{self.prefix}:seq"
         self.queues = f"{self.prefix}:queues"
         self.workers = f"{self.prefix}:workers"
+        self.queue_limits = f"{self.prefix}:queue_limits"  # queue -> max active at once
         self.schedules = f"{self.prefix}:schedules"  # schedule id -> its JSON
         self.schedule_ticks = f"{self.prefix}:schedule_ticks"  # schedule id -> last tick fired
         self._states: dict[tuple[str, str], str] = {}

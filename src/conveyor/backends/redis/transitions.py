@@ -346,7 +346,7 @@ class RedisTransitions(Backend):
             return []
         candidates.sort()
         k = self.keys
-        keys: list[str] = [k.queues]
+        keys: list[str] = [k.queues, k.queue_limits]
         args: list[Any] = [self._offset, lease_ms, worker_id]
         for _, job_id, queue in candidates[:limit]:
             keys += [k.job(job_id), k.state(queue, "waiting"), k.state(queue, "active"),

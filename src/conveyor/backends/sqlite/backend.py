@@ -113,6 +113,17 @@ class SQLiteBackend(SQLiteTransitions):
         await self._write(op)
         self._wakeup.set()
 
+    async def set_max_active(self, *, queue: str, max_active: int | None) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO queues (name, max_active) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET max_active = excluded.max_active",
+                (queue, max_active),
+            )
+
+        await self._write(op)
+        self._wakeup.set()
+
     async def retry_jobs(self, *, job_ids: Sequence[str] | None, queue: str | None) -> int:
         def op(conn: sqlite3.Connection) -> int:
             now = self.clock.now_ms()

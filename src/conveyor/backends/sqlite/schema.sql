@@ -47,7 +47,7 @@ END;
 CREATE TABLE queues (
     name TEXT PRIMARY KEY,
     paused INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
+, max_active INTEGER) WITHOUT ROWID;            -- 0007's ALTER TABLE writes it so
 
 CREATE TABLE counters (
     name TEXT PRIMARY KEY,

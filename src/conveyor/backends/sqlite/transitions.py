@@ -234,23 +234,29 @@ class SQLiteTransitions(Backend):
                 " WHERE state = 'delayed' AND run_at <= ? ORDER BY run_at LIMIT ?)",
                 (now, PROMOTE_BATCH),
             )
-            paused = {
-                name
-                for (name,) in conn.execute(
-                    "SELECT name FROM queues WHERE paused"
-                    f" AND name IN ({placeholders(len(queues))})",
-                    tuple(queues),
-                )
-            }
+            paused: set[str] = set()
+            room: dict[str, int] = {}  # queues with a global concurrency: free slots
+            for name, is_paused, max_active in conn.execute(
+                "SELECT name, paused, max_active FROM queues WHERE (paused OR max_active"
+                f" IS NOT NULL) AND name IN ({placeholders(len(queues))})",
+                tuple(queues),
+            ):
+                if is_paused:
+                    paused.add(name)
+                elif max_active is not None:
+                    (active,) = conn.execute(
+                        "SELECT count(*) FROM jobs WHERE state = 'active' AND queue = ?", (name,)
+                    ).fetchone()
+                    room[name] = max_active - active
             candidates: list[tuple[int, int, str]] = []
             expired: list[str] = []
             for queue in queues:
-                if queue in paused:
+                if queue in paused or room.get(queue, limit) <= 0:
                     continue
                 for id_, priority, seq, deadline in conn.execute(
                     "SELECT id, priority, seq, expires_at FROM jobs WHERE state = 'waiting'"
                     " AND queue = ? ORDER BY priority DESC, seq LIMIT ?",
-                    (queue, limit),
+                    (queue, min(limit, room.get(queue, limit))),
                 ):
                     if deadline is not None and deadline <= now:
                         expired.append(id_)
@@ -328,7 +334,9 @@ class SQLiteTransitions(Backend):
         marks = placeholders(len(queues))
         row = conn.execute(
             f"SELECT 1 FROM jobs WHERE state = 'waiting' AND queue IN ({marks})"
-            f" AND queue NOT IN (SELECT name FROM queues WHERE paused) LIMIT 1",
+            " AND queue NOT IN (SELECT name FROM queues WHERE paused OR max_active <="
+            " (SELECT count(*) FROM jobs AS a WHERE a.state = 'active' AND a.queue = name))"
+            " LIMIT 1",
             tuple(queues),
         ).fetchone()
         return row is not None

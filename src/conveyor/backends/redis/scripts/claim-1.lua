@@ -1,6 +1,6 @@
 -- Lease waiting jobs that the caller peeked; a candidate already taken is skipped.
--- KEYS[1] queues hash,
--- then per candidate c (0-based), 4 keys at 2 + 4c: job hash, waiting, active, marker.
+-- KEYS[1] queues hash, KEYS[2] queue limits hash (queue -> max active at once),
+-- then per candidate c (0-based), 4 keys at 3 + 4c: job hash, waiting, active, marker.
 -- ARGV[1] clock offset ms, ARGV[2] lease ms, ARGV[3] worker id,
 -- then per candidate c, 3 values at 4 + 3c: id, queue, fresh token.
 -- A candidate past its TTL deadline ('expires_at') is not claimed but
@@ -9,12 +9,17 @@
 --   the expired candidates' ids.
 local now = now_ms(ARGV[1])
 local expires = now + tonumber(ARGV[2])
-local claimed, expired, paused, taken = {}, {}, {}, {}
-local n = (#KEYS - 1) / 4
+local claimed, expired, paused, taken, room = {}, {}, {}, {}, {}
+local n = (#KEYS - 2) / 4
 for c = 0, n - 1 do
-  local k, a = 2 + 4 * c, 4 + 3 * c
+  local k, a = 3 + 4 * c, 4 + 3 * c
   local id, queue, token = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  if paused[queue] == nil then paused[queue] = redis.call('HGET', KEYS[1], queue) == '1' end
+  if paused[queue] == nil then
+    paused[queue] = redis.call('HGET', KEYS[1], queue) == '1'
+    local limit = redis.call('HGET', KEYS[2], queue)
+    room[queue] = limit and tonumber(limit) - redis.call('ZCARD', KEYS[k + 2]) or n
+    if room[queue] <= 0 then paused[queue] = true end  -- full: as if paused, this time
+  end
   local deadline = not paused[queue] and redis.call('HGET', KEYS[k], 'expires_at')
   if deadline and tonumber(deadline) <= now then
     if redis.call('ZSCORE', KEYS[k + 1], id) then expired[#expired + 1] = id end
@@ -26,10 +31,12 @@ for c = 0, n - 1 do
     redis.call('ZADD', KEYS[k + 2], expires, id)
     claimed[#claimed + 1] = {token, expires, read_job(KEYS[k])}
     taken[queue] = k
+    room[queue] = room[queue] - 1
+    if room[queue] <= 0 then paused[queue] = true end
   end
 end
 -- More left in a queue we took from: wake another worker for it.
-for _, k in pairs(taken) do
-  if redis.call('ZCARD', KEYS[k + 1]) > 0 then wake(KEYS[k + 3]) end
+for queue, k in pairs(taken) do
+  if room[queue] > 0 and redis.call('ZCARD', KEYS[k + 1]) > 0 then wake(KEYS[k + 3]) end
 end
 return {claimed, expired}
