@@ -164,15 +164,21 @@ def enqueue(
     ttl: float | None,
 ) -> None:
     """Enqueue a job of TASK and print its id."""
-    if not app_path:
-        raise CliError("--app (or CONVEYOR_APP) is required to find the task")
-    app = load_app(app_path)
-    args = _json_arg("--args", args_json, list)
-    kwargs = _json_arg("--kwargs", kwargs_json, dict)
+    app, args, kwargs = _app_and_arguments(app_path, args_json, kwargs_json)
     task = app.get_task(task_name)
     call = task.configure(delay=delay, priority=priority, job_id=job_id, queue=queue, ttl=ttl)
     handle = _run(app, lambda: call.enqueue(*args, **kwargs))
     click.echo(handle.id if handle.created else f"{handle.id} (already existed)")
+
+
+def _app_and_arguments(
+    app_path: str | None, args_json: str, kwargs_json: str
+) -> tuple[Conveyor, list[Any], dict[str, Any]]:
+    """The app (``--app`` is needed to find a task) and ``--args``/``--kwargs``."""
+    if not app_path:
+        raise CliError("--app (or CONVEYOR_APP) is required to find the task")
+    app = load_app(app_path)
+    return app, _json_arg("--args", args_json, list), _json_arg("--kwargs", kwargs_json, dict)
 
 
 def _json_arg(option: str, raw: str, kind: type[T]) -> T:
@@ -376,11 +382,7 @@ def add_schedule(
     kwargs_json: str,
 ) -> None:
     """Add a schedule of TASK, or replace the one with the same id."""
-    if not app_path:
-        raise CliError("--app (or CONVEYOR_APP) is required to find the task")
-    app = load_app(app_path)
-    args = _json_arg("--args", args_json, list)
-    kwargs = _json_arg("--kwargs", kwargs_json, dict)
+    app, args, kwargs = _app_and_arguments(app_path, args_json, kwargs_json)
     added = _run(app, lambda: app.schedules.add(
         task_name, cron=cron_expr, every=every, tz=tz, id=schedule_id, args=args, kwargs=kwargs,
     ))  # fmt: skip
