@@ -119,3 +119,25 @@ async def test_bad_schedules_exit_2_with_one_line_and_store_nothing(
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and field in proc.stderr
     assert await app.schedules.list() == []
+
+
+async def test_limit_sets_and_lifts_a_queues_global_concurrency(
+    app: Conveyor, sqlite_url: str
+) -> None:
+    await app.enqueue_many([app.tasks["add"].call(i, i) for i in range(5)])
+    out = await conveyor(sqlite_url, "limit", "default", "--max-active", "2")
+    assert out.strip() == "default: at most 2 active"
+    claimed = await app.backend.claim(queues=["default"], limit=5, worker_id="w", lease_ms=60_000)
+    assert len(claimed) == 2
+    await conveyor(sqlite_url, "limit", "default", "--max-active", "none")
+    claimed = await app.backend.claim(queues=["default"], limit=5, worker_id="w", lease_ms=60_000)
+    assert len(claimed) == 3
+    for bad in ("0", "many"):
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "conveyor", "limit", "default", "--max-active", bad],
+            cwd=ROOT, env={**os.environ, "CONVEYOR_URL": sqlite_url}, capture_output=True,
+            text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 2 and "max" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1

@@ -340,6 +340,27 @@ for _name, _paused, _help in (
     )
 
 
+@cli.command("limit")
+@click.argument("queue")
+@_app_option
+@_url_option
+@click.option("--max-active", "max_active", required=True,
+              help="Jobs of QUEUE running at once across all workers, or 'none'.")  # fmt: skip
+def limit(queue: str, app_path: str | None, url: str | None, max_active: str) -> None:
+    """Set QUEUE's global concurrency (or lift it with --max-active none)."""
+    if max_active.lower() == "none":
+        value: int | None = None
+    else:
+        try:
+            value = int(max_active)
+        except ValueError:
+            message = f"--max-active must be a whole number or 'none', got {max_active!r}"
+            raise CliError(message) from None
+    app = _app_from(app_path, url)
+    _run(app, lambda: app.set_max_active(queue, value))
+    click.echo(f"{queue}: at most {value} active" if value is not None else f"{queue}: no limit")
+
+
 @cli.group()
 def schedules() -> None:
     """Cron and interval schedules: list, add (or replace by id), pause, resume, remove."""
