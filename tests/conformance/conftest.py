@@ -7,7 +7,9 @@ by adding a parameter that yields its URL. Time is moved with ``app.clock``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -32,3 +34,10 @@ async def claim(
     lease_ms: int = 30_000,
 ) -> list[ClaimedJob]:
     return await app.backend.claim(queues=queues, limit=limit, worker_id=worker, lease_ms=lease_ms)
+
+
+async def extend(app: Conveyor, leases: Sequence[tuple[str, str]], lease_ms: int) -> list[Any]:
+    """Renew leases as a worker's lease keeper does: from a thread of its own."""
+    return await asyncio.to_thread(
+        lambda: app.backend.extend_leases_blocking(leases=leases, lease_ms=lease_ms)
+    )

@@ -9,7 +9,7 @@ import pytest
 from conveyor import Conveyor, InvalidInput, JobNotFound, JobState, Retention
 from conveyor.backends.base import ProgressUpdate
 
-from .conftest import claim
+from .conftest import claim, extend
 
 KEEP = Retention()
 
@@ -36,7 +36,7 @@ async def test_cancel_active_job_fences_out_its_worker(app: Conveyor) -> None:
     handle = await work.enqueue()
     (claimed,) = await claim(app)
     assert await app.cancel(handle.id)
-    lost = await app.backend.extend_leases(leases=[(handle.id, claimed.token)], lease_ms=1)
+    lost = await extend(app, [(handle.id, claimed.token)], 1)
     assert lost == [(handle.id, claimed.token)]
     assert not await app.backend.complete(
         job_id=handle.id, token=claimed.token, result=b"1", retention=KEEP

@@ -7,7 +7,7 @@ import asyncio
 from conveyor import Conveyor, JobState, Retention
 from conveyor.backends.base import ProgressUpdate, stalled_message
 
-from .conftest import claim
+from .conftest import claim, extend
 
 KEEP = Retention()
 
@@ -35,7 +35,7 @@ async def test_stale_token_cannot_complete_fail_extend_release_or_report(app: Co
     assert not await backend.fail(
         job_id=job_id, token=stale, error="x", traceback=None, retry_in_ms=None, retention=KEEP
     )
-    lost = await backend.extend_leases(leases=[(job_id, stale), (job_id, current)], lease_ms=60_000)
+    lost = await extend(app, [(job_id, stale), (job_id, current)], 60_000)
     assert lost == [(job_id, stale)]
     assert not await backend.release(job_id=job_id, token=stale)
     update = ProgressUpdate(progress=50, logs=("late",))
@@ -74,7 +74,7 @@ async def test_extending_a_lease_keeps_it_from_expiring(app: Conveyor) -> None:
     handle = await work.enqueue()
     (claimed,) = await claim(app, lease_ms=1000)
     app.clock.advance(0.8)
-    lost = await app.backend.extend_leases(leases=[(handle.id, claimed.token)], lease_ms=1000)
+    lost = await extend(app, [(handle.id, claimed.token)], 1000)
     assert lost == []
     app.clock.advance(0.8)  # 1.6 s after the claim, 0.8 s after the renewal
     assert (await app.backend.reclaim_expired(max_stalls=1, limit=100)).requeued == []
@@ -210,12 +210,7 @@ async def test_two_phase_reclaim_spares_a_lease_renewed_after_it_was_seen(
     app.clock.advance(1.5)
     suspects = await app.backend.expired_leases(limit=10)
     assert sorted(job_id for job_id, _ in suspects) == sorted([renewed.id, abandoned.id])
-    assert (
-        await app.backend.extend_leases(
-            leases=[(renewed.id, held[renewed.id].token)], lease_ms=30_000
-        )
-        == []
-    )
+    assert await extend(app, [(renewed.id, held[renewed.id].token)], 30_000) == []
     result = await app.backend.reclaim_expired(max_stalls=1, limit=10, suspects=suspects)
     assert (result.requeued, result.failed) == ([abandoned.id], [])
     assert (await app.get_job(renewed.id)).state == JobState.ACTIVE

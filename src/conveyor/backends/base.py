@@ -9,7 +9,7 @@ this line.
 Every method is keyword-only after ``self``. Each docstring states what is
 atomic and who must own the job. "Owning" a job means holding its current
 lease token: ``claim`` hands one out, and every later write about that run
-(``complete``, ``fail``, ``release``, ``extend_leases``, ``report_progress``)
+(``complete``, ``fail``, ``release``, ``extend_leases_blocking``, ``report_progress``)
 is applied only if the token is still current. A stale token means the job was
 reclaimed or cancelled meanwhile; the write is dropped and ``False`` returned.
 
@@ -173,23 +173,17 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def extend_leases(
+    def extend_leases_blocking(
         self, *, leases: Sequence[tuple[str, str]], lease_ms: int
     ) -> list[tuple[str, str]]:
         """Extend each held ``(job_id, token)`` lease to now + ``lease_ms``, atomically.
 
         Returns the ``(job_id, token)`` pairs whose token is no longer current
         (lost leases); one job id may appear with an old and a current token.
-        """
-
-    @abc.abstractmethod
-    def extend_leases_blocking(
-        self, *, leases: Sequence[tuple[str, str]], lease_ms: int
-    ) -> list[tuple[str, str]]:
-        """``extend_leases`` for a thread of its own, while the event loop may be
-        busy: job code that blocks the loop or hogs the CPU must not let its
-        lease lapse. Called from one thread at a time, never from the loop,
-        and only while connected. Raises ``BackendUnavailable`` like the rest.
+        Blocking, for a thread of its own while the event loop may be busy: job
+        code that blocks the loop or hogs the CPU must not let its lease lapse.
+        Called from one thread at a time, never from the loop, and only while
+        connected. Raises ``BackendUnavailable`` like the rest.
         """
 
     @abc.abstractmethod

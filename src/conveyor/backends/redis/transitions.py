@@ -431,18 +431,6 @@ class RedisTransitions(Backend):
                 [self.keys.marker(q) for q in queues], timeout=max(wait, 0.01)
             )
 
-    async def extend_leases(
-        self, *, leases: Sequence[tuple[str, str]], lease_ms: int
-    ) -> list[tuple[str, str]]:
-        queues = []
-        for job_id, _ in leases:
-            identity = await self._identity(job_id)
-            queues.append(None if identity is None else identity[0])
-        keys, args, lost = renewal.extend_call(self.keys, leases, queues, self._offset, lease_ms)
-        if keys:
-            lost += renewal.lost_leases(await self._run("extend", keys, args))
-        return lost
-
     def extend_leases_blocking(
         self, *, leases: Sequence[tuple[str, str]], lease_ms: int
     ) -> list[tuple[str, str]]:

@@ -349,13 +349,6 @@ class SQLiteTransitions(Backend):
         ).fetchone()
         return None if row is None else int(row[0])
 
-    async def extend_leases(
-        self, *, leases: Sequence[tuple[str, str]], lease_ms: int
-    ) -> list[tuple[str, str]]:
-        if not leases:
-            return []
-        return await self._write(self._extend(leases, lease_ms))
-
     def extend_leases_blocking(
         self, *, leases: Sequence[tuple[str, str]], lease_ms: int
     ) -> list[tuple[str, str]]:
