@@ -66,6 +66,7 @@ def test_bad_zone_interval_and_both_kinds_are_refused() -> None:
         (Schedule(id="s", task="t", every_s=0), "every"),
         (Schedule(id="s", task="t", cron="0 8 * * *", every_s=60), "cron"),
         (Schedule(id="bad\n", task="t", every_s=60), "id"),
+        (Schedule(id="x" * 115, task="t", every_s=60), "id"),  # its ticks' ids would not fit
     ]:
         with pytest.raises(InvalidInput) as refused:
             checked(schedule)

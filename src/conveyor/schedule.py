@@ -39,6 +39,8 @@ from conveyor.errors import InvalidInput
 __all__ = ["Schedule", "ScheduleInfo", "due_tick", "next_tick", "tick_job_id"]
 
 MAX_LOOKAHEAD_YEARS = 5  # a cron with no tick this far ahead is refused
+TICK_DIGITS = 13  # epoch ms in a tick's job id (until the year 2286)
+MAX_ID_BYTES = validate.MAX_NAME_BYTES - 1 - TICK_DIGITS  # id, "@" and tick fit a job id
 
 
 class Schedule(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -63,6 +65,8 @@ class ScheduleInfo(msgspec.Struct, frozen=True, kw_only=True):
 def checked(schedule: Schedule) -> Schedule:
     """``schedule`` if it is well formed, else ``InvalidInput`` naming the field."""
     validate.name("id", schedule.id)
+    if len(schedule.id.encode()) > MAX_ID_BYTES:
+        raise InvalidInput("id", f"must be at most {MAX_ID_BYTES} bytes (its ticks' job ids)")
     if (schedule.cron is None) == (schedule.every_s is None):
         raise InvalidInput("cron", "give a cron expression or an interval (every), not both")
     try:

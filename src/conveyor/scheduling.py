@@ -146,7 +146,7 @@ class Schedules:
             task = self._app.tasks.get(schedule.task)
             if task is None:  # another app's task: a worker that has it fires it
                 continue
-            call = task.configure(job_id=tick_job_id(schedule.id, tick))
+            call = task.configure()
             job = NewJob(
                 id=tick_job_id(schedule.id, tick), task=task.name, queue=call.queue,
                 payload=bytes(schedule.payload), options=call.options, priority=call.priority,
