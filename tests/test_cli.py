@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import Conveyor, JobState
+from conveyor import Conveyor, JobState, Limits, Rate
 
 from . import apps
+from .conftest import db_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,12 +133,45 @@ async def test_limit_sets_and_lifts_a_queues_global_concurrency(
     await conveyor(sqlite_url, "limit", "default", "--max-active", "none")
     claimed = await app.backend.claim(queues=["default"], limit=5, worker_id="w", lease_ms=60_000)
     assert len(claimed) == 3
-    for bad in ("0", "many"):
-        proc = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "conveyor", "limit", "default", "--max-active", bad],
-            cwd=ROOT, env={**os.environ, "CONVEYOR_URL": sqlite_url}, capture_output=True,
-            text=True, timeout=30, check=False,
-        )  # fmt: skip
-        assert proc.returncode == 2 and "max" in proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1
+
+
+async def test_limit_sets_rates_and_group_limits(app: Conveyor, sqlite_url: str) -> None:
+    out = await conveyor(sqlite_url, "limit", "email", "--rate", "100/m", "--max-active", "5")
+    assert out.strip() == "email: at most 5 active, rate 100/m"
+    out = await conveyor(sqlite_url, "limit", "email", "--group", "*", "--rate", "10/s")
+    assert out.strip() == "email group *: rate 10/s"
+    out = await conveyor(sqlite_url, "limit", "email", "--group", "acme", "--max-active", "2")
+    assert out.strip() == "email group acme: at most 2 active"
+    assert await app.limits("email") == {
+        None: Limits(max_active=5, rate=Rate(100, 60_000)),
+        "*": Limits(rate=Rate(10, 1000)),
+        "acme": Limits(max_active=2),
+    }
+    out = await conveyor(sqlite_url, "limit", "email", "--rate", "none")
+    assert out.strip() == "email: at most 5 active"
+
+
+@pytest.mark.parametrize(
+    ("argv", "word"),
+    [
+        (["--max-active", "0"], "max-active"),
+        (["--max-active", "many"], "max-active"),
+        (["--rate", "fast"], "rate"),
+        (["--rate", "5"], "rate"),
+        (["--group", "", "--max-active", "1"], "group"),
+        ([], "max-active"),
+    ],
+)
+async def test_bad_limits_exit_2_with_one_line_and_store_nothing(
+    app: Conveyor, sqlite_url: str, argv: list[str], word: str
+) -> None:
+    before = db_digest(sqlite_url.removeprefix("sqlite:///"))
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "conveyor", "limit", "default", *argv],
+        cwd=ROOT, env={**os.environ, "CONVEYOR_URL": sqlite_url}, capture_output=True,
+        text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and word in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert db_digest(sqlite_url.removeprefix("sqlite:///")) == before

@@ -28,11 +28,13 @@ from conveyor.errors import (
     JobTimeout,
     NonRetryable,
     PayloadTooLarge,
+    RateLimited,
     Retry,
     SandboxError,
     UnknownTask,
 )
 from conveyor.job import Job, JobState, LogEntry, Retention
+from conveyor.limits import Limits, Rate
 from conveyor.retry import Backoff
 from conveyor.settings import WorkerSettings
 from conveyor.sync import SyncConveyor
@@ -57,11 +59,14 @@ __all__ = [
     "JobNotFound",
     "JobState",
     "JobTimeout",
+    "Limits",
     "LogEntry",
     "NewJob",
     "NonRetryable",
     "PayloadTooLarge",
     "QueueInfo",
+    "Rate",
+    "RateLimited",
     "Retention",
     "Retry",
     "SandboxError",

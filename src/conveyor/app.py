@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
+import msgspec
+
 from conveyor import validate
 from conveyor.backends import open_backend
 from conveyor.backends.base import NewJob, QueueInfo, WorkerInfo
@@ -34,6 +36,7 @@ from conveyor.job import (
     LogEntry,
     Retention,
 )
+from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
 from conveyor.retry import Backoff
 from conveyor.scheduling import Schedules
 from conveyor.task import Task
@@ -265,12 +268,33 @@ class Conveyor:
     async def resume(self, queue: str) -> None:
         await self.backend.set_paused(queue=validate.name("queue", queue), paused=False)
 
-    async def set_max_active(self, queue: str, max_active: int | None) -> None:
-        """Global concurrency: at most ``max_active`` jobs of ``queue`` run at
-        once across all workers (None lifts the limit). A worker that finds
-        the queue full claims from it again within about a second."""
-        limit = None if max_active is None else validate.count("max_active", max_active, minimum=1)
-        await self.backend.set_max_active(queue=validate.name("queue", queue), max_active=limit)
+    async def set_limits(
+        self,
+        queue: str,
+        *,
+        group: str | None = None,
+        max_active: int | msgspec.UnsetType | None = msgspec.UNSET,
+        rate: Rate | str | msgspec.UnsetType | None = msgspec.UNSET,
+    ) -> None:
+        """Limit a queue, every group of it (``group="*"``) or one group, across
+        all workers: ``max_active`` jobs running at once, and a ``rate`` such as
+        ``"100/m"`` (a sliding window; see ``conveyor.limits``). A limit not
+        given stays as it is; ``None`` lifts it (a group's own then falls back
+        to the queue's default for groups). A worker that finds a queue full
+        claims from it again when a job of it ends."""
+        queue = validate.name("queue", queue)
+        if group is not None and group != EVERY_GROUP:
+            group = group_name(group)
+        if max_active is not msgspec.UNSET and max_active is not None:
+            max_active = validate.count("max_active", max_active, minimum=1)
+        if rate is not msgspec.UNSET and rate is not None:
+            rate = Rate.parse(rate)
+        await self.backend.set_limits(queue=queue, group=group, max_active=max_active, rate=rate)
+
+    async def limits(self, queue: str) -> dict[str | None, Limits]:
+        """The limits set on ``queue``: its own under None, the groups' default
+        under ``"*"``, and each group's own under its name."""
+        return await self.backend.get_limits(queue=validate.name("queue", queue))
 
     async def retry(self, job_id: str) -> bool:
         """Send a failed or cancelled job back to ``waiting`` with fresh attempts."""

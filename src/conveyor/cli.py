@@ -25,10 +25,11 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from conveyor import logs
+from conveyor import logs, validate
 from conveyor.app import Conveyor
 from conveyor.errors import ConveyorError, InvalidInput, JobNotFound, ScheduleNotFound
 from conveyor.job import Job, JobState
+from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
 from conveyor.settings import WorkerSettings, parse_queues
 from conveyor.worker import Worker
 
@@ -344,21 +345,49 @@ for _name, _paused, _help in (
 @click.argument("queue")
 @_app_option
 @_url_option
-@click.option("--max-active", "max_active", required=True,
-              help="Jobs of QUEUE running at once across all workers, or 'none'.")  # fmt: skip
-def limit(queue: str, app_path: str | None, url: str | None, max_active: str) -> None:
-    """Set QUEUE's global concurrency (or lift it with --max-active none)."""
-    if max_active.lower() == "none":
-        value: int | None = None
-    else:
-        try:
-            value = int(max_active)
-        except ValueError:
-            message = f"--max-active must be a whole number or 'none', got {max_active!r}"
-            raise CliError(message) from None
+@click.option("--group", help="Limit one group of QUEUE, or '*' for each group's default.")
+@click.option("--max-active", "max_active",
+              help="Jobs running at once across all workers, or 'none'.")  # fmt: skip
+@click.option("--rate", help="Starts per window across all workers, e.g. 100/m, or 'none'.")
+def limit(
+    queue: str, app_path: str | None, url: str | None, group: str | None,
+    max_active: str | None, rate: str | None,
+) -> None:  # fmt: skip
+    """Set (or with 'none' lift) QUEUE's limits, or a group's; show what is set."""
+    if max_active is None and rate is None:
+        raise CliError("give --max-active and/or --rate")
+    changes: dict[str, Any] = {}
+    if max_active is not None:
+        changes["max_active"] = _none_or(max_active, "--max-active", _whole)
+    if rate is not None:
+        changes["rate"] = _none_or(rate, "--rate", lambda v: Rate.parse(v, "--rate"))
+    validate.name("queue", queue)
+    if group is not None and group != EVERY_GROUP:
+        group_name(group)
     app = _app_from(app_path, url)
-    _run(app, lambda: app.set_max_active(queue, value))
-    click.echo(f"{queue}: at most {value} active" if value is not None else f"{queue}: no limit")
+
+    async def apply() -> dict[str | None, Limits]:
+        await app.set_limits(queue, group=group, **changes)
+        return await app.limits(queue)
+
+    limits = _run(app, apply).get(group, Limits())
+    shown = [f"at most {limits.max_active} active"] if limits.max_active is not None else []
+    shown += [f"rate {limits.rate}"] if limits.rate is not None else []
+    scope = queue if group is None else f"{queue} group {group}"
+    click.echo(f"{scope}: {', '.join(shown) or 'no limits'}")
+
+
+def _whole(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        message = f"must be a whole number or 'none', got {value!r}"
+        raise InvalidInput("--max-active", message) from None
+    return validate.count("--max-active", number, minimum=1)
+
+
+def _none_or(value: str, option: str, parse: Callable[[str], T]) -> T | None:
+    return None if value.lower() == "none" else parse(value)
 
 
 @cli.group()

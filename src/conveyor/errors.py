@@ -4,8 +4,10 @@
 ``redis.exceptions.*``) never leak out of a backend: they are mapped to
 ``BackendError`` or ``BackendUnavailable`` at the backend boundary.
 
-Two exceptions are for task code to raise: ``Retry`` (try again, counted as an
-attempt) and ``NonRetryable`` (fail now, skip the remaining attempts).
+Three exceptions are for task code to raise: ``Retry`` (try again, counted as
+an attempt), ``NonRetryable`` (fail now, skip the remaining attempts) and
+``RateLimited`` (the service called said "too many requests": try later, no
+attempt counted, and hold back the queue or the group meanwhile).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "JobTimeout",
     "NonRetryable",
     "PayloadTooLarge",
+    "RateLimited",
     "Retry",
     "UnknownTask",
 ]
@@ -128,3 +131,21 @@ class Retry(ConveyorError):
 
 class NonRetryable(ConveyorError):
     """Raise from a task to fail the job at once, whatever attempts remain."""
+
+
+class RateLimited(ConveyorError):
+    """Raise from a task when the service it calls answers "too many requests"
+    (an HTTP 429 with ``Retry-After``, say).
+
+    The job goes back to ``waiting`` without spending an attempt, and for
+    ``delay`` seconds no worker starts a job of its queue (with
+    ``group=True``, of its group; a job without a group then holds its
+    queue). Other queues and groups run on.
+    """
+
+    def __init__(self, delay: float, *, group: bool = False, reason: str = "rate limited") -> None:
+        from conveyor import validate  # validate imports this module
+
+        super().__init__(reason)
+        self.delay = validate.seconds("delay", delay, allow_zero=False)
+        self.group = bool(group)

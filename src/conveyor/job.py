@@ -92,6 +92,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     state: JobState
     args: dict[str, Any]
     priority: int = 0
+    group: str | None = None
     attempts: int = 0
     max_attempts: int = 1
     stalls: int = 0

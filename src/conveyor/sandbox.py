@@ -82,6 +82,7 @@ from conveyor.errors import (
     ConfigurationError,
     InvalidArguments,
     NonRetryable,
+    RateLimited,
     Retry,
     SandboxError,
     UnknownTask,
@@ -139,8 +140,9 @@ class _Failed(msgspec.Struct, frozen=True, tag="failed"):
     error_type: str
     message: str
     traceback: str
-    kind: Literal["error", "retry", "final"]  # final: never retried
-    delay: float | None = None  # Retry(delay=...)
+    kind: Literal["error", "retry", "final", "limited"]  # final: never retried
+    delay: float | None = None  # Retry(delay=...), RateLimited(delay)
+    group: bool = False  # RateLimited(group=...)
 
 
 class _Died(msgspec.Struct, frozen=True):
@@ -407,8 +409,12 @@ _error_types: dict[tuple[str, type[Exception]], type[Exception]] = {}
 
 
 def _rebuild(failed: _Failed) -> Exception:
-    """The worker's stand-in for a child's error: named like it, and a ``Retry``
-    or ``NonRetryable`` when it was one, so the retry policy reads it alike."""
+    """The worker's stand-in for a child's error: named like it, and a ``Retry``,
+    ``NonRetryable`` or ``RateLimited`` when it was one, so the worker reads it alike."""
+    if failed.kind == "limited":
+        limited = RateLimited(failed.delay or 1.0, group=failed.group, reason=failed.message)
+        limited.__cause__ = _ChildTraceback(failed.traceback)
+        return limited
     base: type[Exception] = {"retry": Retry, "final": NonRetryable}.get(failed.kind, SandboxError)
     kind = base
     name = failed.error_type
@@ -498,8 +504,10 @@ def _serve(
             result = scope.run(fn, *args, **kwargs)
         return _Done(msgspec.Raw(encode(result)))
     except Exception as exc:  # every job error goes back; SystemExit ends the child
-        if isinstance(exc, Retry):
-            kind: Literal["error", "retry", "final"] = "retry"
+        if isinstance(exc, RateLimited):
+            kind: Literal["error", "retry", "final", "limited"] = "limited"
+        elif isinstance(exc, Retry):
+            kind = "retry"
         elif isinstance(exc, NonRetryable | InvalidArguments | UnknownTask):
             kind = "final"  # as Worker._retry_delay decides
         else:
@@ -507,7 +515,8 @@ def _serve(
         return _Failed(
             error_type=type(exc).__name__, message=str(exc),
             traceback="".join(traceback.format_exception(exc)), kind=kind,
-            delay=exc.delay if isinstance(exc, Retry) else None,
+            delay=exc.delay if isinstance(exc, Retry | RateLimited) else None,
+            group=isinstance(exc, RateLimited) and exc.group,
         )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from conveyor.arguments import Signature
 from conveyor.backends.base import NewJob
 from conveyor.errors import InvalidInput, PayloadTooLarge
 from conveyor.job import JobOptions, Retention
+from conveyor.limits import group_name
 from conveyor.retry import Backoff
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class Task(Generic[P, R]):
         dedup_key: str | None = None,
         dedup_ttl: float | timedelta | None = None,
         debounce: float | timedelta | None = None,
+        group: str | None = None,
     ) -> Call[P, R]:
         """Options for one enqueue: a delay (seconds) or an aware ``run_at``, a
         priority, a job id (enqueueing an id already stored adds nothing),
@@ -125,7 +127,11 @@ class Task(Generic[P, R]):
         names the job that opened the window. ``dedup_key`` with ``debounce``
         delays the job by ``debounce`` seconds and replaces (removes) the
         key's previous job if that one has not started yet, so only the last
-        of a burst runs."""
+        of a burst runs.
+
+        ``group`` puts the job in a group (a tenant, say) of its queue: groups
+        take turns at claims, and may have limits of their own
+        (``app.set_limits(queue, group=...)``; see ``conveyor.limits``)."""
         return Call(
             self,
             delay=delay,
@@ -140,6 +146,7 @@ class Task(Generic[P, R]):
             dedup_key=dedup_key,
             dedup_ttl=dedup_ttl,
             debounce=debounce,
+            group=group,
         )
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
@@ -170,6 +177,7 @@ class Call(Generic[P, R]):
         dedup_key: str | None = None,
         dedup_ttl: float | timedelta | None = None,
         debounce: float | timedelta | None = None,
+        group: str | None = None,
     ) -> None:
         if delay is not None and run_at is not None:
             raise InvalidInput("delay", "give delay or run_at, not both")
@@ -187,6 +195,7 @@ class Call(Generic[P, R]):
         if not isinstance(lifo, bool):
             raise InvalidInput("lifo", "must be true or false")
         self.lifo = lifo
+        self.group = None if group is None else group_name(group)
         self.queue = task.queue if queue is None else validate.name("queue", queue)
         self.max_attempts = 1 + (task.retries if retries is None else validate.retries(retries))
         options = task.options
@@ -226,6 +235,7 @@ class Call(Generic[P, R]):
             dedup_key=self.dedup_key,
             dedup_ttl_ms=self.dedup_ttl_ms,
             debounce=self.debounce,
+            group=self.group,
         )
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:

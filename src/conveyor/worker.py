@@ -60,6 +60,7 @@ from conveyor.errors import (
     InvalidArguments,
     JobTimeout,
     NonRetryable,
+    RateLimited,
     Retry,
     UnknownTask,
 )
@@ -334,6 +335,17 @@ class Worker:
                 return await backend.complete(
                     job_id=job.id, token=claimed.token, result=outcome, retention=retention
                 )
+        elif isinstance(outcome, RateLimited):
+            held = "group" if outcome.group and job.group is not None else "queue"
+            log.info("job %s rate limited (%s): back to waiting, its %s held for %.2fs",
+                     job.id, outcome, held, outcome.delay)  # fmt: skip
+            block_ms = max(1, round(outcome.delay * 1000))
+
+            async def write() -> bool:
+                return await backend.release(
+                    job_id=job.id, token=claimed.token, block_ms=block_ms,
+                    block_group=outcome.group,
+                )  # fmt: skip
         else:
             error = f"{type(outcome).__name__}: {outcome}"
             trace = "".join(traceback.format_exception(outcome))

@@ -17,7 +17,7 @@ async def test_claims_never_exceed_the_queues_max_active(app: Conveyor) -> None:
     async def work(n: int) -> None: ...
 
     await app.enqueue_many([work.call(i) for i in range(10)])
-    await app.set_max_active("default", 3)
+    await app.set_limits("default", max_active=3)
     rounds = await asyncio.gather(*(claim(app, limit=2, worker=f"w{i}") for i in range(4)))
     held = [c for round_ in rounds for c in round_]
     assert 1 <= len(held) <= 3  # racing claims may skip each other's candidates
@@ -30,7 +30,7 @@ async def test_claims_never_exceed_the_queues_max_active(app: Conveyor) -> None:
     )
     (next_one,) = await claim(app, limit=5)  # one slot free again
     assert next_one.job.state == JobState.ACTIVE
-    await app.set_max_active("default", None)
+    await app.set_limits("default", max_active=None)
     assert len(await claim(app, limit=10)) == 6  # no limit: the rest
 
 
@@ -39,7 +39,7 @@ async def test_other_queues_are_not_limited(app: Conveyor) -> None:
     async def work(n: int) -> None: ...
 
     await app.enqueue_many([work.configure(queue=q).call(i) for q in ("a", "b") for i in range(3)])
-    await app.set_max_active("a", 1)
+    await app.set_limits("a", max_active=1)
     claimed = await claim(app, ["a", "b"], limit=10)
     assert sorted(c.job.queue for c in claimed) == ["a", "b", "b", "b"]
 
@@ -47,5 +47,5 @@ async def test_other_queues_are_not_limited(app: Conveyor) -> None:
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "3"])
 async def test_a_bad_max_active_is_refused(app: Conveyor, bad: object) -> None:
     with pytest.raises(InvalidInput) as refused:
-        await app.set_max_active("default", bad)  # type: ignore[arg-type]
+        await app.set_limits("default", max_active=bad)  # type: ignore[arg-type]
     assert refused.value.field == "max_active"

@@ -445,6 +445,7 @@ async def run_chaos(
     *,
     faults: Mapping[int, Fault] | None = None,
     retry_enqueue: bool = False,
+    prepare: Callable[[Conveyor], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Start the workers, enqueue while ticking chaos events, let every job
     finish, stop the workers and sort every job.
@@ -454,7 +455,8 @@ async def run_chaos(
     have run, the producer is done and no job waits to be claimed (or
     ``max_chaos_s``).
     Then every job gets ``settle_s`` to finish: a lease to expire and a
-    reclaim (every 5 s) for the jobs of the last killed workers."""
+    reclaim (every 5 s) for the jobs of the last killed workers. ``prepare``
+    runs on the producer's app before any worker starts (to set limits, say)."""
     faults = dict(faults or {})
     rng = random.Random(seed)
     began = time.monotonic()
@@ -464,6 +466,8 @@ async def run_chaos(
         async with chaos_app.build(url) as app:
             step = app.tasks["step"]
             calls = [step.call(n, rng.uniform(*plan.job_ms)) for n in range(plan.jobs)]
+            if prepare is not None:
+                await prepare(app)
             for n in range(plan.workers):
                 workers.start()
                 if n < plan.workers - 1 and plan.stagger_s:

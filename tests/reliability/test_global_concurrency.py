@@ -15,7 +15,7 @@ from ..processes import Workers, exited
 async def test_a_queue_limit_of_three_holds_across_four_workers(
     app: Conveyor, workers: Workers
 ) -> None:
-    await app.set_max_active("default", 3)
+    await app.set_limits("default", max_active=3)
     handles = await app.enqueue_many([app.tasks["nap"].call(0.2) for _ in range(30)])
     procs = [workers.start("--concurrency", "4") for _ in range(4)]
 

@@ -27,6 +27,7 @@ import msgspec
 
 from conveyor.clock import Clock
 from conveyor.job import Job, JobState, LogEntry, Retention
+from conveyor.limits import Limits, Rate
 from conveyor.schedule import Schedule
 
 __all__ = [
@@ -57,6 +58,7 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     dedup_key: str | None = None  # with one of the two modes below
     dedup_ttl_ms: int | None = None  # throttle: the key's window opened by a created job
     debounce: bool = False  # replace the key's unstarted job (``delay_ms`` is the debounce)
+    group: str | None = None  # groups of a queue take turns (see ``conveyor.limits``)
 
 
 class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,17 +161,28 @@ class Backend(abc.ABC):
         """Lease up to ``limit`` ready jobs from unpaused ``queues``, atomically.
 
         First promotes due ``delayed`` jobs (a bounded batch), then takes
-        ``waiting`` jobs by priority (higher first), then FIFO (LIFO jobs
-        first, newest first), moving each to ``active`` with a fresh token,
-        ``attempts + 1`` and a lease expiring ``lease_ms`` from now.
+        ``waiting`` jobs, moving each to ``active`` with a fresh token,
+        ``attempts + 1`` and a lease expiring ``lease_ms`` from now. Within
+        a queue, jobs without a group go by priority (higher first), then
+        FIFO (LIFO jobs first, newest first); in a queue with groups, the
+        groups and the jobs without one take turns (``claiming.rotation``),
+        each in that order. Across queues, each queue's next job competes by
+        priority, then FIFO.
+
+        No claim passes a limit (``set_limits``) of a queue or a group: its
+        ``max_active``, its ``rate`` (every start is logged in the same step)
+        or a block set by ``release(block_ms=...)``. A job left waiting by a
+        limit spends no attempt.
         """
 
     @abc.abstractmethod
     async def wait_for_jobs(self, *, queues: Sequence[str], timeout_s: float) -> None:
         """Return when ``queues`` may have ready jobs, or after ``timeout_s``.
 
-        May return early for no reason; callers then claim and wait again. Must
-        not busy-poll: an idle worker costs close to nothing.
+        Called after a claim that took nothing. May return early for no
+        reason; callers then claim and wait again. Must not busy-poll: an
+        idle worker costs close to nothing, and a queue held back by a rate
+        limit is looked at again when its window frees a slot, not before.
         """
 
     @abc.abstractmethod
@@ -216,10 +229,16 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def release(self, *, job_id: str, token: str) -> bool:
-        """Give an owned job back to ``waiting`` (shutdown), atomically.
+    async def release(
+        self, *, job_id: str, token: str, block_ms: int | None = None, block_group: bool = False
+    ) -> bool:
+        """Give an owned job back to ``waiting`` (shutdown, or the job said it
+        was rate limited), atomically.
 
-        The attempt is not counted and it is not a stall. ``False`` if stale.
+        The attempt is not counted and it is not a stall. With ``block_ms``,
+        in the same step, claims take no job of the job's queue (with
+        ``block_group``, of its group, if it has one) until now + ``block_ms``
+        (a later block already set stays). ``False`` if stale.
         """
 
     @abc.abstractmethod
@@ -303,9 +322,24 @@ class Backend(abc.ABC):
         """Pause or resume claiming from ``queue``. Jobs keep their states."""
 
     @abc.abstractmethod
-    async def set_max_active(self, *, queue: str, max_active: int | None) -> None:
-        """Global concurrency: claims never make more than ``max_active`` jobs
-        of ``queue`` active at once, across all workers (None: no limit)."""
+    async def set_limits(
+        self,
+        *,
+        queue: str,
+        group: str | None,
+        max_active: int | msgspec.UnsetType | None = msgspec.UNSET,
+        rate: Rate | msgspec.UnsetType | None = msgspec.UNSET,
+    ) -> None:
+        """Set limits of a scope, atomically: ``queue`` as a whole (``group``
+        None), every group of it by default (``EVERY_GROUP``) or one group.
+        ``UNSET`` leaves a limit as it is; ``None`` lifts it (a group's own
+        limit then falls back to the default). Holds across all workers."""
+
+    @abc.abstractmethod
+    async def get_limits(self, *, queue: str) -> dict[str | None, Limits]:
+        """The limits set on ``queue``: under None its own, under
+        ``EVERY_GROUP`` the groups' default, and each group's own. Scopes
+        without limits are left out."""
 
     @abc.abstractmethod
     async def retry_jobs(self, *, job_ids: Sequence[str] | None, queue: str | None) -> int:

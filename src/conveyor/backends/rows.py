@@ -12,7 +12,7 @@ from conveyor.job import Job, JobOptions, JobState, from_ms, ms_to_datetime
 COLUMNS = (
     "id, task, queue, state, priority, payload, options, attempts, max_attempts, stalls, "
     "worker_id, progress, progress_detail, result, error, traceback, "
-    "created_at, run_at, started_at, finished_at"
+    "created_at, run_at, started_at, finished_at, grp"
 )
 
 _decode_options = msgspec.json.Decoder(JobOptions).decode
@@ -37,7 +37,7 @@ _STATES = {state.value: state for state in JobState}  # faster than JobState(val
 def job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
     (id_, task, queue, state, priority, payload, options, attempts, max_attempts, stalls,
      worker_id, progress, detail, result, error, traceback,
-     created_at, run_at, started_at, finished_at) = row  # fmt: skip
+     created_at, run_at, started_at, finished_at, group) = row  # fmt: skip
     return Job(
         id=id_,
         task=task,
@@ -45,6 +45,7 @@ def job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         state=_STATES[state],
         args=_decode_any(payload),
         priority=priority,
+        group=group,
         attempts=attempts,
         max_attempts=max_attempts,
         stalls=stalls,

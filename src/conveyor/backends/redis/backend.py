@@ -12,9 +12,11 @@ from collections.abc import Sequence
 import msgspec
 
 from conveyor.backends.base import QueueInfo, WorkerInfo
+from conveyor.backends.redis.claims import group_candidates
 from conveyor.backends.redis.record import FIELDS, job_from_fields, retention_member
 from conveyor.backends.redis.transitions import BATCH, RedisTransitions, mapped_errors
 from conveyor.job import Job, JobState, LogEntry, from_ms
+from conveyor.limits import Limits, Rate
 from conveyor.schedule import Schedule
 
 __all__ = ["RedisBackend"]
@@ -59,10 +61,30 @@ class RedisBackend(RedisTransitions):
                             desc=newest_first, withscores=True)  # fmt: skip
             for ranked in await pipe.execute():
                 picked += [(s, m.decode()) for m, s in ranked]
+        if state == JobState.WAITING:
+            picked += await self._grouped_waiting(queues, offset + limit)
         # The order ZRANGE has (REV also reverses the member order of equal
         # scores), so every page is a slice of the same order.
         picked.sort(reverse=newest_first)
         return await self._jobs([job_id for _, job_id in picked[offset : offset + limit]])
+
+    async def _grouped_waiting(self, queues: Sequence[str], most: int) -> list[tuple[float, str]]:
+        """The first ``most`` waiting jobs of every group, scored as waiting jobs
+        without a group are (priority, then FIFO), to merge with them."""
+        async with mapped_errors():
+            async with self.client.pipeline(transaction=False) as pipe:
+                for q in queues:
+                    pipe.zrange(self.keys.queue(q, "groups"), 0, -1)
+                groups = await pipe.execute()
+            async with self.client.pipeline(transaction=False) as pipe:
+                for q, names in zip(queues, groups, strict=True):
+                    for name in names:
+                        group = name.decode()
+                        pipe.zrangebylex(self.keys.queue(q, "gwaiting"), f"[{group}\0",
+                                         f"({group}\1", 0, most)  # fmt: skip
+                replies = await pipe.execute()
+        return [(c.score, c.id) for members in replies
+                for c in group_candidates(members, "")]  # fmt: skip
 
     async def queues(self) -> list[QueueInfo]:
         names = await self._queue_names()
@@ -72,16 +94,18 @@ class RedisBackend(RedisTransitions):
                 for name in names:
                     for state in JobState:
                         pipe.zcard(self.keys.state(name, state))
+                    pipe.zcard(self.keys.queue(name, "gwaiting"))
                 counts = await pipe.execute()
         states = list(JobState)
-        return [
-            QueueInfo(
-                name=name,
-                paused=paused.get(name.encode()) == b"1",
-                counts={s: counts[i * len(states) + j] for j, s in enumerate(states)},
+        width = len(states) + 1
+        infos = []
+        for i, name in enumerate(names):
+            per_state = {s: counts[i * width + j] for j, s in enumerate(states)}
+            per_state[JobState.WAITING] += counts[i * width + len(states)]  # grouped ones
+            infos.append(
+                QueueInfo(name=name, paused=paused.get(name.encode()) == b"1", counts=per_state)
             )
-            for i, name in enumerate(names)
-        ]
+        return infos
 
     async def workers(self, *, seen_within_ms: int) -> list[WorkerInfo]:
         if self._client is None:
@@ -103,17 +127,53 @@ class RedisBackend(RedisTransitions):
                 pipe.rpush(self.keys.marker(queue), "1")
             await pipe.execute()
 
-    async def set_max_active(self, *, queue: str, max_active: int | None) -> None:
+    async def set_limits(
+        self,
+        *,
+        queue: str,
+        group: str | None,
+        max_active: int | msgspec.UnsetType | None = msgspec.UNSET,
+        rate: Rate | msgspec.UnsetType | None = msgspec.UNSET,
+    ) -> None:
         if self._client is None:
             await self.connect()
-        async with mapped_errors(), self.client.pipeline(transaction=False) as pipe:
+        scope = queue if group is None else f"{queue}\0{group}"
+        changes: dict[str, str | None] = {}
+        if max_active is not msgspec.UNSET:
+            changes["a"] = None if max_active is None else str(max_active)
+        if rate is not msgspec.UNSET:
+            changes["r"] = None if rate is None else f"{rate.max}:{rate.window_ms}:{rate.per_ms}"
+        async with mapped_errors(), self.client.pipeline(transaction=True) as pipe:
             pipe.hsetnx(self.keys.queues, queue, "0")  # the queue is known even if empty
-            if max_active is None:
-                pipe.hdel(self.keys.queue_limits, queue)
-            else:
-                pipe.hset(self.keys.queue_limits, queue, max_active)
+            for field, value in changes.items():
+                if value is None:
+                    pipe.hdel(self.keys.limits, f"{scope}\0{field}")
+                else:
+                    pipe.hset(self.keys.limits, f"{scope}\0{field}", value)
             pipe.rpush(self.keys.marker(queue), "1")
             await pipe.execute()
+
+    async def get_limits(self, *, queue: str) -> dict[str | None, Limits]:
+        if self._client is None:
+            await self.connect()
+        async with mapped_errors():
+            stored = await self.client.hgetall(self.keys.limits)
+        fields: dict[str | None, dict[str, str]] = {}
+        prefix = f"{queue}\0"
+        for raw, value in stored.items():
+            name = raw.decode()
+            if name.startswith(prefix):
+                scope, _, field = name[len(prefix) :].rpartition("\0")
+                fields.setdefault(scope or None, {})[field] = value.decode()
+        found = {}
+        for scope, values in sorted(fields.items(), key=lambda item: item[0] or ""):
+            rate = None
+            if "r" in values:
+                most, _, per_ms = values["r"].split(":")
+                rate = Rate(int(most), int(per_ms))
+            active = values.get("a")
+            found[scope] = Limits(max_active=None if active is None else int(active), rate=rate)
+        return found
 
     async def retry_jobs(self, *, job_ids: Sequence[str] | None, queue: str | None) -> int:
         if job_ids is not None:
@@ -141,7 +201,8 @@ class RedisBackend(RedisTransitions):
             q, task = identity
             keys = [k.job(job_id), k.state(q, "failed"), k.state(q, "cancelled"),
                     k.state(q, "waiting"), k.marker(q), k.seq, k.done(task, "failed"),
-                    k.done(task, "cancelled")]  # fmt: skip
+                    k.done(task, "cancelled"), k.queue(q, "gwaiting"),
+                    k.queue(q, "groups")]  # fmt: skip
             args = [self._offset, retention_member(q, job_id), int(allow_cancelled), job_id]
             return await self._fenced("retry", keys, args)
 
@@ -161,7 +222,7 @@ class RedisBackend(RedisTransitions):
         queue = identity[0]
         k = self.keys
         keys = [k.state(queue, "delayed"), k.state(queue, "waiting"), k.marker(queue),
-                k.job(job_id)]  # fmt: skip
+                k.queue(queue, "gwaiting"), k.queue(queue, "groups"), k.job(job_id)]  # fmt: skip
         promoted, _ = await self._run("promote", keys, [self._offset, 1, job_id])
         return bool(promoted)
 

@@ -10,13 +10,26 @@ Layout (``P`` is ``cv:{namespace}``):
 
 - ``P:job:<id>``: hash, the job (one place for its state and every field).
 - ``P:logs:<id>``: list of ``"<ms>:<message>"`` lines.
-- ``P:q:<queue>:waiting``: zset; score orders by priority, then FIFO/LIFO.
+- ``P:q:<queue>:waiting``: zset of waiting jobs without a group; score orders
+  by priority, then FIFO/LIFO.
+- ``P:q:<queue>:gwaiting``: zset of waiting grouped jobs, all scored 0 so
+  ordered by member: ``group \0 priority+seq digits \0 id`` (see lib.lua).
+- ``P:q:<queue>:groups``: zset of the groups with waiting jobs, by turn.
+- ``P:q:<queue>:gactive``: hash, group to its jobs active now.
+- ``P:q:<queue>:rate``: zset of the queue's recent starts (token by time),
+  kept while it has a rate limit; ``P:q:<queue>:grate``: its groups' recent
+  starts, members ``group \0 time \0 token`` scored 0.
 - ``P:q:<queue>:delayed``: zset; score is the due time (ms).
 - ``P:q:<queue>:active``: zset; score is the lease expiry (ms).
 - ``P:q:<queue>:<completed|failed|cancelled>``: zset; score is finished time.
 - ``P:q:<queue>:marker``: list; one element wakes a blocked worker.
 - ``P:done:<task>:<state>``: zset of ``queue \\0 id`` by finished time (retention).
 - ``P:queues``: hash, queue name to paused flag.
+- ``P:limits``: hash of limits, per scope (``queue``, or ``queue \0 group``
+  with group ``*`` the default of every group): ``scope \0 a`` max active,
+  ``scope \0 r`` ``max:window ms``.
+- ``P:holds``: hash, scope to the end (ms) of a hold set by a rate-limited job.
+- ``P:turns``: hash, queue to the turn of its jobs without a group.
 - ``P:seq``: counter for FIFO order.
 - ``P:workers``: hash, worker id to its heartbeat JSON.
 - ``P:dedup:<key>``: hash of a dedup key: ``job`` (the job created last with
@@ -30,6 +43,7 @@ from __future__ import annotations
 from conveyor.job import JobState
 
 FINISHED = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+_QUEUE_PARTS = frozenset({"gwaiting", "groups", "gactive", "rate", "grate"})
 
 
 class Keys:
@@ -39,7 +53,9 @@ class Keys:
         self.seq = f"{self.prefix}:seq"
         self.queues = f"{self.prefix}:queues"
         self.workers = f"{self.prefix}:workers"
-        self.queue_limits = f"{self.prefix}:queue_limits"  # queue -> max active at once
+        self.limits = f"{self.prefix}:limits"
+        self.holds = f"{self.prefix}:holds"
+        self.turns = f"{self.prefix}:turns"
         self.schedules = f"{self.prefix}:schedules"  # schedule id -> its JSON
         self.schedule_ticks = f"{self.prefix}:schedule_ticks"  # schedule id -> last tick fired
         self._states: dict[tuple[str, str], str] = {}
@@ -60,6 +76,17 @@ class Keys:
 
     def marker(self, queue: str) -> str:
         return f"{self.prefix}:q:{queue}:marker"
+
+    def queue(self, queue: str, part: str) -> str:
+        """A per-queue structure of groups and limits: ``gwaiting``, ``groups``,
+        ``gactive``, ``rate`` or ``grate``."""
+        key = self._states.get((queue, part))
+        if key is None:
+            assert part in _QUEUE_PARTS, part
+            key = f"{self.prefix}:q:{queue}:{part}"
+            if len(self._states) < 10_000:
+                self._states[(queue, part)] = key
+        return key
 
     def done(self, task: str, state: JobState | str) -> str:
         return f"{self.prefix}:done:{task}:{JobState(state).value}"

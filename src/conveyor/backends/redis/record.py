@@ -21,7 +21,7 @@ from conveyor.job import Job
 FIELDS = (
     "data", "state", "priority", "attempts", "stalls", "worker_id", "progress",
     "progress_detail", "result", "error", "traceback", "created_at", "run_at", "started_at",
-    "finished_at",
+    "finished_at", "group",
 )  # fmt: skip
 Data = tuple[str, str, str, int, msgspec.Raw, msgspec.Raw]  # id, task, queue, max, options, args
 _decode_data = msgspec.json.Decoder(Data).decode
@@ -47,14 +47,14 @@ def _int(value: bytes | None) -> int | None:
 def job_from_fields(values: Sequence[Any]) -> tuple[Job, bytes]:
     """A job and its arguments' JSON, from ``HMGET`` of ``FIELDS`` (bytes or None)."""
     (data, state, priority, attempts, stalls, worker_id, progress, detail, result, error,
-     trace, created_at, run_at, started_at, finished_at) = values  # fmt: skip
+     trace, created_at, run_at, started_at, finished_at, group) = values  # fmt: skip
     job_id, task, queue, max_attempts, options, payload = _decode_data(data)
     arguments = bytes(payload)
     row = (
         job_id, task, queue, state.decode(), int(priority), arguments, bytes(options),
         int(attempts or 0), max_attempts, int(stalls or 0), _text(worker_id),
         float(progress or 0), detail, result, _text(error), _text(trace), int(created_at),
-        int(run_at), _int(started_at), _int(finished_at),
+        int(run_at), _int(started_at), _int(finished_at), _text(group),
     )  # fmt: skip
     return job_from_row(row), arguments
 

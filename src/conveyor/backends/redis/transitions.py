@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -47,7 +46,8 @@ from conveyor.backends.base import (
     ReclaimResult,
     WorkerInfo,
 )
-from conveyor.backends.redis import renewal, wire
+from conveyor.backends.claiming import Member
+from conveyor.backends.redis import claims, renewal, wire
 from conveyor.backends.redis.batch import Batch, map_error
 from conveyor.backends.redis.keys import FINISHED, Keys
 from conveyor.backends.redis.record import (
@@ -68,7 +68,7 @@ NOSCRIPT_TRIES = 5
 BATCH = 1000  # jobs per round of bulk retries and cleaning
 RETRIES = 2  # quick retries of a command whose connection broke
 CLUSTER_IN_FLIGHT = 64  # script calls out at once on a Cluster (see _run)
-COMPLETE_KEYS = 4  # keys per job of the complete script, which takes many jobs
+COMPLETE_KEYS = 5  # keys per job of the complete script, which takes many jobs
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
 DEDUP_TRIES = 50  # batches whose peeked dedup keys changed meanwhile
 
@@ -116,6 +116,7 @@ class RedisTransitions(Backend):
         self._batch: Batch | None = None
         self._owned: dict[str, tuple[str, str]] = {}  # job id -> (queue, task), claimed here
         self._lease_queues: dict[str, str] = {}  # job id -> queue, of the last expired_leases
+        self._retry_at: int | None = None  # when a limit the last claim met frees
         # redis-py's cluster client fails a call past 100 connections per node
         # instead of waiting for one: keep script calls well below that.
         self._in_flight = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
@@ -257,7 +258,8 @@ class RedisTransitions(Backend):
         rows: list[list[Any]] = []
         for job in jobs:
             row: list[Any] = [job.id, queues.setdefault(job.queue, len(queues)), job.priority,
-                              int(job.lifo), job.delay_ms, job.run_at_ms, job.ttl_ms]  # fmt: skip
+                              int(job.lifo), job.delay_ms, job.run_at_ms, job.ttl_ms,
+                              job.group]  # fmt: skip
             if job.dedup_key is not None:
                 row += [dedup.setdefault(job.dedup_key, len(dedup)), job.dedup_ttl_ms,
                         int(job.debounce)]  # fmt: skip
@@ -266,7 +268,8 @@ class RedisTransitions(Backend):
             rows.append(row)
         keys = [k.seq, k.queues]
         for queue in queues:
-            keys += [k.state(queue, "waiting"), k.state(queue, "delayed"), k.marker(queue)]
+            keys += [k.state(queue, "waiting"), k.state(queue, "delayed"), k.marker(queue),
+                     k.queue(queue, "gwaiting"), k.queue(queue, "groups")]  # fmt: skip
         keys += [k.job(job.id) for job in jobs]
         args = [self._offset, len(queues), *queues, msgspec.json.encode(rows),
                 *(encode_data(job) for job in jobs)]  # fmt: skip
@@ -319,7 +322,8 @@ class RedisTransitions(Backend):
                     job_id, queue = seen
                     entry[2] = first + len(more) + 1
                     more += [k.job(job_id), k.logs(job_id), k.state(queue, "waiting"),
-                             k.state(queue, "delayed")]  # fmt: skip
+                             k.state(queue, "delayed"), k.queue(queue, "gwaiting"),
+                             k.queue(queue, "groups")]  # fmt: skip
             entries.append(entry)
         return more, entries
 
@@ -334,24 +338,16 @@ class RedisTransitions(Backend):
             await self.connect()
         for _ in range(2):  # a second look after promoting due delayed jobs
             now, looks = await self._peek(queues, limit)
-            candidates: list[tuple[float, str, str]] = []
-            due: list[str] = []
-            for queue, (_, waiting, next_due) in zip(queues, looks, strict=True):
-                candidates += waiting
-                if 0 <= next_due <= now:
-                    due.append(queue)
+            due = [q for q, look in zip(queues, looks, strict=True) if 0 <= look.due <= now]
             if not due or not await self._promote_due(due):
                 break
-        if not candidates:
+        planned = claims.allotments(queues, looks)
+        group_jobs = await self._group_jobs(planned) if planned else {}
+        chosen = claims.candidates(queues, looks, planned, group_jobs, limit)
+        self._retry_at = claims.retry_at(looks)
+        if not chosen:
             return []
-        candidates.sort()
-        k = self.keys
-        keys: list[str] = [k.queues, k.queue_limits]
-        args: list[Any] = [self._offset, lease_ms, worker_id]
-        for _, job_id, queue in candidates[:limit]:
-            keys += [k.job(job_id), k.state(queue, "waiting"), k.state(queue, "active"),
-                     k.marker(queue)]  # fmt: skip
-            args += [job_id, queue, os.urandom(8).hex()]
+        keys, args = claims.claim_call(self.keys, chosen, self._offset, lease_ms, worker_id)
         taken, expired = await self._run("claim", keys, args)
         for job_id in expired:
             await self._cancel(job_id.decode(), reason="expired", expired_only=True)
@@ -369,22 +365,29 @@ class RedisTransitions(Backend):
             )
         return claimed
 
-    async def _peek(
-        self, queues: Sequence[str], limit: int
-    ) -> tuple[int, list[tuple[bool, list[tuple[float, str, str]], int]]]:
-        """Server time, and per queue: paused, up to ``limit`` waiting candidates
-        ``(score, id, queue)`` and the next delayed job's due time (-1: none)."""
-        k = self.keys
-        keys = [k.queues]
-        for queue in queues:
-            keys += [k.state(queue, "waiting"), k.state(queue, "delayed")]
-        now, *looks = await self._run("peek", keys, [self._offset, limit, *queues])
-        result = []
-        for queue, (paused, waiting, due) in zip(queues, looks, strict=True):
-            pairs = zip(waiting[::2], waiting[1::2], strict=True)
-            ranked = [(float(score), member.decode(), queue) for member, score in pairs]
-            result.append((bool(paused), ranked, int(due)))
-        return int(now), result
+    async def _peek(self, queues: Sequence[str], room: int) -> tuple[int, list[claims.Look]]:
+        """Server time, and how each queue looks (see ``claims.Look``)."""
+        keys, args = claims.peek_call(self.keys, queues, self._offset, room)
+        return claims.parse_peek(await self._run("peek", keys, args))
+
+    async def _group_jobs(
+        self, planned: Sequence[tuple[str, Sequence[Member], Sequence[int]]]
+    ) -> dict[tuple[str, str], list[claims.Candidate]]:
+        """The first waiting jobs of each group that a claim allotted jobs to."""
+        wanted = [(queue, member.group, count) for queue, members, counts in planned
+                  for member, count in zip(members, counts, strict=True)
+                  if count and member.group is not None]  # fmt: skip
+        if not wanted:
+            return {}
+        async with mapped_errors(), self.client.pipeline(transaction=False) as pipe:
+            for queue, group, count in wanted:
+                pipe.zrangebylex(self.keys.queue(queue, "gwaiting"), f"[{group}\0",
+                                 f"({group}\1", 0, count)  # fmt: skip
+            replies = await pipe.execute()
+        return {
+            (queue, group): claims.group_candidates(members, queue)
+            for (queue, group, _), members in zip(wanted, replies, strict=True)
+        }
 
     async def _cancel(self, job_id: str, *, reason: str, expired_only: bool = False) -> bool:
         """Cancel an unfinished job, with ``reason`` as its error (with
@@ -396,7 +399,8 @@ class RedisTransitions(Backend):
         k = self.keys
         keys = [k.job(job_id), k.state(queue, "waiting"), k.state(queue, "delayed"),
                 k.state(queue, "active"), k.state(queue, "cancelled"),
-                k.done(task, "cancelled")]  # fmt: skip
+                k.done(task, "cancelled"), k.queue(queue, "gwaiting"), k.queue(queue, "groups"),
+                k.queue(queue, "gactive")]  # fmt: skip
         args = [self._offset, retention_member(queue, job_id), job_id, reason,
                 "1" if expired_only else ""]  # fmt: skip
         return await self._fenced("cancel", keys, args)
@@ -410,7 +414,8 @@ class RedisTransitions(Backend):
                 delayed = await self.client.zrange(k.state(queue, "delayed"), 0, PROMOTE_BATCH - 1)
             ids = [m.decode() for m in delayed]
             if ids:
-                keys = [k.state(queue, "delayed"), k.state(queue, "waiting"), k.marker(queue)]
+                keys = [k.state(queue, "delayed"), k.state(queue, "waiting"), k.marker(queue),
+                        k.queue(queue, "gwaiting"), k.queue(queue, "groups")]  # fmt: skip
                 result = await self._run(
                     "promote", keys + [k.job(i) for i in ids], [self._offset, 0, *ids]
                 )
@@ -419,10 +424,15 @@ class RedisTransitions(Backend):
 
     async def wait_for_jobs(self, *, queues: Sequence[str], timeout_s: float) -> None:
         now, looks = await self._peek(queues, 0)
-        dues = [due for _, _, due in looks if due >= 0]
+        # The next delayed job, a hold or full rate window of a queue, or a
+        # group held back at the last claim: the soonest of them wakes us.
+        times = [look.due for look in looks if look.due >= 0]
+        times += [look.held for look in looks if look.held >= 0]
+        if self._retry_at is not None and self._retry_at > now:
+            times.append(self._retry_at)
         wait = min(timeout_s, BLOCK_MAX_S)
-        if dues:
-            wait = min(wait, max(0.0, (min(dues) - now) / 1000))
+        if times:
+            wait = min(wait, max(0.0, (min(times) - now) / 1000))
         if wait <= 0:
             return
         assert self._blocking is not None
@@ -449,7 +459,7 @@ class RedisTransitions(Backend):
         queue, task = identity
         k = self.keys
         keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "completed"),
-                k.done(task, "completed")]  # fmt: skip
+                k.done(task, "completed"), k.queue(queue, "gactive")]  # fmt: skip
         args = [self._offset, token, result, _tracked(retention, queue, job_id), job_id]
         (code,) = await self._run("complete", keys, args)
         if int(code) != Code.DONE:
@@ -474,7 +484,8 @@ class RedisTransitions(Backend):
         queue, task = identity
         k = self.keys
         keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "delayed"),
-                k.state(queue, "failed"), k.done(task, "failed")]  # fmt: skip
+                k.state(queue, "failed"), k.done(task, "failed"),
+                k.queue(queue, "gactive")]  # fmt: skip
         retry = "" if retry_in_ms is None else retry_in_ms
         args = [self._offset, token, error, traceback or "", retry,
                 _tracked(retention, queue, job_id), job_id]  # fmt: skip
@@ -485,15 +496,20 @@ class RedisTransitions(Backend):
             await self._trim(task, JobState.FAILED, retention)
         return True
 
-    async def release(self, *, job_id: str, token: str) -> bool:
+    async def release(
+        self, *, job_id: str, token: str, block_ms: int | None = None, block_group: bool = False
+    ) -> bool:
         identity = await self._identity(job_id)
         if identity is None:
             return False
         queue = identity[0]
         k = self.keys
         keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "waiting"),
-                k.marker(queue)]  # fmt: skip
-        released = await self._fenced("release", keys, [token, job_id])
+                k.marker(queue), k.queue(queue, "gwaiting"), k.queue(queue, "groups"),
+                k.queue(queue, "gactive"), k.holds]  # fmt: skip
+        args = [self._offset, token, job_id, "" if block_ms is None else block_ms,
+                int(block_group), queue]  # fmt: skip
+        released = await self._fenced("release", keys, args)
         self._owned.pop(job_id, None)
         return released
 
@@ -550,7 +566,8 @@ class RedisTransitions(Backend):
         failed: list[str] = []
         for queue, jobs in by_queue.items():
             keys = [k.state(queue, "active"), k.state(queue, "waiting"),
-                    k.state(queue, "failed"), k.marker(queue)]  # fmt: skip
+                    k.state(queue, "failed"), k.marker(queue), k.queue(queue, "gwaiting"),
+                    k.queue(queue, "groups"), k.queue(queue, "gactive")]  # fmt: skip
             args: list[Any] = [self._offset, max_stalls]
             for job_id, task, expiry in jobs:
                 keys += [k.job(job_id), k.done(task, "failed"), k.logs(job_id)]
@@ -610,7 +627,8 @@ class RedisTransitions(Backend):
         k = self.keys
         keys = [k.job(job_id), k.logs(job_id), k.state(queue, "waiting"),
                 k.state(queue, "delayed"), *(k.state(queue, s) for s in FINISHED),
-                *(k.done(task, s) for s in FINISHED)]  # fmt: skip
+                *(k.done(task, s) for s in FINISHED), k.queue(queue, "gwaiting"),
+                k.queue(queue, "groups")]  # fmt: skip
         args = [retention_member(queue, job_id), state, "" if latest is None else latest, job_id]
         return await self._fenced("remove", keys, args)
 

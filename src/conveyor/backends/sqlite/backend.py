@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -15,14 +16,17 @@ from conveyor.backends.base import QueueInfo, WorkerInfo
 from conveyor.backends.rows import COLUMNS, job_from_row
 from conveyor.backends.sqlite.transitions import RETRY_BATCH, SQLiteTransitions, placeholders
 from conveyor.job import Job, JobState, LogEntry, from_ms
+from conveyor.limits import EVERY_GROUP, Limits, Rate
 from conveyor.schedule import Schedule
 
 __all__ = ["SQLiteBackend"]
 
-# Counts per queue and state, each part read from a covering partial index.
+# Counts per queue and state, each part read from a covering partial index
+# (grouped waiting jobs from their groups' counts).
 # (``waiting_children`` has no index yet: no job enters that state so far.)
 _COUNTS = """
-SELECT queue, 'waiting', count(*) FROM jobs WHERE state = 'waiting' GROUP BY queue
+SELECT queue, 'waiting', count(*) FROM jobs WHERE state = 'waiting' AND grp IS NULL GROUP BY queue
+UNION ALL SELECT queue, 'waiting', sum(waiting) FROM groups WHERE waiting > 0 GROUP BY queue
 UNION ALL SELECT queue, 'delayed', count(*) FROM jobs WHERE state = 'delayed' GROUP BY queue
 UNION ALL SELECT queue, 'active', count(*) FROM jobs WHERE state = 'active' GROUP BY queue
 UNION ALL SELECT queue, state, count(*) FROM jobs WHERE finished_at IS NOT NULL
@@ -52,8 +56,9 @@ class SQLiteBackend(SQLiteTransitions):
     async def list_jobs(
         self, *, queue: str | None, state: JobState, offset: int, limit: int
     ) -> list[Job]:
+        if state == JobState.WAITING:
+            return await self._list_waiting(queue, offset, limit)
         order = {
-            JobState.WAITING: "priority DESC, seq",
             JobState.DELAYED: "run_at",
             JobState.ACTIVE: "started_at",
             JobState.WAITING_CHILDREN: "created_at",
@@ -72,6 +77,28 @@ class SQLiteBackend(SQLiteTransitions):
 
         return await self._read(op)
 
+    async def _list_waiting(self, queue: str | None, offset: int, limit: int) -> list[Job]:
+        """Waiting jobs by priority, then FIFO: those without a group and the
+        grouped ones each come from their own partial index, then merge."""
+        scope = " AND queue = ?" if queue is not None else ""
+        params = (queue,) if queue is not None else ()
+        order = " ORDER BY priority DESC, seq LIMIT ?"
+
+        def op(conn: sqlite3.Connection) -> list[Job]:
+            rows = [
+                row
+                for grouped in ("grp IS NULL", "grp IS NOT NULL")
+                for row in conn.execute(
+                    f"SELECT priority, seq, {COLUMNS} FROM jobs WHERE state = 'waiting'"
+                    f" AND {grouped}{scope}{order}",
+                    (*params, offset + limit),
+                )
+            ]
+            rows.sort(key=lambda row: (-row[0], row[1]))
+            return [job_from_row(row[2:]) for row in rows[offset : offset + limit]]
+
+        return await self._read(op)
+
     async def queues(self) -> list[QueueInfo]:
         def op(conn: sqlite3.Connection) -> list[QueueInfo]:
             infos: dict[str, tuple[bool, dict[JobState, int]]] = {
@@ -79,9 +106,8 @@ class SQLiteBackend(SQLiteTransitions):
                 for name, paused in conn.execute("SELECT name, paused FROM queues")
             }
             for queue, state, count in conn.execute(_COUNTS):
-                infos.setdefault(queue, (False, dict.fromkeys(JobState, 0)))[1][JobState(state)] = (
-                    count
-                )
+                counts = infos.setdefault(queue, (False, dict.fromkeys(JobState, 0)))[1]
+                counts[JobState(state)] += count
             return [
                 QueueInfo(name=name, paused=paused, counts=counts)
                 for name, (paused, counts) in sorted(infos.items())
@@ -113,16 +139,74 @@ class SQLiteBackend(SQLiteTransitions):
         await self._write(op)
         self._wakeup.set()
 
-    async def set_max_active(self, *, queue: str, max_active: int | None) -> None:
+    async def set_limits(
+        self,
+        *,
+        queue: str,
+        group: str | None,
+        max_active: int | msgspec.UnsetType | None = msgspec.UNSET,
+        rate: Rate | msgspec.UnsetType | None = msgspec.UNSET,
+    ) -> None:
+        if group is None:
+            table, key, prefix = "queues", "name = ?", ""
+            params: tuple[str, ...] = (queue,)
+        elif group == EVERY_GROUP:
+            table, key, prefix = "queues", "name = ?", "group_"
+            params = (queue,)
+        else:
+            table, key, prefix = "groups", "queue = ? AND name = ?", ""
+            params = (queue, group)
+        changes: dict[str, int | None] = {}
+        if max_active is not msgspec.UNSET:
+            changes[f"{prefix}max_active"] = max_active
+        if rate is not msgspec.UNSET:
+            changes[f"{prefix}rate_max"] = None if rate is None else rate.max
+            changes[f"{prefix}rate_ms"] = None if rate is None else rate.per_ms
+
         def op(conn: sqlite3.Connection) -> None:
+            names = "name" if table == "queues" else "queue, name"
             conn.execute(
-                "INSERT INTO queues (name, max_active) VALUES (?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET max_active = excluded.max_active",
-                (queue, max_active),
+                f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({placeholders(len(params))})",
+                params,
             )
+            if changes:
+                assignments = ", ".join(f"{column} = ?" for column in changes)
+                conn.execute(
+                    f"UPDATE {table} SET {assignments} WHERE {key}", (*changes.values(), *params)
+                )
 
         await self._write(op)
         self._wakeup.set()
+
+    async def get_limits(self, *, queue: str) -> dict[str | None, Limits]:
+        def op(conn: sqlite3.Connection) -> dict[str | None, Limits]:
+            found: dict[str | None, Limits] = {}
+            row = conn.execute(
+                "SELECT max_active, rate_max, rate_ms, group_max_active, group_rate_max,"
+                " group_rate_ms FROM queues WHERE name = ?",
+                (queue,),
+            ).fetchone()
+            scopes: list[tuple[str | None, tuple[Any, ...]]] = []
+            if row is not None:
+                scopes += [(None, row[:3]), (EVERY_GROUP, row[3:])]
+            scopes += [
+                (name, tuple(values))
+                for name, *values in conn.execute(
+                    "SELECT name, max_active, rate_max, rate_ms FROM groups WHERE queue = ?"
+                    " AND (max_active IS NOT NULL OR rate_max IS NOT NULL) ORDER BY name",
+                    (queue,),
+                )
+            ]
+            for scope, (max_active, rate_max, rate_ms) in scopes:
+                limits = Limits(
+                    max_active=max_active,
+                    rate=None if rate_max is None else Rate(rate_max, rate_ms),
+                )
+                if not limits.empty:
+                    found[scope] = limits
+            return found
+
+        return await self._read(op)
 
     async def retry_jobs(self, *, job_ids: Sequence[str] | None, queue: str | None) -> int:
         def op(conn: sqlite3.Connection) -> int:

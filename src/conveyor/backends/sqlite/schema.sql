@@ -26,9 +26,11 @@ CREATE TABLE jobs (
     created_at INTEGER NOT NULL,
     started_at INTEGER,
     finished_at INTEGER
-, expires_at INTEGER);                 -- 0004's ALTER TABLE writes it so: not started by then, 'expired'
+, expires_at INTEGER, grp TEXT);       -- 0004's and 0008's ALTER TABLE write it so (grp: the job's group)
 
-CREATE INDEX jobs_waiting ON jobs (queue, priority DESC, seq) WHERE state = 'waiting';
+CREATE INDEX jobs_waiting ON jobs (queue, priority DESC, seq) WHERE state = 'waiting' AND grp IS NULL;
+CREATE INDEX jobs_group_waiting ON jobs (queue, grp, priority DESC, seq)
+    WHERE state = 'waiting' AND grp IS NOT NULL;
 CREATE INDEX jobs_retention ON jobs (task, state, finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX jobs_delayed ON jobs (run_at, queue) WHERE state = 'delayed';
 CREATE INDEX jobs_active ON jobs (lease_expires_at, queue) WHERE state = 'active';
@@ -47,7 +49,9 @@ END;
 CREATE TABLE queues (
     name TEXT PRIMARY KEY,
     paused INTEGER NOT NULL DEFAULT 0
-, max_active INTEGER) WITHOUT ROWID;            -- 0007's ALTER TABLE writes it so
+, max_active INTEGER, rate_max INTEGER, rate_ms INTEGER, blocked_until INTEGER, group_max_active INTEGER, group_rate_max INTEGER, group_rate_ms INTEGER, turn INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+-- (written so by the ALTER TABLEs of 0007 and 0008; turn: when the queue's jobs
+-- without a group were last served, in a queue with groups)
 
 CREATE TABLE counters (
     name TEXT PRIMARY KEY,
@@ -73,3 +77,44 @@ CREATE TABLE dedup_keys (
     until INTEGER                      -- epoch ms; a throttle window's end (NULL: debounce)
 ) WITHOUT ROWID;
 CREATE INDEX dedup_keys_until ON dedup_keys (until) WHERE until IS NOT NULL;
+
+CREATE TABLE groups (
+    queue TEXT NOT NULL,
+    name TEXT NOT NULL,
+    waiting INTEGER NOT NULL DEFAULT 0,  -- kept by the triggers below
+    active INTEGER NOT NULL DEFAULT 0,
+    turn INTEGER NOT NULL DEFAULT 0,     -- when last served; the lowest goes next
+    max_active INTEGER,                  -- this group's own limits (NULL: the queue's default)
+    rate_max INTEGER,
+    rate_ms INTEGER,
+    blocked_until INTEGER,               -- epoch ms; a job said "rate limited" (RateLimited)
+    PRIMARY KEY (queue, name)
+) WITHOUT ROWID;
+CREATE INDEX groups_turns ON groups (queue, turn) WHERE waiting > 0;
+
+CREATE TRIGGER jobs_group_added AFTER INSERT ON jobs WHEN new.grp IS NOT NULL BEGIN
+    INSERT OR IGNORE INTO groups (queue, name) VALUES (new.queue, new.grp);
+    UPDATE groups SET waiting = waiting + (new.state = 'waiting')
+        WHERE queue = new.queue AND name = new.grp;
+END;
+CREATE TRIGGER jobs_group_moved AFTER UPDATE OF state ON jobs
+    WHEN new.grp IS NOT NULL AND new.state != old.state BEGIN
+    UPDATE groups SET waiting = waiting + (new.state = 'waiting') - (old.state = 'waiting'),
+        active = active + (new.state = 'active') - (old.state = 'active')
+        WHERE queue = new.queue AND name = new.grp;
+END;
+CREATE TRIGGER jobs_group_removed AFTER DELETE ON jobs
+    WHEN old.grp IS NOT NULL AND old.state IN ('waiting', 'active') BEGIN
+    UPDATE groups SET waiting = waiting - (old.state = 'waiting'),
+        active = active - (old.state = 'active')
+        WHERE queue = old.queue AND name = old.grp;
+END;
+
+-- The n-th start of a scope (a queue, or queue NUL group) that has a rate limit;
+-- rows older than the scope's last rate_max starts are deleted.
+CREATE TABLE rate_log (
+    scope TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (scope, n)
+) WITHOUT ROWID;

@@ -35,14 +35,13 @@ from conveyor.backends.base import (
     WorkerInfo,
     stalled_message,
 )
-from conveyor.backends.rows import COLUMNS, job_from_row
-from conveyor.backends.sqlite import connection
+from conveyor.backends.rows import job_from_row
+from conveyor.backends.sqlite import claims, connection
 from conveyor.clock import Clock
 from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
 from conveyor.job import Retention
 
 WRITER_CACHE_KIB = 32 * 1024  # index pages stay cached as the table grows
-PROMOTE_BATCH = 1000
 EXTEND_TIMEOUT_S = 15.0  # a renewal waits out the writer's lock waits (10 s at most)
 RETRY_BATCH = 1000
 DEDUP_CLEAN_BATCH = 100  # expired throttle keys deleted per enqueue that uses keys
@@ -72,8 +71,8 @@ def placeholders(n: int) -> str:
 
 INSERT_JOB = (
     "INSERT INTO jobs (id, task, queue, state, priority, seq, run_at, payload,"
-    " options, max_attempts, created_at, expires_at)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING"
+    " options, max_attempts, created_at, expires_at, grp)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING"
 )
 
 
@@ -130,6 +129,11 @@ class SQLiteTransitions(Backend):
         self._poll: sqlite3.Connection | None = None
         self._wakeup = asyncio.Event()
         self._last_work = 0.0
+        # What the last claim saw: the data version before it, when a limit
+        # that held jobs back frees, and queues held back as a whole until when.
+        self._claim_version: int | None = None
+        self._retry_at: int | None = None
+        self._held: dict[str, int] = {}
         self._trims = retention_.TrimSchedule()  # used on the writer thread only
 
     # -- lifecycle -------------------------------------------------------------
@@ -197,6 +201,7 @@ class SQLiteTransitions(Backend):
                     job.id, job.task, job.queue, state, job.priority,
                     -seq if job.lifo else seq, max(run_at, now), job.payload, job.options,
                     job.max_attempts, now, None if job.ttl_ms is None else now + job.ttl_ms,
+                    job.group,
                 ))  # fmt: skip
             conn.executemany(
                 "INSERT OR IGNORE INTO queues (name) VALUES (?)",
@@ -227,64 +232,14 @@ class SQLiteTransitions(Backend):
         if limit <= 0 or not queues:
             return []
 
-        def op(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            now = self.clock.now_ms()
-            conn.execute(
-                "UPDATE jobs SET state = 'waiting' WHERE id IN (SELECT id FROM jobs"
-                " WHERE state = 'delayed' AND run_at <= ? ORDER BY run_at LIMIT ?)",
-                (now, PROMOTE_BATCH),
-            )
-            paused: set[str] = set()
-            room: dict[str, int] = {}  # queues with a global concurrency: free slots
-            for name, is_paused, max_active in conn.execute(
-                "SELECT name, paused, max_active FROM queues WHERE (paused OR max_active"
-                f" IS NOT NULL) AND name IN ({placeholders(len(queues))})",
-                tuple(queues),
-            ):
-                if is_paused:
-                    paused.add(name)
-                elif max_active is not None:
-                    (active,) = conn.execute(
-                        "SELECT count(*) FROM jobs WHERE state = 'active' AND queue = ?", (name,)
-                    ).fetchone()
-                    room[name] = max_active - active
-            candidates: list[tuple[int, int, str]] = []
-            expired: list[str] = []
-            for queue in queues:
-                if queue in paused or room.get(queue, limit) <= 0:
-                    continue
-                for id_, priority, seq, deadline in conn.execute(
-                    "SELECT id, priority, seq, expires_at FROM jobs WHERE state = 'waiting'"
-                    " AND queue = ? ORDER BY priority DESC, seq LIMIT ?",
-                    (queue, min(limit, room.get(queue, limit))),
-                ):
-                    if deadline is not None and deadline <= now:
-                        expired.append(id_)
-                    else:
-                        candidates.append((-priority, seq, id_))
-            conn.executemany(
-                "UPDATE jobs SET state = 'cancelled', error = 'expired', finished_at = ?,"
-                " expires_at = NULL WHERE id = ?",
-                [(now, id_) for id_ in expired],
-            )
-            if not candidates:
-                return []
-            chosen = [id_ for _, _, id_ in sorted(candidates)[:limit]]
-            expires = now + lease_ms
-            rows = conn.execute(
-                "UPDATE jobs SET state = 'active', token = lower(hex(randomblob(8))),"
-                " attempts = attempts + 1, lease_expires_at = ?, worker_id = ?, started_at = ?,"
-                " expires_at = NULL"
-                f" WHERE id IN ({placeholders(len(chosen))})"
-                f" RETURNING lease_expires_at, token, {COLUMNS}",
-                (expires, worker_id, now, *chosen),
-            ).fetchall()
-            order = {id_: i for i, id_ in enumerate(chosen)}
-            rows.sort(key=lambda row: order[row[2]])
-            return rows
+        def op(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], claims.Claim]:
+            claim = claims.Claim(conn, self.clock.now_ms())
+            return claim.run(queues, limit, worker_id, lease_ms), claim
 
         # Rows become Job values after the transaction, not while holding the lock.
-        rows = await self._write(op)
+        self._claim_version = self._data_version()
+        rows, claim = await self._write(op)
+        self._retry_at, self._held = claim.retry_at, claim.held
         claimed = [
             ClaimedJob(
                 job=job_from_row(row[2:]), token=row[1], lease_expires_ms=row[0], payload=row[7]
@@ -296,17 +251,16 @@ class SQLiteTransitions(Backend):
         return claimed
 
     async def wait_for_jobs(self, *, queues: Sequence[str], timeout_s: float) -> None:
-        if self._poll is None:
-            await self.connect()
-        poll = self._poll
-        assert poll is not None
+        poll = await self._poll_connection()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         self._wakeup.clear()
         version = poll.execute("PRAGMA data_version").fetchone()[0]
-        if self._has_ready(poll, queues):  # enqueued between the caller's claim and now
+        # Nothing committed since the last claim looked: it saw all there is
+        # (otherwise look again, unless no queue has a job worth a claim).
+        if version != self._claim_version and self._has_ready(poll, queues):
             return
-        next_due = self._next_due(poll, queues)
+        next_due = self._retry_at
         while True:
             now = loop.time()
             if now >= deadline:
@@ -328,18 +282,51 @@ class SQLiteTransitions(Backend):
                 if self._has_ready(poll, queues):
                     self._last_work = time.monotonic()
                     return
-                next_due = self._next_due(poll, queues)
+                due = self._next_due(poll, queues)
+                if due is not None and (next_due is None or due < next_due):
+                    next_due = due
+
+    async def _poll_connection(self) -> sqlite3.Connection:
+        if self._poll is None:
+            await self.connect()
+        assert self._poll is not None
+        return self._poll
+
+    def _data_version(self) -> int | None:
+        """Changes whenever another connection (our writer too) commits."""
+        if self._poll is None:
+            return None
+        version: int = self._poll.execute("PRAGMA data_version").fetchone()[0]
+        return version
 
     def _has_ready(self, conn: sqlite3.Connection, queues: Sequence[str]) -> bool:
-        marks = placeholders(len(queues))
-        row = conn.execute(
-            f"SELECT 1 FROM jobs WHERE state = 'waiting' AND queue IN ({marks})"
-            " AND queue NOT IN (SELECT name FROM queues WHERE paused OR max_active <="
-            " (SELECT count(*) FROM jobs AS a WHERE a.state = 'active' AND a.queue = name))"
-            " LIMIT 1",
-            tuple(queues),
-        ).fetchone()
-        return row is not None
+        """Whether a queue has a waiting job and is neither paused, full nor
+        held back by a limit the last claim met (a cheap read, not a claim)."""
+        now = self.clock.now_ms()
+        closed = {q for q, until in self._held.items() if until > now}
+        asked = tuple(queues)
+        closed.update(name for (name,) in conn.execute(
+            f"SELECT name FROM queues WHERE name IN ({placeholders(len(asked))}) AND (paused"
+            " OR blocked_until > ? OR max_active <= (SELECT count(*) FROM jobs"
+            " WHERE state = 'active' AND queue = name))",
+            (*asked, now),
+        ))  # fmt: skip
+        open_ = tuple(q for q in asked if q not in closed)
+        if not open_:
+            return False
+        marks = placeholders(len(open_))
+        return (
+            conn.execute(
+                f"SELECT 1 FROM jobs WHERE state = 'waiting' AND grp IS NULL AND queue IN ({marks})"
+                " LIMIT 1",
+                open_,
+            ).fetchone()
+            is not None
+            or conn.execute(
+                f"SELECT 1 FROM groups WHERE waiting > 0 AND queue IN ({marks}) LIMIT 1", open_
+            ).fetchone()
+            is not None
+        )
 
     def _next_due(self, conn: sqlite3.Connection, queues: Sequence[str]) -> int | None:
         row = conn.execute(
@@ -430,15 +417,34 @@ class SQLiteTransitions(Backend):
 
         return await self._write(op)
 
-    async def release(self, *, job_id: str, token: str) -> bool:
+    async def release(
+        self, *, job_id: str, token: str, block_ms: int | None = None, block_group: bool = False
+    ) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
+            row = conn.execute(
                 "UPDATE jobs SET state = 'waiting', attempts = max(attempts - 1, 0),"
                 " token = NULL, lease_expires_at = NULL, worker_id = NULL"
-                " WHERE id = ? AND token = ? AND state = 'active'",
+                " WHERE id = ? AND token = ? AND state = 'active' RETURNING queue, grp",
                 (job_id, token),
-            )
-            return cursor.rowcount == 1
+            ).fetchone()
+            if row is None:
+                return False
+            if block_ms is not None:
+                until = self.clock.now_ms() + block_ms
+                queue, group = row
+                if block_group and group is not None:
+                    conn.execute(
+                        "UPDATE groups SET blocked_until = max(coalesce(blocked_until, 0), ?)"
+                        " WHERE queue = ? AND name = ?",
+                        (until, queue, group),
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE queues SET blocked_until = max(coalesce(blocked_until, 0), ?)"
+                        " WHERE name = ?",
+                        (until, queue),
+                    )
+            return True
 
         released = await self._write(op)
         self._wakeup.set()

@@ -1,16 +1,16 @@
 -- Complete owned jobs with their results; one call carries one job or many
 -- (completions of one loop turn, merged by batch.py), each checked on its own.
--- KEYS: no fixed keys; per job j (0-based), 4 keys at 1 + 4j: job hash, active,
---   completed, retention set (task, completed).
+-- KEYS: no fixed keys; per job j (0-based), 5 keys at 1 + 5j: job hash, active,
+--   completed, retention set (task, completed), gactive.
 -- ARGV[1] clock offset ms,
 -- then per job j, 4 values at 2 + 4j: token, result JSON,
 --   retention member ('' when retention is unlimited: nothing to track), job id.
 -- Returns: per job, 1 done or 0 the token is not current (nothing changed for it).
 local now = now_ms(ARGV[1])
 local done = {}
-for j = 0, #KEYS / 4 - 1 do
-  local k, a = 1 + 4 * j, 2 + 4 * j
-  local job = redis.call('HMGET', KEYS[k], 'state', 'token')
+for j = 0, #KEYS / 5 - 1 do
+  local k, a = 1 + 5 * j, 2 + 4 * j
+  local job = redis.call('HMGET', KEYS[k], 'state', 'token', 'group')
   if job[1] ~= 'active' or job[2] ~= ARGV[a] then
     done[j + 1] = 0
   else
@@ -18,6 +18,7 @@ for j = 0, #KEYS / 4 - 1 do
     redis.call('HSET', KEYS[k], 'state', 'completed', 'result', ARGV[a + 1], 'finished_at', now)
     redis.call('HDEL', KEYS[k], 'token', 'lease_expires_at', 'error', 'traceback')
     redis.call('ZREM', KEYS[k + 1], id)
+    left_active(job[3], KEYS[k + 4])
     redis.call('ZADD', KEYS[k + 2], now, id)
     if ARGV[a + 2] ~= '' then redis.call('ZADD', KEYS[k + 3], now, ARGV[a + 2]) end
     done[j + 1] = 1

@@ -1,14 +1,15 @@
 -- Add jobs in order; a job whose id exists is left alone; dedup keys throttle or debounce.
 -- KEYS[1] seq counter, KEYS[2] queues hash,
--- then per queue q (0-based), 3 keys at 3 + 3q: waiting, delayed, marker,
--- then per job j (0-based), its job hash at 3 + 3 * (number of queues) + j,
+-- then per queue q (0-based), 5 keys at 3 + 5q: waiting, delayed, marker, gwaiting, groups,
+-- then per job j (0-based), its job hash at 3 + 5 * (number of queues) + j,
 -- then per dedup key of the batch: its hash and, if ARGV names a job peeked in
---   it, that job's hash, log list, waiting and delayed (4 keys, at the index given).
+--   it, that job's hash, log list, waiting, delayed, gwaiting and groups (6 keys, at
+--   the index given).
 -- ARGV[1] clock offset ms, ARGV[2] number of queues (nq), ARGV[3 .. 2 + nq] their names,
 -- ARGV[3 + nq] a JSON array with per job [id, queue index (0-based), priority,
---   lifo (0/1), delay_ms, run_at_ms or null, ttl_ms or null] and, for a job
---   with a dedup key, 3 more: [dedup key index (0-based), throttle window ms or
---   null, debounce (0/1)],
+--   lifo (0/1), delay_ms, run_at_ms or null, ttl_ms or null, group or null] and,
+--   for a job with a dedup key, 3 more: [dedup key index (0-based), throttle
+--   window ms or null, debounce (0/1)],
 -- then per job j (0-based), ARGV[4 + nq + j]: its 'data' field, stored as given,
 -- then, only if a job has a dedup key, ARGV[4 + nq + n]: a JSON array with per
 --   dedup key [index of its hash in KEYS, id peeked in it ('' none, null not
@@ -21,7 +22,7 @@ local now = now_ms(ARGV[1])
 local nq = tonumber(ARGV[2])
 local jobs = cjson.decode(ARGV[3 + nq])
 local n = #jobs
-local first_job_key = 3 + 3 * nq
+local first_job_key = 3 + 5 * nq
 local dedup = {}
 if ARGV[4 + nq + n] then dedup = cjson.decode(ARGV[4 + nq + n]) end
 for d = 1, #dedup do  -- every peek must still hold before anything is written
@@ -40,22 +41,25 @@ local ours = {}  -- id -> {job hash index, queue index} of jobs added by this ca
 
 -- Debounce: remove the key's previous job if it has not started.
 local function replace(old, entry)
-  local job_key, logs, waiting, delayed
+  local job_key, logs, waiting, delayed, gwaiting, groups
   local mine = ours[old]
   if mine then
-    job_key, waiting, delayed = KEYS[mine[1]], KEYS[3 + 3 * mine[2]], KEYS[4 + 3 * mine[2]]
+    local k = 3 + 5 * mine[2]
+    job_key, waiting, delayed, gwaiting, groups = KEYS[mine[1]], KEYS[k], KEYS[k + 1],
+      KEYS[k + 3], KEYS[k + 4]
   elseif old == entry[2] and entry[3] > 0 then
     local i = entry[3]
-    job_key, logs, waiting, delayed = KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
+    job_key, logs, waiting, delayed, gwaiting, groups = KEYS[i], KEYS[i + 1], KEYS[i + 2],
+      KEYS[i + 3], KEYS[i + 4], KEYS[i + 5]
   else
     return  -- unreachable: the key names a job peeked or added here
   end
   local job = redis.call('HMGET', job_key, 'state', 'started_at')
   if (job[1] == 'waiting' or job[1] == 'delayed') and not job[2] then
+    from_waiting(job_key, old, waiting, gwaiting, groups)
+    redis.call('ZREM', delayed, old)
     redis.call('DEL', job_key)
     if logs then redis.call('DEL', logs) end
-    redis.call('ZREM', waiting, old)
-    redis.call('ZREM', delayed, old)
   end
 end
 
@@ -65,13 +69,13 @@ for j = 1, n do
   local job = jobs[j]
   local id, q, priority = job[1], job[2], job[3]
   local job_key = KEYS[first_job_key + j - 1]
-  local entry, window = job[8] and dedup[job[8] + 1], job[9]
+  local entry, window = job[9] and dedup[job[9] + 1], job[10]
   if redis.call('EXISTS', job_key) == 1 then
     created[j] = 0
   elseif entry and window ~= cjson.null then
     local open = redis.call('HMGET', KEYS[entry[1]], 'job', 'until')
     if open[2] and tonumber(open[2]) > now then created[j] = open[1] end
-  elseif entry and job[10] == 1 then
+  elseif entry and job[11] == 1 then
     local old = redis.call('HGET', KEYS[entry[1]], 'job')
     if old then replace(old, entry) end
   end
@@ -89,11 +93,19 @@ for j = 1, n do
     redis.call('HSET', job_key, 'data', ARGV[3 + nq + j], 'state', state,
       'priority', priority, 'seq', sub, 'run_at', run_at, 'created_at', now)
     if job[7] ~= cjson.null then redis.call('HSET', job_key, 'expires_at', now + job[7]) end
+    local group = job[8] ~= cjson.null and job[8]
+    if group then redis.call('HSET', job_key, 'group', group) end
+    local k = 3 + 5 * q
     if state == 'waiting' then
-      redis.call('ZADD', KEYS[3 + 3 * q], (100 - priority) * 17592186044416 + sub, id)
+      if group then
+        redis.call('ZADD', KEYS[k + 3], 0, group_member(group, priority, sub, id))
+        redis.call('ZADD', KEYS[k + 4], 'NX', 0, group)
+      else
+        redis.call('ZADD', KEYS[k], (100 - priority) * 17592186044416 + sub, id)
+      end
       woken[q] = true
     else
-      redis.call('ZADD', KEYS[4 + 3 * q], run_at, id)
+      redis.call('ZADD', KEYS[k + 1], run_at, id)
     end
     created[j] = 1
     ours[id] = {first_job_key + j - 1, q}
@@ -112,6 +124,6 @@ for j = 1, n do
 end
 for q = 0, nq - 1 do
   redis.call('HSETNX', KEYS[2], ARGV[3 + q], '0')
-  if woken[q] then wake(KEYS[5 + 3 * q]) end
+  if woken[q] then wake(KEYS[5 + 5 * q]) end
 end
 return created

@@ -7,19 +7,12 @@
 -- The fields returned to Python (transitions.FIELDS is the same list):
 local FIELDS = {'data', 'state', 'priority', 'attempts', 'stalls', 'worker_id', 'progress',
   'progress_detail', 'result', 'error', 'traceback', 'created_at', 'run_at', 'started_at',
-  'finished_at'}
+  'finished_at', 'group'}
 
 -- "Now" is the server's clock (plus a test offset), never a worker's.
 local function now_ms(offset)
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(offset)
-end
-
--- Waiting order: higher priority first, then the job's sequence number
--- (FIFO jobs count up from 2^43, LIFO jobs down from it).
-local function waiting_score(job_key)
-  local p = redis.call('HMGET', job_key, 'priority', 'seq')
-  return (100 - tonumber(p[1])) * 17592186044416 + tonumber(p[2])
 end
 
 -- One element in a queue's marker list wakes one blocked worker.
@@ -31,4 +24,99 @@ end
 
 local function read_job(job_key)
   return redis.call('HMGET', job_key, unpack(FIELDS))
+end
+
+-- Waiting order: higher priority first, then the job's sequence number
+-- (FIFO jobs count up from 2^43, LIFO jobs down from it).
+-- Groups. A grouped waiting job is not in 'waiting' but in its queue's
+-- 'gwaiting' set (all scores 0, so ordered by member): its group, then
+-- priority and sequence as fixed-width digits (waiting order within the
+-- group), then its id. 'groups' holds the groups with waiting jobs, scored by
+-- their turn (when last served; new ones 0, so first). Every key is static
+-- per queue, so a move of any job needs no key built from its group.
+local function group_member(group, priority, seq, id)
+  return group .. '\0' .. string.format('%03d%014d', 100 - tonumber(priority), tonumber(seq))
+    .. '\0' .. id
+end
+
+local function group_range(group)
+  return '[' .. group .. '\0', '(' .. group .. '\1'
+end
+
+-- Put a job (its hash already saying 'waiting') into its queue's waiting order.
+local function to_waiting(job_key, id, waiting, gwaiting, groups)
+  local j = redis.call('HMGET', job_key, 'group', 'priority', 'seq')
+  if j[1] then
+    redis.call('ZADD', gwaiting, 0, group_member(j[1], j[2], j[3], id))
+    redis.call('ZADD', groups, 'NX', 0, j[1])
+  else
+    redis.call('ZADD', waiting, (100 - tonumber(j[2])) * 17592186044416 + tonumber(j[3]), id)
+  end
+end
+
+-- Take a job out of its queue's waiting order; 1 if it was there.
+local function from_waiting(job_key, id, waiting, gwaiting, groups)
+  local j = redis.call('HMGET', job_key, 'group', 'priority', 'seq')
+  if not j[1] then return redis.call('ZREM', waiting, id) end
+  if redis.call('ZREM', gwaiting, group_member(j[1], j[2], j[3], id)) == 0 then return 0 end
+  local from, to = group_range(j[1])
+  if #redis.call('ZRANGEBYLEX', gwaiting, from, to, 'LIMIT', 0, 1) == 0 then
+    redis.call('ZREM', groups, j[1])
+  end
+  return 1
+end
+
+-- A job of 'group' (false: none) leaves 'active': its group counts one fewer.
+local function left_active(group, gactive)
+  if group and redis.call('HINCRBY', gactive, group, -1) <= 0 then
+    redis.call('HDEL', gactive, group)
+  end
+end
+
+-- Limits. The limits hash has per scope (a queue, or queue NUL group, where
+-- group '*' is every group's default) the fields scope NUL 'a' (max active)
+-- and scope NUL 'r' ('max:window ms:per ms', the window being the span
+-- starts are kept apart by: per and a margin, see limits.py).
+-- Returns max active, rate max, window ms.
+local function scope_limits(limits, scope)
+  local v = redis.call('HMGET', limits, scope .. '\0a', scope .. '\0r')
+  local rate_max, rate_ms
+  if v[2] then rate_max, rate_ms = string.match(v[2], '^(%d+):(%d+):') end
+  return tonumber(v[1]), tonumber(rate_max), tonumber(rate_ms)
+end
+
+-- A group's limits: its own, each falling back to the queue's default for groups.
+local function group_limits(limits, queue, group)
+  local a, r, w = scope_limits(limits, queue .. '\0' .. group)
+  local da, dr, dw = scope_limits(limits, queue .. '\0*')
+  if a == nil then a = da end
+  if r == nil then r, w = dr, dw end
+  return a, r, w
+end
+
+-- Sliding windows: how many more may start now, and if none, when one may.
+-- A queue's starts are scored by time in its 'rate' set; a group's are
+-- members group NUL time (13 digits) NUL token of its queue's 'grate' set.
+local function queue_rate_room(log, now, rate_max, rate_ms)
+  local since = '(' .. (now - rate_ms)
+  local count = redis.call('ZCOUNT', log, since, '+inf')
+  if count < rate_max then return rate_max - count, nil end
+  local e = redis.call('ZRANGEBYSCORE', log, since, '+inf', 'WITHSCORES', 'LIMIT', count - rate_max, 1)
+  return 0, tonumber(e[2]) + rate_ms
+end
+
+local function group_rate_room(glog, group, now, rate_max, rate_ms)
+  local from = '[' .. group .. '\0' .. string.format('%013d', now - rate_ms + 1)
+  local to = '(' .. group .. '\1'
+  local count = redis.call('ZLEXCOUNT', glog, from, to)
+  if count < rate_max then return rate_max - count, nil end
+  local e = redis.call('ZRANGEBYLEX', glog, from, to, 'LIMIT', count - rate_max, 1)
+  return 0, tonumber(string.sub(e[1], #group + 2, #group + 14)) + rate_ms
+end
+
+-- A scope's hold (a job said it was rate limited): its end, if still ahead.
+local function held_until(blocked, scope, now)
+  local until_ms = tonumber(redis.call('HGET', blocked, scope) or 0)
+  if until_ms > now then return until_ms end
+  return nil
 end

@@ -1,6 +1,7 @@
 -- Delete a job that is not active, with its log.
 -- KEYS[1] job hash, KEYS[2] log list, KEYS[3] waiting, KEYS[4] delayed, KEYS[5] completed,
--- KEYS[6] failed, KEYS[7] cancelled, KEYS[8..10] retention sets (task, completed/failed/cancelled).
+-- KEYS[6] failed, KEYS[7] cancelled, KEYS[8..10] retention sets (task, completed/failed/cancelled),
+-- KEYS[11] gwaiting, KEYS[12] groups.
 -- ARGV[1] retention member, ARGV[2] state the job must be in ('' for any but active),
 -- ARGV[3] the job must have finished before this time ('' for any), ARGV[4] job id.
 -- Returns: 1 removed, 0 active, missing or not matching.
@@ -9,7 +10,8 @@ local state = job[1]
 if not state or state == 'active' then return 0 end
 if ARGV[2] ~= '' and state ~= ARGV[2] then return 0 end
 if ARGV[3] ~= '' and (not job[2] or tonumber(job[2]) >= tonumber(ARGV[3])) then return 0 end
+if state == 'waiting' then from_waiting(KEYS[1], ARGV[4], KEYS[3], KEYS[11], KEYS[12]) end
 redis.call('DEL', KEYS[1], KEYS[2])
-for i = 3, 7 do redis.call('ZREM', KEYS[i], ARGV[4]) end
+for i = 4, 7 do redis.call('ZREM', KEYS[i], ARGV[4]) end
 for i = 8, 10 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return 1

@@ -1,16 +1,17 @@
 -- Record a failed attempt of an owned job: retry later, or fail for good.
 -- KEYS[1] job hash, KEYS[2] active, KEYS[3] delayed, KEYS[4] failed,
--- KEYS[5] retention set (task, failed).
+-- KEYS[5] retention set (task, failed), KEYS[6] gactive.
 -- ARGV[1] clock offset ms, ARGV[2] token, ARGV[3] error, ARGV[4] traceback ('' for none),
 -- ARGV[5] retry in ms ('' to fail for good), ARGV[6] retention member ('' when retention is unlimited), ARGV[7] job id.
 -- Returns: 1 done, 0 the token is not current (nothing changed).
-local job = redis.call('HMGET', KEYS[1], 'state', 'token')
+local job = redis.call('HMGET', KEYS[1], 'state', 'token', 'group')
 if job[1] ~= 'active' or job[2] ~= ARGV[2] then return 0 end
 local now, id = now_ms(ARGV[1]), ARGV[7]
 redis.call('HSET', KEYS[1], 'error', ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'traceback', ARGV[4]) end
 redis.call('HDEL', KEYS[1], 'token', 'lease_expires_at')
 redis.call('ZREM', KEYS[2], id)
+left_active(job[3], KEYS[6])
 if ARGV[5] ~= '' then
   local due = now + tonumber(ARGV[5])
   redis.call('HSET', KEYS[1], 'state', 'delayed', 'run_at', due)

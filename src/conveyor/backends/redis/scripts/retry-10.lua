@@ -1,6 +1,7 @@
 -- Send a failed (or cancelled) job back to waiting with fresh attempts.
 -- KEYS[1] job hash, KEYS[2] failed, KEYS[3] cancelled, KEYS[4] waiting, KEYS[5] marker,
--- KEYS[6] seq counter, KEYS[7] retention set (task, failed), KEYS[8] ... (task, cancelled).
+-- KEYS[6] seq counter, KEYS[7] retention set (task, failed), KEYS[8] ... (task, cancelled),
+-- KEYS[9] gwaiting, KEYS[10] groups.
 -- ARGV[1] clock offset ms, ARGV[2] retention member, ARGV[3] '1' to accept cancelled jobs,
 -- ARGV[4] job id.
 -- Returns: 1 moved, 0 not failed (or cancelled) or missing.
@@ -16,6 +17,6 @@ redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZREM', KEYS[7], ARGV[2])
 redis.call('ZREM', KEYS[8], ARGV[2])
-redis.call('ZADD', KEYS[4], waiting_score(KEYS[1]), id)
+to_waiting(KEYS[1], id, KEYS[4], KEYS[9], KEYS[10])
 wake(KEYS[5])
 return 1

@@ -1,0 +1,269 @@
+"""The SQLite claim: one writer transaction that promotes due jobs, reads
+every limit in play, picks jobs (``claiming`` decides the order) and leases
+them, logging each start against the rate limits it counts for.
+
+Rate limits are sliding windows: a scope with ``rate_max`` starts per
+``rate_ms`` keeps its last ``rate_max`` starts numbered in ``rate_log``, and a
+new start is allowed while the start ``rate_max`` places back is at least a
+window old (``rate_ms`` and its margin, ``limits.window_ms``). Every lookup
+is by primary key, whatever the rate.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from conveyor import limits
+from conveyor.backends import claiming
+from conveyor.backends.rows import COLUMNS
+
+PROMOTE_BATCH = 1000
+
+_QUEUE = (
+    "SELECT name, paused, max_active, rate_max, rate_ms, blocked_until, group_max_active,"
+    " group_rate_max, group_rate_ms, turn FROM queues WHERE name IN ({})"
+)
+_GROUPS = (
+    "SELECT name, turn, waiting, active, max_active, rate_max, rate_ms, blocked_until"
+    " FROM groups WHERE queue = ? AND waiting > 0 ORDER BY turn"
+)
+_PLAIN = (
+    "SELECT priority, seq, id, expires_at FROM jobs WHERE state = 'waiting' AND queue = ?"
+    " AND grp IS NULL ORDER BY priority DESC, seq LIMIT ?"
+)
+_GROUP_JOBS = (
+    "SELECT priority, seq, id, expires_at FROM jobs WHERE state = 'waiting' AND queue = ?"
+    " AND grp = ? ORDER BY priority DESC, seq LIMIT ?"
+)
+
+
+class Candidate(NamedTuple):
+    priority: int
+    seq: int
+    id: str
+    expires_at: int | None
+    queue: str
+    group: str | None
+
+
+class Window:
+    """A scope's rate window as read by this claim: how many may start now."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, scope: str, rate_max: int, rate_ms: int, want: int,
+        now: int,
+    ) -> None:  # fmt: skip
+        self.scope, self.rate_max = scope, rate_max
+        rate_ms = limits.window_ms(rate_ms)
+        (last,) = conn.execute("SELECT max(n) FROM rate_log WHERE scope = ?", (scope,)).fetchone()
+        self.last = last or 0
+        first = self.last - rate_max  # start j of this claim displaces start first + j
+        times = dict(
+            conn.execute(
+                "SELECT n, at FROM rate_log WHERE scope = ? AND n > ? AND n <= ?",
+                (scope, first, first + want),
+            ).fetchall()
+        )
+        self.room = 0
+        self.free_at: int | None = None
+        while self.room < want:
+            displaced = first + self.room + 1
+            at = now if displaced > self.last else times.get(displaced)  # > last: this claim's
+            if at is not None and at > now - rate_ms:
+                self.free_at = at + rate_ms
+                break
+            self.room += 1
+
+    def log(self, conn: sqlite3.Connection, starts: int, now: int) -> None:
+        if starts <= 0:
+            return
+        conn.executemany(
+            "INSERT INTO rate_log (scope, n, at) VALUES (?, ?, ?)",
+            [(self.scope, self.last + i, now) for i in range(1, starts + 1)],
+        )
+        conn.execute(
+            "DELETE FROM rate_log WHERE scope = ? AND n <= ?",
+            (self.scope, self.last + starts - self.rate_max),
+        )
+
+
+def _candidates(rows: sqlite3.Cursor, queue: str, group: str | None) -> list[Candidate]:
+    return [Candidate(priority, seq, id_, expires, queue, group)
+            for priority, seq, id_, expires in rows]  # fmt: skip
+
+
+def group_scope(queue: str, group: str) -> str:
+    return f"{queue}\0{group}"
+
+
+class Claim:
+    """One claim's transaction (run on the writer thread)."""
+
+    def __init__(self, conn: sqlite3.Connection, now: int) -> None:
+        self.conn = conn
+        self.now = now
+        self.windows: dict[str, Window] = {}
+        self.retry_at: int | None = None  # when a limit that held jobs back frees up
+        self.held: dict[str, int] = {}  # queue -> until when the queue itself is held back
+        self.rotated: set[str] = set()  # queues with groups: their members take turns
+
+    def run(
+        self, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int
+    ) -> list[tuple[Any, ...]]:
+        conn, now = self.conn, self.now
+        conn.execute(
+            "UPDATE jobs SET state = 'waiting' WHERE id IN (SELECT id FROM jobs"
+            " WHERE state = 'delayed' AND run_at <= ? ORDER BY run_at LIMIT ?)",
+            (now, PROMOTE_BATCH),
+        )
+        marks = ",".join("?" * len(queues))
+        settings = {row[0]: row for row in conn.execute(_QUEUE.format(marks), tuple(queues))}
+        lists = [self._queue(q, settings.get(q), limit) for q in queues]
+        expired = [c.id for jobs in lists for c in jobs if c.expires_at is not None
+                   and c.expires_at <= now]  # fmt: skip
+        conn.executemany(
+            "UPDATE jobs SET state = 'cancelled', error = 'expired', finished_at = ?,"
+            " expires_at = NULL WHERE id = ?",
+            [(now, id_) for id_ in expired],
+        )
+        live = [[c for c in jobs if c.expires_at is None or c.expires_at > now] for jobs in lists]
+        chosen = claiming.merge_queues(live, lambda c: (-c.priority, c.seq))[:limit]
+        if not chosen:
+            self._note(conn.execute(
+                f"SELECT min(run_at) FROM jobs WHERE state = 'delayed' AND queue IN ({marks})",
+                tuple(queues),
+            ).fetchone()[0])  # fmt: skip
+            return []
+        self._account(chosen, settings)
+        ids = [c.id for c in chosen]
+        rows = conn.execute(
+            "UPDATE jobs SET state = 'active', token = lower(hex(randomblob(8))),"
+            " attempts = attempts + 1, lease_expires_at = ?, worker_id = ?, started_at = ?,"
+            f" expires_at = NULL WHERE id IN ({','.join('?' * len(ids))})"
+            f" RETURNING lease_expires_at, token, {COLUMNS}",
+            (now + lease_ms, worker_id, now, *ids),
+        ).fetchall()
+        order = {id_: i for i, id_ in enumerate(ids)}
+        rows.sort(key=lambda row: order[row[2]])
+        return rows
+
+    def _note(self, at: int | None) -> None:
+        if at is not None and (self.retry_at is None or at < self.retry_at):
+            self.retry_at = at
+
+    def _window(self, scope: str, rate_max: int, rate_ms: int, want: int) -> int:
+        window = Window(self.conn, scope, rate_max, rate_ms, want, self.now)
+        self.windows[scope] = window
+        self._note(window.free_at)
+        return window.room
+
+    def _queue(self, queue: str, settings: Any, limit: int) -> list[Candidate]:
+        """The queue's candidates in the order it gives them (at most its room)."""
+        conn, now = self.conn, self.now
+        room = limit
+        if settings is not None:
+            _, paused, max_active, rate_max, rate_ms, blocked, *_ = settings
+            if paused:
+                return []
+            if blocked is not None and blocked > now:
+                self._note(blocked)
+                self.held[queue] = blocked
+                return []
+            if max_active is not None:
+                (active,) = conn.execute(
+                    "SELECT count(*) FROM jobs WHERE state = 'active' AND queue = ?", (queue,)
+                ).fetchone()
+                room = min(room, max_active - active)
+            if rate_max is not None and room > 0:
+                room = self._window(queue, rate_max, rate_ms, room)
+                if room <= 0 and self.retry_at is not None:
+                    self.held[queue] = self.retry_at
+        if room <= 0:
+            return []
+        members = self._members(queue, settings, room)
+        if not members:
+            return _candidates(conn.execute(_PLAIN, (queue, room)), queue, None)
+        self.rotated.add(queue)
+        picked = []
+        for member, count in zip(members, claiming.allot(members, room), strict=True):
+            if count:
+                query, params = ((_PLAIN, (queue, count)) if member.group is None
+                                 else (_GROUP_JOBS, (queue, member.group, count)))  # fmt: skip
+                picked.append(_candidates(conn.execute(query, params), queue, member.group))
+        return claiming.interleave(picked)
+
+    def _members(self, queue: str, settings: Any, room: int) -> list[claiming.Member]:
+        """The queue's rotation, in turn order: groups with waiting jobs and room,
+        and its jobs without a group as one more member. Empty: no groups."""
+        conn, now = self.conn, self.now
+        members: list[claiming.Member] = []
+        rows = conn.execute(_GROUPS, (queue,))
+        first = rows.fetchone()
+        if first is None:
+            return []
+        group_max, group_rate_max, group_rate_ms, plain_turn = (
+            settings[6:] if settings is not None else (None, None, None, 0)
+        )
+        for row in (first, *rows):
+            name, turn, waiting, active, max_active, rate_max, rate_ms, blocked = row
+            if blocked is not None and blocked > now:
+                self._note(blocked)
+                continue
+            group_room = room
+            cap = max_active if max_active is not None else group_max
+            if cap is not None:
+                group_room = min(group_room, cap - active)
+            if rate_max is None:
+                rate_max, rate_ms = group_rate_max, group_rate_ms
+            if rate_max is not None and group_room > 0:
+                group_room = self._window(group_scope(queue, name), rate_max, rate_ms, group_room)
+            if group_room > 0:
+                members.append(claiming.Member(name, turn, waiting, group_room))
+                if len(members) >= room:
+                    break
+        (plain,) = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state = 'waiting' AND queue = ?"
+            " AND grp IS NULL LIMIT ?)",
+            (queue, room),
+        ).fetchone()
+        if plain:
+            members.append(claiming.Member(None, plain_turn, plain, room))
+            members.sort(key=lambda m: m.turn)
+        return members
+
+    def _account(self, chosen: Sequence[Candidate], settings: dict[str, Any]) -> None:
+        """Log the starts against their rate windows and move the served
+        members of grouped queues to the back of their rotation."""
+        conn, now = self.conn, self.now
+        starts: dict[str, int] = {}
+        served: dict[str, list[str | None]] = {}
+        for c in chosen:
+            starts[c.queue] = starts.get(c.queue, 0) + 1
+            if c.group is not None:
+                scope = group_scope(c.queue, c.group)
+                starts[scope] = starts.get(scope, 0) + 1
+            if c.queue in self.rotated:
+                served.setdefault(c.queue, []).append(c.group)
+        for scope, count in starts.items():
+            window = self.windows.get(scope)
+            if window is not None:
+                window.log(conn, count, now)
+        if not served:
+            return
+        total = sum(len(s) for s in served.values())
+        (last,) = conn.execute(
+            "UPDATE counters SET value = value + ? WHERE name = 'seq' RETURNING value", (total,)
+        ).fetchone()
+        first = last - total + 1
+        for queue, members in served.items():
+            for member, turn in claiming.new_turns(members, first).items():
+                if member is None:
+                    conn.execute("UPDATE queues SET turn = ? WHERE name = ?", (turn, queue))
+                else:
+                    conn.execute(
+                        "UPDATE groups SET turn = ? WHERE queue = ? AND name = ?",
+                        (turn, queue, member),
+                    )
+            first += len(members)
