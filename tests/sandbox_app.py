@@ -69,6 +69,20 @@ def count(n: int) -> int:
     return n
 
 
+def total(previous: int, extra: int) -> dict[str, int]:
+    """A chain step: the previous step's result, and what the children saw."""
+    children = current_job().children
+    return {"sum": previous + extra, "children": len(children), "ok": children.succeeded}
+
+
+def rate_limited() -> None:
+    from conveyor import RateLimited
+
+    if current_job().job.attempts == 1 and not current_job().job.progress:
+        current_job().progress(1)
+        raise RateLimited(60, group=True)
+
+
 def misnamed() -> None:
     """A function the child cannot find under its recorded name."""
 

@@ -23,6 +23,7 @@ from conveyor import (
     Retry,
     UnknownTask,
     WorkerSettings,
+    flow,
 )
 from conveyor.task import Task
 
@@ -133,6 +134,24 @@ CASES: list[tuple[str, type[Exception], str, Callable[[Conveyor], Awaitable[obje
     ("debounce with run_at", InvalidInput, "debounce",
      lambda a: job_task(a).configure(dedup_key="k", debounce=5,
                                      run_at=datetime(2030, 1, 1, tzinfo=UTC)).enqueue(1)),
+    ("reserved group", InvalidInput, "group",
+     lambda a: job_task(a).configure(group="*").enqueue(1)),
+    ("group with control char", InvalidInput, "group",
+     lambda a: job_task(a).configure(group="a\nb").enqueue(1)),
+    ("bad rate", InvalidInput, "rate", lambda a: a.set_limits("work", rate="lots/s")),
+    ("zero max active", InvalidInput, "max_active", lambda a: a.set_limits("work", max_active=0)),
+    ("flow parent with a delay", InvalidInput, "delay",
+     lambda a: a.add_flow(flow(job_task(a).configure(delay=5).call(1),
+                               children=[job_task(a).call(2)]))),
+    ("flow without children", InvalidInput, "children",
+     lambda a: a.add_flow(flow(job_task(a).call(1)))),
+    ("flow child with a dedup key", InvalidInput, "dedup_key",
+     lambda a: a.add_flow(flow(job_task(a).call(1), children=[
+         job_task(a).configure(dedup_key="k", dedup_ttl=5).call(2)]))),
+    ("not a flow", InvalidInput, "flow", lambda a: a.add_flow(job_task(a).call(1))),
+    ("piped step with two before it", InvalidInput, "pipe",
+     lambda a: a.add_flow(flow(job_task(a).pipe(), children=[
+         job_task(a).call(1), job_task(a).call(2)]))),
 ]  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import ConfigurationError, Conveyor, Retry, Worker, WorkerSettings
+from conveyor import ConfigurationError, Conveyor, Retry, Worker, WorkerSettings, chain
 
 from . import sandbox_app
 from .conftest import StartWorker, eventually
@@ -169,6 +169,34 @@ async def test_retry_semantics_cross_the_pipe(app: Conveyor, start_worker: Start
         return job.state == "delayed" and 115 < left <= 120
 
     await eventually(waits_120s)
+
+
+@pytest.mark.timeout(30)
+async def test_a_sandboxed_chain_step_gets_the_result_and_the_children(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    count = app.task(sandbox=True)(sandbox_app.count)
+    total = app.task(sandbox=True)(sandbox_app.total)
+    handle = await app.add_flow(chain(count.call(40), total.pipe(2)))
+    await start_worker(concurrency=2)
+    job = await handle.wait(15)
+    assert job.state == "completed"
+    assert job.result == {"sum": 42, "children": 1, "ok": 1}
+
+
+@pytest.mark.timeout(30)
+async def test_rate_limited_crosses_the_pipe(app: Conveyor, start_worker: StartWorker) -> None:
+    limited = app.task(sandbox=True)(sandbox_app.rate_limited)
+    held = await limited.configure(group="acme").enqueue()
+    other = await app.task(sandbox=True)(sandbox_app.count).configure(group="zen").enqueue(7)
+    await start_worker(concurrency=2)
+    assert (await other.wait(10)).result == 7  # another group runs on
+
+    async def held_back() -> bool:  # it ran (reported progress), then went back unspent
+        job = await app.get_job(held.id)
+        return job.state == "waiting" and job.attempts == 0 and job.progress == 1
+
+    await eventually(held_back)
 
 
 @pytest.mark.timeout(30)

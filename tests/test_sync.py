@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from conveyor import Conveyor, InvalidArguments, JobNotFound, SyncConveyor
+from conveyor import Conveyor, InvalidArguments, JobNotFound, SyncConveyor, flow
 
 from .conftest import db_digest
 
@@ -25,6 +25,8 @@ def test_sync_facade_enqueues_and_reads_without_an_event_loop(sqlite_url: str) -
         assert client.get_job(again.id).state == "delayed"
         assert not client.enqueue(send.configure(job_id="fixed"), "x@y.z").created
         assert len(client.enqueue_many([send.call(f"{i}@b.c") for i in range(10)])) == 10
+        parent = client.add_flow(flow(send.call("boss@b.c"), children=[send.call("c@b.c")]))
+        assert client.get_job(parent.id).state == "waiting_children"
         assert client.cancel(handle.id)
         assert client.get_job(handle.id).state == "cancelled"
         with pytest.raises(JobNotFound):

@@ -33,7 +33,8 @@ from conveyor.errors import (
     SandboxError,
     UnknownTask,
 )
-from conveyor.job import Job, JobState, LogEntry, Retention
+from conveyor.flow import Flow, batch, chain, flow
+from conveyor.job import ChildOutcome, ChildOutcomes, Job, JobState, LogEntry, Retention
 from conveyor.limits import Limits, Rate
 from conveyor.retry import Backoff
 from conveyor.settings import WorkerSettings
@@ -47,10 +48,13 @@ __all__ = [
     "BackendUnavailable",
     "Backoff",
     "Call",
+    "ChildOutcome",
+    "ChildOutcomes",
     "Clock",
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",
+    "Flow",
     "InvalidArguments",
     "InvalidInput",
     "Job",
@@ -76,5 +80,8 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "WorkerSettings",
+    "batch",
+    "chain",
     "current_job",
+    "flow",
 ]

@@ -27,6 +27,7 @@ from conveyor.errors import (
     JobTimeout,
     UnknownTask,
 )
+from conveyor.flow import Flow, flatten
 from conveyor.job import (
     DEFAULT_BACKOFF,
     DEFAULT_KEEP_COMPLETED,
@@ -225,6 +226,16 @@ class Conveyor:
         added = await self.backend.enqueue(jobs=batch)  # a throttled job: the existing id
         return [JobHandle(self, job_id, created=made) for job_id, made in added]
 
+    async def add_flow(self, root: Flow) -> JobHandle:
+        """Add a flow (``conveyor.flow``: ``flow``, ``chain``, ``batch``) in one
+        atomic step; the handle is its root's, the job that runs last. If any
+        of its job ids is already stored, nothing is added (``created`` False)."""
+        if not isinstance(root, Flow):
+            raise InvalidInput("flow", "must be made by flow(), chain() or batch()")
+        jobs = flatten(root)
+        (job_id, created), *_ = await self.backend.enqueue(jobs=jobs)
+        return JobHandle(self, job_id, created=created)
+
     # -- reading -------------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job:
@@ -308,10 +319,20 @@ class Conveyor:
         return await self.backend.retry_jobs(job_ids=None, queue=queue)
 
     async def cancel(self, job_id: str) -> bool:
-        return await self.backend.cancel(job_id=validate.name("job_id", job_id))
+        """Cancel an unfinished job (a running one stops within a renewal).
+        A flow's parent hears of it as of a failure (``conveyor.flow``)."""
+        cancelled = await self.backend.cancel(job_id=validate.name("job_id", job_id))
+        if cancelled:
+            await self.backend.apply_outcomes(child_ids=[job_id], limit=1)
+        return cancelled
 
     async def remove(self, job_id: str) -> bool:
-        return await self.backend.remove(job_id=validate.name("job_id", job_id))
+        """Delete a job that is not running. A flow's parent still waiting
+        for it hears of it as cancelled, with error ``removed``."""
+        removed = await self.backend.remove(job_id=validate.name("job_id", job_id))
+        if removed:
+            await self.backend.apply_outcomes(child_ids=[job_id], limit=1)
+        return removed
 
     async def promote(self, job_id: str) -> bool:
         return await self.backend.promote(job_id=validate.name("job_id", job_id))

@@ -90,6 +90,9 @@ class Signature:
             f"{fn.__name__}_args", fields, kw_only=True, forbid_unknown_fields=True
         )
         self._decoder = msgspec.json.Decoder(struct)
+        self._name = fn.__qualname__
+        self._fields = fields
+        self._piped_decoder: msgspec.json.Decoder[Any] | None = None
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Map call arguments to parameter names, as Python would."""
@@ -113,8 +116,26 @@ class Signature:
                 raise InvalidArguments(key, "missing required argument")
         return bound
 
-    def encode(self, bound: dict[str, Any]) -> bytes:
-        """JSON for bound arguments, checked against the type hints."""
+    def bind_piped(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Bind all arguments but the first, which a chain step gets at run time:
+        the result of the step before it."""
+        if not self.names or self.names[0] in kwargs:
+            raise InvalidArguments(
+                "args", f"{self._name} needs a first parameter for the previous step's result"
+            )
+        bound = self.bind((None, *args), kwargs)
+        del bound[self.names[0]]
+        return bound
+
+    @staticmethod
+    def add_piped(payload: bytes, name: str, value: bytes) -> bytes:
+        """A piped step's stored arguments with its first one, ``value`` (JSON), added."""
+        head = b"{" + encoder.encode(name) + b":" + value
+        return head + b"}" if payload.strip() == b"{}" else head + b"," + payload.lstrip()[1:]
+
+    def encode(self, bound: dict[str, Any], *, piped: bool = False) -> bytes:
+        """JSON for bound arguments, checked against the type hints (``piped``:
+        all but the first, which the job gets when it runs)."""
         try:
             payload = encoder.encode(bound)
         except (TypeError, msgspec.EncodeError, ValueError, OverflowError) as exc:
@@ -124,17 +145,33 @@ class Signature:
                 except (TypeError, msgspec.EncodeError, ValueError, OverflowError) as inner:
                     raise InvalidArguments(key, f"is not JSON-serializable: {inner}") from exc
             raise InvalidArguments("args", f"is not JSON-serializable: {exc}") from exc
-        self.decode(payload)
+        if piped:
+            self._check(self._piped(), payload)
+        else:
+            self.decode(payload)
         return payload
 
-    def decode(self, payload: bytes) -> tuple[list[Any], dict[str, Any]]:
-        """Positional and keyword arguments to call the function with."""
+    def _piped(self) -> msgspec.json.Decoder[Any]:
+        if self._piped_decoder is None:
+            name, hint, _ = self._fields[0]
+            fields = [(name, hint | msgspec.UnsetType, msgspec.UNSET), *self._fields[1:]]
+            struct = msgspec.defstruct("piped_args", fields, kw_only=True,
+                                       forbid_unknown_fields=True)  # fmt: skip
+            self._piped_decoder = msgspec.json.Decoder(struct)
+        return self._piped_decoder
+
+    @staticmethod
+    def _check(decoder: msgspec.json.Decoder[Any], payload: bytes) -> Any:
         try:
-            values = self._decoder.decode(payload)
+            return decoder.decode(payload)
         except msgspec.ValidationError as exc:
             raise InvalidArguments(_field_of(str(exc)), str(exc)) from exc
         except msgspec.DecodeError as exc:
             raise InvalidArguments("args", f"not valid JSON: {exc}") from exc
+
+    def decode(self, payload: bytes) -> tuple[list[Any], dict[str, Any]]:
+        """Positional and keyword arguments to call the function with."""
+        values = self._check(self._decoder, payload)
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for key in self.names:

@@ -21,7 +21,7 @@ from conveyor import validate
 from conveyor.arguments import encode
 from conveyor.backends.base import ProgressUpdate
 from conveyor.errors import ConveyorError, InvalidInput
-from conveyor.job import Job
+from conveyor.job import ChildOutcomes, Job
 
 __all__ = ["JobContext", "current_job"]
 
@@ -46,8 +46,11 @@ class JobContext:
         *,
         loop: asyncio.AbstractEventLoop,
         write: Callable[[ProgressUpdate], Awaitable[bool]],
+        children: ChildOutcomes | None = None,
     ) -> None:
         self.job = job
+        # A flow's parent: how each of its children ended (``conveyor.flow``).
+        self.children = children if children is not None else ChildOutcomes()
         self._loop = loop
         self._write = write
         self._lock = threading.Lock()

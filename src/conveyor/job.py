@@ -9,15 +9,30 @@ epoch milliseconds in storage.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from conveyor import validate
 from conveyor.retry import Backoff
 
-__all__ = ["Job", "JobOptions", "JobState", "LogEntry", "Retention", "from_ms", "ms_to_datetime"]
+__all__ = [
+    "ChildOutcome",
+    "ChildOutcomes",
+    "Job",
+    "JobOptions",
+    "JobState",
+    "LogEntry",
+    "OnFailure",
+    "Retention",
+    "from_ms",
+    "ms_to_datetime",
+]
+
+OnFailure = Literal["fail", "ignore", "decide"]  # what a child's failure does (conveyor.flow)
+POLICIES: tuple[OnFailure, ...] = ("fail", "ignore", "decide")
 
 
 class JobState(enum.StrEnum):
@@ -93,6 +108,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     args: dict[str, Any]
     priority: int = 0
     group: str | None = None
+    parent_id: str | None = None  # the job waiting for this one (conveyor.flow)
+    children: int = 0  # how many jobs this one waited for
+    pipe: bool = False  # a chain step: its first argument is the previous step's result
     attempts: int = 0
     max_attempts: int = 1
     stalls: int = 0
@@ -107,6 +125,50 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     run_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class ChildOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """How one child of a running parent ended."""
+
+    id: str
+    task: str
+    state: JobState  # completed, failed or cancelled
+    result: Any = None  # a completed child's result
+    error: str | None = None  # why a child did not complete
+    ignored: bool = False  # it failed, and its on_failure was "ignore"
+
+
+class ChildOutcomes(Sequence[ChildOutcome]):
+    """The outcomes of a parent's children (empty for a job without any)."""
+
+    def __init__(self, outcomes: Iterable[ChildOutcome] = ()) -> None:
+        self._outcomes = sorted(outcomes, key=lambda o: o.id)
+
+    def __getitem__(self, index: int) -> ChildOutcome:  # type: ignore[override]
+        return self._outcomes[index]
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def __iter__(self) -> Iterator[ChildOutcome]:
+        return iter(self._outcomes)
+
+    def __repr__(self) -> str:
+        return f"<ChildOutcomes succeeded={self.succeeded} failed={len(self.failed)}>"
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """Each completed child's result, by child id."""
+        return {o.id: o.result for o in self._outcomes if o.state == JobState.COMPLETED}
+
+    @property
+    def succeeded(self) -> int:
+        return sum(o.state == JobState.COMPLETED for o in self._outcomes)
+
+    @property
+    def failed(self) -> list[ChildOutcome]:
+        """Children that did not complete (ignored ones too)."""
+        return [o for o in self._outcomes if o.state != JobState.COMPLETED]
 
 
 def from_ms(ms: int) -> datetime:

@@ -87,7 +87,7 @@ from conveyor.errors import (
     SandboxError,
     UnknownTask,
 )
-from conveyor.job import Job
+from conveyor.job import ChildOutcome, ChildOutcomes, Job
 from conveyor.task import Task
 
 __all__ = ["SandboxPool", "import_path"]
@@ -121,7 +121,8 @@ class _Run(msgspec.Struct, frozen=True):
     module: str
     qualname: str
     job: Job
-    payload: msgspec.Raw  # the arguments' JSON, as stored
+    payload: msgspec.Raw  # the arguments' JSON, as stored (a chain step's with its first)
+    children: list[ChildOutcome] = []  # a flow parent's children's outcomes
 
 
 class _Ready(msgspec.Struct, frozen=True, tag="ready"):
@@ -226,7 +227,8 @@ class SandboxPool:
         """Run one job in a child: the result's JSON, or the job's error raised.
         Cancelling this (timeout, cancel, shutdown) kills the child at once."""
         module, qualname = import_path(task.fn)
-        request = encode(_Run(module, qualname, claimed.job, payload=msgspec.Raw(claimed.payload)))
+        request = encode(_Run(module, qualname, claimed.job, payload=msgspec.Raw(claimed.payload),
+                              children=list(context.children)))  # fmt: skip
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._closed:
@@ -475,7 +477,8 @@ def _child_main(conn: Connection) -> None:
             except (EOFError, OSError):
                 return  # the worker closed its end
             running[0] = request.job.id
-            context = JobContext(request.job, loop=reports, write=writer(request.job.id))
+            context = JobContext(request.job, loop=reports, write=writer(request.job.id),
+                                 children=ChildOutcomes(request.children))  # fmt: skip
             outcome = _serve(request, context, runner, functions)
             asyncio.run_coroutine_threadsafe(context.flush(), reports).result()
             data = encode(outcome)

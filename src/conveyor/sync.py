@@ -25,6 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from conveyor.app import Conveyor, JobHandle
 from conveyor.backends.base import NewJob
+from conveyor.flow import Flow
 from conveyor.job import Job, LogEntry
 from conveyor.task import Call, Task
 
@@ -58,6 +59,10 @@ class SyncConveyor:
 
     def enqueue_many(self, jobs: Iterable[NewJob]) -> list[JobHandle]:
         return self._run(self.app.enqueue_many(list(jobs)))
+
+    def add_flow(self, root: Flow) -> JobHandle:
+        """Add a flow (``conveyor.flow``) in one atomic step."""
+        return self._run(self.app.add_flow(root))
 
     def get_job(self, job_id: str) -> Job:
         return self._run(self.app.get_job(job_id))

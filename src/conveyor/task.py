@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import msgspec
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["Call", "Task"]
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
 
 _encode_options = msgspec.json.encode
@@ -157,6 +158,11 @@ class Task(Generic[P, R]):
         """A validated job, not yet added: pass many to ``app.enqueue_many``."""
         return self._default_call.call(*args, **kwargs)
 
+    def pipe(self: Task[Concatenate[Any, P2], R], *args: P2.args, **kwargs: P2.kwargs) -> NewJob:
+        """A chain step (``conveyor.flow.chain``): a job whose first argument
+        is the result of the step before it; give the others here."""
+        return self._default_call.pipe(*args, **kwargs)
+
 
 class Call(Generic[P, R]):
     """A task with per-enqueue options, validated once."""
@@ -215,7 +221,15 @@ class Call(Generic[P, R]):
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
         signature = self.task.signature
-        payload = signature.encode(signature.bind(args, kwargs))
+        return self._job(signature.encode(signature.bind(args, kwargs)))
+
+    def pipe(self: Call[Concatenate[Any, P2], R], *args: P2.args, **kwargs: P2.kwargs) -> NewJob:
+        """As ``Task.pipe``, with this call's options."""
+        signature = self.task.signature
+        bound = signature.bind_piped(args, kwargs)
+        return msgspec.structs.replace(self._job(signature.encode(bound, piped=True)), pipe=True)
+
+    def _job(self, payload: bytes) -> NewJob:
         if len(payload) > self.max_payload:
             raise PayloadTooLarge(
                 "args", f"encode to {len(payload)} bytes, over the limit of {self.max_payload}"

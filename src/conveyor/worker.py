@@ -50,6 +50,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import msgspec
+
 from conveyor.app import Conveyor
 from conveyor.arguments import encode
 from conveyor.backends.base import ClaimedJob, ProgressUpdate, WorkerInfo
@@ -65,6 +67,7 @@ from conveyor.errors import (
     UnknownTask,
 )
 from conveyor.health import StoreHealth
+from conveyor.job import ChildOutcomes, JobState
 from conveyor.leases import HeldLeases, LeaseKeeper
 from conveyor.sandbox import SandboxPool
 from conveyor.settings import WorkerSettings
@@ -76,6 +79,8 @@ log = logging.getLogger("conveyor.worker")
 BACKOFF_CAP_S = 5.0  # retries of other errors; an unreachable store: see health.py
 SCHEDULE_CHECK_S = 1.0  # how often due schedule ticks are looked for
 FINISH_WAIT_S = 2.0  # at the shutdown deadline, extra time for outcomes being written
+OUTCOME_CHECK_S = 1.0  # how often outcomes owed to flow parents are looked for
+OUTCOME_BATCH = 100
 
 
 class _Running:
@@ -140,6 +145,7 @@ class Worker:
             asyncio.create_task(self._every(settings.reclaim_interval_s, self._reclaim)),
             asyncio.create_task(self._every(settings.heartbeat_s, self._heartbeat)),
             asyncio.create_task(self._every(SCHEDULE_CHECK_S, self._fire_schedules)),
+            asyncio.create_task(self._every(OUTCOME_CHECK_S, self._apply_outcomes)),
         ]
         stop_wait = asyncio.create_task(self._stopping.wait())
         keeper.start()
@@ -268,12 +274,27 @@ class Worker:
         _current.set(context)
         outcome: bytes | Exception
         try:
+            if claimed.job.children:
+                claimed = await self._with_children(claimed, context)
             outcome = encode(await self._call(claimed))
         except asyncio.CancelledError:
             raise  # shutdown or a lost lease: whoever cancelled decides what to write
         except Exception as exc:  # every job error is recorded; none escapes
             outcome = exc
         await self._settle(claimed, context, outcome)
+
+    async def _with_children(self, claimed: ClaimedJob, context: JobContext) -> ClaimedJob:
+        """A flow's parent: its children's outcomes at hand, and for a chain
+        step the previous step's result as its first argument."""
+        job = claimed.job
+        context.children = ChildOutcomes(await self.app.backend.child_outcomes(parent_id=job.id))
+        if not job.pipe:
+            return claimed
+        task = self.app.get_task(job.task)
+        previous = [o.result for o in context.children if o.state == JobState.COMPLETED]
+        value = encode(previous[0] if previous else None)
+        payload = task.signature.add_piped(claimed.payload, task.signature.names[0], value)
+        return msgspec.structs.replace(claimed, payload=payload)
 
     async def _call(self, claimed: ClaimedJob) -> Any:
         """Run the job's function, within its timeout."""
@@ -362,13 +383,14 @@ class Worker:
                     retention=job.options.keep_failed,
                 )  # fmt: skip
 
-        await self._write_final(job.id, context, write)
+        if await self._write_final(job.id, context, write) and job.parent_id is not None:
+            await self._tell_parent(job.id)
 
     async def _write_final(
         self, job_id: str, context: JobContext, write: Callable[[], Awaitable[bool]]
-    ) -> None:
+    ) -> bool:
         """Flush progress, then write the outcome; while the store is unreachable,
-        keep trying as long as the lease may still be ours."""
+        keep trying as long as the lease may still be ours. Whether it was written."""
         delay = 0.05
         while not context.lost:
             try:
@@ -377,15 +399,25 @@ class Worker:
                     break
                 if not await write():
                     log.warning("job %s: lease lost before its outcome was written", job_id)
-                return
+                    return False
+                return True
             except BackendUnavailable as exc:
                 self._health.failed(f"writing the outcome of job {job_id}", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_CAP_S)
             except BackendError as exc:  # the lease expires and the job comes back
                 log.error("job %s: outcome not written: %s", job_id, exc)
-                return
+                return False
         log.warning("job %s: lease lost; outcome dropped", job_id)
+        return False
+
+    async def _tell_parent(self, job_id: str) -> None:
+        """A flow's child has finished: hand its outcome to its parent now
+        (stores that record it for later); the chore catches any left over."""
+        try:
+            await self.app.backend.apply_outcomes(child_ids=[job_id], limit=1)
+        except BackendError as exc:
+            log.warning("job %s: outcome for its parent left for later: %s", job_id, exc)
 
     def _retry_delay(self, claimed: ClaimedJob, exc: Exception) -> float | None:
         """Seconds until the next attempt, or ``None`` for no more attempts."""
@@ -459,6 +491,12 @@ class Worker:
 
     async def _fire_schedules(self) -> None:
         await self.app.schedules.fire_due()
+
+    async def _apply_outcomes(self) -> None:
+        """Outcomes flow children owe their parents that nobody applied yet
+        (a child cancelled or stalled out, a worker that died in between)."""
+        while await self.app.backend.apply_outcomes(child_ids=None, limit=OUTCOME_BATCH):
+            pass
 
     async def _heartbeat(self) -> None:
         now = self.app.clock.now_ms()

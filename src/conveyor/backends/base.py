@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from conveyor.clock import Clock
-from conveyor.job import Job, JobState, LogEntry, Retention
+from conveyor.job import ChildOutcome, Job, JobState, LogEntry, OnFailure, Retention
 from conveyor.limits import Limits, Rate
 from conveyor.schedule import Schedule
 
@@ -34,11 +34,20 @@ __all__ = [
     "Backend",
     "ClaimedJob",
     "NewJob",
+    "ParentRef",
     "ProgressUpdate",
     "QueueInfo",
     "ReclaimResult",
     "WorkerInfo",
 ]
+
+
+class ParentRef(msgspec.Struct, frozen=True, array_like=True):
+    """The job a flow's child belongs to (its queue and task name its keys)."""
+
+    id: str
+    queue: str
+    task: str
 
 
 class NewJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,6 +68,13 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     dedup_ttl_ms: int | None = None  # throttle: the key's window opened by a created job
     debounce: bool = False  # replace the key's unstarted job (``delay_ms`` is the debounce)
     group: str | None = None  # groups of a queue take turns (see ``conveyor.limits``)
+    # Flows (``conveyor.flow``): the parent this job reports to and how its
+    # failure counts there; how many children it waits for (> 0: it starts in
+    # ``waiting_children``); whether its first argument is its child's result.
+    parent: ParentRef | None = None
+    on_failure: OnFailure = "fail"
+    children: int = 0
+    pipe: bool = False
 
 
 class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -240,6 +256,23 @@ class Backend(abc.ABC):
         ``block_group``, of its group, if it has one) until now + ``block_ms``
         (a later block already set stays). ``False`` if stale.
         """
+
+    @abc.abstractmethod
+    async def apply_outcomes(self, *, child_ids: Sequence[str] | None, limit: int) -> int:
+        """Apply the recorded outcomes of finished flow children to their
+        parents: those of ``child_ids``, or (None) up to ``limit`` of any.
+
+        Every transition that finishes a flow's child (complete, fail for
+        good, cancel, expire, stall out, remove unfinished) either applies its
+        outcome to the parent in the same atomic step, or records it in that
+        step for this method; each outcome is applied once, atomically with
+        the parent's change (``conveyor.flow`` gives the policies). Returns
+        how many were applied here; 0 where transitions apply them inline.
+        """
+
+    @abc.abstractmethod
+    async def child_outcomes(self, *, parent_id: str) -> list[ChildOutcome]:
+        """The outcomes applied to ``parent_id`` so far, one per child."""
 
     @abc.abstractmethod
     async def report_progress(self, *, job_id: str, token: str, update: ProgressUpdate) -> bool:

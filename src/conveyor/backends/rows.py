@@ -12,7 +12,7 @@ from conveyor.job import Job, JobOptions, JobState, from_ms, ms_to_datetime
 COLUMNS = (
     "id, task, queue, state, priority, payload, options, attempts, max_attempts, stalls, "
     "worker_id, progress, progress_detail, result, error, traceback, "
-    "created_at, run_at, started_at, finished_at, grp"
+    "created_at, run_at, started_at, finished_at, grp, parent_id, children, pipe"
 )
 
 _decode_options = msgspec.json.Decoder(JobOptions).decode
@@ -36,8 +36,8 @@ _STATES = {state.value: state for state in JobState}  # faster than JobState(val
 
 def job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
     (id_, task, queue, state, priority, payload, options, attempts, max_attempts, stalls,
-     worker_id, progress, detail, result, error, traceback,
-     created_at, run_at, started_at, finished_at, group) = row  # fmt: skip
+     worker_id, progress, detail, result, error, traceback, created_at, run_at, started_at,
+     finished_at, group, parent_id, children, pipe) = row  # fmt: skip
     return Job(
         id=id_,
         task=task,
@@ -46,6 +46,9 @@ def job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         args=_decode_any(payload),
         priority=priority,
         group=group,
+        parent_id=parent_id,
+        children=children,
+        pipe=bool(pipe),
         attempts=attempts,
         max_attempts=max_attempts,
         stalls=stalls,

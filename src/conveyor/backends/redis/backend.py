@@ -15,7 +15,7 @@ from conveyor.backends.base import QueueInfo, WorkerInfo
 from conveyor.backends.redis.claims import group_candidates
 from conveyor.backends.redis.record import FIELDS, job_from_fields, retention_member
 from conveyor.backends.redis.transitions import BATCH, RedisTransitions, mapped_errors
-from conveyor.job import Job, JobState, LogEntry, from_ms
+from conveyor.job import ChildOutcome, Job, JobState, LogEntry, from_ms
 from conveyor.limits import Limits, Rate
 from conveyor.schedule import Schedule
 
@@ -106,6 +106,21 @@ class RedisBackend(RedisTransitions):
                 QueueInfo(name=name, paused=paused.get(name.encode()) == b"1", counts=per_state)
             )
         return infos
+
+    async def child_outcomes(self, *, parent_id: str) -> list[ChildOutcome]:
+        if self._client is None:
+            await self.connect()
+        async with mapped_errors():
+            stored = await self.client.hgetall(self.keys.outcomes(parent_id))
+        outcomes = []
+        for child, value in stored.items():
+            state, ignored, task, error, result = value.split(b"\0", 4)
+            outcomes.append(ChildOutcome(
+                id=child.decode(), task=task.decode(), state=JobState(state.decode()),
+                result=msgspec.json.decode(result) if result else None,
+                error=error.decode() or None, ignored=ignored == b"1",
+            ))  # fmt: skip
+        return outcomes
 
     async def workers(self, *, seen_within_ms: int) -> list[WorkerInfo]:
         if self._client is None:

@@ -32,6 +32,11 @@ Layout (``P`` is ``cv:{namespace}``):
 - ``P:turns``: hash, queue to the turn of its jobs without a group.
 - ``P:seq``: counter for FIFO order.
 - ``P:workers``: hash, worker id to its heartbeat JSON.
+- ``P:outcomes:<id>``: hash, a flow parent's children's outcomes: child id to
+  ``state \0 ignored \0 task \0 error \0 result``.
+- ``P:outbox``: hash, child id to the outcome a finished child owes its parent,
+  ``parent \0 state \0 policy \0 task \0 error \0 result``, written in the
+  child's own transition and applied by ``settle-10.lua``.
 - ``P:dedup:<key>``: hash of a dedup key: ``job`` (the job created last with
   it), its ``queue`` and, for a throttle key, ``until`` (the window's end, ms,
   by the store's clock; the hash also expires then, in Redis's own time). A
@@ -56,6 +61,7 @@ class Keys:
         self.limits = f"{self.prefix}:limits"
         self.holds = f"{self.prefix}:holds"
         self.turns = f"{self.prefix}:turns"
+        self.outbox = f"{self.prefix}:outbox"
         self.schedules = f"{self.prefix}:schedules"  # schedule id -> its JSON
         self.schedule_ticks = f"{self.prefix}:schedule_ticks"  # schedule id -> last tick fired
         self._states: dict[tuple[str, str], str] = {}
@@ -65,6 +71,9 @@ class Keys:
 
     def logs(self, job_id: str) -> str:
         return f"{self.prefix}:logs:{job_id}"
+
+    def outcomes(self, job_id: str) -> str:
+        return f"{self.prefix}:outcomes:{job_id}"
 
     def state(self, queue: str, state: JobState | str) -> str:
         key = self._states.get((queue, state))

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from conveyor.backends.base import NewJob
+from conveyor.backends.base import NewJob, ParentRef
 from conveyor.backends.rows import job_from_row
 from conveyor.job import Job
 
@@ -23,17 +23,33 @@ FIELDS = (
     "progress_detail", "result", "error", "traceback", "created_at", "run_at", "started_at",
     "finished_at", "group",
 )  # fmt: skip
-Data = tuple[str, str, str, int, msgspec.Raw, msgspec.Raw]  # id, task, queue, max, options, args
+
+
+class Data(msgspec.Struct, frozen=True, array_like=True):
+    """The 'data' field; the flow fields are left out of jobs outside flows."""
+
+    id: str
+    task: str
+    queue: str
+    max_attempts: int
+    options: msgspec.Raw
+    payload: msgspec.Raw
+    parent: ParentRef | None = None
+    children: int = 0
+    pipe: bool = False
+
+
 _decode_data = msgspec.json.Decoder(Data).decode
 
 
 def encode_data(job: NewJob) -> bytes:
     """A job's 'data' field: what never changes, with options and arguments
     embedded as they are (no second escaping)."""
-    return msgspec.json.encode(
-        (job.id, job.task, job.queue, job.max_attempts, msgspec.Raw(job.options),
-         msgspec.Raw(job.payload))
-    )  # fmt: skip
+    data: tuple[Any, ...] = (job.id, job.task, job.queue, job.max_attempts,
+                             msgspec.Raw(job.options), msgspec.Raw(job.payload))  # fmt: skip
+    if job.parent is not None or job.children:
+        data += (job.parent, job.children, job.pipe)
+    return msgspec.json.encode(data)
 
 
 def _text(value: bytes | None) -> str | None:
@@ -48,21 +64,22 @@ def job_from_fields(values: Sequence[Any]) -> tuple[Job, bytes]:
     """A job and its arguments' JSON, from ``HMGET`` of ``FIELDS`` (bytes or None)."""
     (data, state, priority, attempts, stalls, worker_id, progress, detail, result, error,
      trace, created_at, run_at, started_at, finished_at, group) = values  # fmt: skip
-    job_id, task, queue, max_attempts, options, payload = _decode_data(data)
-    arguments = bytes(payload)
+    d = _decode_data(data)
+    arguments = bytes(d.payload)
     row = (
-        job_id, task, queue, state.decode(), int(priority), arguments, bytes(options),
-        int(attempts or 0), max_attempts, int(stalls or 0), _text(worker_id),
+        d.id, d.task, d.queue, state.decode(), int(priority), arguments, bytes(d.options),
+        int(attempts or 0), d.max_attempts, int(stalls or 0), _text(worker_id),
         float(progress or 0), detail, result, _text(error), _text(trace), int(created_at),
         int(run_at), _int(started_at), _int(finished_at), _text(group),
+        None if d.parent is None else d.parent.id, d.children, d.pipe,
     )  # fmt: skip
     return job_from_row(row), arguments
 
 
 def identity_of(data: bytes) -> tuple[str, str]:
     """The queue and task in a job's 'data' field."""
-    _, task, queue, *_ = _decode_data(data)
-    return queue, task
+    d = _decode_data(data)
+    return d.queue, d.task
 
 
 def retention_member(queue: str, job_id: str) -> str:

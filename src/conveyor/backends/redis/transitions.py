@@ -68,7 +68,7 @@ NOSCRIPT_TRIES = 5
 BATCH = 1000  # jobs per round of bulk retries and cleaning
 RETRIES = 2  # quick retries of a command whose connection broke
 CLUSTER_IN_FLIGHT = 64  # script calls out at once on a Cluster (see _run)
-COMPLETE_KEYS = 5  # keys per job of the complete script, which takes many jobs
+COMPLETE_KEYS = 6  # keys per job of the complete script, which takes many jobs
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
 DEDUP_TRIES = 50  # batches whose peeked dedup keys changed meanwhile
 
@@ -257,9 +257,11 @@ class RedisTransitions(Backend):
         debounced: set[str] = set()  # dedup keys whose last job may be replaced
         rows: list[list[Any]] = []
         for job in jobs:
+            parent = job.parent
             row: list[Any] = [job.id, queues.setdefault(job.queue, len(queues)), job.priority,
-                              int(job.lifo), job.delay_ms, job.run_at_ms, job.ttl_ms,
-                              job.group]  # fmt: skip
+                              int(job.lifo), job.delay_ms, job.run_at_ms, job.ttl_ms, job.group,
+                              None if parent is None else parent.id, job.on_failure,
+                              job.children, job.task]  # fmt: skip
             if job.dedup_key is not None:
                 row += [dedup.setdefault(job.dedup_key, len(dedup)), job.dedup_ttl_ms,
                         int(job.debounce)]  # fmt: skip
@@ -269,7 +271,8 @@ class RedisTransitions(Backend):
         keys = [k.seq, k.queues]
         for queue in queues:
             keys += [k.state(queue, "waiting"), k.state(queue, "delayed"), k.marker(queue),
-                     k.queue(queue, "gwaiting"), k.queue(queue, "groups")]  # fmt: skip
+                     k.queue(queue, "gwaiting"), k.queue(queue, "groups"),
+                     k.state(queue, "waiting_children")]  # fmt: skip
         keys += [k.job(job.id) for job in jobs]
         args = [self._offset, len(queues), *queues, msgspec.json.encode(rows),
                 *(encode_data(job) for job in jobs)]  # fmt: skip
@@ -400,7 +403,8 @@ class RedisTransitions(Backend):
         keys = [k.job(job_id), k.state(queue, "waiting"), k.state(queue, "delayed"),
                 k.state(queue, "active"), k.state(queue, "cancelled"),
                 k.done(task, "cancelled"), k.queue(queue, "gwaiting"), k.queue(queue, "groups"),
-                k.queue(queue, "gactive")]  # fmt: skip
+                k.queue(queue, "gactive"), k.state(queue, "waiting_children"),
+                k.outbox]  # fmt: skip
         args = [self._offset, retention_member(queue, job_id), job_id, reason,
                 "1" if expired_only else ""]  # fmt: skip
         return await self._fenced("cancel", keys, args)
@@ -459,7 +463,7 @@ class RedisTransitions(Backend):
         queue, task = identity
         k = self.keys
         keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "completed"),
-                k.done(task, "completed"), k.queue(queue, "gactive")]  # fmt: skip
+                k.done(task, "completed"), k.queue(queue, "gactive"), k.outbox]  # fmt: skip
         args = [self._offset, token, result, _tracked(retention, queue, job_id), job_id]
         (code,) = await self._run("complete", keys, args)
         if int(code) != Code.DONE:
@@ -485,7 +489,7 @@ class RedisTransitions(Backend):
         k = self.keys
         keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "delayed"),
                 k.state(queue, "failed"), k.done(task, "failed"),
-                k.queue(queue, "gactive")]  # fmt: skip
+                k.queue(queue, "gactive"), k.outbox]  # fmt: skip
         retry = "" if retry_in_ms is None else retry_in_ms
         args = [self._offset, token, error, traceback or "", retry,
                 _tracked(retention, queue, job_id), job_id]  # fmt: skip
@@ -512,6 +516,41 @@ class RedisTransitions(Backend):
         released = await self._fenced("release", keys, args)
         self._owned.pop(job_id, None)
         return released
+
+    async def apply_outcomes(self, *, child_ids: Sequence[str] | None, limit: int) -> int:
+        if self._client is None:
+            await self.connect()
+        async with mapped_errors():
+            if child_ids is None:
+                _, found = await self.client.hscan(self.keys.outbox, 0, count=limit)
+                due = [(child.decode(), entry) for child, entry in list(found.items())[:limit]]
+            else:
+                entries = await self.client.hmget(self.keys.outbox, list(child_ids))
+                due = [(c, e) for c, e in zip(child_ids, entries, strict=True) if e is not None]
+        applied = 0
+        for child_id, entry in due:
+            parent_id = entry.split(b"\0", 1)[0].decode()
+            while True:  # a parent failed by its child owes its own parent an outcome
+                code = await self._settle(child_id, parent_id)
+                applied += code > 0
+                if code != 2:
+                    break
+                async with mapped_errors():
+                    owed = await self.client.hget(self.keys.outbox, parent_id)
+                if owed is None:
+                    break
+                child_id, parent_id = parent_id, owed.split(b"\0", 1)[0].decode()
+        return applied
+
+    async def _settle(self, child_id: str, parent_id: str) -> int:
+        queue, task = await self._identity(parent_id) or ("", "")  # gone: the entry is dropped
+        k = self.keys
+        keys = [k.outbox, k.outcomes(parent_id), k.job(parent_id), k.state(queue, "waiting"),
+                k.queue(queue, "gwaiting"), k.queue(queue, "groups"), k.marker(queue),
+                k.state(queue, "waiting_children"), k.state(queue, "failed"),
+                k.done(task, "failed")]  # fmt: skip
+        args = [self._offset, child_id, parent_id, retention_member(queue, parent_id)]
+        return int(await self._run("settle", keys, args))
 
     async def report_progress(self, *, job_id: str, token: str, update: ProgressUpdate) -> bool:
         keys = [self.keys.job(job_id), self.keys.logs(job_id)]
@@ -567,7 +606,7 @@ class RedisTransitions(Backend):
         for queue, jobs in by_queue.items():
             keys = [k.state(queue, "active"), k.state(queue, "waiting"),
                     k.state(queue, "failed"), k.marker(queue), k.queue(queue, "gwaiting"),
-                    k.queue(queue, "groups"), k.queue(queue, "gactive")]  # fmt: skip
+                    k.queue(queue, "groups"), k.queue(queue, "gactive"), k.outbox]  # fmt: skip
             args: list[Any] = [self._offset, max_stalls]
             for job_id, task, expiry in jobs:
                 keys += [k.job(job_id), k.done(task, "failed"), k.logs(job_id)]
@@ -628,7 +667,8 @@ class RedisTransitions(Backend):
         keys = [k.job(job_id), k.logs(job_id), k.state(queue, "waiting"),
                 k.state(queue, "delayed"), *(k.state(queue, s) for s in FINISHED),
                 *(k.done(task, s) for s in FINISHED), k.queue(queue, "gwaiting"),
-                k.queue(queue, "groups")]  # fmt: skip
+                k.queue(queue, "groups"), k.state(queue, "waiting_children"), k.outbox,
+                k.outcomes(job_id)]  # fmt: skip
         args = [retention_member(queue, job_id), state, "" if latest is None else latest, job_id]
         return await self._fenced("remove", keys, args)
 

@@ -14,8 +14,9 @@ import msgspec
 
 from conveyor.backends.base import QueueInfo, WorkerInfo
 from conveyor.backends.rows import COLUMNS, job_from_row
+from conveyor.backends.sqlite import flows
 from conveyor.backends.sqlite.transitions import RETRY_BATCH, SQLiteTransitions, placeholders
-from conveyor.job import Job, JobState, LogEntry, from_ms
+from conveyor.job import ChildOutcome, Job, JobState, LogEntry, from_ms
 from conveyor.limits import EVERY_GROUP, Limits, Rate
 from conveyor.schedule import Schedule
 
@@ -23,12 +24,13 @@ __all__ = ["SQLiteBackend"]
 
 # Counts per queue and state, each part read from a covering partial index
 # (grouped waiting jobs from their groups' counts).
-# (``waiting_children`` has no index yet: no job enters that state so far.)
 _COUNTS = """
 SELECT queue, 'waiting', count(*) FROM jobs WHERE state = 'waiting' AND grp IS NULL GROUP BY queue
 UNION ALL SELECT queue, 'waiting', sum(waiting) FROM groups WHERE waiting > 0 GROUP BY queue
 UNION ALL SELECT queue, 'delayed', count(*) FROM jobs WHERE state = 'delayed' GROUP BY queue
 UNION ALL SELECT queue, 'active', count(*) FROM jobs WHERE state = 'active' GROUP BY queue
+UNION ALL SELECT queue, 'waiting_children', count(*) FROM jobs WHERE state = 'waiting_children'
+    GROUP BY queue
 UNION ALL SELECT queue, state, count(*) FROM jobs WHERE finished_at IS NOT NULL
     GROUP BY queue, state
 """
@@ -112,6 +114,23 @@ class SQLiteBackend(SQLiteTransitions):
                 QueueInfo(name=name, paused=paused, counts=counts)
                 for name, (paused, counts) in sorted(infos.items())
             ]
+
+        return await self._read(op)
+
+    async def child_outcomes(self, *, parent_id: str) -> list[ChildOutcome]:
+        def op(conn: sqlite3.Connection) -> list[ChildOutcome]:
+            rows = conn.execute(
+                "SELECT child_id, task, state, result, error, ignored FROM job_outcomes"
+                " WHERE parent_id = ?",
+                (parent_id,),
+            )
+            return [
+                ChildOutcome(
+                    id=child, task=task, state=JobState(state), error=error, ignored=bool(ignored),
+                    result=None if result is None else msgspec.json.decode(result),
+                )
+                for child, task, state, result, error, ignored in rows
+            ]  # fmt: skip
 
         return await self._read(op)
 
@@ -249,22 +268,35 @@ class SQLiteBackend(SQLiteTransitions):
 
     async def cancel(self, *, job_id: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
-            return (
-                conn.execute(
-                    "UPDATE jobs SET state = 'cancelled', finished_at = ?, error = 'cancelled',"
-                    " token = NULL, lease_expires_at = NULL, expires_at = NULL"
-                    " WHERE id = ? AND state NOT IN ('completed', 'failed', 'cancelled')",
-                    (self.clock.now_ms(), job_id),
-                ).rowcount
-                == 1
-            )
+            now = self.clock.now_ms()
+            row = conn.execute(
+                "UPDATE jobs SET state = 'cancelled', finished_at = ?, error = 'cancelled',"
+                " token = NULL, lease_expires_at = NULL, expires_at = NULL"
+                " WHERE id = ? AND state NOT IN ('completed', 'failed', 'cancelled')"
+                " RETURNING parent_id",
+                (now, job_id),
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                flows.settle(conn, job_id, now)
+            return row is not None
 
         return await self._write(op)
 
     async def remove(self, *, job_id: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute("DELETE FROM jobs WHERE id = ? AND state != 'active'", (job_id,))
-            return cursor.rowcount == 1
+            row = conn.execute(
+                "DELETE FROM jobs WHERE id = ? AND state != 'active'"
+                " RETURNING parent_id, task, state, on_failure",
+                (job_id,),
+            ).fetchone()
+            if row is None:
+                return False
+            parent_id, task, state, policy = row
+            if parent_id is not None and not JobState(state).finished:  # its parent waits for it
+                now = self.clock.now_ms()
+                flows.record(conn, parent_id, job_id, task, "cancelled", None, "removed",
+                             policy, now)  # fmt: skip
+            return True
 
         return await self._write(op)
 

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from conveyor import limits
 from conveyor.backends import claiming
 from conveyor.backends.rows import COLUMNS
+from conveyor.backends.sqlite import flows
 
 PROMOTE_BATCH = 1000
 
@@ -128,6 +129,8 @@ class Claim:
             " expires_at = NULL WHERE id = ?",
             [(now, id_) for id_ in expired],
         )
+        for id_ in expired:
+            flows.settle(conn, id_, now)
         live = [[c for c in jobs if c.expires_at is None or c.expires_at > now] for jobs in lists]
         chosen = claiming.merge_queues(live, lambda c: (-c.priority, c.seq))[:limit]
         if not chosen:

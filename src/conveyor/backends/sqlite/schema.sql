@@ -26,7 +26,10 @@ CREATE TABLE jobs (
     created_at INTEGER NOT NULL,
     started_at INTEGER,
     finished_at INTEGER
-, expires_at INTEGER, grp TEXT);       -- 0004's and 0008's ALTER TABLE write it so (grp: the job's group)
+, expires_at INTEGER, grp TEXT, parent_id TEXT, on_failure TEXT, children INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, pipe INTEGER NOT NULL DEFAULT 0);
+-- (the ALTER TABLEs of 0004, 0008 and 0009 write it so. grp: the job's group;
+-- parent_id, on_failure: a flow's child, its parent and what its failure does
+-- there; children, pending: a parent's children, and those not finished)
 
 CREATE INDEX jobs_waiting ON jobs (queue, priority DESC, seq) WHERE state = 'waiting' AND grp IS NULL;
 CREATE INDEX jobs_group_waiting ON jobs (queue, grp, priority DESC, seq)
@@ -35,6 +38,7 @@ CREATE INDEX jobs_retention ON jobs (task, state, finished_at) WHERE finished_at
 CREATE INDEX jobs_delayed ON jobs (run_at, queue) WHERE state = 'delayed';
 CREATE INDEX jobs_active ON jobs (lease_expires_at, queue) WHERE state = 'active';
 CREATE INDEX jobs_finished ON jobs (queue, state, finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX jobs_waiting_children ON jobs (queue, created_at) WHERE state = 'waiting_children';
 
 CREATE TABLE "job_logs" (
     job_id TEXT NOT NULL,
@@ -118,3 +122,17 @@ CREATE TABLE rate_log (
     at INTEGER NOT NULL,
     PRIMARY KEY (scope, n)
 ) WITHOUT ROWID;
+
+CREATE TABLE job_outcomes (
+    parent_id TEXT NOT NULL,
+    child_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    state TEXT NOT NULL,               -- completed, failed or cancelled
+    result BLOB,
+    error TEXT,
+    ignored INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (parent_id, child_id)
+) WITHOUT ROWID;
+CREATE TRIGGER jobs_delete_outcomes AFTER DELETE ON jobs BEGIN
+    DELETE FROM job_outcomes WHERE parent_id = old.id;
+END;

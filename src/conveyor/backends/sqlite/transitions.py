@@ -36,7 +36,7 @@ from conveyor.backends.base import (
     stalled_message,
 )
 from conveyor.backends.rows import job_from_row
-from conveyor.backends.sqlite import claims, connection
+from conveyor.backends.sqlite import claims, connection, flows
 from conveyor.clock import Clock
 from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
 from conveyor.job import Retention
@@ -71,8 +71,9 @@ def placeholders(n: int) -> str:
 
 INSERT_JOB = (
     "INSERT INTO jobs (id, task, queue, state, priority, seq, run_at, payload,"
-    " options, max_attempts, created_at, expires_at, grp)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING"
+    " options, max_attempts, created_at, expires_at, grp, parent_id, on_failure, children,"
+    " pending, pipe)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING"
 )
 
 
@@ -197,16 +198,22 @@ class SQLiteTransitions(Backend):
                 seq = first + i
                 run_at = job.run_at_ms if job.run_at_ms is not None else now + job.delay_ms
                 state = "delayed" if run_at > now else "waiting"
+                if job.children:
+                    state = "waiting_children"
+                parent = None if job.parent is None else job.parent.id
                 rows.append((
                     job.id, job.task, job.queue, state, job.priority,
                     -seq if job.lifo else seq, max(run_at, now), job.payload, job.options,
                     job.max_attempts, now, None if job.ttl_ms is None else now + job.ttl_ms,
-                    job.group,
+                    job.group, parent, None if parent is None else job.on_failure,
+                    job.children, job.children, int(job.pipe),
                 ))  # fmt: skip
             conn.executemany(
                 "INSERT OR IGNORE INTO queues (name) VALUES (?)",
                 [(q,) for q in {job.queue for job in jobs}],
             )
+            if flows.is_flow(jobs) and flows.existing(conn, jobs):
+                return [(job.id, False) for job in jobs]  # a flow is added whole or not at all
             if any(job.dedup_key is not None for job in jobs):
                 return _add_with_dedup(conn, jobs, rows, now)
             cursor = conn.executemany(INSERT_JOB, rows)
@@ -374,11 +381,13 @@ class SQLiteTransitions(Backend):
             row = conn.execute(
                 "UPDATE jobs SET state = 'completed', result = ?, finished_at = ?, error = NULL,"
                 " traceback = NULL, token = NULL, lease_expires_at = NULL"
-                " WHERE id = ? AND token = ? AND state = 'active' RETURNING task",
+                " WHERE id = ? AND token = ? AND state = 'active' RETURNING task, parent_id",
                 (result, now, job_id, token),
             ).fetchone()
             if row is None:
                 return False
+            if row[1] is not None:
+                flows.settle(conn, job_id, now)
             self._trim(conn, task=row[0], state="completed", retention=retention, now=now)
             return True
 
@@ -407,11 +416,13 @@ class SQLiteTransitions(Backend):
             row = conn.execute(
                 "UPDATE jobs SET state = 'failed', finished_at = ?, error = ?, traceback = ?,"
                 " token = NULL, lease_expires_at = NULL"
-                " WHERE id = ? AND token = ? AND state = 'active' RETURNING task",
+                " WHERE id = ? AND token = ? AND state = 'active' RETURNING task, parent_id",
                 (now, error, traceback, job_id, token),
             ).fetchone()
             if row is None:
                 return False
+            if row[1] is not None:
+                flows.settle(conn, job_id, now)
             self._trim(conn, task=row[0], state="failed", retention=retention, now=now)
             return True
 
@@ -449,6 +460,9 @@ class SQLiteTransitions(Backend):
         released = await self._write(op)
         self._wakeup.set()
         return released
+
+    async def apply_outcomes(self, *, child_ids: Sequence[str] | None, limit: int) -> int:
+        return 0  # applied inside each child's own transaction (flows.py)
 
     async def report_progress(self, *, job_id: str, token: str, update: ProgressUpdate) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
@@ -516,6 +530,8 @@ class SQLiteTransitions(Backend):
                 " error = 'stalled', token = NULL, lease_expires_at = NULL WHERE id = ?",
                 [(now, id_) for id_, _ in dead],
             )
+            for id_, _ in dead:
+                flows.settle(conn, id_, now)
             conn.executemany(
                 "INSERT INTO job_logs (job_id, at, message) VALUES (?, ?, ?)",
                 [(id_, now, stalled_message(stalls + 1, max_stalls)) for id_, stalls in expired],

@@ -1,19 +1,24 @@
 -- Add jobs in order; a job whose id exists is left alone; dedup keys throttle or debounce.
 -- KEYS[1] seq counter, KEYS[2] queues hash,
--- then per queue q (0-based), 5 keys at 3 + 5q: waiting, delayed, marker, gwaiting, groups,
--- then per job j (0-based), its job hash at 3 + 5 * (number of queues) + j,
+-- then per queue q (0-based), 6 keys at 3 + 6q: waiting, delayed, marker, gwaiting, groups,
+--   waiting_children,
+-- then per job j (0-based), its job hash at 3 + 6 * (number of queues) + j,
 -- then per dedup key of the batch: its hash and, if ARGV names a job peeked in
 --   it, that job's hash, log list, waiting, delayed, gwaiting and groups (6 keys, at
 --   the index given).
 -- ARGV[1] clock offset ms, ARGV[2] number of queues (nq), ARGV[3 .. 2 + nq] their names,
 -- ARGV[3 + nq] a JSON array with per job [id, queue index (0-based), priority,
---   lifo (0/1), delay_ms, run_at_ms or null, ttl_ms or null, group or null] and,
---   for a job with a dedup key, 3 more: [dedup key index (0-based), throttle
---   window ms or null, debounce (0/1)],
+--   lifo (0/1), delay_ms, run_at_ms or null, ttl_ms or null, group or null,
+--   parent id or null, its policy, children, task] and, for a job with a dedup
+--   key, 3 more: [dedup key index (0-based), throttle window ms or null,
+--   debounce (0/1)],
 -- then per job j (0-based), ARGV[4 + nq + j]: its 'data' field, stored as given,
 -- then, only if a job has a dedup key, ARGV[4 + nq + n]: a JSON array with per
 --   dedup key [index of its hash in KEYS, id peeked in it ('' none, null not
 --   peeked), index in KEYS of the peeked job's 4 keys (0 none)].
+-- A batch with flow jobs (a parent or children) is added whole or not at all:
+-- if any of its jobs exists, nothing is written and every answer is 0.
+-- A parent starts in 'waiting_children' with 'pending' = its children.
 -- Returns: -1 (nothing written) if a peeked dedup key names another job now
 -- (a lone job instead counts as replaced at once: {that job's id}), else an
 -- array with per job 1 (added), 0 (id existed) or the id of the job whose
@@ -22,7 +27,7 @@ local now = now_ms(ARGV[1])
 local nq = tonumber(ARGV[2])
 local jobs = cjson.decode(ARGV[3 + nq])
 local n = #jobs
-local first_job_key = 3 + 5 * nq
+local first_job_key = 3 + 6 * nq
 local dedup = {}
 if ARGV[4 + nq + n] then dedup = cjson.decode(ARGV[4 + nq + n]) end
 for d = 1, #dedup do  -- every peek must still hold before anything is written
@@ -39,12 +44,26 @@ end
 
 local ours = {}  -- id -> {job hash index, queue index} of jobs added by this call
 
+local flow = false
+for j = 1, n do
+  if jobs[j][9] ~= cjson.null or jobs[j][11] > 0 then flow = true end
+end
+if flow then
+  for j = 1, n do
+    if redis.call('EXISTS', KEYS[first_job_key + j - 1]) == 1 then
+      local none = {}
+      for i = 1, n do none[i] = 0 end
+      return none
+    end
+  end
+end
+
 -- Debounce: remove the key's previous job if it has not started.
 local function replace(old, entry)
   local job_key, logs, waiting, delayed, gwaiting, groups
   local mine = ours[old]
   if mine then
-    local k = 3 + 5 * mine[2]
+    local k = 3 + 6 * mine[2]
     job_key, waiting, delayed, gwaiting, groups = KEYS[mine[1]], KEYS[k], KEYS[k + 1],
       KEYS[k + 3], KEYS[k + 4]
   elseif old == entry[2] and entry[3] > 0 then
@@ -69,13 +88,13 @@ for j = 1, n do
   local job = jobs[j]
   local id, q, priority = job[1], job[2], job[3]
   local job_key = KEYS[first_job_key + j - 1]
-  local entry, window = job[9] and dedup[job[9] + 1], job[10]
+  local entry, window = job[13] and dedup[job[13] + 1], job[14]
   if redis.call('EXISTS', job_key) == 1 then
     created[j] = 0
   elseif entry and window ~= cjson.null then
     local open = redis.call('HMGET', KEYS[entry[1]], 'job', 'until')
     if open[2] and tonumber(open[2]) > now then created[j] = open[1] end
-  elseif entry and job[11] == 1 then
+  elseif entry and job[15] == 1 then
     local old = redis.call('HGET', KEYS[entry[1]], 'job')
     if old then replace(old, entry) end
   end
@@ -90,13 +109,20 @@ for j = 1, n do
       state = 'waiting'
       run_at = now
     end
+    if job[11] > 0 then state = 'waiting_children' end
     redis.call('HSET', job_key, 'data', ARGV[3 + nq + j], 'state', state,
       'priority', priority, 'seq', sub, 'run_at', run_at, 'created_at', now)
     if job[7] ~= cjson.null then redis.call('HSET', job_key, 'expires_at', now + job[7]) end
     local group = job[8] ~= cjson.null and job[8]
     if group then redis.call('HSET', job_key, 'group', group) end
-    local k = 3 + 5 * q
-    if state == 'waiting' then
+    if job[9] ~= cjson.null then
+      redis.call('HSET', job_key, 'parent', job[9], 'policy', job[10], 'task', job[12])
+    end
+    local k = 3 + 6 * q
+    if state == 'waiting_children' then
+      redis.call('HSET', job_key, 'pending', job[11])
+      redis.call('ZADD', KEYS[k + 5], now, id)
+    elseif state == 'waiting' then
       if group then
         redis.call('ZADD', KEYS[k + 3], 0, group_member(group, priority, sub, id))
         redis.call('ZADD', KEYS[k + 4], 'NX', 0, group)
@@ -124,6 +150,6 @@ for j = 1, n do
 end
 for q = 0, nq - 1 do
   redis.call('HSETNX', KEYS[2], ARGV[3 + q], '0')
-  if woken[q] then wake(KEYS[5 + 5 * q]) end
+  if woken[q] then wake(KEYS[5 + 6 * q]) end
 end
 return created

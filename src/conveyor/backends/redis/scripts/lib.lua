@@ -120,3 +120,27 @@ local function held_until(blocked, scope, now)
   if until_ms > now then return until_ms end
   return nil
 end
+
+-- Flows. A flow's child has the fields 'parent', 'policy' and 'task'; when it
+-- finishes, the outcome it owes its parent is written to the outbox in that
+-- same step (settle-10.lua applies it to the parent).
+local function child_done(job_key, id, state, error, result, outbox)
+  local f = redis.call('HMGET', job_key, 'parent', 'policy', 'task')
+  if f[1] then
+    redis.call('HSET', outbox, id, table.concat(
+      {f[1], state, f[2], f[3], string.gsub(error or '', '%z', ''), result or ''}, '\0'))
+  end
+end
+
+-- At most n parts of s split at NUL; the last keeps the rest whole.
+local function split(s, n)
+  local parts, start = {}, 1
+  for _ = 1, n - 1 do
+    local at = string.find(s, '\0', start, true)
+    if not at then break end
+    parts[#parts + 1] = string.sub(s, start, at - 1)
+    start = at + 1
+  end
+  parts[#parts + 1] = string.sub(s, start)
+  return parts
+end

@@ -1,6 +1,6 @@
 -- Record a failed attempt of an owned job: retry later, or fail for good.
 -- KEYS[1] job hash, KEYS[2] active, KEYS[3] delayed, KEYS[4] failed,
--- KEYS[5] retention set (task, failed), KEYS[6] gactive.
+-- KEYS[5] retention set (task, failed), KEYS[6] gactive, KEYS[7] outbox.
 -- ARGV[1] clock offset ms, ARGV[2] token, ARGV[3] error, ARGV[4] traceback ('' for none),
 -- ARGV[5] retry in ms ('' to fail for good), ARGV[6] retention member ('' when retention is unlimited), ARGV[7] job id.
 -- Returns: 1 done, 0 the token is not current (nothing changed).
@@ -20,5 +20,6 @@ else
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', now)
   redis.call('ZADD', KEYS[4], now, id)
   if ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], now, ARGV[6]) end
+  child_done(KEYS[1], id, 'failed', ARGV[3], nil, KEYS[7])
 end
 return 1

@@ -1,8 +1,8 @@
 -- Put jobs of one queue whose lease expired back to waiting, or fail them as
 -- stalled; each gets a 'stalled: ...' line in its log.
 -- KEYS[1] active, KEYS[2] waiting, KEYS[3] failed, KEYS[4] marker, KEYS[5] gwaiting,
--- KEYS[6] groups, KEYS[7] gactive,
--- then per candidate c (0-based), 3 keys at 8 + 3c: job hash, retention set (task, failed),
+-- KEYS[6] groups, KEYS[7] gactive, KEYS[8] outbox,
+-- then per candidate c (0-based), 3 keys at 9 + 3c: job hash, retention set (task, failed),
 --   log list.
 -- ARGV[1] clock offset ms, ARGV[2] max stalls,
 -- then per candidate at 3 + 3c: id, retention member, the lease expiry seen
@@ -11,8 +11,8 @@
 local now = now_ms(ARGV[1])
 local max_stalls = tonumber(ARGV[2])
 local requeued, dead = {}, {}
-for c = 0, (#KEYS - 7) / 3 - 1 do
-  local k, a = 8 + 3 * c, 3 + 3 * c
+for c = 0, (#KEYS - 8) / 3 - 1 do
+  local k, a = 9 + 3 * c, 3 + 3 * c
   local id, job_key = ARGV[a], KEYS[k]
   local expiry = redis.call('ZSCORE', KEYS[1], id)
   if expiry and tonumber(expiry) < now
@@ -37,6 +37,7 @@ for c = 0, (#KEYS - 7) / 3 - 1 do
       redis.call('ZADD', KEYS[3], now, id)
       redis.call('ZADD', KEYS[k + 1], now, ARGV[a + 1])
       dead[#dead + 1] = id
+      child_done(job_key, id, 'failed', 'stalled', nil, KEYS[8])
       message = 'stalled: lease expired; failed after ' .. stalls .. ' stalls (max_stalls '
         .. max_stalls .. ')'
     end
