@@ -21,11 +21,18 @@ workers on all machines, and are changed at run time (``app.set_limits``,
 Groups (tenants): a job may carry a ``group``. In a queue with groups, the
 groups with waiting jobs take turns: every claim serves them round-robin, one
 job each per round, and the queue's jobs without a group share one turn of
-their own. Priority and FIFO order jobs within a group, not across groups.
-So a group with 100,000 waiting jobs cannot starve one with 10: while group
-B has ``k`` jobs waiting behind group A, B's next job starts after at most
-one job of each other waiting group, plus the jobs of claims already under
-way (at most each worker's concurrency).
+their own. A group that gets waiting jobs after having none joins the
+rotation at the back. Priority and FIFO order jobs within a group, not
+across groups. So a group with 100,000 waiting jobs cannot starve one with
+10: the k-th job of a group B waiting behind ``G - 1`` other groups starts
+after at most ``k * (G - 1)`` of their jobs, plus the jobs of claims already
+under way (at most twice each worker's concurrency: a worker claims again
+while outcomes are written). A group at one of its limits gives its turn to
+the next.
+
+Changing a limit applies from the next claim; a rate's window remembers only
+the starts its old window needed, so right after a window is lengthened a
+few more jobs may start than the new window allows.
 """
 
 from __future__ import annotations

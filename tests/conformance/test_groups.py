@@ -105,3 +105,26 @@ async def test_a_small_group_is_not_starved_by_a_big_backlog(
     last_b = len(starts) - 1 - starts[::-1].index("b")
     a_meanwhile = starts[a_before : last_b + 1].count("a")
     assert a_meanwhile <= 10 + 2 * 10, (a_meanwhile, time.monotonic() - began)
+
+
+async def test_a_group_refilled_one_job_at_a_time_cannot_starve_a_backlog(
+    app: Conveyor,
+) -> None:
+    """A group that gets a job after having none joins the rotation at the back."""
+    work = _work(app)
+    await app.enqueue_many([work.configure(group="b").call(i) for i in range(20)])
+    order = []
+    for _ in range(10):
+        await app.enqueue_many([work.configure(group="a").call(0)])  # a: one job at a time
+        order += [c.job.group for c in await claim(app, limit=1)]
+    assert order.count("b") >= 4, order
+
+
+async def test_grouped_jobs_replaced_by_a_debounce_are_counted_once(app: Conveyor) -> None:
+    work = _work(app)
+    calls = [work.configure(group="g", dedup_key="k", debounce=0.01).call(i) for i in range(3)]
+    await app.enqueue_many(calls)
+    app.clock.advance(1)
+    claimed = await claim(app, limit=10)
+    assert [c.job.args["n"] for c in claimed] == [2]
+    assert (await app.counts("default"))[JobState.WAITING] == 0

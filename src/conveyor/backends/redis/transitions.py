@@ -116,7 +116,9 @@ class RedisTransitions(Backend):
         self._batch: Batch | None = None
         self._owned: dict[str, tuple[str, str]] = {}  # job id -> (queue, task), claimed here
         self._lease_queues: dict[str, str] = {}  # job id -> queue, of the last expired_leases
-        self._retry_at: int | None = None  # when a limit the last claim met frees
+        # Per set of queues (workers of one app share this backend): when a
+        # limit the last claim met frees.
+        self._retry_at: dict[tuple[str, ...], int | None] = {}
         # redis-py's cluster client fails a call past 100 connections per node
         # instead of waiting for one: keep script calls well below that.
         self._in_flight = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
@@ -347,7 +349,7 @@ class RedisTransitions(Backend):
         planned = claims.allotments(queues, looks)
         group_jobs = await self._group_jobs(planned) if planned else {}
         chosen = claims.candidates(queues, looks, planned, group_jobs, limit)
-        self._retry_at = claims.retry_at(looks)
+        self._retry_at[tuple(queues)] = claims.retry_at(looks)
         if not chosen:
             return []
         keys, args = claims.claim_call(self.keys, chosen, self._offset, lease_ms, worker_id)
@@ -432,8 +434,9 @@ class RedisTransitions(Backend):
         # group held back at the last claim: the soonest of them wakes us.
         times = [look.due for look in looks if look.due >= 0]
         times += [look.held for look in looks if look.held >= 0]
-        if self._retry_at is not None and self._retry_at > now:
-            times.append(self._retry_at)
+        retry_at = self._retry_at.get(tuple(queues))
+        if retry_at is not None and retry_at > now:
+            times.append(retry_at)
         wait = min(timeout_s, BLOCK_MAX_S)
         if times:
             wait = min(wait, max(0.0, (min(times) - now) / 1000))

@@ -107,7 +107,7 @@ class Claim:
         self.now = now
         self.windows: dict[str, Window] = {}
         self.retry_at: int | None = None  # when a limit that held jobs back frees up
-        self.held: dict[str, int] = {}  # queue -> until when the queue itself is held back
+        self.held: dict[str, int] = {}  # queue or group scope -> until when it is held back
         self.rotated: set[str] = set()  # queues with groups: their members take turns
 
     def run(
@@ -221,7 +221,11 @@ class Claim:
             if rate_max is None:
                 rate_max, rate_ms = group_rate_max, group_rate_ms
             if rate_max is not None and group_room > 0:
-                group_room = self._window(group_scope(queue, name), rate_max, rate_ms, group_room)
+                scope = group_scope(queue, name)
+                group_room = self._window(scope, rate_max, rate_ms, group_room)
+                free_at = self.windows[scope].free_at
+                if group_room <= 0 and free_at is not None:
+                    self.held[scope] = free_at
             if group_room > 0:
                 members.append(claiming.Member(name, turn, waiting, group_room))
                 if len(members) >= room:

@@ -117,6 +117,44 @@ def _add_with_dedup(
     return added
 
 
+def _add(
+    conn: sqlite3.Connection, jobs: Sequence[NewJob], rows: Sequence[tuple[Any, ...]], now: int
+) -> list[tuple[str, bool]]:
+    if any(job.dedup_key is not None for job in jobs):
+        return _add_with_dedup(conn, jobs, rows, now)
+    cursor = conn.executemany(INSERT_JOB, rows)
+    if cursor.rowcount == len(jobs):
+        return [(job.id, True) for job in jobs]
+    # Some ids existed (or repeated within the batch): a row is ours
+    # only if it carries the seq this call assigned to it.
+    return [
+        (row[0], conn.execute("SELECT seq FROM jobs WHERE id = ?", (row[0],)).fetchone()[0]
+         == row[5])
+        for row in rows
+    ]  # fmt: skip
+
+
+def _count_group_jobs(
+    conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], added: Sequence[tuple[str, bool]]
+) -> None:
+    """Count new grouped jobs in their groups' rows. Done here, not by an
+    insert trigger as every later move is: such a trigger halved bulk enqueue
+    speed (measured: 10,000 jobs in 0.27 s without it, 0.55 s with it)."""
+    waiting: dict[tuple[str, str], int] = {}
+    for row, (_, created) in zip(rows, added, strict=True):
+        group = row[12]
+        if created and group is not None:
+            key = (row[2], group)
+            waiting[key] = waiting.get(key, 0) + (row[3] == "waiting")
+    conn.executemany("INSERT OR IGNORE INTO groups (queue, name) VALUES (?, ?)", list(waiting))
+    conn.executemany(  # a group with nothing waiting joins the rotation at the back
+        "UPDATE groups SET turn = CASE WHEN waiting = 0 THEN (SELECT coalesce(max(turn), 0) + 1"
+        " FROM groups WHERE queue = ?1 AND waiting > 0) ELSE turn END, waiting = waiting + ?3"
+        " WHERE queue = ?1 AND name = ?2",
+        [(queue, name, n) for (queue, name), n in waiting.items() if n],
+    )
+
+
 class SQLiteTransitions(Backend):
     """Connections and every transition a worker or producer makes;
     ``SQLiteBackend`` adds reading and managing jobs."""
@@ -130,11 +168,10 @@ class SQLiteTransitions(Backend):
         self._poll: sqlite3.Connection | None = None
         self._wakeup = asyncio.Event()
         self._last_work = 0.0
-        # What the last claim saw: the data version before it, when a limit
-        # that held jobs back frees, and queues held back as a whole until when.
-        self._claim_version: int | None = None
-        self._retry_at: int | None = None
-        self._held: dict[str, int] = {}
+        # What the last claim of each set of queues saw (workers of one app
+        # share this backend): the data version before it, when a limit that
+        # held jobs back frees, and the scopes held back until when.
+        self._last_claim: dict[tuple[str, ...], tuple[int | None, int | None, dict[str, int]]] = {}
         self._trims = retention_.TrimSchedule()  # used on the writer thread only
 
     # -- lifecycle -------------------------------------------------------------
@@ -214,18 +251,10 @@ class SQLiteTransitions(Backend):
             )
             if flows.is_flow(jobs) and flows.existing(conn, jobs):
                 return [(job.id, False) for job in jobs]  # a flow is added whole or not at all
-            if any(job.dedup_key is not None for job in jobs):
-                return _add_with_dedup(conn, jobs, rows, now)
-            cursor = conn.executemany(INSERT_JOB, rows)
-            if cursor.rowcount == len(jobs):
-                return [(job.id, True) for job in jobs]
-            # Some ids existed (or repeated within the batch): a row is ours
-            # only if it carries the seq this call assigned to it.
-            return [
-                (row[0], conn.execute("SELECT seq FROM jobs WHERE id = ?", (row[0],)).fetchone()[0]
-                 == row[5])
-                for row in rows
-            ]  # fmt: skip
+            added = _add(conn, jobs, rows, now)
+            if any(job.group is not None for job in jobs):
+                _count_group_jobs(conn, rows, added)
+            return added
 
         added = await self._write(op)
         self._wakeup.set()
@@ -244,9 +273,9 @@ class SQLiteTransitions(Backend):
             return claim.run(queues, limit, worker_id, lease_ms), claim
 
         # Rows become Job values after the transaction, not while holding the lock.
-        self._claim_version = self._data_version()
+        version = self._data_version()
         rows, claim = await self._write(op)
-        self._retry_at, self._held = claim.retry_at, claim.held
+        self._last_claim[tuple(queues)] = (version, claim.retry_at, claim.held)
         claimed = [
             ClaimedJob(
                 job=job_from_row(row[2:]), token=row[1], lease_expires_ms=row[0], payload=row[7]
@@ -263,11 +292,11 @@ class SQLiteTransitions(Backend):
         deadline = loop.time() + timeout_s
         self._wakeup.clear()
         version = poll.execute("PRAGMA data_version").fetchone()[0]
+        claimed_at, next_due, held = self._last_claim.get(tuple(queues), (None, None, {}))
         # Nothing committed since the last claim looked: it saw all there is
         # (otherwise look again, unless no queue has a job worth a claim).
-        if version != self._claim_version and self._has_ready(poll, queues):
+        if version != claimed_at and self._has_ready(poll, queues, held):
             return
-        next_due = self._retry_at
         while True:
             now = loop.time()
             if now >= deadline:
@@ -286,7 +315,7 @@ class SQLiteTransitions(Backend):
             current = poll.execute("PRAGMA data_version").fetchone()[0]
             if current != version:
                 version = current
-                if self._has_ready(poll, queues):
+                if self._has_ready(poll, queues, held):
                     self._last_work = time.monotonic()
                     return
                 due = self._next_due(poll, queues)
@@ -306,12 +335,16 @@ class SQLiteTransitions(Backend):
         version: int = self._poll.execute("PRAGMA data_version").fetchone()[0]
         return version
 
-    def _has_ready(self, conn: sqlite3.Connection, queues: Sequence[str]) -> bool:
-        """Whether a queue has a waiting job and is neither paused, full nor
-        held back by a limit the last claim met (a cheap read, not a claim)."""
+    def _has_ready(
+        self, conn: sqlite3.Connection, queues: Sequence[str], held: dict[str, int]
+    ) -> bool:
+        """Whether a queue has a waiting job it may start: neither the queue nor
+        the job's group paused, full, or held back by a limit the last claim met
+        (``held``, scope to until when). A cheap read, not a claim."""
         now = self.clock.now_ms()
-        closed = {q for q, until in self._held.items() if until > now}
+        held = {scope: until for scope, until in held.items() if until > now}
         asked = tuple(queues)
+        closed = set(held)
         closed.update(name for (name,) in conn.execute(
             f"SELECT name FROM queues WHERE name IN ({placeholders(len(asked))}) AND (paused"
             " OR blocked_until > ? OR max_active <= (SELECT count(*) FROM jobs"
@@ -322,15 +355,23 @@ class SQLiteTransitions(Backend):
         if not open_:
             return False
         marks = placeholders(len(open_))
+        if conn.execute(
+            f"SELECT 1 FROM jobs WHERE state = 'waiting' AND grp IS NULL AND queue IN ({marks})"
+            " LIMIT 1",
+            open_,
+        ).fetchone():
+            return True
+        groups_held = [scope for scope in held if "\0" in scope][:500]
         return (
             conn.execute(
-                f"SELECT 1 FROM jobs WHERE state = 'waiting' AND grp IS NULL AND queue IN ({marks})"
+                "SELECT 1 FROM groups AS g LEFT JOIN queues AS q ON q.name = g.queue"
+                f" WHERE g.waiting > 0 AND g.queue IN ({marks})"
+                " AND coalesce(g.blocked_until, 0) <= ? AND (coalesce(g.max_active,"
+                " q.group_max_active) IS NULL OR g.active < coalesce(g.max_active,"
+                " q.group_max_active))"
+                f" AND g.queue || char(0) || g.name NOT IN ({placeholders(len(groups_held))})"
                 " LIMIT 1",
-                open_,
-            ).fetchone()
-            is not None
-            or conn.execute(
-                f"SELECT 1 FROM groups WHERE waiting > 0 AND queue IN ({marks}) LIMIT 1", open_
+                (*open_, now, *groups_held),
             ).fetchone()
             is not None
         )

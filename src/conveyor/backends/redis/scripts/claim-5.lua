@@ -102,8 +102,14 @@ for q, s in pairs(queues) do
 end
 for _, s in pairs(groups) do
   if s.rate_ms then
-    redis.call('ZREMRANGEBYLEX', KEYS[6 + 8 * s.q + 7], '[' .. s.group .. '\0',
+    local log = KEYS[6 + 8 * s.q + 7]
+    redis.call('ZREMRANGEBYLEX', log, '[' .. s.group .. '\0',
       '(' .. s.group .. '\0' .. string.format('%013d', now - s.rate_ms + 1))
+    -- The set is every group's: it lives as long as the longest window needs.
+    local ttl = redis.call('PTTL', log)
+    if ttl == -1 or (ttl >= 0 and ttl < s.rate_ms + 1000) then
+      redis.call('PEXPIRE', log, s.rate_ms + 1000)
+    end
   end
 end
 

@@ -125,7 +125,7 @@ for j = 1, n do
     elseif state == 'waiting' then
       if group then
         redis.call('ZADD', KEYS[k + 3], 0, group_member(group, priority, sub, id))
-        redis.call('ZADD', KEYS[k + 4], 'NX', 0, group)
+        join_rotation(KEYS[k + 4], group)
       else
         redis.call('ZADD', KEYS[k], (100 - priority) * 17592186044416 + sub, id)
       end

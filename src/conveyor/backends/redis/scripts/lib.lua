@@ -32,8 +32,9 @@ end
 -- 'gwaiting' set (all scores 0, so ordered by member): its group, then
 -- priority and sequence as fixed-width digits (waiting order within the
 -- group), then its id. 'groups' holds the groups with waiting jobs, scored by
--- their turn (when last served; new ones 0, so first). Every key is static
--- per queue, so a move of any job needs no key built from its group.
+-- their turn (when last served, or when they joined; the lowest goes next).
+-- Every key is static per queue, so a move of any job needs no key built
+-- from its group.
 local function group_member(group, priority, seq, id)
   return group .. '\0' .. string.format('%03d%014d', 100 - tonumber(priority), tonumber(seq))
     .. '\0' .. id
@@ -43,12 +44,21 @@ local function group_range(group)
   return '[' .. group .. '\0', '(' .. group .. '\1'
 end
 
+-- A group that gets waiting jobs after having none joins the rotation at the
+-- back, behind every group waiting now.
+local function join_rotation(groups, group)
+  if not redis.call('ZSCORE', groups, group) then
+    local last = redis.call('ZRANGE', groups, -1, -1, 'WITHSCORES')
+    redis.call('ZADD', groups, (tonumber(last[2]) or 0) + 1, group)
+  end
+end
+
 -- Put a job (its hash already saying 'waiting') into its queue's waiting order.
 local function to_waiting(job_key, id, waiting, gwaiting, groups)
   local j = redis.call('HMGET', job_key, 'group', 'priority', 'seq')
   if j[1] then
     redis.call('ZADD', gwaiting, 0, group_member(j[1], j[2], j[3], id))
-    redis.call('ZADD', groups, 'NX', 0, j[1])
+    join_rotation(groups, j[1])
   else
     redis.call('ZADD', waiting, (100 - tonumber(j[2])) * 17592186044416 + tonumber(j[3]), id)
   end

@@ -18,9 +18,10 @@ ALTER TABLE queues ADD COLUMN turn INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE groups (
     queue TEXT NOT NULL,
     name TEXT NOT NULL,
-    waiting INTEGER NOT NULL DEFAULT 0,  -- kept by the triggers below
+    waiting INTEGER NOT NULL DEFAULT 0,  -- counted by enqueue, then kept by the triggers below
     active INTEGER NOT NULL DEFAULT 0,
-    turn INTEGER NOT NULL DEFAULT 0,     -- when last served; the lowest goes next
+    turn INTEGER NOT NULL DEFAULT 0,     -- the lowest goes next: when last served, or when
+                                         -- it got jobs again after none (behind the others)
     max_active INTEGER,                  -- this group's own limits (NULL: the queue's default)
     rate_max INTEGER,
     rate_ms INTEGER,
@@ -29,15 +30,12 @@ CREATE TABLE groups (
 ) WITHOUT ROWID;
 CREATE INDEX groups_turns ON groups (queue, turn) WHERE waiting > 0;
 
-CREATE TRIGGER jobs_group_added AFTER INSERT ON jobs WHEN new.grp IS NOT NULL BEGIN
-    INSERT OR IGNORE INTO groups (queue, name) VALUES (new.queue, new.grp);
-    UPDATE groups SET waiting = waiting + (new.state = 'waiting')
-        WHERE queue = new.queue AND name = new.grp;
-END;
 CREATE TRIGGER jobs_group_moved AFTER UPDATE OF state ON jobs
     WHEN new.grp IS NOT NULL AND new.state != old.state BEGIN
     UPDATE groups SET waiting = waiting + (new.state = 'waiting') - (old.state = 'waiting'),
-        active = active + (new.state = 'active') - (old.state = 'active')
+        active = active + (new.state = 'active') - (old.state = 'active'),
+        turn = CASE WHEN waiting = 0 AND new.state = 'waiting' THEN (SELECT coalesce(max(turn), 0)
+            + 1 FROM groups WHERE queue = new.queue AND waiting > 0) ELSE turn END
         WHERE queue = new.queue AND name = new.grp;
 END;
 CREATE TRIGGER jobs_group_removed AFTER DELETE ON jobs
