@@ -19,7 +19,7 @@ def record(event: str) -> None:
     path = os.environ.get("CONVEYOR_TEST_LOG")
     if path:
         job = current_job()
-        line = f"{event} {job.id} {os.getpid()} {job.attempt}\n"
+        line = f"{event} {job.id} {os.getpid()} {job.attempt} {time.monotonic():.6f}\n"
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line.encode())

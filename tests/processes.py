@@ -19,12 +19,12 @@ class Workers:
         self.env = {**os.environ, "CONVEYOR_URL": url, "CONVEYOR_TEST_LOG": str(self.log)}
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with self.stderr.open("ab") as stderr:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "conveyor", "worker", "tests.apps:app", *args],
                 cwd=ROOT,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
             )

@@ -132,7 +132,7 @@ class Worker:
         settings = self.settings
         backend = self.app.backend
         await self.app.connect()
-        self._started_ms = self.app.clock.now_ms()
+        self._started_ms = await backend.now_ms()
         log.info(
             "worker %s started: queues=%s concurrency=%d",
             self.id, ",".join(settings.queues), settings.concurrency,
@@ -499,7 +499,7 @@ class Worker:
             pass
 
     async def _heartbeat(self) -> None:
-        now = self.app.clock.now_ms()
+        now = await self.app.backend.now_ms()  # the store's clock, as readers compare with
         await self.app.backend.record_worker(
             worker_id=self.id,
             worker=WorkerInfo(

@@ -125,7 +125,7 @@ class RedisBackend(RedisTransitions):
     async def workers(self, *, seen_within_ms: int) -> list[WorkerInfo]:
         if self._client is None:
             await self.connect()
-        since = self.clock.now_ms() - seen_within_ms
+        since = await self._now() - seen_within_ms
         async with mapped_errors():
             raw = await self.client.hgetall(self.keys.workers)
         infos = [msgspec.json.decode(v, type=WorkerInfo) for v in raw.values()]
