@@ -147,6 +147,8 @@ async def test_limit_sets_rates_and_group_limits(app: Conveyor, sqlite_url: str)
         "*": Limits(rate=Rate(10, 1000)),
         "acme": Limits(max_active=2),
     }
+    info = await conveyor(sqlite_url, "info")
+    assert "100/m" in info and "10/s" in info and "acme max 2" in info
     out = await conveyor(sqlite_url, "limit", "email", "--rate", "none")
     assert out.strip() == "email: at most 5 active"
 

@@ -199,10 +199,12 @@ def info(app_path: str | None, url: str | None) -> None:
     """Show queues (jobs per state) and live workers."""
     app = _app_from(app_path, url)
 
-    async def gather() -> tuple[Any, Any]:
-        return await app.queues(), await app.workers()
+    async def gather() -> tuple[Any, Any, dict[str, dict[str | None, Limits]]]:
+        queues = await app.queues()
+        limits = {queue.name: await app.limits(queue.name) for queue in queues}
+        return queues, await app.workers(), limits
 
-    queues, workers = _run(app, gather)
+    queues, workers, limits = _run(app, gather)
     console = Console()
     for warning in app.backend.warnings:
         console.print(f"[bold red]warning:[/] {warning}")
@@ -211,10 +213,12 @@ def info(app_path: str | None, url: str | None) -> None:
     for state in JobState:
         table.add_column(state.value, justify="right")
     table.add_column("paused")
+    table.add_column("limits")
     for queue in queues:
         table.add_row(
-            queue.name, *(str(queue.counts[s]) for s in JobState), "yes" if queue.paused else ""
-        )
+            queue.name, *(str(queue.counts[s]) for s in JobState), "yes" if queue.paused else "",
+            _describe(limits[queue.name]),
+        )  # fmt: skip
     console.print(table)
     workers_table = Table(title="Workers")
     for column in ("id", "queues", "concurrency", "active", "processed", "last seen"):
@@ -375,6 +379,17 @@ def limit(
     shown += [f"rate {limits.rate}"] if limits.rate is not None else []
     scope = queue if group is None else f"{queue} group {group}"
     click.echo(f"{scope}: {', '.join(shown) or 'no limits'}")
+
+
+def _describe(limits: dict[str | None, Limits]) -> str:
+    """A queue's limits in a few words: ``max 3, 100/m; each group max 1; acme max 4``."""
+    parts = []
+    for scope, limit in limits.items():
+        words = [f"max {limit.max_active}"] if limit.max_active is not None else []
+        words += [str(limit.rate)] if limit.rate is not None else []
+        label = "" if scope is None else "each group " if scope == EVERY_GROUP else f"{scope} "
+        parts.append(label + ", ".join(words))
+    return "; ".join(parts)
 
 
 def _whole(value: str) -> int:
