@@ -1,0 +1,99 @@
+"""The README's examples run: each Python block after the quick start (which
+makes an app of its own) is executed against a SQLite store, with the tasks
+it names defined first, and what it claims to do is checked."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor import Conveyor, JobState, Limits, Rate
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", README, re.DOTALL)[1:]
+
+
+def _names(app: Conveyor) -> dict[str, Any]:
+    """The tasks and values the README's examples use."""
+
+    @app.task(queue="pdf")
+    async def render_pdf(doc: str) -> str:
+        return doc
+
+    @app.task
+    async def resize(path: str) -> None: ...
+
+    @app.task
+    async def assemble(doc: str) -> None: ...
+
+    @app.task
+    async def render(doc: str, page: int) -> None: ...
+
+    @app.task
+    async def summarize(doc: str) -> None: ...
+
+    @app.task
+    async def extract(doc: str) -> None: ...
+
+    @app.task
+    async def fetch(url: str) -> str:
+        return url
+
+    @app.task
+    async def parse(page: str, strict: bool) -> str:
+        return page
+
+    @app.task
+    async def store(parsed: str) -> None: ...
+
+    @app.task
+    async def notify(user: str) -> None: ...
+
+    @app.task
+    async def send_digest(kind: str) -> None: ...
+
+    @app.task
+    async def cleanup() -> None: ...
+
+    names = dict(locals())
+    names.update(app=app, doc="doc-1", url="https://example.org", user="ann",
+                 paths=["a.png", "b.png"])  # fmt: skip
+    return names
+
+
+async def _run(block: str, names: dict[str, Any]) -> None:
+    code = compile(block, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    result = eval(code, names)  # a block with top-level await gives a coroutine
+    if result is not None:
+        await result
+
+
+def test_the_readme_has_the_blocks_this_test_runs() -> None:
+    assert len(BLOCKS) == 4
+    assert "set_limits" in BLOCKS[1] and "add_flow" in BLOCKS[2] and "cron" in BLOCKS[3]
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+async def test_a_readme_example_runs(sqlite_url: str, index: int) -> None:
+    async with Conveyor(sqlite_url) as app:
+        await _run(BLOCKS[index], _names(app))
+        counts = {q.name: q.counts for q in await app.queues()}
+        if index == 0:  # enqueueing
+            assert (await app.get_job("r-42")).priority == 10
+            assert counts["default"][JobState.WAITING] == 2
+        elif index == 1:  # limits and groups
+            assert await app.limits("pdf") == {
+                None: Limits(max_active=3),
+                "*": Limits(max_active=1, rate=Rate(10, 1000)),
+                "acme": Limits(max_active=4),
+            }
+            assert (await app.list_jobs("waiting", queue="pdf"))[0].group == "acme"
+        elif index == 2:  # flows: every parent waits for its children
+            assert counts["default"][JobState.WAITING_CHILDREN] == 2 + 2 + 1  # flow, chain, batch
+        else:  # schedules
+            listed = {info.schedule.id for info in await app.schedules.list()}
+            assert listed == {"digest", "cleanup"}
