@@ -308,8 +308,11 @@ class Conveyor:
         return await self.backend.get_limits(queue=validate.name("queue", queue))
 
     async def retry(self, job_id: str) -> bool:
-        """Send a failed or cancelled job back to ``waiting`` with fresh attempts."""
+        """Send a failed or cancelled job back to ``waiting`` with fresh attempts
+        (a flow's parent with children still unfinished to ``waiting_children``).
+        A flow's child first delivers the outcome its parent is owed."""
         ids = [validate.name("job_id", job_id)]
+        await self.backend.apply_outcomes(child_ids=ids, limit=1)
         return await self.backend.retry_jobs(job_ids=ids, queue=None) == 1
 
     async def retry_failed(self, queue: str | None = None) -> int:

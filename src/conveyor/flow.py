@@ -28,9 +28,11 @@ child's ``on_failure`` decides:
   finds the failure in ``current_job().children.failed``: its code decides.
 
 A chain (``chain(a, b, c)``) is a flow where each step is the parent of the
-step before it, with ``on_failure="fail"``: ``c`` runs after ``b`` after
-``a``, and a step made with ``task.pipe(...)`` gets the result of the step
-before as its first argument (checked against its type hints when it runs).
+step before it, with ``on_failure="fail"`` (unless a step given as a flow
+says otherwise): ``c`` runs after ``b`` after ``a``, and a step made with
+``task.pipe(...)`` gets the result of the step before as its first argument
+(checked against its type hints when it runs; if that step did not complete,
+the piped step fails with ``NonRetryable``).
 A batch (``batch(jobs, then=callback)``) is a flow whose children decide:
 the callback runs once every job has finished, with
 ``current_job().children.succeeded`` and ``.failed`` to count.
@@ -38,10 +40,13 @@ the callback runs once every job has finished, with
 Limits: a parent cannot have a delay, ``run_at`` or ``ttl`` (it starts when
 its children finish), no job of a flow may use a dedup key, and a flow is
 added only whole: if any of its job ids is already stored, nothing is added.
-Cancelling a parent does not cancel its children (their outcomes are kept
-and change nothing). A child retried by hand after its parent heard of it
-replaces the outcome the parent sees, if the parent has not run yet, but
-cannot undo what its failure did. On Redis a finished child's outcome
+Cancelling or removing a parent does not cancel its children (their
+outcomes change nothing, not even for a new job that takes the parent's
+id). A parent retried by hand waits again for children still unfinished. A
+child retried by hand after its parent heard of it replaces the outcome the
+parent sees, if the parent has not run yet, but cannot undo what its failure
+did. A parent failed by a child is not trimmed by its task's retention until
+one of its task's own jobs fails (and so counts toward it then). On Redis a finished child's outcome
 reaches its parent a moment after the child's own transition (a record
 written in that same step, applied by the worker that finished the child or
 by any worker within a second); on SQLite, in the same transaction.

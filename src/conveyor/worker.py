@@ -287,13 +287,26 @@ class Worker:
         """A flow's parent: its children's outcomes at hand, and for a chain
         step the previous step's result as its first argument."""
         job = claimed.job
-        context.children = ChildOutcomes(await self.app.backend.child_outcomes(parent_id=job.id))
+        delay = 0.05
+        while True:  # the store's hiccup is not the job's failure
+            try:
+                outcomes = await self.app.backend.child_outcomes(parent_id=job.id)
+                break
+            except BackendUnavailable as exc:
+                self._health.failed(f"reading the children of job {job.id}", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_CAP_S)
+        context.children = ChildOutcomes(outcomes)
         if not job.pipe:
             return claimed
+        previous = context.children[0] if context.children else None
+        if previous is None or previous.state != JobState.COMPLETED:
+            why = "nothing ran" if previous is None else f"{previous.state}: {previous.error}"
+            raise NonRetryable(f"the chain step before this one did not complete ({why})")
         task = self.app.get_task(job.task)
-        previous = [o.result for o in context.children if o.state == JobState.COMPLETED]
-        value = encode(previous[0] if previous else None)
-        payload = task.signature.add_piped(claimed.payload, task.signature.names[0], value)
+        payload = task.signature.add_piped(
+            claimed.payload, task.signature.names[0], encode(previous.result)
+        )
         return msgspec.structs.replace(claimed, payload=payload)
 
     async def _call(self, claimed: ClaimedJob) -> Any:

@@ -307,3 +307,140 @@ async def test_flows_nest_several_levels(app: Conveyor, start_worker: StartWorke
     assert job.result == "root(left(l1(),l2()),right(deep(d1())))"
     assert order.index("d1") < order.index("deep") < order.index("right") < order.index("root")
     assert order[-1] == "root"
+
+
+async def test_a_parents_id_taken_again_hears_only_its_own_children(app: Conveyor) -> None:
+    work = _work(app)
+
+    def tree(*children: str) -> Any:
+        parent = work.configure(job_id="P").call("P")
+        return flow(parent, children=[work.configure(job_id=c).call(c) for c in children])
+
+    await app.add_flow(tree("old"))
+    (old,) = await claim(app)  # the old child runs on while its parent goes away
+    assert await app.remove("P")
+    handle = await app.add_flow(tree("d1", "d2"))
+    assert handle.created
+    await finish(app, old, "stale")
+    running = await claim_by_name(app)
+    await finish(app, running["d1"], "D1")
+    parent = await app.get_job("P")
+    assert parent.state == JobState.WAITING_CHILDREN  # still waits for d2
+    assert [o.id for o in await app.backend.child_outcomes(parent_id="P")] == ["d1"]
+    await finish(app, running["d2"], "D2")
+    assert (await app.get_job("P")).state == JobState.WAITING
+
+
+async def test_a_flow_added_again_after_removal_runs(app: Conveyor) -> None:
+    work = _work(app)
+
+    def tree() -> Any:
+        return flow(work.configure(job_id="P").call("P"),
+                    children=[work.configure(job_id="C").call("C")])  # fmt: skip
+
+    await app.add_flow(tree())
+    assert await app.remove("P")
+    assert await app.remove("C")
+    assert (await app.add_flow(tree())).created
+    (child,) = await claim(app)
+    await finish(app, child, "done")
+    assert (await app.get_job("P")).state == JobState.WAITING
+    assert [o.result for o in await app.backend.child_outcomes(parent_id="P")] == ["done"]
+
+
+async def test_a_debounce_never_deletes_a_flow_job_that_took_its_keys_id(app: Conveyor) -> None:
+    work = _work(app)
+    first = await work.configure(job_id="X", dedup_key="k", debounce=60).enqueue("x")
+    assert await app.remove(first.id)
+    await app.add_flow(flow(work.call("P"), children=[work.configure(job_id="X").call("X")]))
+    await work.configure(dedup_key="k", debounce=60).enqueue("later")
+    assert (await app.get_job("X")).state == JobState.WAITING
+
+
+async def test_a_child_retried_by_hand_cannot_undo_its_failure(app: Conveyor) -> None:
+    work = _work(app)
+    parent = await app.add_flow(
+        flow(work.call("P"), children=[work.configure(job_id="c").call("c")])
+    )
+    (child,) = await claim(app)
+    assert await app.backend.fail(job_id="c", token=child.token, error="E", traceback=None,
+                                  retry_in_ms=None, retention=Retention())  # fmt: skip
+    assert await app.retry("c")  # before any worker told the parent
+    (again,) = await claim(app)
+    await finish(app, again, "fine now")
+    job = await app.get_job(parent.id)
+    assert (job.state, job.error) == (JobState.FAILED, "child c failed: E")
+
+
+async def test_errors_reach_the_parent_whole(app: Conveyor) -> None:
+    work = _work(app)
+    parent = await app.add_flow(flow(work.call("P"), children=[
+        flow(work.configure(job_id="z").call("z"), on_failure="decide"),
+    ]))  # fmt: skip
+    (child,) = await claim(app)
+    await finish(app, child, error="ValueError: a\x00b\nline two")
+    (outcome,) = await app.backend.child_outcomes(parent_id=parent.id)
+    assert outcome.error == "ValueError: a\x00b\nline two"
+
+
+async def test_a_retried_parent_waits_again_for_unfinished_children(app: Conveyor) -> None:
+    work = _work(app)
+    parent = await app.add_flow(flow(work.call("P"), children=[work.call("a"), work.call("b")]))
+    running = await claim_by_name(app)
+    await finish(app, running["a"], error="boom")
+    assert (await app.get_job(parent.id)).state == JobState.FAILED
+    assert await app.retry(parent.id)
+    assert (await app.get_job(parent.id)).state == JobState.WAITING_CHILDREN
+    await finish(app, running["b"], "B")
+    (ran,) = await claim(app)
+    assert ran.job.id == parent.id
+
+
+async def test_a_refused_flow_leaves_even_its_queues_out(app: Conveyor) -> None:
+    work = _work(app)
+    await app.enqueue_many([work.configure(job_id="taken").call("t")])
+    before = [q.name for q in await app.queues()]
+    await app.add_flow(flow(work.configure(queue="fresh").call("p"), children=[
+        work.configure(job_id="taken").call("t"),
+    ]))  # fmt: skip
+    assert [q.name for q in await app.queues()] == before
+
+
+async def test_a_store_hiccup_reading_outcomes_does_not_fail_the_parent(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    from conveyor import BackendUnavailable
+
+    work = _work(app)
+    real = app.backend.child_outcomes
+    hiccups = [1]
+
+    async def flaky(**kwargs: Any) -> Any:
+        if hiccups[0]:
+            hiccups[0] -= 1
+            raise BackendUnavailable("blip")
+        return await real(**kwargs)
+
+    app.backend.child_outcomes = flaky  # type: ignore[method-assign]
+    handle = await app.add_flow(flow(work.call("P"), children=[work.call("c")]))
+    await start_worker(concurrency=2)
+    job = await handle.wait(timeout=20)
+    assert job.state == JobState.COMPLETED and hiccups == [0]
+
+
+async def test_a_piped_step_after_a_step_that_did_not_complete_says_so(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    @app.task
+    async def first() -> int:
+        raise NonRetryable("no")
+
+    @app.task
+    async def second(value: int) -> int:
+        return value
+
+    handle = await app.add_flow(chain(flow(first.call(), on_failure="ignore"), second.pipe()))
+    await start_worker(concurrency=2)
+    job = await handle.wait(timeout=20)
+    assert job.state == JobState.FAILED and job.error is not None
+    assert "the chain step before this one did not complete (failed" in job.error

@@ -114,7 +114,7 @@ class RedisBackend(RedisTransitions):
             stored = await self.client.hgetall(self.keys.outcomes(parent_id))
         outcomes = []
         for child, value in stored.items():
-            state, ignored, task, error, result = value.split(b"\0", 4)
+            state, ignored, task, result, error = value.split(b"\0", 4)
             outcomes.append(ChildOutcome(
                 id=child.decode(), task=task.decode(), state=JobState(state.decode()),
                 result=msgspec.json.decode(result) if result else None,
@@ -217,7 +217,7 @@ class RedisBackend(RedisTransitions):
             keys = [k.job(job_id), k.state(q, "failed"), k.state(q, "cancelled"),
                     k.state(q, "waiting"), k.marker(q), k.seq, k.done(task, "failed"),
                     k.done(task, "cancelled"), k.queue(q, "gwaiting"),
-                    k.queue(q, "groups")]  # fmt: skip
+                    k.queue(q, "groups"), k.state(q, "waiting_children")]  # fmt: skip
             args = [self._offset, retention_member(q, job_id), int(allow_cancelled), job_id]
             return await self._fenced("retry", keys, args)
 

@@ -58,7 +58,7 @@ from conveyor.backends.redis.record import (
 )
 from conveyor.backends.redis.scripts import Code, Scripts
 from conveyor.clock import Clock
-from conveyor.errors import BackendError, ConfigurationError
+from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
 from conveyor.job import JobState, Retention
 
 log = logging.getLogger("conveyor.redis")
@@ -533,16 +533,21 @@ class RedisTransitions(Backend):
         applied = 0
         for child_id, entry in due:
             parent_id = entry.split(b"\0", 1)[0].decode()
-            while True:  # a parent failed by its child owes its own parent an outcome
-                code = await self._settle(child_id, parent_id)
-                applied += code > 0
-                if code != 2:
-                    break
-                async with mapped_errors():
-                    owed = await self.client.hget(self.keys.outbox, parent_id)
-                if owed is None:
-                    break
-                child_id, parent_id = parent_id, owed.split(b"\0", 1)[0].decode()
+            try:
+                while True:  # a parent failed by its child owes its own parent an outcome
+                    code = await self._settle(child_id, parent_id)
+                    applied += code > 0
+                    if code != 2:
+                        break
+                    async with mapped_errors():
+                        owed = await self.client.hget(self.keys.outbox, parent_id)
+                    if owed is None:
+                        break
+                    child_id, parent_id = parent_id, owed.split(b"\0", 1)[0].decode()
+            except BackendUnavailable:
+                raise
+            except BackendError as exc:  # one bad entry must not hold up the others
+                log.warning("outcome of job %s for its parent not applied: %s", child_id, exc)
         return applied
 
     async def _settle(self, child_id: str, parent_id: str) -> int:

@@ -251,7 +251,8 @@ class SQLiteBackend(SQLiteTransitions):
                 (len(ids),),
             ).fetchone()
             conn.executemany(
-                "UPDATE jobs SET state = 'waiting', seq = ?, run_at = ?, attempts = 0,"
+                "UPDATE jobs SET state = CASE WHEN pending > 0 THEN 'waiting_children'"
+                " ELSE 'waiting' END, seq = ?, run_at = ?, attempts = 0,"
                 " stalls = 0, error = NULL, traceback = NULL, result = NULL, progress = 0,"
                 " progress_detail = NULL, started_at = NULL, finished_at = NULL,"
                 " worker_id = NULL WHERE id = ?",
@@ -286,16 +287,16 @@ class SQLiteBackend(SQLiteTransitions):
         def op(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
                 "DELETE FROM jobs WHERE id = ? AND state != 'active'"
-                " RETURNING parent_id, task, state, on_failure",
+                " RETURNING parent_id, task, state, on_failure, created_at",
                 (job_id,),
             ).fetchone()
             if row is None:
                 return False
-            parent_id, task, state, policy = row
+            parent_id, task, state, policy, created_at = row
             if parent_id is not None and not JobState(state).finished:  # its parent waits for it
-                now = self.clock.now_ms()
-                flows.record(conn, parent_id, job_id, task, "cancelled", None, "removed",
-                             policy, now)  # fmt: skip
+                outcome = flows.Outcome(job_id, task, "cancelled", None, "removed", policy,
+                                        created_at)  # fmt: skip
+                flows.record(conn, parent_id, outcome, self.clock.now_ms())
             return True
 
         return await self._write(op)

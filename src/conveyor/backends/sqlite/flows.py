@@ -7,54 +7,72 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from conveyor.backends.base import NewJob
+
+
+class Outcome(NamedTuple):
+    """How a child ended, as its parent records it."""
+
+    child_id: str
+    task: str
+    state: str  # completed, failed or cancelled
+    result: bytes | None
+    error: str | None
+    policy: str  # its on_failure
+    created_at: int  # a flow's jobs share it: a parent by the same id but not of this flow differs
 
 
 def settle(conn: sqlite3.Connection, child_id: str, now: int) -> None:
     """The child just finished (its row says how): tell its parent, if any."""
     row = conn.execute(
-        "SELECT parent_id, on_failure, task, state, result, error FROM jobs WHERE id = ?",
+        "SELECT parent_id, task, state, result, error, on_failure, created_at FROM jobs"
+        " WHERE id = ?",
         (child_id,),
     ).fetchone()
     if row is not None and row[0] is not None:
-        parent_id, policy, task, state, result, error = row
-        record(conn, parent_id, child_id, task, state, result, error, policy, now)
+        record(conn, row[0], Outcome(child_id, *row[1:]), now)
 
 
-def record(
-    conn: sqlite3.Connection, parent_id: str, child_id: str, task: str, state: str,
-    result: bytes | None, error: str | None, policy: str, now: int,
-) -> None:  # fmt: skip
-    """Keep the child's outcome for its parent and apply it, once."""
-    ignored = state != "completed" and policy == "ignore"
-    values = (task, state, result, error, ignored)
+def record(conn: sqlite3.Connection, parent_id: str, outcome: Outcome, now: int) -> None:
+    """Keep the child's outcome for its parent and apply it, once. A parent
+    that is gone, or another job that took its id since, hears nothing."""
+    parent = conn.execute("SELECT created_at FROM jobs WHERE id = ?", (parent_id,)).fetchone()
+    if parent is None or parent[0] != outcome.created_at:
+        return
+    child, task, state, result, error, policy, _ = outcome
+    values = (task, state, result, error, state != "completed" and policy == "ignore")
     if conn.execute(
         "UPDATE job_outcomes SET task = ?, state = ?, result = ?, error = ?, ignored = ?"
         " WHERE parent_id = ? AND child_id = ?",
-        (*values, parent_id, child_id),
+        (*values, parent_id, child),
     ).rowcount:
         return  # retried by hand and finished again: the parent sees the new outcome
     conn.execute(
         "INSERT INTO job_outcomes (task, state, result, error, ignored, parent_id, child_id)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (*values, parent_id, child_id),
+        (*values, parent_id, child),
     )
-    if state == "completed" or policy != "fail":
-        conn.execute(
-            "UPDATE jobs SET pending = pending - 1, run_at = ?,"
-            " state = CASE WHEN pending <= 1 THEN 'waiting' ELSE state END"
-            " WHERE id = ? AND state = 'waiting_children'",
-            (now, parent_id),
-        )
+    # One child fewer unfinished, whatever the parent's state: a parent retried
+    # by hand waits again for those still running.
+    (parent_state, pending) = conn.execute(
+        "UPDATE jobs SET pending = pending - 1 WHERE id = ? RETURNING state, pending",
+        (parent_id,),
+    ).fetchone()
+    if parent_state != "waiting_children":
         return
-    failed = conn.execute(
-        "UPDATE jobs SET state = 'failed', finished_at = ?, error = ?"
-        " WHERE id = ? AND state = 'waiting_children'",
-        (now, f"child {child_id} {state}: {error}", parent_id),
-    ).rowcount
-    if failed:
-        settle(conn, parent_id, now)  # the parent may be a child itself
+    if state == "completed" or policy != "fail":
+        if pending <= 0:
+            conn.execute(
+                "UPDATE jobs SET state = 'waiting', run_at = ? WHERE id = ?", (now, parent_id)
+            )
+        return
+    conn.execute(
+        "UPDATE jobs SET state = 'failed', finished_at = ?, error = ? WHERE id = ?",
+        (now, f"child {child} {state}: {error}", parent_id),
+    )
+    settle(conn, parent_id, now)  # the parent may be a child itself
 
 
 def existing(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> set[str]:

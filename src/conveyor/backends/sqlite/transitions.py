@@ -104,9 +104,9 @@ def _add_with_dedup(
         elif job.debounce and entry is not None:
             conn.execute(
                 "DELETE FROM jobs WHERE id = ? AND state IN ('delayed', 'waiting')"
-                " AND started_at IS NULL",
+                " AND started_at IS NULL AND parent_id IS NULL AND children = 0",
                 (entry[0],),
-            )  # its logs go with it (trigger jobs_delete_logs)
+            )  # its logs go with it (trigger jobs_delete_logs); a flow's job is not the key's
         conn.execute(INSERT_JOB, row)
         conn.execute(
             "INSERT INTO dedup_keys (key, job_id, until) VALUES (?, ?, ?) ON CONFLICT (key)"
@@ -245,12 +245,12 @@ class SQLiteTransitions(Backend):
                     job.group, parent, None if parent is None else job.on_failure,
                     job.children, job.children, int(job.pipe),
                 ))  # fmt: skip
+            if flows.is_flow(jobs) and flows.existing(conn, jobs):
+                return [(job.id, False) for job in jobs]  # a flow is added whole or not at all
             conn.executemany(
                 "INSERT OR IGNORE INTO queues (name) VALUES (?)",
                 [(q,) for q in {job.queue for job in jobs}],
             )
-            if flows.is_flow(jobs) and flows.existing(conn, jobs):
-                return [(job.id, False) for job in jobs]  # a flow is added whole or not at all
             added = _add(conn, jobs, rows, now)
             if any(job.group is not None for job in jobs):
                 _count_group_jobs(conn, rows, added)

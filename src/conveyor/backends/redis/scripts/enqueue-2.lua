@@ -73,8 +73,10 @@ local function replace(old, entry)
   else
     return  -- unreachable: the key names a job peeked or added here
   end
-  local job = redis.call('HMGET', job_key, 'state', 'started_at')
-  if (job[1] == 'waiting' or job[1] == 'delayed') and not job[2] then
+  local job = redis.call('HMGET', job_key, 'state', 'started_at', 'parent', 'pending')
+  -- A flow's job is never the key's (a flow has no dedup keys): it only took its id.
+  if (job[1] == 'waiting' or job[1] == 'delayed') and not job[2] and not job[3]
+      and not job[4] then
     from_waiting(job_key, old, waiting, gwaiting, groups)
     redis.call('ZREM', delayed, old)
     redis.call('DEL', job_key)

@@ -12,21 +12,26 @@
 -- parent failed (its own outcome is due now, if it has a parent).
 local entry = redis.call('HGET', KEYS[1], ARGV[2])
 if not entry then return 0 end
-local e = split(entry, 6)  -- parent, state, policy, task, error, result
+local e = split(entry, 7)  -- parent, state, policy, task, created_at, result, error
 if e[1] ~= ARGV[3] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[2])
-local parent = redis.call('HMGET', KEYS[3], 'state')
-if not parent[1] then return 1 end  -- the parent is gone: nobody to tell
+local parent = redis.call('HMGET', KEYS[3], 'state', 'created_at')
+-- The parent is gone, or another job has taken its id since: nobody to tell.
+if not parent[1] or parent[2] ~= e[5] then return 1 end
 local state, policy = e[2], e[3]
 local ignored = '0'
 if state ~= 'completed' and policy == 'ignore' then ignored = '1' end
 local again = redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1
-redis.call('HSET', KEYS[2], ARGV[2], table.concat({state, ignored, e[4], e[5], e[6]}, '\0'))
+redis.call('HSET', KEYS[2], ARGV[2], table.concat({state, ignored, e[4], e[6], e[7]}, '\0'))
 -- A child retried by hand and finished again only updates what the parent sees.
-if again or parent[1] ~= 'waiting_children' then return 1 end
+if again then return 1 end
+-- One child fewer unfinished, whatever the parent's state: a parent retried
+-- by hand waits again for those still running.
+local pending = redis.call('HINCRBY', KEYS[3], 'pending', -1)
+if parent[1] ~= 'waiting_children' then return 1 end
 local now = now_ms(ARGV[1])
 if state == 'completed' or policy ~= 'fail' then
-  if redis.call('HINCRBY', KEYS[3], 'pending', -1) <= 0 then
+  if pending <= 0 then
     redis.call('HSET', KEYS[3], 'state', 'waiting', 'run_at', now)
     redis.call('ZREM', KEYS[8], ARGV[3])
     to_waiting(KEYS[3], ARGV[3], KEYS[4], KEYS[5], KEYS[6])
@@ -34,7 +39,7 @@ if state == 'completed' or policy ~= 'fail' then
   end
   return 1
 end
-local error = 'child ' .. ARGV[2] .. ' ' .. state .. ': ' .. e[5]
+local error = 'child ' .. ARGV[2] .. ' ' .. state .. ': ' .. e[7]
 redis.call('HSET', KEYS[3], 'state', 'failed', 'finished_at', now, 'error', error)
 redis.call('ZREM', KEYS[8], ARGV[3])
 redis.call('ZADD', KEYS[9], now, ARGV[3])

@@ -1,7 +1,8 @@
 -- Send a failed (or cancelled) job back to waiting with fresh attempts.
 -- KEYS[1] job hash, KEYS[2] failed, KEYS[3] cancelled, KEYS[4] waiting, KEYS[5] marker,
 -- KEYS[6] seq counter, KEYS[7] retention set (task, failed), KEYS[8] ... (task, cancelled),
--- KEYS[9] gwaiting, KEYS[10] groups.
+-- KEYS[9] gwaiting, KEYS[10] groups, KEYS[11] waiting_children.
+-- A flow's parent with children still unfinished waits for them again.
 -- ARGV[1] clock offset ms, ARGV[2] retention member, ARGV[3] '1' to accept cancelled jobs,
 -- ARGV[4] job id.
 -- Returns: 1 moved, 0 not failed (or cancelled) or missing.
@@ -17,6 +18,11 @@ redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZREM', KEYS[7], ARGV[2])
 redis.call('ZREM', KEYS[8], ARGV[2])
+if tonumber(redis.call('HGET', KEYS[1], 'pending') or 0) > 0 then
+  redis.call('HSET', KEYS[1], 'state', 'waiting_children')
+  redis.call('ZADD', KEYS[11], now, id)
+  return 1
+end
 to_waiting(KEYS[1], id, KEYS[4], KEYS[9], KEYS[10])
 wake(KEYS[5])
 return 1
