@@ -41,3 +41,16 @@ async def extend(app: Conveyor, leases: Sequence[tuple[str, str]], lease_ms: int
     return await asyncio.to_thread(
         lambda: app.backend.extend_leases_blocking(leases=leases, lease_ms=lease_ms)
     )
+
+
+def count_claims(app: Conveyor) -> list[int]:
+    """Count the app's claims from now on (``[n]``): the real backend's, wrapped."""
+    claims = [0]
+    real = app.backend.claim
+
+    async def counting(**kwargs: Any) -> Any:
+        claims[0] += 1
+        return await real(**kwargs)
+
+    app.backend.claim = counting  # type: ignore[method-assign]
+    return claims

@@ -6,24 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from conveyor import Conveyor, JobState
 
 from ..conftest import StartWorker
-from .conftest import claim
-
-
-def _count_claims(app: Conveyor) -> list[int]:
-    claims = [0]
-    real = app.backend.claim
-
-    async def counting(**kwargs: Any) -> Any:
-        claims[0] += 1
-        return await real(**kwargs)
-
-    app.backend.claim = counting  # type: ignore[method-assign]
-    return claims
+from .conftest import claim, count_claims
 
 
 async def test_busy_groups_at_their_limit_do_not_wake_an_idle_worker(
@@ -36,7 +23,7 @@ async def test_busy_groups_at_their_limit_do_not_wake_an_idle_worker(
     await app.enqueue_many([work.configure(group="g").call(i) for i in range(5)])
     held = await claim(app, limit=1, worker="elsewhere")  # g is at its limit from now on
     assert len(held) == 1
-    claims = _count_claims(app)
+    claims = count_claims(app)
     await start_worker(concurrency=2)
     async with Conveyor(store_url) as other:  # another process's commits, for nothing here
         busy = other.task(name="busy")(work.fn)
