@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import time
 from collections import Counter
 
@@ -15,11 +14,10 @@ from conveyor import Conveyor
 
 from ..processes import Workers, exited
 
-FULL = os.environ.get("CONVEYOR_CHAOS") == "full"
-RUN_S = 60.0 if FULL else 20.0  # the 60 s in full mode
+RUN_S = 60.0  # the 60 s: 12 ticks of a 5 s cron, one more or less by phase
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(150)
 async def test_three_workers_fire_a_five_second_cron_once_per_tick(
     app: Conveyor, workers: Workers
 ) -> None:
@@ -36,8 +34,7 @@ async def test_three_workers_fire_a_five_second_cron_once_per_tick(
     runs = Counter(e[1] for e in workers.events() if e[0] == "start")
     ticks = [job_id for job_id in runs if job_id.startswith(f"{schedule.id}@")]
     assert ticks and all(runs[t] == 1 for t in ticks), runs  # never twice for one tick
-    expected = elapsed / 5
-    assert abs(len(ticks) - expected) <= 1.5, (len(ticks), expected)
+    assert 11 <= len(ticks) <= 13, (len(ticks), elapsed)
     tick_times = sorted(int(t.split("@")[1]) for t in ticks)
     assert all(t % 5000 == 0 for t in tick_times)  # on the 5 s marks
     assert all(b - a == 5000 for a, b in itertools.pairwise(tick_times))
