@@ -13,8 +13,9 @@ import msgspec
 
 from conveyor.backends.base import QueueInfo, WorkerInfo
 from conveyor.backends.redis.claims import group_candidates
+from conveyor.backends.redis.connection import mapped_errors
 from conveyor.backends.redis.record import FIELDS, job_from_fields, retention_member
-from conveyor.backends.redis.transitions import BATCH, RedisTransitions, mapped_errors
+from conveyor.backends.redis.transitions import BATCH, RedisTransitions
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, from_ms
 from conveyor.limits import Limits, Rate
 from conveyor.schedule import Schedule

@@ -11,6 +11,7 @@ is by primary key, whatever the rate.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -22,9 +23,13 @@ from conveyor.backends.sqlite import flows
 
 PROMOTE_BATCH = 1000
 
+# The queues of a claim that have anything to look at: a pause, a limit, a
+# hold or groups. The others (the common case) go straight to their jobs.
 _QUEUE = (
     "SELECT name, paused, max_active, rate_max, rate_ms, blocked_until, group_max_active,"
-    " group_rate_max, group_rate_ms, turn FROM queues WHERE name IN ({})"
+    " group_rate_max, group_rate_ms, turn FROM queues WHERE name IN ({}) AND (paused"
+    " OR max_active IS NOT NULL OR rate_max IS NOT NULL OR blocked_until > ?"
+    " OR EXISTS (SELECT 1 FROM groups AS g WHERE g.queue = queues.name AND g.waiting > 0))"
 )
 _GROUPS = (
     "SELECT name, turn, waiting, active, max_active, rate_max, rate_ms, blocked_until"
@@ -38,6 +43,18 @@ _GROUP_JOBS = (
     "SELECT priority, seq, id, expires_at FROM jobs WHERE state = 'waiting' AND queue = ?"
     " AND grp = ? ORDER BY priority DESC, seq LIMIT ?"
 )
+
+
+_LEASE = (
+    "UPDATE jobs SET state = 'active', token = lower(hex(randomblob(8))),"
+    " attempts = attempts + 1, lease_expires_at = ?, worker_id = ?, started_at = ?,"
+    f" expires_at = NULL WHERE id IN ({{}}) RETURNING lease_expires_at, token, {COLUMNS}"
+)
+
+
+@functools.cache
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
 
 
 class Candidate(NamedTuple):
@@ -119,34 +136,32 @@ class Claim:
             " WHERE state = 'delayed' AND run_at <= ? ORDER BY run_at LIMIT ?)",
             (now, PROMOTE_BATCH),
         )
-        marks = ",".join("?" * len(queues))
-        settings = {row[0]: row for row in conn.execute(_QUEUE.format(marks), tuple(queues))}
+        marks = _marks(len(queues))
+        settings = {row[0]: row for row in conn.execute(_QUEUE.format(marks), (*queues, now))}
         lists = [self._queue(q, settings.get(q), limit) for q in queues]
         expired = [c.id for jobs in lists for c in jobs if c.expires_at is not None
                    and c.expires_at <= now]  # fmt: skip
-        conn.executemany(
-            "UPDATE jobs SET state = 'cancelled', error = 'expired', finished_at = ?,"
-            " expires_at = NULL WHERE id = ?",
-            [(now, id_) for id_ in expired],
-        )
-        for id_ in expired:
-            flows.settle(conn, id_, now)
-        live = [[c for c in jobs if c.expires_at is None or c.expires_at > now] for jobs in lists]
-        chosen = claiming.merge_queues(live, lambda c: (-c.priority, c.seq))[:limit]
+        if expired:
+            conn.executemany(
+                "UPDATE jobs SET state = 'cancelled', error = 'expired', finished_at = ?,"
+                " expires_at = NULL WHERE id = ?",
+                [(now, id_) for id_ in expired],
+            )
+            for id_ in expired:
+                flows.settle(conn, id_, now)
+            lists = [[c for c in jobs if c.id not in expired] for jobs in lists]
+        chosen = claiming.merge_queues(lists, lambda c: (-c.priority, c.seq))[:limit]
         if not chosen:
             self._note(conn.execute(
                 f"SELECT min(run_at) FROM jobs WHERE state = 'delayed' AND queue IN ({marks})",
                 tuple(queues),
             ).fetchone()[0])  # fmt: skip
             return []
-        self._account(chosen, settings)
+        if self.windows or self.rotated:
+            self._account(chosen)
         ids = [c.id for c in chosen]
         rows = conn.execute(
-            "UPDATE jobs SET state = 'active', token = lower(hex(randomblob(8))),"
-            " attempts = attempts + 1, lease_expires_at = ?, worker_id = ?, started_at = ?,"
-            f" expires_at = NULL WHERE id IN ({','.join('?' * len(ids))})"
-            f" RETURNING lease_expires_at, token, {COLUMNS}",
-            (now + lease_ms, worker_id, now, *ids),
+            _LEASE.format(_marks(len(ids))), (now + lease_ms, worker_id, now, *ids)
         ).fetchall()
         order = {id_: i for i, id_ in enumerate(ids)}
         rows.sort(key=lambda row: order[row[2]])
@@ -185,7 +200,7 @@ class Claim:
                     self.held[queue] = self.retry_at
         if room <= 0:
             return []
-        members = self._members(queue, settings, room)
+        members = [] if settings is None else self._members(queue, settings, room)
         if not members:
             return _candidates(conn.execute(_PLAIN, (queue, room)), queue, None)
         self.rotated.add(queue)
@@ -206,9 +221,7 @@ class Claim:
         first = rows.fetchone()
         if first is None:
             return []
-        group_max, group_rate_max, group_rate_ms, plain_turn = (
-            settings[6:] if settings is not None else (None, None, None, 0)
-        )
+        group_max, group_rate_max, group_rate_ms, plain_turn = settings[6:]
         for row in (first, *rows):
             name, turn, waiting, active, max_active, rate_max, rate_ms, blocked = row
             if blocked is not None and blocked > now:
@@ -240,7 +253,7 @@ class Claim:
             members.sort(key=lambda m: m.turn)
         return members
 
-    def _account(self, chosen: Sequence[Candidate], settings: dict[str, Any]) -> None:
+    def _account(self, chosen: Sequence[Candidate]) -> None:
         """Log the starts against their rate windows and move the served
         members of grouped queues to the back of their rotation."""
         conn, now = self.conn, self.now

@@ -1,0 +1,223 @@
+"""The Redis store's connection: URLs, clients, loading and calling the Lua
+scripts (with NOSCRIPT reloads and driver errors mapped to Conveyor's), the
+server's clock, and reading a job's queue and task. The module docstring of
+``transitions.py`` describes the store as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
+
+from conveyor.backends import retention as retention_
+from conveyor.backends.base import Backend
+from conveyor.backends.redis import claims, renewal, wire
+from conveyor.backends.redis.batch import Batch, map_error
+from conveyor.backends.redis.keys import Keys
+from conveyor.backends.redis.record import identity_of
+from conveyor.backends.redis.scripts import Code, Scripts
+from conveyor.clock import Clock
+from conveyor.errors import BackendError, ConfigurationError
+
+log = logging.getLogger("conveyor.redis")
+
+NOSCRIPT_TRIES = 5
+RETRIES = 2  # quick retries of a command whose connection broke
+CLUSTER_IN_FLIGHT = 64  # script calls out at once on a Cluster (see _run)
+COMPLETE_KEYS = 6  # keys per job of the complete script, which takes many jobs
+BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
+
+
+@contextlib.asynccontextmanager
+async def mapped_errors() -> AsyncIterator[None]:
+    """Driver errors become Conveyor's (``BackendUnavailable`` when unreachable)."""
+    try:
+        yield
+    except (redis_errors.RedisError, OSError) as exc:
+        raise map_error(exc) from exc
+
+
+def parse_url(url: str) -> tuple[str, str, bool]:
+    """The URL for redis-py, the key namespace, and whether it is a Cluster."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigurationError(f"expected redis://, rediss:// or unix://, got {url!r}")
+    query = parse_qs(parts.query)
+    namespace = query.pop("namespace", ["conveyor"])[0]
+    if not namespace or any(c in namespace for c in "{}\0"):
+        raise ConfigurationError(f"namespace must be non-empty without braces: {url!r}")
+    cluster = query.pop("cluster", ["false"])[0].lower() in ("1", "true", "yes")
+    rest = urlencode({k: v[0] for k, v in query.items()})
+    return urlunsplit(parts._replace(query=rest)), namespace, cluster
+
+
+class RedisConnection(Backend):
+    """Connection and scripts; ``RedisTransitions`` adds every state change."""
+
+    def __init__(self, url: str, *, clock: Clock | None = None) -> None:
+        super().__init__(clock=clock)
+        self.url = url
+        self._redis_url, namespace, self._cluster = parse_url(url)
+        self.keys = Keys(namespace)
+        self._client: aioredis.Redis | None = None
+        self._blocking: aioredis.Redis | None = None
+        self._scripts: Scripts | None = None
+        self._batch: Batch | None = None
+        self._owned: dict[str, tuple[str, str]] = {}  # job id -> (queue, task), claimed here
+        self._lease_queues: dict[str, str] = {}  # job id -> queue, of the last expired_leases
+        # Per set of queues (workers of one app share this backend): when a
+        # limit the last claim met frees.
+        self._retry_at: dict[tuple[str, ...], int | None] = {}
+        # redis-py's cluster client fails a call past 100 connections per node
+        # instead of waiting for one: keep script calls well below that.
+        self._in_flight = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
+        self._trims = retention_.TrimSchedule()
+        self._renewer = renewal.BlockingRenewer(
+            self._redis_url, cluster=self._cluster, keys=self.keys
+        )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self._client is not None:
+            return
+        kind: Any = RedisCluster if self._cluster else aioredis.Redis
+        # Pooled connections die with a restarted server; a couple of quick
+        # retries hide that. Safe: every write is fenced by a token or
+        # idempotent by job id, so a repeat changes nothing twice.
+        retry: dict[str, Any] = dict(
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES),
+            retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
+        )
+        client = self._from_url(kind, socket_timeout=10.0, **retry)
+        async with mapped_errors():
+            await client.ping()
+        self._client = client
+        # Blocking waits get connections of their own, with a socket timeout
+        # above the longest block, so a half-open connection cannot hang them.
+        self._blocking = self._from_url(kind, socket_timeout=BLOCK_MAX_S + 5.0, **retry)
+        self._scripts = Scripts(client)
+        if not self._cluster:  # redis-py's cluster pipelines cannot carry scripts
+            async with mapped_errors():
+                await self._scripts.load(client)
+            complete = self._scripts["complete"]
+            self._batch = Batch(client, self._call, merged={complete.sha: COMPLETE_KEYS})
+        await self._check_config()
+
+    def _from_url(self, kind: Any, **kwargs: Any) -> Any:
+        client = kind.from_url(self._redis_url, **kwargs)
+        if not self._cluster:
+            # redis-py's from_url lets the URL's scheme choose the connection
+            # class (SSLConnection for rediss://, UnixDomainSocketConnection for
+            # unix://) over a connection_class keyword: set ours on the still
+            # empty pool, so every scheme gets the faster wire.
+            scheme = self._redis_url.split(":", 1)[0]
+            client.connection_pool.connection_class = wire.connection_class(scheme)
+        return client
+
+    async def _check_config(self) -> None:
+        """Warn once when Redis may drop acknowledged jobs (eviction, no persistence)."""
+        try:
+            policy = (await self.client.config_get("maxmemory-policy")).get("maxmemory-policy")
+            persistence = await self.client.config_get("appendonly")
+            saves = await self.client.config_get("save")
+        except redis_errors.RedisError:  # CONFIG may be disabled (managed Redis)
+            return
+        if policy not in (b"noeviction", "noeviction"):
+            self.warnings.append(f"maxmemory-policy is {policy!r}: Redis may evict jobs")
+        aof = persistence.get("appendonly") in (b"yes", "yes")
+        if not aof and not saves.get("save"):
+            self.warnings.append("persistence is off: a Redis restart loses every job")
+        for warning in self.warnings:
+            log.warning("%s (%s)", warning, self.url)
+
+    async def close(self) -> None:
+        client, blocking = self._client, self._blocking
+        self._client = self._blocking = None
+        self._batch = None
+        for c in (client, blocking):
+            if c is not None:
+                await c.aclose()
+        self._renewer.close()
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise BackendError("redis backend is not connected")
+        return self._client
+
+    @property
+    def scripts(self) -> Scripts:
+        if self._scripts is None:
+            raise BackendError("redis backend is not connected")
+        return self._scripts
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if self._client is None:
+            await self.connect()
+        script = self.scripts[name]
+        if self._batch is not None:
+            return await self._batch.run(script, keys, args)
+        async with self._in_flight:  # Cluster: no pipelines of scripts, one connection each
+            return await self._call(script, keys, args)
+
+    async def _call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """One script call on its own, reloading the script if the server lost it."""
+        async with mapped_errors():
+            for attempt in range(NOSCRIPT_TRIES):
+                try:
+                    return await script(keys=keys, args=args)
+                except redis_errors.NoScriptError:
+                    # redis-py reloads once; the cache may be flushed again meanwhile
+                    # (restarts, failovers, SCRIPT FLUSH in a loop).
+                    if attempt == NOSCRIPT_TRIES - 1:
+                        raise
+
+    async def _fenced(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> bool:
+        """Run a script that answers ``Code.DONE`` or ``Code.STALE``."""
+        return int(await self._run(name, keys, args)) == Code.DONE
+
+    @property
+    def _offset(self) -> int:
+        return self.clock.offset_ms
+
+    async def _now(self) -> int:
+        """The time on the server holding the namespace, plus the test offset, in ms."""
+        keys, args = claims.peek_call(self.keys, [], self._offset, 0)
+        now, _ = claims.parse_peek(await self._run("peek", keys, args))
+        return now
+
+    async def _identity(self, job_id: str) -> tuple[str, str] | None:
+        """A job's queue and task (immutable), from memory or the store."""
+        known = self._owned.get(job_id)
+        if known is not None:
+            return known
+        if self._client is None:
+            await self.connect()
+        async with mapped_errors():
+            data = await self.client.hget(self.keys.job(job_id), "data")
+        return None if data is None else identity_of(data)
+
+    async def _identities(self, job_ids: Sequence[str]) -> list[tuple[str, str] | None]:
+        """Each job's (queue, task), or None for a job that is gone."""
+        async with mapped_errors(), self.client.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(self.keys.job(job_id), "data")
+            return [identity_of(d) if d else None for d in await pipe.execute()]
+
+    async def _queue_names(self) -> list[str]:
+        if self._client is None:
+            await self.connect()
+        async with mapped_errors():
+            return sorted(q.decode() for q in await self.client.hkeys(self.keys.queues))
