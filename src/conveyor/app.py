@@ -292,7 +292,8 @@ class Conveyor:
         ``"100/m"`` (a sliding window; see ``conveyor.limits``). A limit not
         given stays as it is; ``None`` lifts it (a group's own then falls back
         to the queue's default for groups). A worker that finds a queue full
-        claims from it again when a job of it ends."""
+        claims from it again when a job of it ends (on Redis, within about a
+        second, unless it ended on that worker)."""
         queue = validate.name("queue", queue)
         if group is not None and group != EVERY_GROUP:
             group = group_name(group)

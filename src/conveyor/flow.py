@@ -45,8 +45,8 @@ outcomes change nothing, not even for a new job that takes the parent's
 id). A parent retried by hand waits again for children still unfinished. A
 child retried by hand after its parent heard of it replaces the outcome the
 parent sees, if the parent has not run yet, but cannot undo what its failure
-did. A parent failed by a child is not trimmed by its task's retention until
-one of its task's own jobs fails (and so counts toward it then). On Redis a finished child's outcome
+did. A parent failed by a child is trimmed by its task's retention only when
+one of that task's own jobs fails later. On Redis a finished child's outcome
 reaches its parent a moment after the child's own transition (a record
 written in that same step, applied by the worker that finished the child or
 by any worker within a second); on SQLite, in the same transaction.

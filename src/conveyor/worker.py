@@ -28,6 +28,12 @@ until live workers have had a renewal interval to renew. Each reclaimed job
 gets a ``stalled: ...`` line in its log; one that stalls more than
 ``max_stalls`` times (default 1) fails with error ``stalled``.
 
+A job that raises ``RateLimited`` goes back to ``waiting`` with no attempt
+spent, holding its queue or group in the same step. A flow's parent gets its
+children's outcomes before it runs (a chain step its first argument), and a
+child that finished hands its outcome to its parent at once; every worker
+also applies any outcome left over about once a second (``conveyor.flow``).
+
 Shutdown (``stop()``, SIGTERM, SIGINT): no new claims; running jobs get
 ``shutdown_grace_s`` to finish; whatever still runs then is cancelled and its
 job released back to ``waiting`` (no attempt, no stall counted).
@@ -362,6 +368,7 @@ class Worker:
             running.finishing = True
             self._finishing += 1
             self._slot_free.set()
+        finished = True  # completed, or failed for good: a flow's parent hears of it
         if isinstance(outcome, bytes):
             retention = job.options.keep_completed
 
@@ -370,6 +377,7 @@ class Worker:
                     job_id=job.id, token=claimed.token, result=outcome, retention=retention
                 )
         elif isinstance(outcome, RateLimited):
+            finished = False
             held = "group" if outcome.group and job.group is not None else "queue"
             log.info("job %s rate limited (%s): back to waiting, its %s held for %.2fs",
                      job.id, outcome, held, outcome.delay)  # fmt: skip
@@ -384,6 +392,7 @@ class Worker:
             error = f"{type(outcome).__name__}: {outcome}"
             trace = "".join(traceback.format_exception(outcome))
             retry_in = self._retry_delay(claimed, outcome)
+            finished = retry_in is None
             if retry_in is None:
                 log.warning("job %s failed (attempt %d): %s", job.id, job.attempts, error)
             else:
@@ -396,7 +405,8 @@ class Worker:
                     retention=job.options.keep_failed,
                 )  # fmt: skip
 
-        if await self._write_final(job.id, context, write) and job.parent_id is not None:
+        written = await self._write_final(job.id, context, write)
+        if written and job.parent_id is not None and finished:
             await self._tell_parent(job.id)
 
     async def _write_final(

@@ -181,9 +181,9 @@ class Backend(abc.ABC):
         ``attempts + 1`` and a lease expiring ``lease_ms`` from now. Within
         a queue, jobs without a group go by priority (higher first), then
         FIFO (LIFO jobs first, newest first); in a queue with groups, the
-        groups and the jobs without one take turns (``claiming.rotation``),
-        each in that order. Across queues, each queue's next job competes by
-        priority, then FIFO.
+        groups and the jobs without one take turns (``conveyor.limits``;
+        ``claiming`` decides the order for every store), each in that order.
+        Across queues, each queue's next job competes by priority, then FIFO.
 
         No claim passes a limit (``set_limits``) of a queue or a group: its
         ``max_active``, its ``rate`` (every start is logged in the same step)
