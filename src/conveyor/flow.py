@@ -54,6 +54,7 @@ by any worker within a second); on SQLite, in the same transaction.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -127,6 +128,7 @@ def flatten(root: Flow) -> list[NewJob]:
     limits in the module docstring."""
     jobs: list[NewJob] = []
     seen: set[str] = set()
+    flow_id = os.urandom(8).hex()
 
     def walk(node: Flow, parent: NewJob | None, policy: OnFailure) -> None:
         job = node.job
@@ -142,7 +144,7 @@ def flatten(root: Flow) -> list[NewJob]:
             raise InvalidInput("pipe", "a piped step needs exactly one job before it")
         ref = None if parent is None else ParentRef(parent.id, parent.queue, parent.task)
         jobs.append(msgspec.structs.replace(
-            job, parent=ref, on_failure=policy, children=len(node.children)
+            job, parent=ref, on_failure=policy, children=len(node.children), flow_id=flow_id
         ))  # fmt: skip
         for child in node.children:
             walk(child, job, child.on_failure)

@@ -70,11 +70,13 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     group: str | None = None  # groups of a queue take turns (see ``conveyor.limits``)
     # Flows (``conveyor.flow``): the parent this job reports to and how its
     # failure counts there; how many children it waits for (> 0: it starts in
-    # ``waiting_children``); whether its first argument is its child's result.
+    # ``waiting_children``); whether its first argument is its child's result;
+    # the flow's own id (a parent hears only children of its own flow).
     parent: ParentRef | None = None
     on_failure: OnFailure = "fail"
     children: int = 0
     pipe: bool = False
+    flow_id: str | None = None  # shared by the jobs of one flow, and only by them
 
 
 class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):

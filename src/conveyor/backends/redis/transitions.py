@@ -92,7 +92,7 @@ class RedisTransitions(RedisConnection):
             row: list[Any] = [job.id, queues.setdefault(job.queue, len(queues)), job.priority,
                               int(job.lifo), job.delay_ms, job.run_at_ms, job.ttl_ms, job.group,
                               None if parent is None else parent.id, job.on_failure,
-                              job.children, job.task]  # fmt: skip
+                              job.children, job.task, job.flow_id]  # fmt: skip
             if job.dedup_key is not None:
                 row += [dedup.setdefault(job.dedup_key, len(dedup)), job.dedup_ttl_ms,
                         int(job.debounce)]  # fmt: skip

@@ -45,7 +45,7 @@ def add(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: int) -> list[tupl
         if insert is INSERT_JOB:
             parent = None if job.parent is None else job.parent.id
             row += (job.group, parent, None if parent is None else job.on_failure,
-                    job.children, job.children, int(job.pipe))  # fmt: skip
+                    job.children, job.children, int(job.pipe), job.flow_id)  # fmt: skip
         rows.append(row)
     if flow and flows.existing(conn, jobs):
         return [(job.id, False) for job in jobs]  # a flow is added whole or not at all
@@ -62,8 +62,8 @@ def add(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: int) -> list[tupl
 INSERT_JOB = (
     "INSERT INTO jobs (id, task, queue, state, priority, seq, run_at, payload,"
     " options, max_attempts, created_at, expires_at, grp, parent_id, on_failure, children,"
-    " pending, pipe)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING"
+    " pending, pipe, flow_id)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING"
 )
 INSERT_PLAIN_JOB = (
     "INSERT INTO jobs (id, task, queue, state, priority, seq, run_at, payload,"

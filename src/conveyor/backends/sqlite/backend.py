@@ -287,15 +287,15 @@ class SQLiteBackend(SQLiteTransitions):
         def op(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
                 "DELETE FROM jobs WHERE id = ? AND state != 'active'"
-                " RETURNING parent_id, task, state, on_failure, created_at",
+                " RETURNING parent_id, task, state, on_failure, flow_id",
                 (job_id,),
             ).fetchone()
             if row is None:
                 return False
-            parent_id, task, state, policy, created_at = row
+            parent_id, task, state, policy, flow_id = row
             if parent_id is not None and not JobState(state).finished:  # its parent waits for it
                 outcome = flows.Outcome(job_id, task, "cancelled", None, "removed", policy,
-                                        created_at)  # fmt: skip
+                                        flow_id)  # fmt: skip
                 flows.record(conn, parent_id, outcome, self.clock.now_ms())
             return True
 

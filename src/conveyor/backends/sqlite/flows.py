@@ -21,14 +21,13 @@ class Outcome(NamedTuple):
     result: bytes | None
     error: str | None
     policy: str  # its on_failure
-    created_at: int  # a flow's jobs share it: a parent by the same id but not of this flow differs
+    flow_id: str  # a parent by the same id but of another flow hears nothing
 
 
 def settle(conn: sqlite3.Connection, child_id: str, now: int) -> None:
     """The child just finished (its row says how): tell its parent, if any."""
     row = conn.execute(
-        "SELECT parent_id, task, state, result, error, on_failure, created_at FROM jobs"
-        " WHERE id = ?",
+        "SELECT parent_id, task, state, result, error, on_failure, flow_id FROM jobs WHERE id = ?",
         (child_id,),
     ).fetchone()
     if row is not None and row[0] is not None:
@@ -38,8 +37,8 @@ def settle(conn: sqlite3.Connection, child_id: str, now: int) -> None:
 def record(conn: sqlite3.Connection, parent_id: str, outcome: Outcome, now: int) -> None:
     """Keep the child's outcome for its parent and apply it, once. A parent
     that is gone, or another job that took its id since, hears nothing."""
-    parent = conn.execute("SELECT created_at FROM jobs WHERE id = ?", (parent_id,)).fetchone()
-    if parent is None or parent[0] != outcome.created_at:
+    parent = conn.execute("SELECT flow_id FROM jobs WHERE id = ?", (parent_id,)).fetchone()
+    if parent is None or parent[0] != outcome.flow_id:
         return
     child, task, state, result, error, policy, _ = outcome
     values = (task, state, result, error, state != "completed" and policy == "ignore")

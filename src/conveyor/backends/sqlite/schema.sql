@@ -26,10 +26,11 @@ CREATE TABLE jobs (
     created_at INTEGER NOT NULL,
     started_at INTEGER,
     finished_at INTEGER
-, expires_at INTEGER, grp TEXT, parent_id TEXT, on_failure TEXT, children INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, pipe INTEGER NOT NULL DEFAULT 0);
+, expires_at INTEGER, grp TEXT, parent_id TEXT, on_failure TEXT, children INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, pipe INTEGER NOT NULL DEFAULT 0, flow_id TEXT);
 -- (the ALTER TABLEs of 0004, 0008 and 0009 write it so. grp: the job's group;
 -- parent_id, on_failure: a flow's child, its parent and what its failure does
--- there; children, pending: a parent's children, and those not finished)
+-- there; children, pending: a parent's children, and those not finished;
+-- flow_id: shared by the jobs of one flow)
 
 CREATE INDEX jobs_waiting ON jobs (queue, priority DESC, seq) WHERE state = 'waiting' AND grp IS NULL;
 CREATE INDEX jobs_group_waiting ON jobs (queue, grp, priority DESC, seq)

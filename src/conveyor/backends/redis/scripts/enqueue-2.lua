@@ -9,9 +9,9 @@
 -- ARGV[1] clock offset ms, ARGV[2] number of queues (nq), ARGV[3 .. 2 + nq] their names,
 -- ARGV[3 + nq] a JSON array with per job [id, queue index (0-based), priority,
 --   lifo (0/1), delay_ms, run_at_ms or null, ttl_ms or null, group or null,
---   parent id or null, its policy, children, task] and, for a job with a dedup
---   key, 3 more: [dedup key index (0-based), throttle window ms or null,
---   debounce (0/1)],
+--   parent id or null, its policy, children, task, flow id or null] and, for
+--   a job with a dedup key, 3 more: [dedup key index (0-based), throttle
+--   window ms or null, debounce (0/1)],
 -- then per job j (0-based), ARGV[4 + nq + j]: its 'data' field, stored as given,
 -- then, only if a job has a dedup key, ARGV[4 + nq + n]: a JSON array with per
 --   dedup key [index of its hash in KEYS, id peeked in it ('' none, null not
@@ -90,13 +90,13 @@ for j = 1, n do
   local job = jobs[j]
   local id, q, priority = job[1], job[2], job[3]
   local job_key = KEYS[first_job_key + j - 1]
-  local entry, window = job[13] and dedup[job[13] + 1], job[14]
+  local entry, window = job[14] and dedup[job[14] + 1], job[15]
   if redis.call('EXISTS', job_key) == 1 then
     created[j] = 0
   elseif entry and window ~= cjson.null then
     local open = redis.call('HMGET', KEYS[entry[1]], 'job', 'until')
     if open[2] and tonumber(open[2]) > now then created[j] = open[1] end
-  elseif entry and job[15] == 1 then
+  elseif entry and job[16] == 1 then
     local old = redis.call('HGET', KEYS[entry[1]], 'job')
     if old then replace(old, entry) end
   end
@@ -120,6 +120,7 @@ for j = 1, n do
     if job[9] ~= cjson.null then
       redis.call('HSET', job_key, 'parent', job[9], 'policy', job[10], 'task', job[12])
     end
+    if job[13] ~= cjson.null then redis.call('HSET', job_key, 'flow', job[13]) end
     local k = 3 + 6 * q
     if state == 'waiting_children' then
       redis.call('HSET', job_key, 'pending', job[11])

@@ -134,11 +134,11 @@ end
 -- Flows. A flow's child has the fields 'parent', 'policy' and 'task'; when it
 -- finishes, the outcome it owes its parent is written to the outbox in that
 -- same step (settle-10.lua applies it to the parent): parent, state, policy,
--- task, created_at (a flow's jobs share it), result, then error, which may
+-- task, flow (the flow's id, shared by its jobs), result, then error, which may
 -- hold anything. An outcome not yet applied is not replaced by a later one
 -- (a child retried by hand and finished again first).
 local function child_done(job_key, id, state, error, result, outbox)
-  local f = redis.call('HMGET', job_key, 'parent', 'policy', 'task', 'created_at')
+  local f = redis.call('HMGET', job_key, 'parent', 'policy', 'task', 'flow')
   if f[1] then
     redis.call('HSETNX', outbox, id,
       table.concat({f[1], state, f[2], f[3], f[4], result or '', error or ''}, '\0'))

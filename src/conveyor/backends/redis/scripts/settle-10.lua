@@ -12,10 +12,10 @@
 -- parent failed (its own outcome is due now, if it has a parent).
 local entry = redis.call('HGET', KEYS[1], ARGV[2])
 if not entry then return 0 end
-local e = split(entry, 7)  -- parent, state, policy, task, created_at, result, error
+local e = split(entry, 7)  -- parent, state, policy, task, flow, result, error
 if e[1] ~= ARGV[3] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[2])
-local parent = redis.call('HMGET', KEYS[3], 'state', 'created_at')
+local parent = redis.call('HMGET', KEYS[3], 'state', 'flow')
 -- The parent is gone, or another job has taken its id since: nobody to tell.
 if not parent[1] or parent[2] ~= e[5] then return 1 end
 local state, policy = e[2], e[3]

@@ -7,6 +7,7 @@ ALTER TABLE jobs ADD COLUMN on_failure TEXT;
 ALTER TABLE jobs ADD COLUMN children INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN pipe INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN flow_id TEXT;
 CREATE INDEX jobs_waiting_children ON jobs (queue, created_at) WHERE state = 'waiting_children';
 
 CREATE TABLE job_outcomes (
