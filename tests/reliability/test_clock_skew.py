@@ -88,7 +88,7 @@ async def test_skewed_worker_clocks_change_nothing_on_redis(
     assert most == 3
 
     waited = runs[delayed.id][0] - delayed_at
-    assert 3.0 <= waited < 5.0, waited
+    assert 3.0 <= waited < 10.0, waited  # not early (+300 s) nor 300 s late (-300 s)
 
     ticks = sorted(int(i.split("@")[1]) for i in runs if i.startswith(f"{schedule.id}@"))
     assert abs(len(ticks) - elapsed / 5) <= 1.5, (len(ticks), elapsed)
