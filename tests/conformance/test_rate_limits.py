@@ -128,6 +128,7 @@ async def test_a_released_job_can_hold_its_queue_or_its_group(app: Conveyor) -> 
     assert await claim(app, limit=10) == []
     app.clock.advance(5.1)
     assert len(await claim(app, limit=10)) == 2
+    assert await app.limits("default") == {}  # a hold is not a limit
 
 
 async def test_a_stale_release_holds_nothing(app: Conveyor) -> None:

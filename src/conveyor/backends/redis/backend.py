@@ -188,7 +188,9 @@ class RedisBackend(RedisTransitions):
                 most, _, per_ms = values["r"].split(":")
                 rate = Rate(int(most), int(per_ms))
             active = values.get("a")
-            found[scope] = Limits(max_active=None if active is None else int(active), rate=rate)
+            limits = Limits(max_active=None if active is None else int(active), rate=rate)
+            if not limits.empty:  # a scope with only a hold ('h') has no limits
+                found[scope] = limits
         return found
 
     async def retry_jobs(self, *, job_ids: Sequence[str] | None, queue: str | None) -> int:

@@ -1,6 +1,6 @@
 """The Redis claim, in up to three round trips: a read-only look at the queues
-(``peek-4.lua``: holds, limits, rooms, the rotation of groups), for queues
-with groups a read of the allotted groups' first jobs, then ``claim-5.lua``,
+(``peek-3.lua``: holds, limits, rooms, the rotation of groups), for queues
+with groups a read of the allotted groups' first jobs, then ``claim-4.lua``,
 which leases the picked candidates in order and re-checks every one of them
 and every limit atomically. A stale look costs a skipped candidate, never a
 limit passed or a job claimed twice. The order of service is ``claiming``'s,
@@ -52,7 +52,7 @@ def queue_keys(keys: Keys, queue: str) -> list[str]:
 def peek_call(
     keys: Keys, queues: Sequence[str], offset: int, room: int
 ) -> tuple[list[str], list[Any]]:
-    script_keys = [keys.queues, keys.limits, keys.holds, keys.turns]
+    script_keys = [keys.queues, keys.limits, keys.turns]
     for queue in queues:
         script_keys += [keys.state(queue, "waiting"), keys.state(queue, "delayed"),
                         *queue_keys(keys, queue)]  # fmt: skip
@@ -139,7 +139,7 @@ def claim_call(
 ) -> tuple[list[str], list[Any]]:
     queues = list(dict.fromkeys(c.queue for c in chosen))
     index = {queue: i for i, queue in enumerate(queues)}
-    script_keys = [keys.queues, keys.limits, keys.holds, keys.turns, keys.seq]
+    script_keys = [keys.queues, keys.limits, keys.turns, keys.seq]
     for queue in queues:
         script_keys += [
             keys.state(queue, "waiting"), keys.queue(queue, "gwaiting"),

@@ -27,8 +27,8 @@ Layout (``P`` is ``cv:{namespace}``):
 - ``P:queues``: hash, queue name to paused flag.
 - ``P:limits``: hash of limits, per scope (``queue``, or ``queue \0 group``
   with group ``*`` the default of every group): ``scope \0 a`` max active,
-  ``scope \0 r`` ``max:window ms``.
-- ``P:holds``: hash, scope to the end (ms) of a hold set by a rate-limited job.
+  ``scope \0 r`` ``max:window ms:per ms``, ``scope \0 h`` the end (ms) of
+  a hold set by a rate-limited job.
 - ``P:turns``: hash, queue to the turn of its jobs without a group.
 - ``P:seq``: counter for FIFO order.
 - ``P:workers``: hash, worker id to its heartbeat JSON.
@@ -59,7 +59,6 @@ class Keys:
         self.queues = f"{self.prefix}:queues"
         self.workers = f"{self.prefix}:workers"
         self.limits = f"{self.prefix}:limits"
-        self.holds = f"{self.prefix}:holds"
         self.turns = f"{self.prefix}:turns"
         self.outbox = f"{self.prefix}:outbox"
         self.schedules = f"{self.prefix}:schedules"  # schedule id -> its JSON

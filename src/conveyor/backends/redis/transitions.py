@@ -342,7 +342,7 @@ class RedisTransitions(RedisConnection):
         k = self.keys
         keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "waiting"),
                 k.marker(queue), k.queue(queue, "gwaiting"), k.queue(queue, "groups"),
-                k.queue(queue, "gactive"), k.holds]  # fmt: skip
+                k.queue(queue, "gactive"), k.limits]  # fmt: skip
         args = [self._offset, token, job_id, "" if block_ms is None else block_ms,
                 int(block_group), queue]  # fmt: skip
         released = await self._fenced("release", keys, args)

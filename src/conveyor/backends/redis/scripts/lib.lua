@@ -64,16 +64,21 @@ local function to_waiting(job_key, id, waiting, gwaiting, groups)
   end
 end
 
--- Take a job out of its queue's waiting order; 1 if it was there.
-local function from_waiting(job_key, id, waiting, gwaiting, groups)
-  local j = redis.call('HMGET', job_key, 'group', 'priority', 'seq')
-  if not j[1] then return redis.call('ZREM', waiting, id) end
-  if redis.call('ZREM', gwaiting, group_member(j[1], j[2], j[3], id)) == 0 then return 0 end
-  local from, to = group_range(j[1])
+-- Take a job out of its queue's waiting order, given its group (false:
+-- none), priority and seq; 1 if it was there.
+local function leave_waiting(id, group, priority, seq, waiting, gwaiting, groups)
+  if not group then return redis.call('ZREM', waiting, id) end
+  if redis.call('ZREM', gwaiting, group_member(group, priority, seq, id)) == 0 then return 0 end
+  local from, to = group_range(group)
   if #redis.call('ZRANGEBYLEX', gwaiting, from, to, 'LIMIT', 0, 1) == 0 then
-    redis.call('ZREM', groups, j[1])
+    redis.call('ZREM', groups, group)
   end
   return 1
+end
+
+local function from_waiting(job_key, id, waiting, gwaiting, groups)
+  local j = redis.call('HMGET', job_key, 'group', 'priority', 'seq')
+  return leave_waiting(id, j[1], j[2], j[3], waiting, gwaiting, groups)
 end
 
 -- A job of 'group' (false: none) leaves 'active': its group counts one fewer.
@@ -84,24 +89,35 @@ local function left_active(group, gactive)
 end
 
 -- Limits. The limits hash has per scope (a queue, or queue NUL group, where
--- group '*' is every group's default) the fields scope NUL 'a' (max active)
--- and scope NUL 'r' ('max:window ms:per ms', the window being the span
--- starts are kept apart by: per and a margin, see limits.py).
--- Returns max active, rate max, window ms.
-local function scope_limits(limits, scope)
-  local v = redis.call('HMGET', limits, scope .. '\0a', scope .. '\0r')
-  local rate_max, rate_ms
-  if v[2] then rate_max, rate_ms = string.match(v[2], '^(%d+):(%d+):') end
-  return tonumber(v[1]), tonumber(rate_max), tonumber(rate_ms)
+-- group '*' is every group's default) the fields scope NUL 'a' (max active),
+-- scope NUL 'r' ('max:window ms:per ms', the window being the span starts
+-- are kept apart by: per and a margin, see limits.py) and scope NUL 'h' (the
+-- end of a hold set by a job that was rate limited).
+local function parse_rate(r)
+  if not r then return nil, nil end
+  local rate_max, rate_ms = string.match(r, '^(%d+):(%d+):')
+  return tonumber(rate_max), tonumber(rate_ms)
 end
 
--- A group's limits: its own, each falling back to the queue's default for groups.
-local function group_limits(limits, queue, group)
-  local a, r, w = scope_limits(limits, queue .. '\0' .. group)
-  local da, dr, dw = scope_limits(limits, queue .. '\0*')
-  if a == nil then a = da end
-  if r == nil then r, w = dr, dw end
-  return a, r, w
+local function hold_ahead(h, now)
+  local until_ms = tonumber(h or 0)
+  if until_ms > now then return until_ms end
+  return nil
+end
+
+-- A queue's limits: max active, rate max, window ms, and its hold's end if ahead.
+local function scope_limits(limits, scope, now)
+  local v = redis.call('HMGET', limits, scope .. '\0a', scope .. '\0r', scope .. '\0h')
+  local rate_max, rate_ms = parse_rate(v[2])
+  return tonumber(v[1]), rate_max, rate_ms, hold_ahead(v[3], now)
+end
+
+-- A group's: its own, each falling back to the queue's default for groups.
+local function group_limits(limits, queue, group, now)
+  local own, all = queue .. '\0' .. group .. '\0', queue .. '\0*\0'
+  local v = redis.call('HMGET', limits, own .. 'a', own .. 'r', own .. 'h', all .. 'a', all .. 'r')
+  local rate_max, rate_ms = parse_rate(v[2] or v[5])
+  return tonumber(v[1] or v[4]), rate_max, rate_ms, hold_ahead(v[3], now)
 end
 
 -- Sliding windows: how many more may start now, and if none, when one may.
@@ -122,13 +138,6 @@ local function group_rate_room(glog, group, now, rate_max, rate_ms)
   if count < rate_max then return rate_max - count, nil end
   local e = redis.call('ZRANGEBYLEX', glog, from, to, 'LIMIT', count - rate_max, 1)
   return 0, tonumber(string.sub(e[1], #group + 2, #group + 14)) + rate_ms
-end
-
--- A scope's hold (a job said it was rate limited): its end, if still ahead.
-local function held_until(blocked, scope, now)
-  local until_ms = tonumber(redis.call('HGET', blocked, scope) or 0)
-  if until_ms > now then return until_ms end
-  return nil
 end
 
 -- Flows. A flow's child has the fields 'parent', 'policy' and 'task'; when it

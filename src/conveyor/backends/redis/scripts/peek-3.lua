@@ -1,7 +1,7 @@
 -- Read-only look at queues before a claim or a wait: changes nothing.
--- KEYS[1] queues hash, KEYS[2] limits hash, KEYS[3] holds hash (scope -> until ms),
--- KEYS[4] turns hash (queue -> turn of its jobs without a group),
--- then per queue q (0-based), 8 keys at 5 + 8q: waiting, delayed, gwaiting, groups,
+-- KEYS[1] queues hash, KEYS[2] limits hash (with the holds),
+-- KEYS[3] turns hash (queue -> turn of its jobs without a group),
+-- then per queue q (0-based), 8 keys at 4 + 8q: waiting, delayed, gwaiting, groups,
 --   gactive, active, rate, grate.
 -- ARGV[1] clock offset ms, ARGV[2] room wanted per queue (0: only due times and holds),
 -- then per queue q, ARGV[3 + q]: the queue's name.
@@ -25,13 +25,12 @@ local function rotation(queue, k, room)
     if #page == 0 then break end
     for i = 1, #page, 2 do
       local group = page[i]
-      local hold = held_until(KEYS[3], queue .. '\0' .. group, now)
+      local max_active, rate_max, rate_ms, hold = group_limits(KEYS[2], queue, group, now)
       local group_room = room
       if hold then
         note(hold)
         group_room = 0
       else
-        local max_active, rate_max, rate_ms = group_limits(KEYS[2], queue, group)
         if max_active then
           local active = tonumber(redis.call('HGET', KEYS[k + 4], group) or 0)
           group_room = math.min(group_room, max_active - active)
@@ -55,12 +54,12 @@ local function rotation(queue, k, room)
     end
     start = start + GROUPS_PAGE
   end
-  return {tonumber(redis.call('HGET', KEYS[4], queue) or 0), eligible, free_at}
+  return {tonumber(redis.call('HGET', KEYS[3], queue) or 0), eligible, free_at}
 end
 
 local result = {now}
-for q = 0, (#KEYS - 4) / 8 - 1 do
-  local k, queue = 5 + 8 * q, ARGV[3 + q]
+for q = 0, (#KEYS - 3) / 8 - 1 do
+  local k, queue = 4 + 8 * q, ARGV[3 + q]
   local paused = redis.call('HGET', KEYS[1], queue) == '1'
   local head = redis.call('ZRANGE', KEYS[k + 1], 0, 0, 'WITHSCORES')
   local due = -1
@@ -68,8 +67,7 @@ for q = 0, (#KEYS - 4) / 8 - 1 do
   local room, held, waiting, groups = 0, -1, {}, {}
   if not paused then
     room = want
-    local hold = held_until(KEYS[3], queue, now)
-    local max_active, rate_max, rate_ms = scope_limits(KEYS[2], queue)
+    local max_active, rate_max, rate_ms, hold = scope_limits(KEYS[2], queue, now)
     if hold then
       room, held = 0, hold
     else
