@@ -32,11 +32,12 @@ class Batch:
     server lost (NOSCRIPT) is retried on its own, which reloads the script.
 
     ``merged`` names the scripts (by SHA) that take their items as repeated
-    groups of keys and arguments after one shared first argument, and answer
-    one value per item: pending calls to such a script with the same first
-    argument become one call, and each caller gets its own items' answers, as
-    if it had called alone (one script call instead of many: less work for
-    Redis and for the client).
+    groups of arguments (of the size given) after one shared first argument,
+    with each item's keys in the same order, and answer one value per item:
+    pending calls to such a script with the same first argument become one
+    call, and each caller gets its own items' answers, as if it had called
+    alone (one script call instead of many: less work for Redis and for the
+    client).
     """
 
     def __init__(self, client: Any, single: Call, merged: Mapping[str, int] | None = None) -> None:
@@ -126,7 +127,7 @@ class Batch:
             if at == len(commands):
                 commands.append((script.sha, [], [args[0]], []))
             _, merged_keys, merged_args, owners = commands[at]
-            owners.append((i, len(keys) // per_item))  # this caller's share of answers
+            owners.append((i, (len(args) - 1) // per_item))  # this caller's share of answers
             merged_keys += keys
             merged_args += args[1:]
         async with self._client.pipeline(transaction=False) as pipe:

@@ -35,7 +35,7 @@ log = logging.getLogger("conveyor.redis")
 NOSCRIPT_TRIES = 5
 RETRIES = 2  # quick retries of a command whose connection broke
 CLUSTER_IN_FLIGHT = 64  # script calls out at once on a Cluster (see _run)
-COMPLETE_KEYS = 6  # keys per job of the complete script, which takes many jobs
+COMPLETE_ARGS = 5  # arguments per job of the complete script, which takes many jobs
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
 
 
@@ -75,6 +75,7 @@ class RedisConnection(Backend):
         self._scripts: Scripts | None = None
         self._batch: Batch | None = None
         self._owned: dict[str, tuple[str, str]] = {}  # job id -> (queue, task), claimed here
+        self._lean: set[str] = set()  # of those, jobs in no group and no flow
         self._lease_queues: dict[str, str] = {}  # job id -> queue, of the last expired_leases
         # Per set of queues (workers of one app share this backend): when a
         # limit the last claim met frees.
@@ -112,7 +113,7 @@ class RedisConnection(Backend):
             async with mapped_errors():
                 await self._scripts.load(client)
             complete = self._scripts["complete"]
-            self._batch = Batch(client, self._call, merged={complete.sha: COMPLETE_KEYS})
+            self._batch = Batch(client, self._call, merged={complete.sha: COMPLETE_ARGS})
         await self._check_config()
 
     def _from_url(self, kind: Any, **kwargs: Any) -> Any:

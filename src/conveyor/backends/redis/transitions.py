@@ -189,6 +189,8 @@ class RedisTransitions(RedisConnection):
         for token, expires, values in taken:
             job, arguments = job_from_fields(values)
             self._owned[job.id] = (job.queue, job.task)
+            if job.group is None and job.parent_id is None:
+                self._lean.add(job.id)
             claimed.append(
                 ClaimedJob(
                     job=job,
@@ -295,14 +297,23 @@ class RedisTransitions(RedisConnection):
         queue, task = identity
         k = self.keys
         keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "completed"),
-                k.done(task, "completed"), k.queue(queue, "gactive"), k.outbox]  # fmt: skip
-        args = [self._offset, token, result, _tracked(retention, queue, job_id), job_id]
+                k.done(task, "completed")]  # fmt: skip
+        lean = job_id in self._lean  # no group or flow to tell: two keys fewer
+        if not lean:
+            keys += [k.queue(queue, "gactive"), k.outbox]
+        args = [self._offset, token, result, _tracked(retention, queue, job_id), job_id,
+                "" if lean else "1"]  # fmt: skip
         (code,) = await self._run("complete", keys, args)
         if int(code) != Code.DONE:
             return False
-        self._owned.pop(job_id, None)
+        self._forget(job_id)
         await self._trim(task, JobState.COMPLETED, retention)
         return True
+
+    def _forget(self, job_id: str) -> None:
+        """A job claimed here is done with (or given back)."""
+        self._owned.pop(job_id, None)
+        self._lean.discard(job_id)
 
     async def fail(
         self,
@@ -327,7 +338,7 @@ class RedisTransitions(RedisConnection):
                 _tracked(retention, queue, job_id), job_id]  # fmt: skip
         if not await self._fenced("fail", keys, args):
             return False
-        self._owned.pop(job_id, None)
+        self._forget(job_id)
         if retry_in_ms is None:
             await self._trim(task, JobState.FAILED, retention)
         return True
@@ -346,7 +357,7 @@ class RedisTransitions(RedisConnection):
         args = [self._offset, token, job_id, "" if block_ms is None else block_ms,
                 int(block_group), queue]  # fmt: skip
         released = await self._fenced("release", keys, args)
-        self._owned.pop(job_id, None)
+        self._forget(job_id)
         return released
 
     async def apply_outcomes(self, *, child_ids: Sequence[str] | None, limit: int) -> int:

@@ -64,14 +64,15 @@ for c = 0, #KEYS - first_job do
   local id, q, token = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
   local k = 5 + 8 * q
   local qs = queue_state(q)
-  local job = redis.call('HMGET', job_key, 'state', 'expires_at', 'group', 'priority', 'seq')
+  local job = redis.call('HMGET', job_key, 'state', 'expires_at', 'group')
   local group = job[3]
   local gs = group and group_state(q, group)
   if job[1] ~= 'waiting' or qs.room <= 0 or (gs and gs.room <= 0) then
     -- taken meanwhile, or held back by a limit: left waiting
   elseif job[2] and tonumber(job[2]) <= now then
     expired[#expired + 1] = id
-  elseif leave_waiting(id, group, job[4], job[5], KEYS[k], KEYS[k + 1], KEYS[k + 2]) == 1 then
+  elseif (not group and redis.call('ZREM', KEYS[k], id) == 1)
+      or (group and from_waiting(job_key, id, KEYS[k], KEYS[k + 1], KEYS[k + 2]) == 1) then
     if job[2] then redis.call('HDEL', job_key, 'expires_at') end
     redis.call('HINCRBY', job_key, 'attempts', 1)
     redis.call('HSET', job_key, 'state', 'active', 'token', token, 'lease_expires_at', expires,

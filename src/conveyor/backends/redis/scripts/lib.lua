@@ -64,21 +64,16 @@ local function to_waiting(job_key, id, waiting, gwaiting, groups)
   end
 end
 
--- Take a job out of its queue's waiting order, given its group (false:
--- none), priority and seq; 1 if it was there.
-local function leave_waiting(id, group, priority, seq, waiting, gwaiting, groups)
-  if not group then return redis.call('ZREM', waiting, id) end
-  if redis.call('ZREM', gwaiting, group_member(group, priority, seq, id)) == 0 then return 0 end
-  local from, to = group_range(group)
-  if #redis.call('ZRANGEBYLEX', gwaiting, from, to, 'LIMIT', 0, 1) == 0 then
-    redis.call('ZREM', groups, group)
-  end
-  return 1
-end
-
+-- Take a job out of its queue's waiting order; 1 if it was there.
 local function from_waiting(job_key, id, waiting, gwaiting, groups)
   local j = redis.call('HMGET', job_key, 'group', 'priority', 'seq')
-  return leave_waiting(id, j[1], j[2], j[3], waiting, gwaiting, groups)
+  if not j[1] then return redis.call('ZREM', waiting, id) end
+  if redis.call('ZREM', gwaiting, group_member(j[1], j[2], j[3], id)) == 0 then return 0 end
+  local from, to = group_range(j[1])
+  if #redis.call('ZRANGEBYLEX', gwaiting, from, to, 'LIMIT', 0, 1) == 0 then
+    redis.call('ZREM', groups, j[1])
+  end
+  return 1
 end
 
 -- A job of 'group' (false: none) leaves 'active': its group counts one fewer.
