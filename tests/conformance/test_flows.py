@@ -4,6 +4,7 @@ added whole or not at all; chains and batches are flows."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -444,3 +445,24 @@ async def test_a_piped_step_after_a_step_that_did_not_complete_says_so(
     job = await handle.wait(timeout=20)
     assert job.state == JobState.FAILED and job.error is not None
     assert "the chain step before this one did not complete (failed" in job.error
+
+
+async def test_completions_of_plain_grouped_and_flow_jobs_together(app: Conveyor) -> None:
+    """On Redis, completions of one loop turn go out as one script call whose
+    jobs carry different keys (a job in a group or a flow has two more)."""
+    work = _work(app)
+    await app.set_limits("default", group="*", max_active=1)
+    parent = await app.add_flow(flow(work.call("P"), children=[work.call("child")]))
+    await app.enqueue_many([work.call("plain"), work.configure(group="g").call("g1"),
+                            work.configure(group="g").call("g2")])  # fmt: skip
+    running = await claim_by_name(app)
+    assert sorted(running) == ["child", "g1", "plain"]  # g2 waits: g is at its limit
+    results = await asyncio.gather(*(
+        app.backend.complete(job_id=c.job.id, token=c.token, result=b'"ok"',
+                             retention=Retention())
+        for c in running.values()
+    ))  # fmt: skip
+    assert results == [True, True, True]
+    await app.backend.apply_outcomes(child_ids=None, limit=10)
+    assert (await app.get_job(parent.id)).state == JobState.WAITING
+    assert sorted(c.job.args["name"] for c in await claim(app)) == ["P", "g2"]  # g's slot freed
