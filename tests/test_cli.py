@@ -127,7 +127,7 @@ async def test_limit_sets_and_lifts_a_queues_global_concurrency(
 ) -> None:
     await app.enqueue_many([app.tasks["add"].call(i, i) for i in range(5)])
     out = await conveyor(sqlite_url, "limit", "default", "--max-active", "2")
-    assert out.strip() == "default: at most 2 active"
+    assert out.strip() == "default: max 2 active"
     claimed = await app.backend.claim(queues=["default"], limit=5, worker_id="w", lease_ms=60_000)
     assert len(claimed) == 2
     await conveyor(sqlite_url, "limit", "default", "--max-active", "none")
@@ -137,11 +137,11 @@ async def test_limit_sets_and_lifts_a_queues_global_concurrency(
 
 async def test_limit_sets_rates_and_group_limits(app: Conveyor, sqlite_url: str) -> None:
     out = await conveyor(sqlite_url, "limit", "email", "--rate", "100/m", "--max-active", "5")
-    assert out.strip() == "email: at most 5 active, rate 100/m"
+    assert out.strip() == "email: max 5 active, 100/m"
     out = await conveyor(sqlite_url, "limit", "email", "--group", "*", "--rate", "10/s")
-    assert out.strip() == "email group *: rate 10/s"
+    assert out.strip() == "email group *: 10/s"
     out = await conveyor(sqlite_url, "limit", "email", "--group", "acme", "--max-active", "2")
-    assert out.strip() == "email group acme: at most 2 active"
+    assert out.strip() == "email group acme: max 2 active"
     assert await app.limits("email") == {
         None: Limits(max_active=5, rate=Rate(100, 60_000)),
         "*": Limits(rate=Rate(10, 1000)),
@@ -150,7 +150,7 @@ async def test_limit_sets_rates_and_group_limits(app: Conveyor, sqlite_url: str)
     info = await conveyor(sqlite_url, "info")
     assert "100/m" in info and "10/s" in info and "acme max 2" in info
     out = await conveyor(sqlite_url, "limit", "email", "--rate", "none")
-    assert out.strip() == "email: at most 5 active"
+    assert out.strip() == "email: max 5 active"
 
 
 @pytest.mark.parametrize(

@@ -375,21 +375,13 @@ def limit(
         return await app.limits(queue)
 
     limits = _run(app, apply).get(group, Limits())
-    shown = [f"at most {limits.max_active} active"] if limits.max_active is not None else []
-    shown += [f"rate {limits.rate}"] if limits.rate is not None else []
-    scope = queue if group is None else f"{queue} group {group}"
-    click.echo(f"{scope}: {', '.join(shown) or 'no limits'}")
+    click.echo(f"{queue if group is None else f'{queue} group {group}'}: {limits}")
 
 
 def _describe(limits: dict[str | None, Limits]) -> str:
-    """A queue's limits in a few words: ``max 3, 100/m; each group max 1; acme max 4``."""
-    parts = []
-    for scope, limit in limits.items():
-        words = [f"max {limit.max_active}"] if limit.max_active is not None else []
-        words += [str(limit.rate)] if limit.rate is not None else []
-        label = "" if scope is None else "each group " if scope == EVERY_GROUP else f"{scope} "
-        parts.append(label + ", ".join(words))
-    return "; ".join(parts)
+    """A queue's limits: ``max 3 active, 100/m; each group max 1 active; acme ...``."""
+    labels = {None: "", EVERY_GROUP: "each group "}
+    return "; ".join(f"{labels.get(scope, f'{scope} ')}{limit}" for scope, limit in limits.items())
 
 
 def _whole(value: str) -> int:

@@ -117,6 +117,12 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     def empty(self) -> bool:
         return self.max_active is None and self.rate is None
 
+    def __str__(self) -> str:
+        """``max 3 active, 100/m``, or ``no limits``."""
+        words = [f"max {self.max_active} active"] if self.max_active is not None else []
+        words += [str(self.rate)] if self.rate is not None else []
+        return ", ".join(words) or "no limits"
+
 
 def group_name(value: object) -> str:
     """A job's group: a name, not ``EVERY_GROUP``."""

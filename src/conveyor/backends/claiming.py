@@ -13,7 +13,7 @@ import heapq
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, TypeVar
 
-__all__ = ["Member", "allot", "interleave", "merge_queues", "new_turns"]
+__all__ = ["Member", "allot", "interleave", "merge_queues", "new_turns", "rotation"]
 
 T = TypeVar("T")
 
@@ -26,6 +26,18 @@ class Member(NamedTuple):
     turn: int  # when it was last served; the lowest goes first
     waiting: int  # jobs it has waiting (counting beyond the claim's room is not needed)
     room: int  # jobs it may start now, by its limits
+
+
+def rotation(
+    groups: Sequence[Member], plain_turn: int, plain_waiting: int, room: int
+) -> list[Member]:
+    """A queue's members in turn order: its groups with room, and (if it has
+    any waiting) its jobs without a group as one more member."""
+    members = list(groups)
+    if plain_waiting:
+        members.append(Member(None, plain_turn, plain_waiting, room))
+        members.sort(key=lambda m: m.turn)
+    return members
 
 
 def allot(members: Sequence[Member], room: int) -> list[int]:

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import msgspec
 
 from conveyor.backends.base import QueueInfo, WorkerInfo
-from conveyor.backends.redis.claims import group_candidates
 from conveyor.backends.redis.connection import mapped_errors
 from conveyor.backends.redis.record import FIELDS, job_from_fields, retention_member
 from conveyor.backends.redis.transitions import BATCH, RedisTransitions
@@ -72,20 +71,13 @@ class RedisBackend(RedisTransitions):
     async def _grouped_waiting(self, queues: Sequence[str], most: int) -> list[tuple[float, str]]:
         """The first ``most`` waiting jobs of every group, scored as waiting jobs
         without a group are (priority, then FIFO), to merge with them."""
-        async with mapped_errors():
-            async with self.client.pipeline(transaction=False) as pipe:
-                for q in queues:
-                    pipe.zrange(self.keys.queue(q, "groups"), 0, -1)
-                groups = await pipe.execute()
-            async with self.client.pipeline(transaction=False) as pipe:
-                for q, names in zip(queues, groups, strict=True):
-                    for name in names:
-                        group = name.decode()
-                        pipe.zrangebylex(self.keys.queue(q, "gwaiting"), f"[{group}\0",
-                                         f"({group}\1", 0, most)  # fmt: skip
-                replies = await pipe.execute()
-        return [(c.score, c.id) for members in replies
-                for c in group_candidates(members, "")]  # fmt: skip
+        async with mapped_errors(), self.client.pipeline(transaction=False) as pipe:
+            for q in queues:
+                pipe.zrange(self.keys.queue(q, "groups"), 0, -1)
+            groups = await pipe.execute()
+        wanted = [(q, name.decode(), most)
+                  for q, names in zip(queues, groups, strict=True) for name in names]  # fmt: skip
+        return [(c.score, c.id) for jobs in await self._first_of_groups(wanted) for c in jobs]
 
     async def queues(self) -> list[QueueInfo]:
         names = await self._queue_names()

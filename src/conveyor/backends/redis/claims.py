@@ -90,11 +90,9 @@ def allotments(
     for queue, look in zip(queues, looks, strict=True):
         if look.rotation is None or look.room <= 0:
             continue
-        members = list(look.rotation.groups)
-        if look.waiting:
-            plain = claiming.Member(None, look.rotation.plain_turn, len(look.waiting), look.room)
-            members.append(plain)
-            members.sort(key=lambda m: m.turn)
+        members = claiming.rotation(
+            look.rotation.groups, look.rotation.plain_turn, len(look.waiting), look.room
+        )
         planned.append((queue, members, claiming.allot(members, look.room)))
     return planned
 

@@ -213,17 +213,24 @@ class RedisTransitions(RedisConnection):
         wanted = [(queue, member.group, count) for queue, members, counts in planned
                   for member, count in zip(members, counts, strict=True)
                   if count and member.group is not None]  # fmt: skip
+        found = await self._first_of_groups(wanted)
+        return {(queue, group): jobs for (queue, group, _), jobs in zip(wanted, found, strict=True)}
+
+    async def _first_of_groups(
+        self, wanted: Sequence[tuple[str, str, int]]
+    ) -> list[list[claims.Candidate]]:
+        """For each ``(queue, group, n)``: the group's first ``n`` waiting jobs."""
         if not wanted:
-            return {}
+            return []
         async with mapped_errors(), self.client.pipeline(transaction=False) as pipe:
             for queue, group, count in wanted:
                 pipe.zrangebylex(self.keys.queue(queue, "gwaiting"), f"[{group}\0",
                                  f"({group}\1", 0, count)  # fmt: skip
             replies = await pipe.execute()
-        return {
-            (queue, group): claims.group_candidates(members, queue)
-            for (queue, group, _), members in zip(wanted, replies, strict=True)
-        }
+        return [
+            claims.group_candidates(members, queue)
+            for (queue, _, _), members in zip(wanted, replies, strict=True)
+        ]
 
     async def _cancel(self, job_id: str, *, reason: str, expired_only: bool = False) -> bool:
         """Cancel an unfinished job, with ``reason`` as its error (with

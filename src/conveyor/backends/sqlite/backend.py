@@ -15,7 +15,8 @@ import msgspec
 from conveyor.backends.base import QueueInfo, WorkerInfo
 from conveyor.backends.rows import COLUMNS, job_from_row
 from conveyor.backends.sqlite import flows
-from conveyor.backends.sqlite.transitions import RETRY_BATCH, SQLiteTransitions, placeholders
+from conveyor.backends.sqlite.connection import placeholders
+from conveyor.backends.sqlite.transitions import RETRY_BATCH, SQLiteTransitions
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, from_ms
 from conveyor.limits import EVERY_GROUP, Limits, Rate
 from conveyor.schedule import Schedule

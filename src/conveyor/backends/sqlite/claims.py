@@ -11,7 +11,6 @@ is by primary key, whatever the rate.
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -20,6 +19,7 @@ from conveyor import limits
 from conveyor.backends import claiming
 from conveyor.backends.rows import COLUMNS
 from conveyor.backends.sqlite import flows
+from conveyor.backends.sqlite.connection import placeholders
 
 PROMOTE_BATCH = 1000
 
@@ -50,11 +50,6 @@ _LEASE = (
     " attempts = attempts + 1, lease_expires_at = ?, worker_id = ?, started_at = ?,"
     f" expires_at = NULL WHERE id IN ({{}}) RETURNING lease_expires_at, token, {COLUMNS}"
 )
-
-
-@functools.cache
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
 
 
 class Candidate(NamedTuple):
@@ -136,7 +131,7 @@ class Claim:
             " WHERE state = 'delayed' AND run_at <= ? ORDER BY run_at LIMIT ?)",
             (now, PROMOTE_BATCH),
         )
-        marks = _marks(len(queues))
+        marks = placeholders(len(queues))
         settings = {row[0]: row for row in conn.execute(_QUEUE.format(marks), (*queues, now))}
         lists = [self._queue(q, settings.get(q), limit) for q in queues]
         expired = [c.id for jobs in lists for c in jobs if c.expires_at is not None
@@ -161,7 +156,7 @@ class Claim:
             self._account(chosen)
         ids = [c.id for c in chosen]
         rows = conn.execute(
-            _LEASE.format(_marks(len(ids))), (now + lease_ms, worker_id, now, *ids)
+            _LEASE.format(placeholders(len(ids))), (now + lease_ms, worker_id, now, *ids)
         ).fetchall()
         order = {id_: i for i, id_ in enumerate(ids)}
         rows.sort(key=lambda row: order[row[2]])
@@ -172,9 +167,12 @@ class Claim:
             self.retry_at = at
 
     def _window(self, scope: str, rate_max: int, rate_ms: int, want: int) -> int:
+        """Room in a scope's rate window; a full one holds the scope until it frees."""
         window = Window(self.conn, scope, rate_max, rate_ms, want, self.now)
         self.windows[scope] = window
         self._note(window.free_at)
+        if window.room <= 0 and window.free_at is not None:
+            self.held[scope] = window.free_at
         return window.room
 
     def _queue(self, queue: str, settings: Any, limit: int) -> list[Candidate]:
@@ -196,8 +194,6 @@ class Claim:
                 room = min(room, max_active - active)
             if rate_max is not None and room > 0:
                 room = self._window(queue, rate_max, rate_ms, room)
-                if room <= 0 and self.retry_at is not None:
-                    self.held[queue] = self.retry_at
         if room <= 0:
             return []
         members = [] if settings is None else self._members(queue, settings, room)
@@ -234,11 +230,7 @@ class Claim:
             if rate_max is None:
                 rate_max, rate_ms = group_rate_max, group_rate_ms
             if rate_max is not None and group_room > 0:
-                scope = group_scope(queue, name)
-                group_room = self._window(scope, rate_max, rate_ms, group_room)
-                free_at = self.windows[scope].free_at
-                if group_room <= 0 and free_at is not None:
-                    self.held[scope] = free_at
+                group_room = self._window(group_scope(queue, name), rate_max, rate_ms, group_room)
             if group_room > 0:
                 members.append(claiming.Member(name, turn, waiting, group_room))
                 if len(members) >= room:
@@ -248,10 +240,7 @@ class Claim:
             " AND grp IS NULL LIMIT ?)",
             (queue, room),
         ).fetchone()
-        if plain:
-            members.append(claiming.Member(None, plain_turn, plain, room))
-            members.sort(key=lambda m: m.turn)
-        return members
+        return claiming.rotation(members, plain_turn, plain, room)
 
     def _account(self, chosen: Sequence[Candidate]) -> None:
         """Log the starts against their rate windows and move the served

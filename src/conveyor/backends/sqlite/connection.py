@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import queue
 import sqlite3
 import threading
@@ -44,6 +45,12 @@ def connect(path: str, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     return conn
+
+
+@functools.cache
+def placeholders(n: int) -> str:
+    """``?,?,...``: ``n`` query parameters."""
+    return ",".join("?" * n)
 
 
 def map_error(exc: sqlite3.Error) -> BackendError:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from conveyor.backends.base import NewJob
+from conveyor.backends.sqlite.connection import placeholders
 
 
 class Outcome(NamedTuple):
@@ -81,7 +82,7 @@ def existing(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> set[str]:
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         found.update(id_ for (id_,) in conn.execute(
-            f"SELECT id FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            f"SELECT id FROM jobs WHERE id IN ({placeholders(len(chunk))})", chunk
         ))  # fmt: skip
     return found
 

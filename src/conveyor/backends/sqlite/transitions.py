@@ -20,7 +20,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -37,6 +37,7 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.rows import job_from_row
 from conveyor.backends.sqlite import adding, claims, connection, flows
+from conveyor.backends.sqlite.connection import placeholders
 from conveyor.clock import Clock
 from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
 from conveyor.job import Retention
@@ -64,8 +65,14 @@ def parse_url(url: str) -> tuple[str, str]:
     return path, synchronous
 
 
-def placeholders(n: int) -> str:
-    return ",".join("?" * n)
+class LastClaim(NamedTuple):
+    version: int | None  # the data version just before it (None: not read)
+    retry_at: int | None  # when a limit that held jobs back frees
+    held: dict[str, int]  # scopes held back (queue, or queue NUL group) until when
+    short: bool  # it found fewer jobs than it asked for
+
+
+NO_CLAIM = LastClaim(None, None, {}, True)
 
 
 class SQLiteTransitions(Backend):
@@ -82,12 +89,8 @@ class SQLiteTransitions(Backend):
         self._wakeup = asyncio.Event()
         self._last_work = 0.0
         # What the last claim of each set of queues saw (workers of one app
-        # share this backend): the data version before it, when a limit that
-        # held jobs back frees, and the scopes held back until when.
-        # (data version, retry at, held, whether it found fewer than asked)
-        self._last_claim: dict[
-            tuple[str, ...], tuple[int | None, int | None, dict[str, int], bool]
-        ] = {}
+        # share this backend).
+        self._last_claim: dict[tuple[str, ...], LastClaim] = {}
         self._trims = retention_.TrimSchedule()  # used on the writer thread only
 
     # -- lifecycle -------------------------------------------------------------
@@ -159,15 +162,15 @@ class SQLiteTransitions(Backend):
             claim = claims.Claim(conn, self.clock.now_ms())
             return claim.run(queues, limit, worker_id, lease_ms), claim
 
-        # Rows become Job values after the transaction, not while holding the lock.
         # The data version before a claim lets an idle wait skip a needless
         # look (see wait_for_jobs); read only when this claim may well find
         # too little, as the last one of these queues did (it costs a few us).
         key = tuple(queues)
         last = self._last_claim.get(key)
-        version = self._data_version() if last is None or last[3] else None
+        version = self._data_version() if last is None or last.short else None
         rows, claim = await self._write(op)
-        self._last_claim[key] = (version, claim.retry_at, claim.held, len(rows) < limit)
+        self._last_claim[key] = LastClaim(version, claim.retry_at, claim.held, len(rows) < limit)
+        # Rows become Job values after the transaction, not while holding the lock.
         claimed = [
             ClaimedJob(
                 job=job_from_row(row[2:]), token=row[1], lease_expires_ms=row[0], payload=row[7]
@@ -184,7 +187,7 @@ class SQLiteTransitions(Backend):
         deadline = loop.time() + timeout_s
         self._wakeup.clear()
         version = poll.execute("PRAGMA data_version").fetchone()[0]
-        claimed_at, next_due, held, _ = self._last_claim.get(tuple(queues), (None, None, {}, True))
+        claimed_at, next_due, held, _ = self._last_claim.get(tuple(queues), NO_CLAIM)
         # Nothing committed since the last claim looked: it saw all there is
         # (otherwise look again, unless no queue has a job worth a claim).
         if version != claimed_at and self._has_ready(poll, queues, held):

@@ -85,7 +85,7 @@ for c = 0, #KEYS - first_job do
       gs.room = gs.room - 1
       redis.call('HINCRBY', KEYS[k + 3], group, 1)
       if gs.rate_ms then
-        redis.call('ZADD', KEYS[k + 7], 0, group .. '\0' .. string.format('%013d', now) .. '\0' .. token)
+        redis.call('ZADD', KEYS[k + 7], 0, group_mark(group, now) .. '\0' .. token)
       end
     end
     if qs.rotated or gs then served[#served + 1] = {q, group} end
@@ -104,8 +104,8 @@ end
 for _, s in pairs(groups) do
   if s.rate_ms then
     local log = KEYS[5 + 8 * s.q + 7]
-    redis.call('ZREMRANGEBYLEX', log, '[' .. s.group .. '\0',
-      '(' .. s.group .. '\0' .. string.format('%013d', now - s.rate_ms + 1))
+    local from = group_range(s.group)
+    redis.call('ZREMRANGEBYLEX', log, from, '(' .. group_mark(s.group, now - s.rate_ms + 1))
     -- The set is every group's: it lives as long as the longest window needs.
     local ttl = redis.call('PTTL', log)
     if ttl == -1 or (ttl >= 0 and ttl < s.rate_ms + 1000) then

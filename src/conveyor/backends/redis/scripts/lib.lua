@@ -126,9 +126,14 @@ local function queue_rate_room(log, now, rate_max, rate_ms)
   return 0, tonumber(e[2]) + rate_ms
 end
 
+-- The start of a group's 'grate' members at time ``at`` (ms): group NUL time.
+local function group_mark(group, at)
+  return group .. '\0' .. string.format('%013d', at)
+end
+
 local function group_rate_room(glog, group, now, rate_max, rate_ms)
-  local from = '[' .. group .. '\0' .. string.format('%013d', now - rate_ms + 1)
-  local to = '(' .. group .. '\1'
+  local from = '[' .. group_mark(group, now - rate_ms + 1)
+  local _, to = group_range(group)
   local count = redis.call('ZLEXCOUNT', glog, from, to)
   if count < rate_max then return rate_max - count, nil end
   local e = redis.call('ZRANGEBYLEX', glog, from, to, 'LIMIT', count - rate_max, 1)
