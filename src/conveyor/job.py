@@ -55,8 +55,9 @@ _FINISHED = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
 class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """How many finished jobs to keep, and for how long (``None``: no limit).
 
-    Checked each time a job of the same task finishes in the same state, and
-    by ``clean``; older or surplus jobs are removed in bounded batches.
+    Per task and state; workers trim what is beyond it in bounded batches
+    (``conveyor.trimming``: a task may briefly hold a few hundred more than
+    ``max_count``, and is back within a second or two after a burst).
     """
 
     max_count: int | None = None

@@ -58,6 +58,7 @@ from typing import Any
 
 import msgspec
 
+from conveyor import trimming
 from conveyor.app import Conveyor
 from conveyor.arguments import encode
 from conveyor.backends.base import ClaimedJob, ProgressUpdate, WorkerInfo
@@ -73,7 +74,7 @@ from conveyor.errors import (
     UnknownTask,
 )
 from conveyor.health import StoreHealth
-from conveyor.job import ChildOutcomes, JobState
+from conveyor.job import ChildOutcomes, JobState, Retention
 from conveyor.leases import HeldLeases, LeaseKeeper
 from conveyor.sandbox import SandboxPool
 from conveyor.settings import WorkerSettings
@@ -119,6 +120,7 @@ class Worker:
         self._leases = HeldLeases()
         self._health = StoreHealth()
         self._suspects: dict[str, tuple[int, float]] = {}  # expired lease: (expiry, first seen)
+        self._trimmer = trimming.Trimmer(app.backend, self._retentions)
 
     # -- control -------------------------------------------------------------------
 
@@ -152,6 +154,7 @@ class Worker:
             asyncio.create_task(self._every(settings.heartbeat_s, self._heartbeat)),
             asyncio.create_task(self._every(SCHEDULE_CHECK_S, self._fire_schedules)),
             asyncio.create_task(self._every(OUTCOME_CHECK_S, self._apply_outcomes)),
+            asyncio.create_task(self._every(trimming.TICK_S, self._trim)),
         ]
         stop_wait = asyncio.create_task(self._stopping.wait())
         keeper.start()
@@ -210,6 +213,7 @@ class Worker:
                         await asyncio.wait([stop_wait], timeout=delay)
         finally:
             await self._drain()
+            await self._trimmer.close()
             await self._sandbox.close()  # kills the sandboxes' process groups
             await asyncio.to_thread(keeper.stop)
             stop_wait.cancel()
@@ -369,8 +373,8 @@ class Worker:
             self._finishing += 1
             self._slot_free.set()
         finished = True  # completed, or failed for good: a flow's parent hears of it
+        state, retention = JobState.COMPLETED, job.options.keep_completed
         if isinstance(outcome, bytes):
-            retention = job.options.keep_completed
 
             async def write() -> bool:
                 return await backend.complete(
@@ -393,6 +397,7 @@ class Worker:
             trace = "".join(traceback.format_exception(outcome))
             retry_in = self._retry_delay(claimed, outcome)
             finished = retry_in is None
+            state, retention = JobState.FAILED, job.options.keep_failed
             if retry_in is None:
                 log.warning("job %s failed (attempt %d): %s", job.id, job.attempts, error)
             else:
@@ -402,12 +407,14 @@ class Worker:
                 return await backend.fail(
                     job_id=job.id, token=claimed.token, error=error, traceback=trace,
                     retry_in_ms=None if retry_in is None else int(retry_in * 1000),
-                    retention=job.options.keep_failed,
+                    retention=retention,
                 )  # fmt: skip
 
         written = await self._write_final(job.id, context, write)
-        if written and job.parent_id is not None and finished:
-            await self._tell_parent(job.id)
+        if written and finished:
+            self._trimmer.finished(job.task, state, retention)
+            if job.parent_id is not None:
+                await self._tell_parent(job.id)
 
     async def _write_final(
         self, job_id: str, context: JobContext, write: Callable[[], Awaitable[bool]]
@@ -459,8 +466,8 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             try:
-                await chore()
-                self._health.ok()
+                if await chore() is not False:  # False: it did not need the store
+                    self._health.ok()
             except BackendUnavailable as exc:
                 self._health.failed(chore.__name__.strip("_"), exc)
             except BackendError as exc:
@@ -511,6 +518,20 @@ class Worker:
             log.warning("reclaimed %d jobs with expired leases", len(result.requeued))
         if result.failed:
             log.warning("%d jobs failed after stalling too often", len(result.failed))
+
+    def _retentions(self) -> list[tuple[str, JobState, Retention]]:
+        """Every task's own retention of completed and failed jobs."""
+        return [
+            (task.name, state, retention)
+            for task in self.app.tasks.values()
+            for state, retention in (
+                (JobState.COMPLETED, task.options.keep_completed),
+                (JobState.FAILED, task.options.keep_failed),
+            )
+        ]
+
+    async def _trim(self) -> bool:
+        return await self._trimmer.tick()
 
     async def _fire_schedules(self) -> None:
         await self.app.schedules.fire_due()

@@ -1,4 +1,4 @@
-"""How attempts end: completion, failure with and without retry, retention."""
+"""How attempts end: completion, failure with and without retry, TTL."""
 
 from __future__ import annotations
 
@@ -62,61 +62,6 @@ async def test_fail_without_retry_lands_in_the_dead_letter_set(app: Conveyor) ->
     job = await app.get_job(handle.id)
     assert job.state == "failed" and job.error == "boom" and job.finished_at is not None
     assert [j.id for j in await app.list_jobs("failed")] == [handle.id]
-
-
-async def _finish(app: Conveyor, n: int, *, keep: Retention, fail: bool = False) -> list[str]:
-    ids = []
-    for _ in range(n):
-        (claimed,) = await claim(app, limit=1)
-        ids.append(claimed.job.id)
-        if fail:
-            await app.backend.fail(
-                job_id=claimed.job.id, token=claimed.token, error="x", traceback=None,
-                retry_in_ms=None, retention=keep,
-            )  # fmt: skip
-        else:
-            await app.backend.complete(
-                job_id=claimed.job.id, token=claimed.token, result=b"null", retention=keep
-            )
-        app.clock.advance(0.01)
-    return ids
-
-
-async def test_retention_by_count_keeps_the_newest_completed(app: Conveyor) -> None:
-    @app.task
-    async def work(n: int) -> None: ...
-
-    await app.enqueue_many([work.call(i) for i in range(5)])
-    ids = await _finish(app, 5, keep=Retention(max_count=3))
-    kept = [j.id for j in await app.list_jobs("completed", limit=10)]
-    assert kept == list(reversed(ids[2:]))
-
-
-async def test_retention_by_age_removes_old_failed_jobs(app: Conveyor) -> None:
-    @app.task
-    async def work(n: int) -> None: ...
-
-    await app.enqueue_many([work.call(i) for i in range(3)])
-    keep = Retention(max_age_s=60)
-    first = await _finish(app, 2, keep=keep, fail=True)
-    app.clock.advance(61)
-    last = await _finish(app, 1, keep=keep, fail=True)
-    assert [j.id for j in await app.list_jobs("failed")] == last
-    assert (await app.counts("default"))[JobState.FAILED] == 1
-    assert first  # the two older ones are gone
-
-
-async def test_retention_is_per_task(app: Conveyor) -> None:
-    @app.task
-    async def keep_one(n: int) -> None: ...
-
-    @app.task
-    async def other(n: int) -> None: ...
-
-    await app.enqueue_many([other.call(0), keep_one.call(1), keep_one.call(2)])
-    await _finish(app, 3, keep=Retention(max_count=1))
-    tasks = sorted(j.task for j in await app.list_jobs("completed"))
-    assert tasks == ["keep_one", "other"]
 
 
 async def test_a_job_past_its_ttl_is_cancelled_as_expired_by_the_claim(app: Conveyor) -> None:

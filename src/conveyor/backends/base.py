@@ -223,7 +223,8 @@ class Backend(abc.ABC):
     ) -> bool:
         """Move an owned job to ``completed`` with ``result`` (JSON), atomically.
 
-        Then trims completed jobs of the same task to ``retention`` (bounded).
+        A store may note the job for ``trim_finished`` when ``retention`` is
+        limited; trimming itself is ``trim_finished``'s, never the completion's.
         Returns ``False`` (and changes nothing) if ``token`` is not current.
         """
 
@@ -241,9 +242,23 @@ class Backend(abc.ABC):
         """Record a failed attempt of an owned job, atomically.
 
         With ``retry_in_ms`` set the job goes to ``delayed`` until now plus
-        that; with ``None`` it goes to ``failed`` and failed jobs of the same
-        task are trimmed to ``retention``. Returns ``False`` if ``token`` is
-        not current.
+        that; with ``None`` it goes to ``failed`` (noted for ``trim_finished``
+        as ``complete`` does). Returns ``False`` if ``token`` is not current.
+        """
+
+    @abc.abstractmethod
+    async def trim_finished(
+        self, *, task: str, state: JobState, retention: Retention, limit: int
+    ) -> int | None:
+        """Delete up to ``limit`` jobs of ``task`` in the finished ``state``
+        beyond ``retention``: those that finished more than ``max_age_s`` ago,
+        then the oldest beyond the newest ``max_count``, with their logs.
+
+        Each call is one atomic step per batch (one statement or script for
+        the deletion), and at most one runs per ``(task, state)`` at a time
+        across every process of the store: a call that finds another under
+        way changes nothing and returns ``None``. Else returns how many were
+        deleted (``limit``: call again, there may be more).
         """
 
     @abc.abstractmethod

@@ -20,7 +20,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
-from conveyor.backends import retention as retention_
 from conveyor.backends.base import Backend
 from conveyor.backends.redis import claims, renewal, wire
 from conveyor.backends.redis.batch import Batch, map_error
@@ -83,7 +82,6 @@ class RedisConnection(Backend):
         # redis-py's cluster client fails a call past 100 connections per node
         # instead of waiting for one: keep script calls well below that.
         self._in_flight = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
-        self._trims = retention_.TrimSchedule()
         self._renewer = renewal.BlockingRenewer(
             self._redis_url, cluster=self._cluster, keys=self.keys
         )

@@ -24,6 +24,8 @@ Layout (``P`` is ``cv:{namespace}``):
 - ``P:q:<queue>:<completed|failed|cancelled>``: zset; score is finished time.
 - ``P:q:<queue>:marker``: list; one element wakes a blocked worker.
 - ``P:done:<task>:<state>``: zset of ``queue \\0 id`` by finished time (retention).
+- ``P:trim:<task>:<state>``: string, the token of the trim under way of that
+  set (expires on its own if its trimmer dies).
 - ``P:queues``: hash, queue name to paused flag.
 - ``P:limits``: hash of limits, per scope (``queue``, or ``queue \0 group``
   with group ``*`` the default of every group): ``scope \0 a`` max active,
@@ -98,6 +100,9 @@ class Keys:
 
     def done(self, task: str, state: JobState | str) -> str:
         return f"{self.prefix}:done:{task}:{JobState(state).value}"
+
+    def trim_lock(self, task: str, state: JobState | str) -> str:
+        return f"{self.prefix}:trim:{task}:{JobState(state).value}"
 
     def dedup(self, key: str) -> str:
         return f"{self.prefix}:dedup:{key}"

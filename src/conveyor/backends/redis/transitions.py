@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
 
-from conveyor.backends import retention as retention_
 from conveyor.backends.base import (
     ClaimedJob,
     NewJob,
@@ -64,6 +64,7 @@ from conveyor.job import JobState, Retention
 log = logging.getLogger("conveyor.redis")
 
 PROMOTE_BATCH = 1000
+TRIM_LOCK_MS = 30_000  # a trimmer that died keeps others out this long at most
 BATCH = 1000  # jobs per round of bulk retries and cleaning
 DEDUP_TRIES = 50  # batches whose peeked dedup keys changed meanwhile
 
@@ -314,7 +315,6 @@ class RedisTransitions(RedisConnection):
         if int(code) != Code.DONE:
             return False
         self._forget(job_id)
-        await self._trim(task, JobState.COMPLETED, retention)
         return True
 
     def _forget(self, job_id: str) -> None:
@@ -346,8 +346,6 @@ class RedisTransitions(RedisConnection):
         if not await self._fenced("fail", keys, args):
             return False
         self._forget(job_id)
-        if retry_in_ms is None:
-            await self._trim(task, JobState.FAILED, retention)
         return True
 
     async def release(
@@ -471,36 +469,31 @@ class RedisTransitions(RedisConnection):
             failed += [i.decode() for i in dead]
         return ReclaimResult(requeued=requeued, failed=failed)
 
-    async def _trim(self, task: str, state: JobState, retention: Retention) -> None:
-        """Remove finished jobs of ``task`` beyond ``retention`` (see retention.py)."""
-        # The schedule only decides when to look, so the local clock will do;
-        # what to delete is decided by the server's time below.
-        if not self._trims.due(task, state.value, retention, self.clock.now_ms()):
-            return
-        now = await self._now()
-        done = self.keys.done(task, state)
-        victims: dict[str, int | None] = {}  # member -> latest finish time allowed
-        async with mapped_errors():
-            if retention.max_age_s is not None:
-                cutoff = now - int(retention.max_age_s * 1000)
-                for member, _ in await self.client.zrange(
-                    done, 0, cutoff, byscore=True, offset=0, num=retention_.BATCH,
-                    withscores=True,
-                ):  # fmt: skip
-                    victims[member.decode()] = cutoff
-            if retention.max_count is not None:
-                surplus = await self.client.zcard(done) - retention.max_count
-                if surplus > 0:
-                    for member in await self.client.zrange(
-                        done, 0, min(surplus, retention_.BATCH) - 1
-                    ):
-                        victims.setdefault(member.decode(), None)
-        removed = 0
-        for member, latest in victims.items():
-            queue, _, job_id = member.partition("\0")
-            if await self._remove(job_id, queue, task, state=state.value, latest=latest):
-                removed += 1
-        self._trims.done(task, state.value, retention, self.clock.now_ms(), removed)
+    async def trim_finished(
+        self, *, task: str, state: JobState, retention: Retention, limit: int
+    ) -> int | None:
+        """Two script calls: one takes the task's trim lock and picks the jobs
+        beyond retention, the next deletes them (re-checking each) and lets go."""
+        if not retention.limited:
+            return 0
+        k = self.keys
+        lock, done = k.trim_lock(task, state), k.done(task, state)
+        token = os.urandom(8).hex()
+        count = "" if retention.max_count is None else retention.max_count
+        age = "" if retention.max_age_s is None else int(retention.max_age_s * 1000)
+        args: list[Any] = [self._offset, token, TRIM_LOCK_MS, count, age, limit]
+        picked = await self._run("overflow", [lock, done], args)
+        if not picked:
+            return None
+        cutoff, members = picked
+        if not members:
+            return 0
+        keys, args = [lock, done], [token, state.value, count, cutoff]
+        for member in members:
+            queue, _, job_id = member.decode().partition("\0")
+            keys += [k.job(job_id), k.logs(job_id), k.state(queue, state), k.outcomes(job_id)]
+            args += [member, job_id]
+        return int(await self._run("trim", keys, args))
 
     async def _remove(
         self, job_id: str, queue: str, task: str, *, state: str = "", latest: int | None = None

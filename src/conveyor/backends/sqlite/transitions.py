@@ -25,7 +25,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from conveyor.backends import retention as retention_
 from conveyor.backends.base import (
     Backend,
     ClaimedJob,
@@ -40,7 +39,7 @@ from conveyor.backends.sqlite import adding, claims, connection, flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.clock import Clock
 from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
-from conveyor.job import Retention
+from conveyor.job import JobState, Retention
 
 WRITER_CACHE_KIB = 32 * 1024  # index pages stay cached as the table grows
 EXTEND_TIMEOUT_S = 15.0  # a renewal waits out the writer's lock waits (10 s at most)
@@ -91,7 +90,6 @@ class SQLiteTransitions(Backend):
         # What the last claim of each set of queues saw (workers of one app
         # share this backend).
         self._last_claim: dict[tuple[str, ...], LastClaim] = {}
-        self._trims = retention_.TrimSchedule()  # used on the writer thread only
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -324,7 +322,6 @@ class SQLiteTransitions(Backend):
                 return False
             if row[1] is not None:
                 flows.settle(conn, job_id, now)
-            self._trim(conn, task=row[0], state="completed", retention=retention, now=now)
             return True
 
         return await self._write(op)
@@ -359,7 +356,6 @@ class SQLiteTransitions(Backend):
                 return False
             if row[1] is not None:
                 flows.settle(conn, job_id, now)
-            self._trim(conn, task=row[0], state="failed", retention=retention, now=now)
             return True
 
         return await self._write(op)
@@ -493,23 +489,28 @@ class SQLiteTransitions(Backend):
 
         await self._write(op)
 
-    def _trim(
-        self, conn: sqlite3.Connection, *, task: str, state: str, retention: Retention, now: int
-    ) -> None:
-        """Delete finished jobs of ``task`` in ``state`` beyond ``retention`` (see retention.py)."""
-        if not self._trims.due(task, state, retention, now):
-            return
-        deleted = 0
-        if retention.max_age_s is not None:
-            deleted += conn.execute(
-                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE task = ? AND state = ?"
-                " AND finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?)",
-                (task, state, now - int(retention.max_age_s * 1000), retention_.BATCH),
-            ).rowcount
-        if retention.max_count is not None:
-            deleted += conn.execute(
-                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE task = ? AND state = ?"
-                " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ? OFFSET ?)",
-                (task, state, retention_.BATCH, retention.max_count),
-            ).rowcount
-        self._trims.done(task, state, retention, now, deleted)
+    async def trim_finished(
+        self, *, task: str, state: JobState, retention: Retention, limit: int
+    ) -> int | None:
+        """One writer transaction: the writer lock keeps it alone across processes."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            deleted = 0
+            if retention.max_age_s is not None:
+                cutoff = self.clock.now_ms() - int(retention.max_age_s * 1000)
+                deleted += conn.execute(
+                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE task = ?"
+                    " AND state = ? AND finished_at IS NOT NULL AND finished_at < ?"
+                    " ORDER BY finished_at LIMIT ?)",
+                    (task, state.value, cutoff, limit),
+                ).rowcount
+            if retention.max_count is not None and deleted < limit:
+                deleted += conn.execute(
+                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE task = ?"
+                    " AND state = ? AND finished_at IS NOT NULL"
+                    " ORDER BY finished_at DESC LIMIT ? OFFSET ?)",
+                    (task, state.value, limit - deleted, retention.max_count),
+                ).rowcount
+            return deleted
+
+        return await self._write(op)
