@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 
 import pytest
 
-from conveyor import Conveyor, InvalidArguments, JobNotFound, SyncConveyor, flow
+from conveyor import (
+    Conveyor,
+    InvalidArguments,
+    JobNotFound,
+    JobState,
+    Limits,
+    Rate,
+    SyncConveyor,
+    flow,
+)
+from conveyor.scheduling import Schedules
+from conveyor.sync import SyncSchedules
 
 from .conftest import db_digest
 
@@ -37,3 +49,71 @@ def test_sync_facade_enqueues_and_reads_without_an_event_loop(sqlite_url: str) -
         assert caught.value.field == "to"
         assert db_digest(sqlite_url.removeprefix("sqlite:///")) == before
     assert not any(t.name == "conveyor-sync" for t in threading.enumerate())
+
+
+def coroutine_methods(cls: type) -> set[str]:
+    return {
+        name
+        for name, member in inspect.getmembers(cls, inspect.iscoroutinefunction)
+        if not name.startswith("_")
+    }
+
+
+@pytest.mark.parametrize(
+    ("async_cls", "sync_cls", "without", "written_out", "known"),
+    [
+        # connect: the facade connects when it is made; close also stops its loop.
+        (Conveyor, SyncConveyor, {"connect"}, {"close"}, {"counts", "pause", "clean"}),
+        # save_declared and fire_due are what workers run, not a producer's calls.
+        (Schedules, SyncSchedules, {"save_declared", "fire_due"}, set(), {"add", "list"}),
+    ],
+)
+def test_every_public_coroutine_method_has_a_blocking_twin(
+    async_cls: type, sync_cls: type, without: set[str], written_out: set[str], known: set[str]
+) -> None:
+    names = coroutine_methods(async_cls) - without
+    assert known <= names  # inspect does find them
+    missing = sorted(name for name in names if not hasattr(sync_cls, name))
+    assert not missing, f"{sync_cls.__name__} has no blocking twin of {missing}"
+    for name in names:
+        twin = getattr(sync_cls, name)
+        assert not inspect.iscoroutinefunction(twin), name
+        if name not in written_out:  # made from the async method itself, not a copy
+            assert twin.__wrapped__ is getattr(async_cls, name), name
+
+
+def test_twins_read_and_manage_a_real_store(sqlite_url: str) -> None:
+    app = Conveyor(sqlite_url)
+
+    @app.task(queue="mail")
+    async def send(to: str) -> None: ...
+
+    with SyncConveyor(app, timeout=10) as client:
+        first = client.enqueue(send, "a@b.c")
+        second = client.enqueue(send, "c@d.e")
+        client.enqueue(send.configure(delay=3600), "later@b.c")
+        counts = client.counts("mail")
+        assert (counts[JobState.WAITING], counts[JobState.DELAYED]) == (2, 1)
+        assert [job.id for job in client.list_jobs("waiting", queue="mail")] == [
+            first.id, second.id,
+        ]  # fmt: skip
+
+        client.pause("mail")
+        assert [(q.name, q.paused) for q in client.queues()] == [("mail", True)]
+        client.resume("mail")
+        assert not client.queues()[0].paused
+
+        client.set_limits("mail", rate="100/m", max_active=2)
+        assert client.limits("mail") == {None: Limits(max_active=2, rate=Rate(100, 60_000))}
+        assert client.cancel(first.id)
+        assert client.retry(first.id)
+        assert client.get_job(first.id).state == "waiting"
+        assert client.remove(second.id)
+        assert client.counts("mail")[JobState.WAITING] == 1
+        assert client.workers() == []
+
+        client.schedules.add(send, every=60, id="ping", args=["p@b.c"])
+        assert client.schedules.pause("ping").paused
+        assert [info.schedule.id for info in client.schedules.list()] == ["ping"]
+        assert client.schedules.remove("ping")
+        assert client.schedules.list() == []

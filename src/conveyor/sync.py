@@ -2,15 +2,29 @@
 views, scripts, notebooks).
 
 ``SyncConveyor(app)`` runs the app's own async API on a private event loop in
-a daemon thread; every method submits one coroutine there and waits for it.
-There is no second implementation to keep in step. Give the facade an app
-object of its own (or use that app only through the facade): the app's
-connections then belong to the facade's loop.
+a daemon thread; every method submits one coroutine there and waits for it
+(at most ``timeout`` seconds). There is no second implementation to keep in
+step: each public coroutine method of ``Conveyor`` (reading: ``get_job``,
+``get_logs``, ``list_jobs``, ``queues``, ``counts``, ``workers``, ``limits``;
+managing: ``pause``, ``resume``, ``set_limits``, ``retry``, ``retry_failed``,
+``cancel``, ``remove``, ``promote``, ``clean``; adding: ``enqueue_many``,
+``add_flow``) and of ``app.schedules`` (``client.schedules.add``, ``pause``,
+``resume``, ``remove``, ``list``, ``get``) has a blocking twin made by
+``_blocking`` from the async method itself, with the same parameters,
+docstring and result. ``enqueue`` is the one written out: it validates the
+arguments in the caller's thread. Connecting happens when the facade is made;
+``close`` closes the app and stops the loop.
+
+Give the facade an app object of its own (or use that app only through the
+facade): the app's connections then belong to the facade's loop. A
+``JobHandle`` it returns is for its ``id``; its ``get``/``wait`` are
+coroutines (use ``client.get_job(handle.id)``).
 
 ```python
 client = SyncConveyor(app)
 handle = client.enqueue(send_email, "a@b.c", "welcome")
 job = client.get_job(handle.id)
+waiting = client.counts("email")[JobState.WAITING]
 client.close()
 ```
 """
@@ -18,68 +32,125 @@ client.close()
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from conveyor.app import Conveyor, JobHandle
-from conveyor.backends.base import NewJob
-from conveyor.flow import Flow
-from conveyor.job import Job, LogEntry
+from conveyor.scheduling import Schedules
 from conveyor.task import Call, Task
 
-__all__ = ["SyncConveyor"]
+__all__ = ["SyncConveyor", "SyncSchedules"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+Target = TypeVar("Target")
 
 
-class SyncConveyor:
-    def __init__(self, app: Conveyor, *, timeout: float = 30.0) -> None:
-        self.app = app
+class _Loop:
+    """A private event loop in a daemon thread, and how to run a coroutine on it."""
+
+    def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="conveyor-sync", daemon=True
-        )
-        self._thread.start()
-        self._run(app.connect())
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="conveyor-sync",
+                                       daemon=True)  # fmt: skip
+        self.thread.start()
 
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self.timeout)
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(self.timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+class _Facade(Generic[Target]):
+    """Runs the coroutine methods of ``target`` on ``loop`` (see ``_blocking``)."""
+
+    def __init__(self, target: Target, loop: _Loop) -> None:
+        self._target = target
+        self._loop = loop
+
+
+def _blocking(
+    method: Callable[Concatenate[Target, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[_Facade[Target], P], T]:
+    """The blocking twin of the async ``method``: same parameters (checked by
+    mypy), same docstring, and the coroutine's result as its own."""
+
+    @functools.wraps(method)
+    def twin(self: _Facade[Target], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._loop.run(method(self._target, *args, **kwargs))
+
+    return twin
+
+
+class SyncSchedules(_Facade[Schedules]):
+    """``app.schedules`` as blocking calls: ``client.schedules``."""
+
+    add = _blocking(Schedules.add)
+    pause = _blocking(Schedules.pause)
+    resume = _blocking(Schedules.resume)
+    remove = _blocking(Schedules.remove)
+    list = _blocking(Schedules.list)
+    get = _blocking(Schedules.get)
+
+
+class SyncConveyor(_Facade[Conveyor]):
+    def __init__(self, app: Conveyor, *, timeout: float = 30.0) -> None:
+        super().__init__(app, _Loop(timeout))
+        self.app = app
+        self.schedules = SyncSchedules(app.schedules, self._loop)
+        self._loop.run(app.connect())
+
+    @property
+    def timeout(self) -> float:
+        """Seconds each call waits for its result."""
+        return self._loop.timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self._loop.timeout = seconds
 
     def enqueue(
         self, task: Task[P, Any] | Call[P, Any], /, *args: P.args, **kwargs: P.kwargs
     ) -> JobHandle:
         """Validate and add one job (``task`` or ``task.configure(...)``)."""
         job = task.call(*args, **kwargs)  # validated here, in the caller's thread
-        (handle,) = self._run(self.app.enqueue_many([job]))
+        (handle,) = self._loop.run(self.app.enqueue_many([job]))
         return handle
 
-    def enqueue_many(self, jobs: Iterable[NewJob]) -> list[JobHandle]:
-        return self._run(self.app.enqueue_many(list(jobs)))
+    enqueue_many = _blocking(Conveyor.enqueue_many)
+    add_flow = _blocking(Conveyor.add_flow)
 
-    def add_flow(self, root: Flow) -> JobHandle:
-        """Add a flow (``conveyor.flow``) in one atomic step."""
-        return self._run(self.app.add_flow(root))
+    get_job = _blocking(Conveyor.get_job)
+    get_logs = _blocking(Conveyor.get_logs)
+    list_jobs = _blocking(Conveyor.list_jobs)
+    queues = _blocking(Conveyor.queues)
+    counts = _blocking(Conveyor.counts)
+    workers = _blocking(Conveyor.workers)
+    limits = _blocking(Conveyor.limits)
 
-    def get_job(self, job_id: str) -> Job:
-        return self._run(self.app.get_job(job_id))
-
-    def get_logs(self, job_id: str) -> list[LogEntry]:
-        return self._run(self.app.get_logs(job_id))
-
-    def cancel(self, job_id: str) -> bool:
-        return self._run(self.app.cancel(job_id))
+    pause = _blocking(Conveyor.pause)
+    resume = _blocking(Conveyor.resume)
+    set_limits = _blocking(Conveyor.set_limits)
+    retry = _blocking(Conveyor.retry)
+    retry_failed = _blocking(Conveyor.retry_failed)
+    cancel = _blocking(Conveyor.cancel)
+    remove = _blocking(Conveyor.remove)
+    promote = _blocking(Conveyor.promote)
+    clean = _blocking(Conveyor.clean)
 
     def close(self) -> None:
-        if self._loop.is_closed():
+        """Close the app's connections and stop the loop; later calls fail."""
+        if self._loop.loop.is_closed():
             return
-        self._run(self.app.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        self._loop.run(self.app.close())
+        self._loop.stop()
 
     def __enter__(self) -> SyncConveyor:
         return self
