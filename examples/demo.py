@@ -176,26 +176,30 @@ def counts_line(total: dict[JobState, int]) -> Text:
 
 
 def active_table(active: list[Job], running: int) -> Table:
+    """The running jobs, each with its whole id (``conveyor jobs show`` takes it;
+    ids begin with their creation time, so only their ends tell jobs apart).
+    Fits in 80 columns with the longest task name and stage."""
     table = Table(
         title=f"active jobs ({running} running, oldest first)",
         title_justify="left",
         box=None,
+        pad_edge=False,
         show_header=True,
         header_style="bold",
     )
+    table.add_column("job", no_wrap=True)
     table.add_column("task")
-    table.add_column("job")
     table.add_column("try", justify="right")
-    table.add_column("progress", width=22)
+    table.add_column("progress", width=10)
     table.add_column("", justify="right")
     table.add_column("stage")
     for job in active:
         stage = str((job.progress_detail or {}).get("stage", ""))
         table.add_row(
+            job.id,
             job.task,
-            job.id[:8],
             f"{job.attempts}/{job.max_attempts}",
-            ProgressBar(total=100, completed=job.progress, width=20),
+            ProgressBar(total=100, completed=job.progress, width=10),
             f"{job.progress:.0f}%",
             stage,
         )
@@ -282,20 +286,11 @@ async def report(console: Console, per_queue: Counter[str]) -> list[str]:
     console.print(table)
 
     failed = await app.list_jobs(JobState.FAILED, limit=1000)
-    dead = Table(
-        title=f"Dead-letter set: {len(failed)} failed jobs, a few of them", title_justify="left"
-    )
-    dead.add_column("job")
-    dead.add_column("task")
-    dead.add_column("attempts", justify="right")
-    dead.add_column("error", style="red")
     exhausted = [job for job in failed if job.task == "send_email" and job.attempts > 1]
     refused = [job for job in failed if job.task == "send_email" and job.attempts == 1]
     broken = [job for job in failed if job.task == "import_feed"]
-    examples = exhausted[:2] + refused[:2] + broken[:2]
-    for job in examples:
-        dead.add_row(job.id[:8], job.task, f"{job.attempts}/{job.max_attempts}", job.error or "")
-    console.print(dead)
+    console.print(dead_letter_table(exhausted[:2] + refused[:2] + broken[:2], len(failed)))
+    console.print(f"In full: conveyor jobs show ID --url sqlite:///{DB_PATH}", soft_wrap=True)
 
     images = await app.list_jobs(JobState.COMPLETED, queue="images", limit=1000)
     waits: dict[bool, list[float]] = {True: [], False: []}
@@ -311,7 +306,7 @@ async def report(console: Console, per_queue: Counter[str]) -> list[str]:
     reports = await app.list_jobs(JobState.COMPLETED, queue="reports", limit=1)
     if reports:
         logs = await app.get_logs(reports[0].id)
-        console.print(f"Log of report job {reports[0].id[:8]}:")
+        console.print(f"Log of report job {reports[0].id}:")
         for entry in logs:
             stamp = f"{entry.at:%H:%M:%S}.{entry.at.microsecond // 1000:03d}"
             console.print(f"  {stamp}  {entry.message}", highlight=False)
@@ -327,6 +322,20 @@ async def report(console: Console, per_queue: Counter[str]) -> list[str]:
             seen = ", ".join(f"{s.value} {n}" for s, n in counts.items() if n) or "none"
             problems.append(f"expected all {per_queue[queue]} {queue} jobs {state}: {seen}")
     return problems
+
+
+def dead_letter_table(examples: list[Job], failed: int) -> Table:
+    """A few failed jobs with their whole ids, which ``conveyor jobs show`` and
+    ``conveyor jobs retry`` take."""
+    title = f"Dead-letter set: {failed} failed jobs, a few of them"
+    dead = Table(title=title, title_justify="left")
+    dead.add_column("job", no_wrap=True)
+    dead.add_column("task")
+    dead.add_column("attempts", justify="right")
+    dead.add_column("error", style="red", overflow="fold")
+    for job in examples:
+        dead.add_row(job.id, job.task, f"{job.attempts}/{job.max_attempts}", job.error or "")
+    return dead
 
 
 def mean(values: list[float]) -> float:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import Conveyor, JobState, Limits, Rate
+from conveyor import Conveyor, JobState, Limits, Rate, Retention
 
 from . import apps
 from .conftest import db_digest
@@ -26,12 +26,12 @@ async def app(sqlite_url: str) -> AsyncIterator[Conveyor]:
         yield app
 
 
-async def conveyor(url: str, *argv: str, code: int = 0) -> str:
+async def conveyor(url: str, *argv: str, code: int = 0, columns: int = 200) -> str:
     proc = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "conveyor", *argv],
         cwd=ROOT,
-        env={**os.environ, "CONVEYOR_URL": url, "COLUMNS": "200"},
+        env={**os.environ, "CONVEYOR_URL": url, "COLUMNS": str(columns)},
         capture_output=True,
         text=True,
         timeout=30,
@@ -57,6 +57,30 @@ async def test_enqueue_then_list_and_show(app: Conveyor, sqlite_url: str) -> Non
     shown = json.loads(await conveyor(sqlite_url, "jobs", "show", "sum-1"))
     assert shown["args"] == {"a": 2, "b": 3} and shown["logs"] == []
     await conveyor(sqlite_url, "jobs", "show", "nope", code=1)
+
+
+async def test_jobs_list_shows_whole_ids_and_errors_in_80_columns(
+    app: Conveyor, sqlite_url: str
+) -> None:
+    add = app.tasks["add"]
+    first = await add.enqueue(1, 2)
+    second = await add.enqueue(3, 4)  # back to back: ids that share all but their ends
+    await add.configure(job_id="report[bold]-7").enqueue(5, 6)  # printed as is, not as markup
+    out = await conveyor(sqlite_url, "jobs", "list", columns=80)
+    ids = [line.split()[0] for line in out.splitlines()[2:]]
+    assert ids == [first.id, second.id, "report[bold]-7"]
+    shown = json.loads(await conveyor(sqlite_url, "jobs", "show", ids[1]))
+    assert shown["id"] == second.id
+
+    (claimed,) = await app.backend.claim(queues=["default"], limit=1, worker_id="w",
+                                         lease_ms=60_000)  # fmt: skip
+    error = "ValueError: " + " ".join(f"word{i}" for i in range(30))
+    await app.backend.fail(job_id=first.id, token=claimed.token, error=error, traceback=None,
+                           retry_in_ms=None, retention=Retention())  # fmt: skip
+    lines = (await conveyor(sqlite_url, "jobs", "list", "-s", "failed", columns=80)).splitlines()
+    assert lines[2].split()[0] == first.id
+    assert " ".join(" ".join(lines[3:]).split()) == error  # whole, on the lines below
+    assert all(len(line) <= 80 and "…" not in line for line in lines)
 
 
 async def test_manage_jobs_and_queues(app: Conveyor, sqlite_url: str) -> None:

@@ -6,13 +6,19 @@ It is run as a user would run it, in a subprocess with stdout not a terminal
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+
+from conveyor import JobState
 
 ROOT = Path(__file__).parents[1]
 TABLE_TITLE = "Jobs per queue and final state"
@@ -66,3 +72,22 @@ def test_demo_runs_to_the_end(tmp_path: Path) -> None:
     assert "Dead-letter set" in table
     assert "ValueError: feed" in table
     assert "NonRetryable: mailbox" in table
+
+
+async def test_demo_tables_show_whole_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the demo's store goes here
+    spec = importlib.util.spec_from_file_location("conveyor_demo", ROOT / "examples" / "demo.py")
+    assert spec is not None and spec.loader is not None
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    async with demo.app:
+        await demo.import_feed.enqueue("https://feeds.example.com/1.xml")
+        await demo.import_feed.enqueue("https://feeds.example.com/2.xml")  # back to back
+        jobs = await demo.app.list_jobs(JobState.WAITING)
+    assert len({job.id for job in jobs}) == 2
+    console = Console(file=io.StringIO(), width=80, record=True)
+    console.print(demo.active_table(jobs, len(jobs)))
+    console.print(demo.dead_letter_table(jobs, len(jobs)))
+    shown = console.export_text()
+    assert "…" not in shown
+    assert all(shown.count(job.id) == 2 for job in jobs), shown

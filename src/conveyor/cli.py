@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
@@ -260,15 +261,36 @@ def list_jobs(
         for job in found:
             click.echo(msgspec.json.encode(job))
         return
-    table = Table(title=f"{state} jobs")
-    for column in ("id", "task", "queue", "priority", "attempts", "progress", "error"):
-        table.add_column(column)
-    for job in found:
-        table.add_row(
-            job.id, job.task, job.queue, str(job.priority),
-            f"{job.attempts}/{job.max_attempts}", f"{job.progress:.0f}%", job.error or "",
-        )  # fmt: skip
-    Console().print(table)
+    _print_jobs(f"{state} jobs", found)
+
+
+def _print_jobs(title: str, found: list[Job]) -> None:
+    """One line per job in aligned columns, each id whole (ids begin with their
+    creation time: only their ends tell jobs apart, and ``jobs show`` takes the
+    whole id), and a job's error indented on the lines below its own: beside a
+    32-character id an error column would get no room in 80 columns."""
+    header = ("id", "task", "queue", "prio", "tries", "progress")
+    rows = [
+        (job.id, job.task, job.queue, str(job.priority), f"{job.attempts}/{job.max_attempts}",
+         f"{job.progress:.0f}%")
+        for job in found
+    ]  # fmt: skip
+    widths = [max(map(len, column)) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in pairs).rstrip()
+
+    console = Console(markup=False, highlight=False, soft_wrap=True)  # long lines wrap, uncut
+    console.print(title, style="italic")
+    console.print(line(header), style="bold")
+    for job, cells in zip(found, rows, strict=True):
+        console.print(line(cells))
+        if job.error:
+            indent = " " * 4
+            error = textwrap.fill(job.error, console.width, initial_indent=indent,
+                                  subsequent_indent=indent)  # fmt: skip
+            console.print(error, style="red")
 
 
 @jobs.command("show")

@@ -277,7 +277,9 @@ def new_job_id() -> str:
     then a 32-bit counter.
 
     Time-ordered, so new ids append to the store's id index instead of landing
-    at random places in it, and cheap enough for bulk enqueues.
+    at random places in it, and cheap enough for bulk enqueues. Jobs made
+    together therefore share all but the last few digits: show ids whole
+    (that is also what every command and ``get_job`` take), never a prefix.
     """
     return f"{time.time_ns() // 1_000_000:012x}{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFF:08x}"
 
