@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import Conveyor, JobState, Limits, Rate, Retention
+from conveyor import Conveyor, JobState, Limits, Rate, Retention, Worker, WorkerSettings
 
 from . import apps
-from .conftest import db_digest
+from .conftest import db_digest, eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +83,45 @@ async def test_jobs_list_shows_whole_ids_and_errors_in_80_columns(
     assert all(len(line) <= 80 and "…" not in line for line in lines)
 
 
+async def test_info_fits_80_columns_with_whole_distinct_headers(
+    app: Conveyor, sqlite_url: str
+) -> None:
+    add = app.tasks["add"]
+    await app.enqueue_many([add.configure(queue="reports-monthly").call(1, 2) for _ in range(3)])
+    await add.configure(queue="email", delay=60).enqueue(1, 2)
+    await app.pause("email")
+    await app.set_limits("email", rate="100/m", max_active=5)
+    await app.set_limits("email", group="*", max_active=1, rate="10/s")
+    worker = Worker(app, WorkerSettings(queues=["idle"]))
+    running = asyncio.create_task(worker.run())
+
+    async def seen() -> bool:
+        return bool(await app.workers())
+
+    try:
+        await eventually(seen, message="for the worker's heartbeat")
+        out = await conveyor(sqlite_url, "info", columns=80)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 10)
+    assert "…" not in out, out
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    lines = [line.rstrip() for line in out.splitlines()]
+    top = next(i for i, line in enumerate(lines) if line.startswith("queue "))
+    headers = lines[top].split()
+    assert headers == ["queue", "delay", "wait", "child", "active", "done", "failed", "cancel",
+                       "paused"]  # fmt: skip
+    assert len(set(headers)) == len(headers)
+    rows = {line.split()[0]: line.split()[1:] for line in lines[top + 1 : top + 3]}
+    assert rows == {"email": ["1", "0", "0", "0", "0", "0", "0", "yes"],
+                    "reports-monthly": ["0", "3", "0", "0", "0", "0", "0"]}  # fmt: skip
+    assert "email  max 5 active, 100/m; each group max 1 active, 10/s" in out
+    workers = lines.index("Workers")
+    assert lines[workers + 1].split() == ["id", "queues", "slots", "active", "processed",
+                                          "last", "seen"]  # fmt: skip
+    assert worker.id in "".join(line.split()[0] for line in lines[workers + 2 :])
+
+
 async def test_manage_jobs_and_queues(app: Conveyor, sqlite_url: str) -> None:
     later = await app.tasks["add"].configure(delay=3600).enqueue(1, 2)
     assert "promoted" in await conveyor(sqlite_url, "jobs", "promote", later.id)
@@ -111,8 +150,9 @@ async def test_schedules_are_added_listed_paused_and_removed(
         "--cron", "0 8 * * 1", "--tz", "Europe/Paris", "--id", "monday", "--args", "[1, 2]",
     )  # fmt: skip
     assert out.strip() == "scheduled monday"
-    listed = await conveyor(sqlite_url, "schedules", "list")
+    listed = await conveyor(sqlite_url, "schedules", "list", columns=80)
     assert "monday" in listed and "0 8 * * 1" in listed and "Europe/Paris" in listed
+    assert "…" not in listed
     await conveyor(sqlite_url, "schedules", "pause", "monday")
     (info,) = await app.schedules.list()
     assert (info.schedule.paused, bytes(info.schedule.payload)) == (True, b'{"a":1,"b":2}')

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import textwrap
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -197,7 +197,7 @@ def _json_arg(option: str, raw: str, kind: type[T]) -> T:
 @_app_option
 @_url_option
 def info(app_path: str | None, url: str | None) -> None:
-    """Show queues (jobs per state) and live workers."""
+    """Show queues (jobs per state, paused), their limits and live workers."""
     app = _app_from(app_path, url)
 
     async def gather() -> tuple[Any, Any, dict[str, dict[str | None, Limits]]]:
@@ -206,30 +206,60 @@ def info(app_path: str | None, url: str | None) -> None:
         return queues, await app.workers(), limits
 
     queues, workers, limits = _run(app, gather)
-    console = Console()
+    console = Console(markup=False)  # names as they are, not read as markup
     for warning in app.backend.warnings:
-        console.print(f"[bold red]warning:[/] {warning}")
-    table = Table(title=f"Queues ({app.url})")
-    table.add_column("queue")
-    for state in JobState:
-        table.add_column(state.value, justify="right")
-    table.add_column("paused")
-    table.add_column("limits")
+        console.print(f"warning: {warning}", style="bold red")
+    counts = STATE_HEADERS.values()
+    table = _table(f"Queues ({app.url})", "queue", *counts, "paused", numbers=counts,
+                   caption="child: waiting for its children (a flow)")  # fmt: skip
     for queue in queues:
-        table.add_row(
-            queue.name, *(str(queue.counts[s]) for s in JobState), "yes" if queue.paused else "",
-            _describe(limits[queue.name]),
-        )  # fmt: skip
+        table.add_row(queue.name, *(str(queue.counts[s]) for s in STATE_HEADERS),
+                      "yes" if queue.paused else "")  # fmt: skip
     console.print(table)
-    workers_table = Table(title="Workers")
-    for column in ("id", "queues", "concurrency", "active", "processed", "last seen"):
-        workers_table.add_column(column)
+    limited = _table("Limits", "queue", "limits")  # sentences: a table of their own, with room
+    for queue in queues:
+        if limits[queue.name]:
+            limited.add_row(queue.name, _describe(limits[queue.name]))
+    if limited.row_count:
+        console.print(limited)
+    numbers = ("slots", "active", "processed", "last seen")
+    workers_table = _table("Workers", "id", "queues", *numbers, numbers=numbers)
     for w in workers:
         seen = datetime.fromtimestamp(w.last_seen_ms / 1000).strftime("%H:%M:%S")
         workers_table.add_row(
-            w.id, ",".join(w.queues), str(w.concurrency), str(w.active), str(w.processed), seen
+            w.id, ", ".join(w.queues), str(w.concurrency), str(w.active), str(w.processed), seen
         )
     console.print(workers_table)
+
+
+# Headers of the job states, whole in an 80-column terminal (the full names
+# are not: rich cut all seven to four letters and an ellipsis).
+STATE_HEADERS = {
+    JobState.DELAYED: "delay",
+    JobState.WAITING: "wait",
+    JobState.WAITING_CHILDREN: "child",
+    JobState.ACTIVE: "active",
+    JobState.COMPLETED: "done",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancel",
+}
+
+
+def _table(
+    title: str, *columns: str, numbers: Iterable[str] = (), caption: str | None = None
+) -> Table:
+    """A table without borders, so that in 80 columns its headers stay whole
+    and a name copies without box characters. Text that is too long wraps and
+    is never cut; ``numbers`` are right-aligned and never wrap."""
+    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left",
+                  box=None, pad_edge=False, header_style="bold")  # fmt: skip
+    right = set(numbers)
+    for column in columns:
+        if column in right:
+            table.add_column(column, justify="right", no_wrap=True)
+        else:
+            table.add_column(column, overflow="fold")
+    return table
 
 
 @cli.group()
@@ -430,15 +460,13 @@ def schedules() -> None:
 def list_schedules(app_path: str | None, url: str | None) -> None:
     """Every schedule with its next run (store clock, UTC)."""
     app = _app_from(app_path, url)
-    table = Table(title="Schedules")
-    for column in ("id", "task", "when", "tz", "paused", "next run (UTC)"):
-        table.add_column(column)
+    table = _table("Schedules", "id", "task", "when", "tz", "paused", "next run (UTC)")
     for info in _run(app, app.schedules.list):
         s = info.schedule
         when = s.cron if s.cron is not None else f"every {s.every_s:g}s"
         table.add_row(s.id, s.task, when, s.tz, "yes" if s.paused else "",
                       "" if info.next_run_ms is None else _utc(info.next_run_ms))  # fmt: skip
-    Console().print(table)
+    Console(markup=False).print(table)
 
 
 @schedules.command("add")
