@@ -16,20 +16,17 @@ import logging
 import os
 import signal
 import sys
-import textwrap
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
 import click
 import msgspec
-from rich.console import Console
-from rich.table import Table
 
 from conveyor import logs, validate
 from conveyor.app import Conveyor
+from conveyor.cli_tables import print_info, print_jobs, print_schedules
 from conveyor.errors import ConveyorError, InvalidInput, JobNotFound, ScheduleNotFound
-from conveyor.job import Job, JobState
+from conveyor.job import Job
 from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
 from conveyor.settings import WorkerSettings, parse_queues
 from conveyor.worker import Worker
@@ -206,60 +203,7 @@ def info(app_path: str | None, url: str | None) -> None:
         return queues, await app.workers(), limits
 
     queues, workers, limits = _run(app, gather)
-    console = Console(markup=False)  # names as they are, not read as markup
-    for warning in app.backend.warnings:
-        console.print(f"warning: {warning}", style="bold red")
-    counts = STATE_HEADERS.values()
-    table = _table(f"Queues ({app.url})", "queue", *counts, "paused", numbers=counts,
-                   caption="child: waiting for its children (a flow)")  # fmt: skip
-    for queue in queues:
-        table.add_row(queue.name, *(str(queue.counts[s]) for s in STATE_HEADERS),
-                      "yes" if queue.paused else "")  # fmt: skip
-    console.print(table)
-    limited = _table("Limits", "queue", "limits")  # sentences: a table of their own, with room
-    for queue in queues:
-        if limits[queue.name]:
-            limited.add_row(queue.name, _describe(limits[queue.name]))
-    if limited.row_count:
-        console.print(limited)
-    numbers = ("slots", "active", "processed", "last seen")
-    workers_table = _table("Workers", "id", "queues", *numbers, numbers=numbers)
-    for w in workers:
-        seen = datetime.fromtimestamp(w.last_seen_ms / 1000).strftime("%H:%M:%S")
-        workers_table.add_row(
-            w.id, ", ".join(w.queues), str(w.concurrency), str(w.active), str(w.processed), seen
-        )
-    console.print(workers_table)
-
-
-# Headers of the job states, whole in an 80-column terminal (the full names
-# are not: rich cut all seven to four letters and an ellipsis).
-STATE_HEADERS = {
-    JobState.DELAYED: "delay",
-    JobState.WAITING: "wait",
-    JobState.WAITING_CHILDREN: "child",
-    JobState.ACTIVE: "active",
-    JobState.COMPLETED: "done",
-    JobState.FAILED: "failed",
-    JobState.CANCELLED: "cancel",
-}
-
-
-def _table(
-    title: str, *columns: str, numbers: Iterable[str] = (), caption: str | None = None
-) -> Table:
-    """A table without borders, so that in 80 columns its headers stay whole
-    and a name copies without box characters. Text that is too long wraps and
-    is never cut; ``numbers`` are right-aligned and never wrap."""
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left",
-                  box=None, pad_edge=False, header_style="bold")  # fmt: skip
-    right = set(numbers)
-    for column in columns:
-        if column in right:
-            table.add_column(column, justify="right", no_wrap=True)
-        else:
-            table.add_column(column, overflow="fold")
-    return table
+    print_info(app.url, app.backend.warnings, queues, limits, workers)
 
 
 @cli.group()
@@ -291,36 +235,7 @@ def list_jobs(
         for job in found:
             click.echo(msgspec.json.encode(job))
         return
-    _print_jobs(f"{state} jobs", found)
-
-
-def _print_jobs(title: str, found: list[Job]) -> None:
-    """One line per job in aligned columns, each id whole (ids begin with their
-    creation time: only their ends tell jobs apart, and ``jobs show`` takes the
-    whole id), and a job's error indented on the lines below its own: beside a
-    32-character id an error column would get no room in 80 columns."""
-    header = ("id", "task", "queue", "prio", "tries", "progress")
-    rows = [
-        (job.id, job.task, job.queue, str(job.priority), f"{job.attempts}/{job.max_attempts}",
-         f"{job.progress:.0f}%")
-        for job in found
-    ]  # fmt: skip
-    widths = [max(map(len, column)) for column in zip(header, *rows, strict=True)]
-
-    def line(cells: tuple[str, ...]) -> str:
-        pairs = enumerate(zip(cells, widths, strict=True))
-        return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in pairs).rstrip()
-
-    console = Console(markup=False, highlight=False, soft_wrap=True)  # long lines wrap, uncut
-    console.print(title, style="italic")
-    console.print(line(header), style="bold")
-    for job, cells in zip(found, rows, strict=True):
-        console.print(line(cells))
-        if job.error:
-            indent = " " * 4
-            error = textwrap.fill(job.error, console.width, initial_indent=indent,
-                                  subsequent_indent=indent)  # fmt: skip
-            console.print(error, style="red")
+    print_jobs(f"{state} jobs", found)
 
 
 @jobs.command("show")
@@ -430,12 +345,6 @@ def limit(
     click.echo(f"{queue if group is None else f'{queue} group {group}'}: {limits}")
 
 
-def _describe(limits: dict[str | None, Limits]) -> str:
-    """A queue's limits: ``max 3 active, 100/m; each group max 1 active; acme ...``."""
-    labels = {None: "", EVERY_GROUP: "each group "}
-    return "; ".join(f"{labels.get(scope, f'{scope} ')}{limit}" for scope, limit in limits.items())
-
-
 def _whole(value: str) -> int:
     try:
         number = int(value)
@@ -460,13 +369,7 @@ def schedules() -> None:
 def list_schedules(app_path: str | None, url: str | None) -> None:
     """Every schedule with its next run (store clock, UTC)."""
     app = _app_from(app_path, url)
-    table = _table("Schedules", "id", "task", "when", "tz", "paused", "next run (UTC)")
-    for info in _run(app, app.schedules.list):
-        s = info.schedule
-        when = s.cron if s.cron is not None else f"every {s.every_s:g}s"
-        table.add_row(s.id, s.task, when, s.tz, "yes" if s.paused else "",
-                      "" if info.next_run_ms is None else _utc(info.next_run_ms))  # fmt: skip
-    Console(markup=False).print(table)
+    print_schedules(_run(app, app.schedules.list))
 
 
 @schedules.command("add")
@@ -516,10 +419,6 @@ for _name, _verb, _help in (
     schedules.command(_name, help=_help)(
         click.argument("schedule_id")(_app_option(_url_option(_schedule_action(_verb))))
     )
-
-
-def _utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _fail(message: str, code: int) -> NoReturn:
