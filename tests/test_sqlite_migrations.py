@@ -58,3 +58,25 @@ def test_migrations_are_numbered_without_gaps() -> None:
     assert numbers == list(range(1, len(numbers) + 1))
     assert all(isinstance(sql, str) and sql.strip() for _, sql in connection.migrations())
     assert sqlite3.sqlite_version_info >= (3, 35)  # RETURNING
+
+
+def test_migrated_jobs_with_logs_lose_them_when_deleted(tmp_path: Path) -> None:
+    """0010 deletes logs only of jobs marked ``logged``: it marks the jobs that
+    already have logs, so their logs still go with them."""
+    conn = connection.connect(str(tmp_path / "db.db"))
+    try:
+        for number, sql in connection.migrations():
+            if number == 10:
+                conn.execute(
+                    "INSERT INTO jobs (id, task, queue, state, priority, seq, run_at, payload,"
+                    " options, max_attempts, created_at) VALUES ('j', 't', 'q', 'completed',"
+                    " 0, 1, 0, '{}', '{}', 1, 0), ('k', 't', 'q', 'completed', 0, 2, 0, '{}',"
+                    " '{}', 1, 0)"
+                )
+                conn.execute("INSERT INTO job_logs (job_id, at, message) VALUES ('j', 0, 'x')")
+            connection._run_script(conn, sql)
+        conn.execute("DELETE FROM jobs WHERE id = 'j'")
+        assert conn.execute("SELECT count(*) FROM job_logs").fetchone()[0] == 0
+        assert conn.execute("SELECT logged FROM jobs WHERE id = 'k'").fetchone()[0] == 0
+    finally:
+        conn.close()

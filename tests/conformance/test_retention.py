@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from conveyor import Conveyor, JobState, Retention
+from conveyor.backends.base import ProgressUpdate
 
 from ..conftest import StartWorker, eventually
 from .conftest import claim
@@ -16,6 +17,9 @@ async def _finish(app: Conveyor, n: int, *, keep: Retention, fail: bool = False)
     for _ in range(n):
         (claimed,) = await claim(app, limit=1)
         ids.append(claimed.job.id)
+        await app.backend.report_progress(
+            job_id=claimed.job.id, token=claimed.token, update=ProgressUpdate(logs=("a line",))
+        )
         if fail:
             await app.backend.fail(
                 job_id=claimed.job.id, token=claimed.token, error="x", traceback=None,
@@ -44,11 +48,13 @@ async def test_trim_by_count_keeps_the_newest_completed(app: Conveyor) -> None:
     keep = Retention(max_count=3)
     ids = await _finish(app, 5, keep=keep)
     assert len(await app.list_jobs("completed", limit=10)) == 5  # finishing trims nothing
+    assert [entry.message for entry in await app.get_logs(ids[0])] == ["a line"]
     assert await _trim(app, "work", keep) == 2
     kept = [j.id for j in await app.list_jobs("completed", limit=10)]
     assert kept == list(reversed(ids[2:]))
     assert await _trim(app, "work", keep) == 0
-    assert await app.get_logs(ids[0]) == []
+    assert await app.get_logs(ids[0]) == []  # deleted with their job
+    assert [entry.message for entry in await app.get_logs(ids[2])] == ["a line"]
 
 
 async def test_trim_by_age_removes_old_failed_jobs(app: Conveyor) -> None:

@@ -26,11 +26,11 @@ CREATE TABLE jobs (
     created_at INTEGER NOT NULL,
     started_at INTEGER,
     finished_at INTEGER
-, expires_at INTEGER, grp TEXT, parent_id TEXT, on_failure TEXT, children INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, pipe INTEGER NOT NULL DEFAULT 0, flow_id TEXT);
--- (the ALTER TABLEs of 0004, 0008 and 0009 write it so. grp: the job's group;
--- parent_id, on_failure: a flow's child, its parent and what its failure does
--- there; children, pending: a parent's children, and those not finished;
--- flow_id: shared by the jobs of one flow)
+, expires_at INTEGER, grp TEXT, parent_id TEXT, on_failure TEXT, children INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, pipe INTEGER NOT NULL DEFAULT 0, flow_id TEXT, logged INTEGER NOT NULL DEFAULT 0);
+-- (the ALTER TABLEs of 0004, 0008, 0009 and 0010 write it so. grp: the job's
+-- group; parent_id, on_failure: a flow's child, its parent and what its failure
+-- does there; children, pending: a parent's children, and those not finished;
+-- flow_id: shared by the jobs of one flow; logged: it has lines in job_logs)
 
 CREATE INDEX jobs_waiting ON jobs (queue, priority DESC, seq) WHERE state = 'waiting' AND grp IS NULL;
 CREATE INDEX jobs_group_waiting ON jobs (queue, grp, priority DESC, seq)
@@ -47,7 +47,7 @@ CREATE TABLE "job_logs" (
     message TEXT NOT NULL
 );
 CREATE INDEX job_logs_job ON job_logs (job_id);
-CREATE TRIGGER jobs_delete_logs AFTER DELETE ON jobs BEGIN
+CREATE TRIGGER jobs_delete_logs AFTER DELETE ON jobs WHEN old.logged BEGIN
     DELETE FROM job_logs WHERE job_id = old.id;
 END;
 
@@ -132,6 +132,6 @@ CREATE TABLE job_outcomes (
     ignored INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (parent_id, child_id)
 ) WITHOUT ROWID;
-CREATE TRIGGER jobs_delete_outcomes AFTER DELETE ON jobs BEGIN
+CREATE TRIGGER jobs_delete_outcomes AFTER DELETE ON jobs WHEN old.children > 0 BEGIN
     DELETE FROM job_outcomes WHERE parent_id = old.id;
 END;

@@ -401,11 +401,12 @@ class SQLiteTransitions(Backend):
             now = self.clock.now_ms()
             owned = conn.execute(
                 "UPDATE jobs SET progress = coalesce(?, progress),"
-                " progress_detail = coalesce(?, progress_detail)"
+                " progress_detail = coalesce(?, progress_detail), logged = max(logged, ?)"
                 " WHERE id = ? AND token = ? AND state = 'active'",
                 (
                     update.progress,
                     None if update.detail is None else _encode(update.detail),
+                    int(bool(update.logs)),
                     job_id,
                     token,
                 ),
@@ -452,14 +453,15 @@ class SQLiteTransitions(Backend):
             requeue = [(id_, stalls) for id_, stalls in expired if stalls < max_stalls]
             dead = [(id_, stalls) for id_, stalls in expired if stalls >= max_stalls]
             conn.executemany(
-                "UPDATE jobs SET state = 'waiting', stalls = stalls + 1,"
+                "UPDATE jobs SET state = 'waiting', stalls = stalls + 1, logged = 1,"
                 " attempts = max(attempts - 1, 0), token = NULL, lease_expires_at = NULL,"
                 " worker_id = NULL WHERE id = ?",
                 [(id_,) for id_, _ in requeue],
             )
             conn.executemany(
                 "UPDATE jobs SET state = 'failed', stalls = stalls + 1, finished_at = ?,"
-                " error = 'stalled', token = NULL, lease_expires_at = NULL WHERE id = ?",
+                " logged = 1, error = 'stalled', token = NULL, lease_expires_at = NULL"
+                " WHERE id = ?",
                 [(now, id_) for id_, _ in dead],
             )
             for id_, _ in dead:
