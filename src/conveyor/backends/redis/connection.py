@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -82,6 +82,7 @@ class RedisConnection(Backend):
         # redis-py's cluster client fails a call past 100 connections per node
         # instead of waiting for one: keep script calls well below that.
         self._in_flight = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
+        self._background: set[asyncio.Task[None]] = set()  # held until they end
         self._renewer = renewal.BlockingRenewer(
             self._redis_url, cluster=self._cluster, keys=self.keys
         )
@@ -149,6 +150,11 @@ class RedisConnection(Backend):
             if c is not None:
                 await c.aclose()
         self._renewer.close()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @property
     def client(self) -> aioredis.Redis:

@@ -23,6 +23,8 @@ Layout (``P`` is ``cv:{namespace}``):
 - ``P:q:<queue>:active``: zset; score is the lease expiry (ms).
 - ``P:q:<queue>:<completed|failed|cancelled>``: zset; score is finished time.
 - ``P:q:<queue>:marker``: list; one element wakes a blocked worker.
+- ``P:wake:<waiter>``: list one idle wait blocks on besides the markers, pushed
+  by that waiter's own timer when a delayed job falls due (short-lived).
 - ``P:done:<task>:<state>``: zset of ``queue \\0 id`` by finished time (retention).
 - ``P:trim:<task>:<state>``: string, the token of the trim under way of that
   set (expires on its own if its trimmer dies).
@@ -97,6 +99,9 @@ class Keys:
             if len(self._states) < 10_000:
                 self._states[(queue, part)] = key
         return key
+
+    def wake(self, waiter: str) -> str:
+        return f"{self.prefix}:wake:{waiter}"
 
     def done(self, task: str, state: JobState | str) -> str:
         return f"{self.prefix}:done:{task}:{JobState(state).value}"

@@ -64,6 +64,7 @@ from conveyor.job import JobState, Retention
 log = logging.getLogger("conveyor.redis")
 
 PROMOTE_BATCH = 1000
+WAKE_TTL_MS = 10_000  # a wake pushed after its wait ended anyway goes this soon
 TRIM_LOCK_MS = 30_000  # a trimmer that died keeps others out this long at most
 BATCH = 1000  # jobs per round of bulk retries and cleaning
 DEDUP_TRIES = 50  # batches whose peeked dedup keys changed meanwhile
@@ -277,15 +278,35 @@ class RedisTransitions(RedisConnection):
         if retry_at is not None and retry_at > now:
             times.append(retry_at)
         wait = min(timeout_s, BLOCK_MAX_S)
-        if times:
-            wait = min(wait, max(0.0, (min(times) - now) / 1000))
-        if wait <= 0:
+        due_in = max(0.0, (min(times) - now) / 1000) if times else wait
+        if due_in <= 0:
             return
         assert self._blocking is not None
-        async with mapped_errors():
-            await self._blocking.blpop(
-                [self.keys.marker(q) for q in queues], timeout=max(wait, 0.01)
-            )
+        markers = [self.keys.marker(q) for q in queues]
+        if due_in >= wait:
+            async with mapped_errors():
+                await self._blocking.blpop(markers, timeout=wait)
+            return
+        # Redis times a block out only at its own clock ticks (ten a second
+        # by default): a timer of ours ends it at the due time instead, by
+        # pushing to a list only this wait blocks on.
+        wake = self.keys.wake(os.urandom(6).hex())
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(due_in, lambda: self._spawn(self._push_wake(wake)))
+        try:
+            async with mapped_errors():
+                await self._blocking.blpop([*markers, wake], timeout=wait)
+        finally:
+            timer.cancel()
+
+    async def _push_wake(self, key: str) -> None:
+        try:
+            async with mapped_errors(), self.client.pipeline(transaction=False) as pipe:
+                pipe.rpush(key, "1")
+                pipe.pexpire(key, WAKE_TTL_MS)
+                await pipe.execute()
+        except BackendError as exc:  # the block times out anyway, a moment later
+            log.debug("could not end an idle wait early: %s", exc)
 
     def extend_leases_blocking(
         self, *, leases: Sequence[tuple[str, str]], lease_ms: int
@@ -339,7 +360,7 @@ class RedisTransitions(RedisConnection):
         k = self.keys
         keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "delayed"),
                 k.state(queue, "failed"), k.done(task, "failed"),
-                k.queue(queue, "gactive"), k.outbox]  # fmt: skip
+                k.queue(queue, "gactive"), k.outbox, k.marker(queue)]  # fmt: skip
         retry = "" if retry_in_ms is None else retry_in_ms
         args = [self._offset, token, error, traceback or "", retry,
                 _tracked(retention, queue, job_id), job_id]  # fmt: skip

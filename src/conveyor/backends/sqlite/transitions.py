@@ -64,6 +64,10 @@ def parse_url(url: str) -> tuple[str, str]:
     return path, synchronous
 
 
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
 class LastClaim(NamedTuple):
     version: int | None  # the data version just before it (None: not read)
     retry_at: int | None  # when a limit that held jobs back frees
@@ -186,10 +190,13 @@ class SQLiteTransitions(Backend):
         self._wakeup.clear()
         version = poll.execute("PRAGMA data_version").fetchone()[0]
         claimed_at, next_due, held, _ = self._last_claim.get(tuple(queues), NO_CLAIM)
-        # Nothing committed since the last claim looked: it saw all there is
-        # (otherwise look again, unless no queue has a job worth a claim).
-        if version != claimed_at and self._has_ready(poll, queues, held):
-            return
+        # Nothing committed since the last claim looked: it saw all there is.
+        # Otherwise look again: a job may be ready, or delayed (a retry
+        # written just after that claim) and due before anything it saw.
+        if version != claimed_at:
+            if self._has_ready(poll, queues, held):
+                return
+            next_due = _earliest(next_due, self._next_due(poll, queues))
         while True:
             now = loop.time()
             if now >= deadline:
@@ -211,9 +218,7 @@ class SQLiteTransitions(Backend):
                 if self._has_ready(poll, queues, held):
                     self._last_work = time.monotonic()
                     return
-                due = self._next_due(poll, queues)
-                if due is not None and (next_due is None or due < next_due):
-                    next_due = due
+                next_due = _earliest(next_due, self._next_due(poll, queues))
 
     async def _poll_connection(self) -> sqlite3.Connection:
         if self._poll is None:

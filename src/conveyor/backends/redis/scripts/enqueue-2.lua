@@ -135,6 +135,8 @@ for j = 1, n do
       woken[q] = true
     else
       redis.call('ZADD', KEYS[k + 1], run_at, id)
+      -- Due before anything an idle worker waits for: wake one to look again.
+      if redis.call('ZRANK', KEYS[k + 1], id) == 0 then woken[q] = true end
     end
     created[j] = 1
     ours[id] = {first_job_key + j - 1, q}

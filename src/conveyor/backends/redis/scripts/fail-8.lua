@@ -1,6 +1,6 @@
 -- Record a failed attempt of an owned job: retry later, or fail for good.
 -- KEYS[1] job hash, KEYS[2] active, KEYS[3] delayed, KEYS[4] failed,
--- KEYS[5] retention set (task, failed), KEYS[6] gactive, KEYS[7] outbox.
+-- KEYS[5] retention set (task, failed), KEYS[6] gactive, KEYS[7] outbox, KEYS[8] marker.
 -- ARGV[1] clock offset ms, ARGV[2] token, ARGV[3] error, ARGV[4] traceback ('' for none),
 -- ARGV[5] retry in ms ('' to fail for good), ARGV[6] retention member ('' when retention is unlimited), ARGV[7] job id.
 -- Returns: 1 done, 0 the token is not current (nothing changed).
@@ -16,6 +16,8 @@ if ARGV[5] ~= '' then
   local due = now + tonumber(ARGV[5])
   redis.call('HSET', KEYS[1], 'state', 'delayed', 'run_at', due)
   redis.call('ZADD', KEYS[3], due, id)
+  -- Due before anything an idle worker waits for: wake one to look again.
+  if redis.call('ZRANK', KEYS[3], id) == 0 then wake(KEYS[8]) end
 else
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', now)
   redis.call('ZADD', KEYS[4], now, id)
