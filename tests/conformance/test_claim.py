@@ -1,4 +1,5 @@
-"""Claiming: priority then FIFO, LIFO on request, queues, pause and resume."""
+"""Claiming: priority, then the order jobs became ready (FIFO), LIFO on request,
+queues, pause and resume."""
 
 from __future__ import annotations
 
@@ -17,6 +18,35 @@ async def test_claims_follow_priority_then_fifo(app: Conveyor) -> None:
         await work.configure(priority=priority).enqueue(n)
     claimed = await claim(app, limit=10)
     assert [c.job.args["n"] for c in claimed] == [4, 1, 3, 0, 5, 2]
+
+
+async def test_jobs_that_fell_due_run_in_the_order_they_fell_due(app: Conveyor) -> None:
+    """Among equal priorities, jobs run in the order they became ready: a job
+    enqueued without delay when it was enqueued, a delayed one when it fell
+    due (not in enqueue order), then by enqueue order."""
+
+    @app.task
+    async def work(n: str) -> None: ...
+
+    for name, delay in (("a", 0.9), ("b", 0.6), ("c", 0.3), ("d", 0.3)):
+        await work.configure(delay=delay).enqueue(name)
+    await work.enqueue("now")  # ready before any of them
+    app.clock.advance(1.0)
+    await work.enqueue("later")  # ready after all of them
+    claimed = await claim(app, limit=10)
+    assert [c.job.args["n"] for c in claimed] == ["now", "c", "d", "b", "a", "later"]
+
+
+async def test_a_promoted_job_goes_behind_the_jobs_ready_before_it(app: Conveyor) -> None:
+    @app.task
+    async def work(n: str) -> None: ...
+
+    early = await work.configure(delay=600).enqueue("promoted")
+    await work.enqueue("waiting")
+    app.clock.advance(0.01)  # ready at least a ms later than the waiting one
+    assert await app.promote(early.id)
+    claimed = await claim(app, limit=10)
+    assert [c.job.args["n"] for c in claimed] == ["waiting", "promoted"]
 
 
 async def test_claim_takes_at_most_limit_and_leaves_the_rest(app: Conveyor) -> None:

@@ -182,10 +182,13 @@ class Backend(abc.ABC):
         ``waiting`` jobs, moving each to ``active`` with a fresh token,
         ``attempts + 1`` and a lease expiring ``lease_ms`` from now. Within
         a queue, jobs without a group go by priority (higher first), then
-        FIFO (LIFO jobs first, newest first); in a queue with groups, the
+        LIFO jobs (newest enqueued first), then FIFO jobs in the order they
+        became ready (enqueued, or fell due: a delay or a retry's backoff)
+        and then by enqueue order (on Redis: by id within a ms, which follows
+        enqueue order for generated ids); in a queue with groups, the
         groups and the jobs without one take turns (``conveyor.limits``;
         ``claiming`` decides the order for every store), each in that order.
-        Across queues, each queue's next job competes by priority, then FIFO.
+        Across queues, each queue's next job competes by priority, then that order.
 
         No claim passes a limit (``set_limits``) of a queue or a group: its
         ``max_active``, its ``rate`` (every start is logged in the same step)

@@ -210,7 +210,7 @@ class RedisBackend(RedisTransitions):
                 return False
             q, task = identity
             keys = [k.job(job_id), k.state(q, "failed"), k.state(q, "cancelled"),
-                    k.state(q, "waiting"), k.marker(q), k.seq, k.done(task, "failed"),
+                    k.state(q, "waiting"), k.marker(q), k.done(task, "failed"),
                     k.done(task, "cancelled"), k.queue(q, "gwaiting"),
                     k.queue(q, "groups"), k.state(q, "waiting_children")]  # fmt: skip
             args = [self._offset, retention_member(q, job_id), int(allow_cancelled), job_id]

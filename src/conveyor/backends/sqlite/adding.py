@@ -13,6 +13,21 @@ from conveyor.backends.base import NewJob
 from conveyor.backends.sqlite import flows
 
 DEDUP_CLEAN_BATCH = 100  # expired throttle keys deleted per enqueue that uses keys
+ORDER_SHIFT = 1 << 20  # a FIFO job's enqueue number, below its ready time, in ``seq``
+# ``seq`` of a job that becomes ready again at ``?`` (ms): a FIFO job by that
+# time (keeping its enqueue number), a LIFO job where it was.
+READY_AGAIN = f"seq = CASE WHEN seq < 0 THEN seq ELSE ? * {ORDER_SHIFT} + seq % {ORDER_SHIFT} END"
+
+
+def order(ready_ms: int, number: int, *, lifo: bool = False) -> int:
+    """A job's ``seq``, its place among waiting jobs of its priority. LIFO
+    jobs come first, newest enqueued first (minus their enqueue ``number``);
+    FIFO jobs follow by the time they became ready (a delayed job when it fell
+    due), then by enqueue number. (Rows stored before this order hold the
+    enqueue number alone: they come first.)"""
+    if lifo:
+        return -number
+    return ready_ms * ORDER_SHIFT + number % ORDER_SHIFT
 
 
 def add(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: int) -> list[tuple[str, bool]]:
@@ -32,14 +47,13 @@ def add(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: int) -> list[tupl
     insert = INSERT_JOB if flow or grouped else INSERT_PLAIN_JOB
     rows = []
     for i, job in enumerate(jobs):
-        seq = first + i
-        run_at = job.run_at_ms if job.run_at_ms is not None else now + job.delay_ms
+        run_at = max(now, job.run_at_ms if job.run_at_ms is not None else now + job.delay_ms)
         state = "delayed" if run_at > now else "waiting"
         if job.children:
             state = "waiting_children"
         row: tuple[Any, ...] = (
             job.id, job.task, job.queue, state, job.priority,
-            -seq if job.lifo else seq, max(run_at, now), job.payload, job.options,
+            order(run_at, first + i, lifo=job.lifo), run_at, job.payload, job.options,
             job.max_attempts, now, None if job.ttl_ms is None else now + job.ttl_ms,
         )  # fmt: skip
         if insert is INSERT_JOB:

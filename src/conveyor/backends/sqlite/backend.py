@@ -14,7 +14,7 @@ import msgspec
 
 from conveyor.backends.base import QueueInfo, WorkerInfo
 from conveyor.backends.rows import COLUMNS, job_from_row
-from conveyor.backends.sqlite import flows
+from conveyor.backends.sqlite import adding, flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.transitions import RETRY_BATCH, SQLiteTransitions
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, from_ms
@@ -257,7 +257,10 @@ class SQLiteBackend(SQLiteTransitions):
                 " stalls = 0, error = NULL, traceback = NULL, result = NULL, progress = 0,"
                 " progress_detail = NULL, started_at = NULL, finished_at = NULL,"
                 " worker_id = NULL WHERE id = ?",
-                [(last - len(ids) + 1 + i, now, id_) for i, id_ in enumerate(ids)],
+                [
+                    (adding.order(now, last - len(ids) + 1 + i), now, id_)
+                    for i, id_ in enumerate(ids)
+                ],
             )
             return len(ids)
 
@@ -304,9 +307,11 @@ class SQLiteBackend(SQLiteTransitions):
 
     async def promote(self, *, job_id: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
+            now = self.clock.now_ms()
             cursor = conn.execute(
-                "UPDATE jobs SET state = 'waiting', run_at = ? WHERE id = ? AND state = 'delayed'",
-                (self.clock.now_ms(), job_id),
+                f"UPDATE jobs SET state = 'waiting', run_at = ?, {adding.READY_AGAIN}"
+                " WHERE id = ? AND state = 'delayed'",
+                (now, now, job_id),
             )
             return cursor.rowcount == 1
 

@@ -345,10 +345,10 @@ class SQLiteTransitions(Backend):
             now = self.clock.now_ms()
             if retry_in_ms is not None:
                 row = conn.execute(
-                    "UPDATE jobs SET state = 'delayed', run_at = ?, error = ?, traceback = ?,"
-                    " token = NULL, lease_expires_at = NULL"
+                    f"UPDATE jobs SET state = 'delayed', run_at = ?, {adding.READY_AGAIN},"
+                    " error = ?, traceback = ?, token = NULL, lease_expires_at = NULL"
                     " WHERE id = ? AND token = ? AND state = 'active' RETURNING task",
-                    (now + retry_in_ms, error, traceback, job_id, token),
+                    (now + retry_in_ms, now + retry_in_ms, error, traceback, job_id, token),
                 ).fetchone()
                 return row is not None
             row = conn.execute(

@@ -1,5 +1,5 @@
 -- Add jobs in order; a job whose id exists is left alone; dedup keys throttle or debounce.
--- KEYS[1] seq counter, KEYS[2] queues hash,
+-- KEYS[1] seq counter (LIFO order), KEYS[2] queues hash,
 -- then per queue q (0-based), 6 keys at 3 + 6q: waiting, delayed, marker, gwaiting, groups,
 --   waiting_children,
 -- then per job j (0-based), its job hash at 3 + 6 * (number of queues) + j,
@@ -101,9 +101,6 @@ for j = 1, n do
     if old then replace(old, entry) end
   end
   if not created[j] then
-    local seq = last - n + j
-    local sub = 8796093022208 + seq
-    if job[4] == 1 then sub = 8796093022208 - seq end
     local run_at = now + job[5]
     if job[6] ~= cjson.null then run_at = job[6] end
     local state = 'delayed'
@@ -111,6 +108,8 @@ for j = 1, n do
       state = 'waiting'
       run_at = now
     end
+    local sub = ready_seq(run_at)
+    if job[4] == 1 then sub = lifo_seq(last - n + j) end
     if job[11] > 0 then state = 'waiting_children' end
     redis.call('HSET', job_key, 'data', ARGV[3 + nq + j], 'state', state,
       'priority', priority, 'seq', sub, 'run_at', run_at, 'created_at', now)

@@ -14,7 +14,8 @@ redis.call('ZREM', KEYS[2], id)
 left_active(job[3], KEYS[6])
 if ARGV[5] ~= '' then
   local due = now + tonumber(ARGV[5])
-  redis.call('HSET', KEYS[1], 'state', 'delayed', 'run_at', due)
+  redis.call('HSET', KEYS[1], 'state', 'delayed', 'run_at', due,
+    'seq', ready_again(KEYS[1], due))
   redis.call('ZADD', KEYS[3], due, id)
   -- Due before anything an idle worker waits for: wake one to look again.
   if redis.call('ZRANK', KEYS[3], id) == 0 then wake(KEYS[8]) end

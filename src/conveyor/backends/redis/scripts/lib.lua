@@ -26,8 +26,28 @@ local function read_job(job_key)
   return redis.call('HMGET', job_key, unpack(FIELDS))
 end
 
--- Waiting order: higher priority first, then the job's sequence number
--- (FIFO jobs count up from 2^43, LIFO jobs down from it).
+-- Waiting order: higher priority first, then the job's 'seq'. LIFO jobs come
+-- first, newest enqueued first: 2^43 minus their enqueue number. FIFO jobs
+-- follow by the time they became ready (a delayed job when it fell due), in
+-- ms, above 2^43; jobs ready in the same ms go by id (members of a waiting
+-- set with equal scores sort by member; generated ids follow enqueue order).
+-- (FIFO jobs stored before this order hold 2^43 plus an enqueue number: first.)
+local function ready_seq(ready_ms)
+  return 8796093022208 + ready_ms
+end
+
+local function lifo_seq(number)
+  return 8796093022208 - number
+end
+
+-- The 'seq' of a job (its hash holding the old one) that becomes ready again
+-- at ready_ms: a LIFO job keeps its place.
+local function ready_again(job_key, ready_ms)
+  local seq = tonumber(redis.call('HGET', job_key, 'seq'))
+  if seq < 8796093022208 then return seq end
+  return ready_seq(ready_ms)
+end
+
 -- Groups. A grouped waiting job is not in 'waiting' but in its queue's
 -- 'gwaiting' set (all scores 0, so ordered by member): its group, then
 -- priority and sequence as fixed-width digits (waiting order within the

@@ -13,7 +13,9 @@ for i = 3, #ARGV do
   if due and (force or tonumber(due) <= now) then
     redis.call('ZREM', KEYS[1], id)
     redis.call('HSET', job_key, 'state', 'waiting')
-    if force then redis.call('HSET', job_key, 'run_at', now) end
+    if force then
+      redis.call('HSET', job_key, 'run_at', now, 'seq', ready_again(job_key, now))
+    end
     to_waiting(job_key, id, KEYS[2], KEYS[4], KEYS[5])
     promoted = promoted + 1
   end

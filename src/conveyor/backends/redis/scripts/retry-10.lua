@@ -1,7 +1,7 @@
 -- Send a failed (or cancelled) job back to waiting with fresh attempts.
 -- KEYS[1] job hash, KEYS[2] failed, KEYS[3] cancelled, KEYS[4] waiting, KEYS[5] marker,
--- KEYS[6] seq counter, KEYS[7] retention set (task, failed), KEYS[8] ... (task, cancelled),
--- KEYS[9] gwaiting, KEYS[10] groups, KEYS[11] waiting_children.
+-- KEYS[6] retention set (task, failed), KEYS[7] ... (task, cancelled),
+-- KEYS[8] gwaiting, KEYS[9] groups, KEYS[10] waiting_children.
 -- A flow's parent with children still unfinished waits for them again.
 -- ARGV[1] clock offset ms, ARGV[2] retention member, ARGV[3] '1' to accept cancelled jobs,
 -- ARGV[4] job id.
@@ -9,20 +9,19 @@
 local state, id = redis.call('HGET', KEYS[1], 'state'), ARGV[4]
 if state ~= 'failed' and not (state == 'cancelled' and ARGV[3] == '1') then return 0 end
 local now = now_ms(ARGV[1])
-local seq = redis.call('INCR', KEYS[6])
-redis.call('HSET', KEYS[1], 'state', 'waiting', 'seq', 8796093022208 + seq, 'run_at', now,
+redis.call('HSET', KEYS[1], 'state', 'waiting', 'seq', ready_seq(now), 'run_at', now,
   'attempts', 0, 'stalls', 0, 'progress', 0)
 redis.call('HDEL', KEYS[1], 'error', 'traceback', 'result', 'progress_detail', 'started_at',
   'finished_at', 'worker_id')
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
+redis.call('ZREM', KEYS[6], ARGV[2])
 redis.call('ZREM', KEYS[7], ARGV[2])
-redis.call('ZREM', KEYS[8], ARGV[2])
 if tonumber(redis.call('HGET', KEYS[1], 'pending') or 0) > 0 then
   redis.call('HSET', KEYS[1], 'state', 'waiting_children')
-  redis.call('ZADD', KEYS[11], now, id)
+  redis.call('ZADD', KEYS[10], now, id)
   return 1
 end
-to_waiting(KEYS[1], id, KEYS[4], KEYS[9], KEYS[10])
+to_waiting(KEYS[1], id, KEYS[4], KEYS[8], KEYS[9])
 wake(KEYS[5])
 return 1
