@@ -207,6 +207,11 @@ BAD_DEFINITIONS: list[tuple[str, str, Callable[[Conveyor], object]]] = [
     ("zero concurrency", "concurrency", lambda a: WorkerSettings(concurrency=0)),
     ("queues as one string", "queues", lambda a: WorkerSettings(queues="email")),  # type: ignore[arg-type]
     ("empty queues", "queues", lambda a: WorkerSettings(queues=())),
+    ("queue named twice", "queues", lambda a: WorkerSettings(queues=("a", "a"))),
+    ("count for a queue not taken", "queue_concurrency",
+     lambda a: WorkerSettings(queues=("a",), queue_concurrency={"b": 2})),
+    ("zero slots for a queue", "queue_concurrency",
+     lambda a: WorkerSettings(queues=("a",), queue_concurrency={"a": 0})),
 ]  # fmt: skip
 
 
@@ -238,6 +243,8 @@ CLI_CASES = [
     ("app without colon", ["worker", "tests.apps"]),
     ("zero concurrency", ["worker", "tests.apps:app", "--concurrency", "0"]),
     ("bad queue name", ["worker", "tests.apps:app", "--queues", "x" * 200]),
+    ("zero slots for a queue", ["worker", "tests.apps:app", "--queues", "email:0,pdf:2"]),
+    ("queue named twice", ["worker", "tests.apps:app", "--queues", "email:1,email"]),
     ("unknown command", ["frobnicate"]),
     ("unknown state", ["jobs", "list", "--state", "sleeping"]),
     ("unknown log level", ["worker", "tests.apps:app", "--log-level", "LOUD"]),

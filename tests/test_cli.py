@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import Conveyor, JobState, Limits, Rate, Retention, Worker, WorkerSettings
+from conveyor.backends.base import QueueSlots
 
 from . import apps
 from .conftest import db_digest, eventually
@@ -72,8 +73,9 @@ async def test_jobs_list_shows_whole_ids_and_errors_in_80_columns(
     shown = json.loads(await conveyor(sqlite_url, "jobs", "show", ids[1]))
     assert shown["id"] == second.id
 
-    (claimed,) = await app.backend.claim(queues=["default"], limit=1, worker_id="w",
-                                         lease_ms=60_000)  # fmt: skip
+    (claimed,) = await app.backend.claim(
+        slots=[QueueSlots(("default",), 1)], worker_id="w", lease_ms=60_000
+    )
     error = "ValueError: " + " ".join(f"word{i}" for i in range(30))
     await app.backend.fail(job_id=first.id, token=claimed.token, error=error, traceback=None,
                            retry_in_ms=None, retention=Retention())  # fmt: skip
@@ -192,10 +194,14 @@ async def test_limit_sets_and_lifts_a_queues_global_concurrency(
     await app.enqueue_many([app.tasks["add"].call(i, i) for i in range(5)])
     out = await conveyor(sqlite_url, "limit", "default", "--max-active", "2")
     assert out.strip() == "default: max 2 active"
-    claimed = await app.backend.claim(queues=["default"], limit=5, worker_id="w", lease_ms=60_000)
+    claimed = await app.backend.claim(
+        slots=[QueueSlots(("default",), 5)], worker_id="w", lease_ms=60_000
+    )
     assert len(claimed) == 2
     await conveyor(sqlite_url, "limit", "default", "--max-active", "none")
-    claimed = await app.backend.claim(queues=["default"], limit=5, worker_id="w", lease_ms=60_000)
+    claimed = await app.backend.claim(
+        slots=[QueueSlots(("default",), 5)], worker_id="w", lease_ms=60_000
+    )
     assert len(claimed) == 3
 
 

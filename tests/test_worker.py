@@ -331,7 +331,7 @@ async def test_a_job_reclaimed_by_the_same_worker_is_tracked_apart_from_its_old_
     assert await app.retry(handle.id)
     await eventually(lambda: _true(len(runs) == 2))  # the same worker claimed it again
     first_gate.set()  # the old run ends while the new one still runs
-    await eventually(lambda: _true(worker.active == 1 and not worker._busy_threads))
+    await eventually(lambda: _true(worker.active == 1 and not worker._slots.outliving))
     second_gate.set()
     job = await handle.wait(10)
     assert (job.state, job.result, runs) == ("completed", 2, [0, 1])

@@ -12,6 +12,7 @@ import pytest
 from conveyor import Conveyor, JobState
 
 from . import apps
+from .conformance.test_queue_slots import SEEDS, most_at_once
 from .conftest import eventually
 from .processes import Workers, exited
 
@@ -109,3 +110,29 @@ async def test_json_logs_carry_the_jobs_context(app: Conveyor, workers: Workers)
         r for r in records if r["message"].startswith("worker ") and "started" in r["message"]
     )
     assert "job_id" not in started  # outside a job: no job fields
+
+
+@pytest.mark.timeout(60)
+async def test_one_worker_process_gives_each_queue_its_own_slots(
+    app: Conveyor, workers: Workers
+) -> None:
+    """``--queues email-sender:5,pdf-processing:2,csv-export:1,thumbnails:4``
+    with every queue backlogged: read from the execution log, each queue runs
+    exactly its count at once, never more, and one SIGTERM stops them all."""
+    queue_of = {}
+    for queue, count in SEEDS.items():
+        handles = await app.enqueue_many(
+            [app.tasks["nap"].configure(queue=queue).call(0.05) for _ in range(count * 5)]
+        )
+        queue_of.update({h.id: queue for h in handles})
+    proc = workers.start("--queues", ",".join(f"{q}:{n}" for q, n in SEEDS.items()))
+
+    async def all_ended() -> bool:
+        return sum(event[0] == "end" for event in workers.events()) == len(queue_of)
+
+    await eventually(all_ended, timeout=30)
+    log = [(float(t), queue_of[job_id], 1 if event == "start" else -1)
+           for event, job_id, _, _, t in workers.events()]  # fmt: skip
+    assert most_at_once(log) == SEEDS
+    proc.send_signal(signal.SIGTERM)
+    assert await exited(proc) == 0

@@ -87,8 +87,18 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("app_path", metavar="APP")
-@click.option("--queues", "-q", help="Comma-separated queues to take jobs from.")
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Jobs run at once.")
+@click.option(
+    "--queues",
+    "-q",
+    help="Comma-separated queues to take jobs from, each with its own slots as name:N "
+    "(e.g. email:5,pdf:2); the others share --concurrency.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    help="Jobs run at once by the queues without a count of their own.",
+)
 @click.option("--lease", type=click.FloatRange(min=0.1), help="Lease seconds.")
 @click.option("--grace", type=click.FloatRange(min=0), help="Shutdown grace seconds.")
 @click.option("--log-level", default="INFO", show_default=True)
@@ -107,8 +117,10 @@ def worker(
 ) -> None:
     """Run a worker until SIGTERM or SIGINT."""
     app = load_app(app_path)
+    names, counts = parse_queues(queues) if queues is not None else (None, None)
     settings = WorkerSettings.from_env(
-        queues=parse_queues(queues) if queues is not None else None,
+        queues=names,
+        queue_concurrency=counts,
         concurrency=concurrency,
         lease_s=lease,
         shutdown_grace_s=grace,

@@ -78,6 +78,7 @@ from conveyor.job import ChildOutcomes, JobState, Retention
 from conveyor.leases import HeldLeases, LeaseKeeper
 from conveyor.sandbox import SandboxPool
 from conveyor.settings import WorkerSettings
+from conveyor.slots import Slots
 
 __all__ = ["Worker"]
 
@@ -91,12 +92,15 @@ OUTCOME_BATCH = 100
 
 
 class _Running:
-    __slots__ = ("claimed", "context", "finishing", "task")
+    __slots__ = ("claimed", "context", "finishing", "pool", "task")
 
-    def __init__(self, claimed: ClaimedJob, context: JobContext, task: asyncio.Task[None]) -> None:
+    def __init__(
+        self, claimed: ClaimedJob, context: JobContext, task: asyncio.Task[None], pool: int
+    ) -> None:
         self.claimed = claimed
         self.context = context
         self.task = task
+        self.pool = pool  # its queue's slots (conveyor.slots)
         self.finishing = False  # its result is being written: no renewal, no cancel
 
 
@@ -109,13 +113,10 @@ class Worker:
         self._running: dict[str, _Running] = {}
         self._stopping = asyncio.Event()
         self._slot_free = asyncio.Event()
-        self._threads = ThreadPoolExecutor(
-            self.settings.concurrency, thread_name_prefix="conveyor-job"
-        )
-        self._sandbox = SandboxPool(self.settings.concurrency)  # no process until a job needs one
+        self._slots = Slots(self.settings.pools)
+        self._threads = ThreadPoolExecutor(self.settings.slots, thread_name_prefix="conveyor-job")
+        self._sandbox = SandboxPool(self.settings.slots)  # no process until a job needs one
         self._rng = random.Random()
-        self._busy_threads = 0  # threads of ended sync jobs that are still running
-        self._finishing = 0  # running entries whose outcome is being written
         self._started_ms = 0
         self._leases = HeldLeases()
         self._health = StoreHealth()
@@ -141,10 +142,9 @@ class Worker:
         backend = self.app.backend
         await self.app.connect()
         self._started_ms = await backend.now_ms()
-        log.info(
-            "worker %s started: queues=%s concurrency=%d",
-            self.id, ",".join(settings.queues), settings.concurrency,
-        )  # fmt: skip
+        log.info("worker %s started: %s", self.id, ", ".join(
+            f"{'+'.join(queues)} {slots} slots" for queues, slots in settings.pools
+        ))  # fmt: skip
         keeper = LeaseKeeper(
             self.app.backend, self._leases, interval_s=settings.renew_interval_s,
             lease_ms=int(settings.lease_s * 1000), on_lost=self._leases_lost,
@@ -163,23 +163,14 @@ class Worker:
             await self._heartbeat()
             await self.app.schedules.save_declared()
             while not self._stopping.is_set():
-                # A job whose outcome is being written no longer runs code: its slot
-                # is free, so claims overlap those writes (up to one per slot).
-                running = len(self._running) - self._finishing + self._busy_threads
-                free = min(
-                    settings.concurrency - running,
-                    2 * settings.concurrency - len(self._running) - self._busy_threads,
-                )
-                if free <= 0:
-                    self._slot_free.clear()
+                self._slot_free.clear()
+                rooms = self._slots.free()
+                if not rooms:
                     await self._slot_free.wait()
                     continue
                 try:
                     claimed = await backend.claim(
-                        queues=settings.queues,
-                        limit=free,
-                        worker_id=self.id,
-                        lease_ms=int(settings.lease_s * 1000),
+                        slots=rooms, worker_id=self.id, lease_ms=int(settings.lease_s * 1000)
                     )
                     failures = 0
                     self._health.ok()
@@ -196,13 +187,18 @@ class Worker:
                 for job in claimed:
                     self._start(job)
                 if not claimed:
-                    waiter = asyncio.create_task(
-                        backend.wait_for_jobs(queues=settings.queues, timeout_s=5.0)
-                    )
-                    await asyncio.wait([waiter, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-                    if not waiter.done():
-                        waiter.cancel()
-                    (outcome,) = await asyncio.gather(waiter, return_exceptions=True)
+                    idle = [queue for room in rooms for queue in room.queues]
+                    waiter = asyncio.create_task(backend.wait_for_jobs(queues=idle, timeout_s=5.0))
+                    waits = [waiter, stop_wait]
+                    if len(rooms) < len(settings.pools):  # a full pool's slot may free meanwhile
+                        waits.append(asyncio.create_task(self._slot_free.wait()))
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                    for pending in (waiter, *waits[2:]):
+                        if not pending.done():
+                            pending.cancel()
+                    (outcome, *_) = await asyncio.gather(waiter, *waits[2:], return_exceptions=True)
+                    if isinstance(outcome, asyncio.CancelledError):
+                        continue  # a slot freed: claim again
                     if isinstance(outcome, BackendUnavailable):
                         delay = self._health.failed("waiting for jobs", outcome)
                         await asyncio.wait([stop_wait], timeout=delay)
@@ -266,15 +262,17 @@ class Worker:
         task = loop.create_task(self._execute(claimed, context), name=f"job:{job_id}")
         # Keyed by lease token: the same job id may be claimed again by this
         # worker (cancelled, then retried) while its old run is still ending.
-        self._running[token] = _Running(claimed, context, task)
+        pool = self._slots.pool_of(claimed.job.queue)
+        self._slots.started(pool)
+        self._running[token] = _Running(claimed, context, task, pool)
         self._leases.hold(token, job_id)
         task.add_done_callback(functools.partial(self._finished, token))
 
     def _finished(self, token: str, task: asyncio.Task[None]) -> None:
         self._leases.drop(token)
         entry = self._running.pop(token, None)
-        if entry is not None and entry.finishing:
-            self._finishing -= 1
+        if entry is not None:
+            self._slots.ended(entry.pool, finishing=entry.finishing)
         self.processed += 1
         self._slot_free.set()
         if not task.cancelled() and task.exception() is not None:
@@ -347,16 +345,16 @@ class Worker:
                 raise
         finally:
             if thread is not None and not thread.done():
-                self._thread_outlives(thread)
+                self._thread_outlives(thread, self._slots.pool_of(job.queue))
 
-    def _thread_outlives(self, thread: concurrent.futures.Future[Any]) -> None:
+    def _thread_outlives(self, thread: concurrent.futures.Future[Any], pool: int) -> None:
         """A sync job ended (timeout, cancel) but its thread cannot be stopped:
         its slot stays taken until the thread returns."""
-        self._busy_threads += 1
+        self._slots.thread_outlives(pool)
         loop = asyncio.get_running_loop()
 
         def released(_: concurrent.futures.Future[Any]) -> None:
-            self._busy_threads -= 1
+            self._slots.thread_ended(pool)
             self._slot_free.set()
 
         thread.add_done_callback(lambda f: loop.call_soon_threadsafe(released, f))
@@ -370,7 +368,7 @@ class Worker:
         running = self._running.get(claimed.token)
         if running is not None:
             running.finishing = True
-            self._finishing += 1
+            self._slots.finishing(running.pool)
             self._slot_free.set()
         finished = True  # completed, or failed for good: a flow's parent hears of it
         state, retention = JobState.COMPLETED, job.options.keep_completed
@@ -551,7 +549,8 @@ class Worker:
                 hostname=socket.gethostname(),
                 pid=os.getpid(),
                 queues=list(self.settings.queues),
-                concurrency=self.settings.concurrency,
+                concurrency=self.settings.slots,
+                queue_concurrency=dict(self.settings.queue_concurrency),
                 active=len(self._running),
                 processed=self.processed,
                 started_at_ms=self._started_ms,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor
-from conveyor.backends.base import ClaimedJob
+from conveyor.backends.base import ClaimedJob, QueueSlots
 
 BACKENDS = ["sqlite", "redis", "redis_cluster"]
 
@@ -33,7 +33,9 @@ async def claim(
     worker: str = "w1",
     lease_ms: int = 30_000,
 ) -> list[ClaimedJob]:
-    return await app.backend.claim(queues=queues, limit=limit, worker_id=worker, lease_ms=lease_ms)
+    return await app.backend.claim(
+        slots=[QueueSlots(tuple(queues), limit)], worker_id=worker, lease_ms=lease_ms
+    )
 
 
 async def extend(app: Conveyor, leases: Sequence[tuple[str, str]], lease_ms: int) -> list[Any]:

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from conveyor import BackendUnavailable, Conveyor, JobState, Worker, WorkerSettings
+from conveyor.backends.base import QueueSlots
 
 from ..conftest import eventually
 from ..redis_server import RedisServer
@@ -85,7 +86,9 @@ async def test_sigkilled_redis_with_aof_always_keeps_every_acknowledged_job(
         acknowledged += [
             h.id for h in await app.enqueue_many([add.call(batch, i) for i in range(200)])
         ]
-    claimed = await app.backend.claim(queues=["default"], limit=50, worker_id="w", lease_ms=60_000)
+    claimed = await app.backend.claim(
+        slots=[QueueSlots(("default",), 50)], worker_id="w", lease_ms=60_000
+    )
     for job in claimed[:25]:
         assert await app.backend.complete(
             job_id=job.job.id, token=job.token, result=b"1", retention=add.options.keep_completed
@@ -201,7 +204,7 @@ async def test_unix_socket_and_acl_user_urls(tmp_path: Path) -> None:
             async with app:
                 handle = await add.enqueue(2, 3)
                 (claimed,) = await app.backend.claim(
-                    queues=["default"], limit=1, worker_id="w", lease_ms=1000
+                    slots=[QueueSlots(("default",), 1)], worker_id="w", lease_ms=1000
                 )
                 assert claimed.job.id == handle.id
         app = Conveyor(urls[1])
@@ -288,7 +291,9 @@ async def test_an_active_entry_whose_job_is_gone_is_cleared_by_the_stall_check(
     """Redis-only: a job hash can vanish under an active lease (eviction, a
     manual DEL); its entry must not come back at every stall check forever."""
     handle = await app.tasks["add"].enqueue(1, 1)
-    (claimed,) = await app.backend.claim(queues=["default"], limit=1, worker_id="w", lease_ms=1000)
+    (claimed,) = await app.backend.claim(
+        slots=[QueueSlots(("default",), 1)], worker_id="w", lease_ms=1000
+    )
     with server.client() as raw:
         deleted = [key for key in raw.scan_iter("*") if handle.id.encode() in key]
         assert deleted and raw.delete(*deleted) == len(deleted)

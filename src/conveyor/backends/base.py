@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -37,6 +37,7 @@ __all__ = [
     "ParentRef",
     "ProgressUpdate",
     "QueueInfo",
+    "QueueSlots",
     "ReclaimResult",
     "WorkerInfo",
 ]
@@ -79,6 +80,14 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     flow_id: str | None = None  # shared by the jobs of one flow, and only by them
 
 
+class QueueSlots(NamedTuple):
+    """A claim's room in some of a worker's queues: ``free`` jobs at most,
+    from ``queues`` together (each queue in one ``QueueSlots`` of a claim)."""
+
+    queues: tuple[str, ...]
+    free: int
+
+
 class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
     """A job leased to a worker: the snapshot taken at claim plus its fencing token."""
 
@@ -110,7 +119,8 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     hostname: str
     pid: int
     queues: list[str]
-    concurrency: int
+    concurrency: int  # jobs it runs at once at most, in all
+    queue_concurrency: dict[str, int] = {}  # queues with slots of their own
     active: int
     processed: int
     started_at_ms: int
@@ -174,9 +184,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def claim(
-        self, *, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int
+        self, *, slots: Sequence[QueueSlots], worker_id: str, lease_ms: int
     ) -> list[ClaimedJob]:
-        """Lease up to ``limit`` ready jobs from unpaused ``queues``, atomically.
+        """Lease ready jobs from unpaused queues, atomically: up to each
+        ``QueueSlots``' ``free`` from its queues.
 
         First promotes due ``delayed`` jobs (a bounded batch), then takes
         ``waiting`` jobs, moving each to ``active`` with a fresh token,
@@ -188,7 +199,8 @@ class Backend(abc.ABC):
         enqueue order for generated ids); in a queue with groups, the
         groups and the jobs without one take turns (``conveyor.limits``;
         ``claiming`` decides the order for every store), each in that order.
-        Across queues, each queue's next job competes by priority, then that order.
+        Across the queues of one ``QueueSlots``, each queue's next job
+        competes by priority, then that order.
 
         No claim passes a limit (``set_limits``) of a queue or a group: its
         ``max_active``, its ``rate`` (every start is logged in the same step)
@@ -204,6 +216,8 @@ class Backend(abc.ABC):
         reason; callers then claim and wait again. Must not busy-poll: an
         idle worker costs close to nothing, and a queue held back by a rate
         limit is looked at again when its window frees a slot, not before.
+        Cancelling it (a worker whose full queue got a free slot) ends the
+        wait at once and leaves every connection fit for use.
         """
 
     @abc.abstractmethod

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from conveyor.backends import claiming
+from conveyor.backends.base import QueueSlots
 from conveyor.backends.redis.keys import Keys
 
 GROUP_SCORE = 17592186044416  # 2^44: waiting scores are (100 - priority) * 2^44 + seq
@@ -50,13 +51,16 @@ def queue_keys(keys: Keys, queue: str) -> list[str]:
 
 
 def peek_call(
-    keys: Keys, queues: Sequence[str], offset: int, room: int
+    keys: Keys, rooms: Sequence[tuple[str, int]], offset: int
 ) -> tuple[list[str], list[Any]]:
+    """The peek of queues, each with the room a claim has in it (0: none)."""
     script_keys = [keys.queues, keys.limits, keys.turns]
-    for queue in queues:
+    args: list[Any] = [offset]
+    for queue, room in rooms:
         script_keys += [keys.state(queue, "waiting"), keys.state(queue, "delayed"),
                         *queue_keys(keys, queue)]  # fmt: skip
-    return script_keys, [offset, room, *queues]
+        args += [queue, room]
+    return script_keys, args
 
 
 def parse_peek(reply: Sequence[Any]) -> tuple[int, list[Look]]:
@@ -107,29 +111,35 @@ def group_candidates(members: Sequence[bytes], queue: str) -> list[Candidate]:
 
 
 def candidates(
-    queues: Sequence[str],
+    slots: Sequence[QueueSlots],
     looks: Sequence[Look],
     planned: Sequence[tuple[str, Sequence[claiming.Member], Sequence[int]]],
     group_jobs: dict[tuple[str, str], list[Candidate]],
-    limit: int,
 ) -> list[Candidate]:
     """The jobs to claim, in order: each queue's (rotation-ordered with
-    groups), merged across queues by priority, then FIFO."""
+    groups), merged across the queues of each slots by priority, then the
+    waiting order, at most its free slots (``looks`` in the slots' order)."""
     rotations = {queue: (members, counts) for queue, members, counts in planned}
-    lists = []
-    for queue, look in zip(queues, looks, strict=True):
-        plain = [Candidate(score, job_id, queue) for score, job_id in look.waiting]
-        if queue not in rotations:
-            lists.append(plain[: look.room])
-            continue
-        members, counts = rotations[queue]
-        picked = [
-            plain[:count] if member.group is None else group_jobs.get((queue, member.group), [])
-            for member, count in zip(members, counts, strict=True)
-            if count
-        ]
-        lists.append(claiming.interleave(picked))
-    return claiming.merge_queues(lists, lambda c: (c.score,))[:limit]
+    chosen: list[Candidate] = []
+    at = iter(looks)
+    for room in slots:
+        lists = []
+        for queue in room.queues:
+            look = next(at)
+            plain = [Candidate(score, job_id, queue) for score, job_id in look.waiting]
+            if queue not in rotations:
+                lists.append(plain[: look.room])
+                continue
+            members, counts = rotations[queue]
+            picked = [
+                plain[:count] if member.group is None
+                else group_jobs.get((queue, member.group), [])
+                for member, count in zip(members, counts, strict=True)
+                if count
+            ]  # fmt: skip
+            lists.append(claiming.interleave(picked))
+        chosen += claiming.merge_queues(lists, lambda c: (c.score,))[: room.free]
+    return chosen
 
 
 def claim_call(

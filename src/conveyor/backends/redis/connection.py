@@ -199,7 +199,7 @@ class RedisConnection(Backend):
 
     async def _now(self) -> int:
         """The time on the server holding the namespace, plus the test offset, in ms."""
-        keys, args = claims.peek_call(self.keys, [], self._offset, 0)
+        keys, args = claims.peek_call(self.keys, [], self._offset)
         now, _ = claims.parse_peek(await self._run("peek", keys, args))
         return now
 

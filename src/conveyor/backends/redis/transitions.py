@@ -41,6 +41,7 @@ from conveyor.backends.base import (
     ClaimedJob,
     NewJob,
     ProgressUpdate,
+    QueueSlots,
     ReclaimResult,
     WorkerInfo,
 )
@@ -64,10 +65,16 @@ from conveyor.job import JobState, Retention
 log = logging.getLogger("conveyor.redis")
 
 PROMOTE_BATCH = 1000
+CANCEL_WAIT_S = 1.0  # a cancelled wait's block, ended by a push, gets this long
 WAKE_TTL_MS = 10_000  # a wake pushed after its wait ended anyway goes this soon
 TRIM_LOCK_MS = 30_000  # a trimmer that died keeps others out this long at most
 BATCH = 1000  # jobs per round of bulk retries and cleaning
 DEDUP_TRIES = 50  # batches whose peeked dedup keys changed meanwhile
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _tracked(retention: Retention, queue: str, job_id: str) -> str:
@@ -166,20 +173,23 @@ class RedisTransitions(RedisConnection):
     # -- workers ---------------------------------------------------------------
 
     async def claim(
-        self, *, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int
+        self, *, slots: Sequence[QueueSlots], worker_id: str, lease_ms: int
     ) -> list[ClaimedJob]:
-        if limit <= 0 or not queues:
+        slots = [room for room in slots if room.free > 0 and room.queues]
+        if not slots:
             return []
         if self._client is None:
             await self.connect()
+        rooms = [(queue, room.free) for room in slots for queue in room.queues]
+        queues = [queue for queue, _ in rooms]
         for _ in range(2):  # a second look after promoting due delayed jobs
-            now, looks = await self._peek(queues, limit)
+            now, looks = await self._peek(rooms)
             due = [q for q, look in zip(queues, looks, strict=True) if 0 <= look.due <= now]
             if not due or not await self._promote_due(due):
                 break
         planned = claims.allotments(queues, looks)
         group_jobs = await self._group_jobs(planned) if planned else {}
-        chosen = claims.candidates(queues, looks, planned, group_jobs, limit)
+        chosen = claims.candidates(slots, looks, planned, group_jobs)
         self._retry_at[tuple(queues)] = claims.retry_at(looks)
         if not chosen:
             return []
@@ -203,9 +213,10 @@ class RedisTransitions(RedisConnection):
             )
         return claimed
 
-    async def _peek(self, queues: Sequence[str], room: int) -> tuple[int, list[claims.Look]]:
-        """Server time, and how each queue looks (see ``claims.Look``)."""
-        keys, args = claims.peek_call(self.keys, queues, self._offset, room)
+    async def _peek(self, rooms: Sequence[tuple[str, int]]) -> tuple[int, list[claims.Look]]:
+        """Server time, and how each queue looks (see ``claims.Look``) to a
+        claim with the room given in it."""
+        keys, args = claims.peek_call(self.keys, rooms, self._offset)
         return claims.parse_peek(await self._run("peek", keys, args))
 
     async def _group_jobs(
@@ -269,7 +280,7 @@ class RedisTransitions(RedisConnection):
         return moved
 
     async def wait_for_jobs(self, *, queues: Sequence[str], timeout_s: float) -> None:
-        now, looks = await self._peek(queues, 0)
+        now, looks = await self._peek([(queue, 0) for queue in queues])
         # The next delayed job, a hold or full rate window of a queue, or a
         # group held back at the last claim: the soonest of them wakes us.
         times = [look.due for look in looks if look.due >= 0]
@@ -281,23 +292,35 @@ class RedisTransitions(RedisConnection):
         due_in = max(0.0, (min(times) - now) / 1000) if times else wait
         if due_in <= 0:
             return
-        assert self._blocking is not None
-        markers = [self.keys.marker(q) for q in queues]
-        if due_in >= wait:
-            async with mapped_errors():
-                await self._blocking.blpop(markers, timeout=wait)
-            return
-        # Redis times a block out only at its own clock ticks (ten a second
-        # by default): a timer of ours ends it at the due time instead, by
-        # pushing to a list only this wait blocks on.
+        # The block also ends when something is pushed to a list only this
+        # wait watches: by a timer of ours at the due time (Redis times a block
+        # out only at its own clock ticks, ten a second by default), and when
+        # the wait is cancelled (cutting a blocked connection would cost a
+        # reconnect).
         wake = self.keys.wake(os.urandom(6).hex())
+        block = asyncio.ensure_future(self._block([*(self.keys.marker(q) for q in queues), wake],
+                                                  wait))  # fmt: skip
+        block.add_done_callback(_retrieved)  # its error is raised here, or not wanted
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(due_in, lambda: self._spawn(self._push_wake(wake)))
+        timer = None
+        if due_in < wait:
+            timer = loop.call_later(due_in, lambda: self._spawn(self._push_wake(wake)))
         try:
-            async with mapped_errors():
-                await self._blocking.blpop([*markers, wake], timeout=wait)
+            await asyncio.shield(block)
+        except asyncio.CancelledError:
+            if not block.done():
+                await self._push_wake(wake)
+                await asyncio.wait([block], timeout=CANCEL_WAIT_S)
+            block.cancel()
+            raise
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
+
+    async def _block(self, keys: Sequence[str], timeout: float) -> None:
+        assert self._blocking is not None
+        async with mapped_errors():
+            await self._blocking.blpop(keys, timeout=timeout)
 
     async def _push_wake(self, key: str) -> None:
         try:

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from conveyor import limits
 from conveyor.backends import claiming
+from conveyor.backends.base import QueueSlots
 from conveyor.backends.rows import COLUMNS
 from conveyor.backends.sqlite import flows
 from conveyor.backends.sqlite.connection import placeholders
@@ -123,9 +124,10 @@ class Claim:
         self.rotated: set[str] = set()  # queues with groups: their members take turns
 
     def run(
-        self, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int
+        self, slots: Sequence[QueueSlots], worker_id: str, lease_ms: int
     ) -> list[tuple[Any, ...]]:
         conn, now = self.conn, self.now
+        queues = [queue for room in slots for queue in room.queues]
         conn.execute(
             "UPDATE jobs SET state = 'waiting' WHERE id IN (SELECT id FROM jobs"
             " WHERE state = 'delayed' AND run_at <= ? ORDER BY run_at LIMIT ?)",
@@ -133,9 +135,10 @@ class Claim:
         )
         marks = placeholders(len(queues))
         settings = {row[0]: row for row in conn.execute(_QUEUE.format(marks), (*queues, now))}
-        lists = [self._queue(q, settings.get(q), limit) for q in queues]
-        expired = [c.id for jobs in lists for c in jobs if c.expires_at is not None
-                   and c.expires_at <= now]  # fmt: skip
+        lists = [[self._queue(q, settings.get(q), room.free) for q in room.queues]
+                 for room in slots]  # fmt: skip
+        expired = {c.id for per_queue in lists for jobs in per_queue for c in jobs
+                   if c.expires_at is not None and c.expires_at <= now}  # fmt: skip
         if expired:
             conn.executemany(
                 "UPDATE jobs SET state = 'cancelled', error = 'expired', finished_at = ?,"
@@ -144,8 +147,13 @@ class Claim:
             )
             for id_ in expired:
                 flows.settle(conn, id_, now)
-            lists = [[c for c in jobs if c.id not in expired] for jobs in lists]
-        chosen = claiming.merge_queues(lists, lambda c: (-c.priority, c.seq))[:limit]
+            lists = [[[c for c in jobs if c.id not in expired] for jobs in per_queue]
+                     for per_queue in lists]  # fmt: skip
+        chosen = [
+            job
+            for room, per_queue in zip(slots, lists, strict=True)
+            for job in claiming.merge_queues(per_queue, lambda c: (-c.priority, c.seq))[: room.free]
+        ]
         if not chosen:
             self._note(conn.execute(
                 f"SELECT min(run_at) FROM jobs WHERE state = 'delayed' AND queue IN ({marks})",

@@ -30,6 +30,7 @@ from conveyor.backends.base import (
     ClaimedJob,
     NewJob,
     ProgressUpdate,
+    QueueSlots,
     ReclaimResult,
     WorkerInfo,
     stalled_message,
@@ -155,19 +156,21 @@ class SQLiteTransitions(Backend):
     # -- workers ---------------------------------------------------------------
 
     async def claim(
-        self, *, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int
+        self, *, slots: Sequence[QueueSlots], worker_id: str, lease_ms: int
     ) -> list[ClaimedJob]:
-        if limit <= 0 or not queues:
+        slots = [room for room in slots if room.free > 0 and room.queues]
+        if not slots:
             return []
+        limit = sum(room.free for room in slots)
 
         def op(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], claims.Claim]:
             claim = claims.Claim(conn, self.clock.now_ms())
-            return claim.run(queues, limit, worker_id, lease_ms), claim
+            return claim.run(slots, worker_id, lease_ms), claim
 
         # The data version before a claim lets an idle wait skip a needless
         # look (see wait_for_jobs); read only when this claim may well find
         # too little, as the last one of these queues did (it costs a few us).
-        key = tuple(queues)
+        key = tuple(queue for room in slots for queue in room.queues)
         last = self._last_claim.get(key)
         version = self._data_version() if last is None or last.short else None
         rows, claim = await self._write(op)

@@ -3,16 +3,15 @@
 -- KEYS[3] turns hash (queue -> turn of its jobs without a group),
 -- then per queue q (0-based), 8 keys at 4 + 8q: waiting, delayed, gwaiting, groups,
 --   gactive, active, rate, grate.
--- ARGV[1] clock offset ms, ARGV[2] room wanted per queue (0: only due times and holds),
--- then per queue q, ARGV[3 + q]: the queue's name.
+-- ARGV[1] clock offset ms, then per queue q, 2 values at 2 + 2q: the queue's name, the
+-- room wanted in it (0: only due times and holds).
 -- Returns: {now, then per queue {paused 0/1, {id, score, ...} of its first waiting jobs
 --   without a group, next delayed due or -1, room (jobs the queue may start now, at most
---   ARGV[2]), until when the queue's own hold or full rate window lasts or -1, rotation}},
+--   the room wanted), until when the queue's own hold or full rate window lasts or -1, rotation}},
 --   where rotation is {} for a queue without groups, else {turn of its jobs without a
 --   group, {group, turn, waiting, room, ...} for the groups with room in turn order (as
 --   many as the queue's room at most), when the first group held back frees or -1}.
 local now = now_ms(ARGV[1])
-local want = tonumber(ARGV[2])
 local GROUPS_PAGE = 100
 
 local function rotation(queue, k, room)
@@ -59,7 +58,7 @@ end
 
 local result = {now}
 for q = 0, (#KEYS - 3) / 8 - 1 do
-  local k, queue = 4 + 8 * q, ARGV[3 + q]
+  local k, queue, want = 4 + 8 * q, ARGV[2 + 2 * q], tonumber(ARGV[3 + 2 * q])
   local paused = redis.call('HGET', KEYS[1], queue) == '1'
   local head = redis.call('ZRANGE', KEYS[k + 1], 0, 0, 'WITHSCORES')
   local due = -1
