@@ -42,7 +42,10 @@ from conveyor.clock import Clock
 from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
 from conveyor.job import JobState, Retention
 
-WRITER_CACHE_KIB = 32 * 1024  # index pages stay cached as the table grows
+# The writer touches the ends of its indexes and the rows just claimed or
+# finished: 8 MiB holds that working set; 32 MiB filled up with cold pages
+# over a long backlog (a 200,000-job run: 68 MB peak RSS against 42 MB).
+WRITER_CACHE_KIB = 8 * 1024
 EXTEND_TIMEOUT_S = 15.0  # a renewal waits out the writer's lock waits (10 s at most)
 RETRY_BATCH = 1000
 FAST_POLL_S = 0.002
