@@ -189,7 +189,9 @@ class Backend(abc.ABC):
         """Lease ready jobs from unpaused queues, atomically: up to each
         ``QueueSlots``' ``free`` from its queues.
 
-        First promotes due ``delayed`` jobs (a bounded batch), then takes
+        First promotes due ``delayed`` jobs (a bounded batch; on Redis a
+        claim woken by an enqueue that named its queue's only waiting job may
+        take that job alone and leave promotion to the next claim), then takes
         ``waiting`` jobs, moving each to ``active`` with a fresh token,
         ``attempts + 1`` and a lease expiring ``lease_ms`` from now. Within
         a queue, jobs without a group go by priority (higher first), then

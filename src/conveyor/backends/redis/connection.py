@@ -79,6 +79,8 @@ class RedisConnection(Backend):
         # Per set of queues (workers of one app share this backend): when a
         # limit the last claim met frees.
         self._retry_at: dict[tuple[str, ...], int | None] = {}
+        # Per queue: a job an enqueue made ready and named in the wake it sent.
+        self._hints: dict[str, str] = {}
         # redis-py's cluster client fails a call past 100 connections per node
         # instead of waiting for one: keep script calls well below that.
         self._in_flight = asyncio.Semaphore(CLUSTER_IN_FLIGHT)

@@ -72,7 +72,7 @@ BATCH = 1000  # jobs per round of bulk retries and cleaning
 DEDUP_TRIES = 50  # batches whose peeked dedup keys changed meanwhile
 
 
-def _retrieved(future: asyncio.Future[None]) -> None:
+def _retrieved(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
 
@@ -182,6 +182,13 @@ class RedisTransitions(RedisConnection):
             await self.connect()
         rooms = [(queue, room.free) for room in slots for queue in room.queues]
         queues = [queue for queue, _ in rooms]
+        hinted = [claims.Candidate(0.0, self._hints.pop(queue), queue)
+                  for room in slots for queue in room.queues[: room.free]
+                  if queue in self._hints]  # fmt: skip
+        if hinted:  # woken by an enqueue that named its only waiting job: no look needed
+            claimed = await self._lease(hinted, lease_ms, worker_id)
+            if claimed:
+                return claimed
         for _ in range(2):  # a second look after promoting due delayed jobs
             now, looks = await self._peek(rooms)
             due = [q for q, look in zip(queues, looks, strict=True) if 0 <= look.due <= now]
@@ -193,6 +200,12 @@ class RedisTransitions(RedisConnection):
         self._retry_at[tuple(queues)] = claims.retry_at(looks)
         if not chosen:
             return []
+        return await self._lease(chosen, lease_ms, worker_id)
+
+    async def _lease(
+        self, chosen: Sequence[claims.Candidate], lease_ms: int, worker_id: str
+    ) -> list[ClaimedJob]:
+        """Claim the candidates that are still waiting and within every limit."""
         keys, args = claims.claim_call(self.keys, chosen, self._offset, lease_ms, worker_id)
         taken, expired = await self._run("claim", keys, args)
         for job_id in expired:
@@ -298,15 +311,19 @@ class RedisTransitions(RedisConnection):
         # the wait is cancelled (cutting a blocked connection would cost a
         # reconnect).
         wake = self.keys.wake(os.urandom(6).hex())
-        block = asyncio.ensure_future(self._block([*(self.keys.marker(q) for q in queues), wake],
-                                                  wait))  # fmt: skip
+        markers = {self.keys.marker(q): q for q in queues}
+        block = asyncio.ensure_future(self._block([*markers, wake], wait))
         block.add_done_callback(_retrieved)  # its error is raised here, or not wanted
         loop = asyncio.get_running_loop()
         timer = None
         if due_in < wait:
             timer = loop.call_later(due_in, lambda: self._spawn(self._push_wake(wake)))
         try:
-            await asyncio.shield(block)
+            popped = await asyncio.shield(block)
+            if popped is not None and popped[1] != b"1":  # an enqueue named the job
+                queue = markers.get(popped[0].decode())
+                if queue is not None:
+                    self._hints[queue] = popped[1].decode()
         except asyncio.CancelledError:
             if not block.done():
                 await self._push_wake(wake)
@@ -317,10 +334,12 @@ class RedisTransitions(RedisConnection):
             if timer is not None:
                 timer.cancel()
 
-    async def _block(self, keys: Sequence[str], timeout: float) -> None:
+    async def _block(self, keys: Sequence[str], timeout: float) -> tuple[bytes, bytes] | None:
+        """``BLPOP``: the list and element popped, or None at the timeout."""
         assert self._blocking is not None
         async with mapped_errors():
-            await self._blocking.blpop(keys, timeout=timeout)
+            popped: tuple[bytes, bytes] | None = await self._blocking.blpop(keys, timeout=timeout)
+            return popped
 
     async def _push_wake(self, key: str) -> None:
         try:

@@ -85,6 +85,9 @@ local function replace(old, entry)
 end
 
 local last = redis.call('INCRBY', KEYS[1], n)
+-- woken[q]: the queue gets a wake, naming its job made ready here if that is
+-- the one job waiting in it (the woken worker may claim it at once), else
+-- not (true: delayed jobs only, false: a grouped job; a look decides).
 local created, woken = {}, {}
 for j = 1, n do
   local job = jobs[j]
@@ -128,14 +131,15 @@ for j = 1, n do
       if group then
         redis.call('ZADD', KEYS[k + 3], 0, group_member(group, priority, sub, id))
         join_rotation(KEYS[k + 4], group)
+        woken[q] = false
       else
         redis.call('ZADD', KEYS[k], (100 - priority) * 17592186044416 + sub, id)
+        if woken[q] == nil or woken[q] == true then woken[q] = id end
       end
-      woken[q] = true
     else
       redis.call('ZADD', KEYS[k + 1], run_at, id)
       -- Due before anything an idle worker waits for: wake one to look again.
-      if redis.call('ZRANK', KEYS[k + 1], id) == 0 then woken[q] = true end
+      if woken[q] == nil and redis.call('ZRANK', KEYS[k + 1], id) == 0 then woken[q] = true end
     end
     created[j] = 1
     ours[id] = {first_job_key + j - 1, q}
@@ -154,6 +158,13 @@ for j = 1, n do
 end
 for q = 0, nq - 1 do
   redis.call('HSETNX', KEYS[2], ARGV[3 + q], '0')
-  if woken[q] then wake(KEYS[5 + 6 * q]) end
+  local k, hint = 3 + 6 * q, woken[q]
+  if hint ~= nil then
+    if hint == true or hint == false or redis.call('ZCARD', KEYS[k]) ~= 1
+        or redis.call('EXISTS', KEYS[k + 3]) == 1 then
+      hint = nil
+    end
+    wake(KEYS[k + 2], hint)
+  end
 end
 return created

@@ -15,10 +15,12 @@ local function now_ms(offset)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(offset)
 end
 
--- One element in a queue's marker list wakes one blocked worker.
-local function wake(marker)
+-- One element in a queue's marker list wakes one blocked worker: '1', or
+-- (from an enqueue) the id of a job it made ready, which the woken worker
+-- may claim at once, without a look at the queue first.
+local function wake(marker, id)
   if redis.call('LLEN', marker) == 0 then
-    redis.call('RPUSH', marker, '1')
+    redis.call('RPUSH', marker, id or '1')
   end
 end
 
