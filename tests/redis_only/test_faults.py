@@ -139,6 +139,8 @@ async def test_risky_configuration_is_warned_about_in_info(tmp_path: Path) -> No
         async with app:
             assert any("maxmemory-policy" in w for w in app.backend.warnings)
             assert any("persistence is off" in w for w in app.backend.warnings)
+        async with app:  # connecting again does not find (and log) them again
+            assert len(app.backend.warnings) == 2
         info = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "conveyor", "info", "--url", volatile.url],
             cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,

@@ -85,6 +85,7 @@ class RedisConnection(Backend):
         # instead of waiting for one: keep script calls well below that.
         self._in_flight = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
         self._background: set[asyncio.Task[None]] = set()  # held until they end
+        self._checked = False  # the server's config, once per backend (_check_config)
         self._renewer = renewal.BlockingRenewer(
             self._redis_url, cluster=self._cluster, keys=self.keys
         )
@@ -115,7 +116,9 @@ class RedisConnection(Backend):
                 await self._scripts.load(client)
             complete = self._scripts["complete"]
             self._batch = Batch(client, self._call, merged={complete.sha: COMPLETE_ARGS})
-        await self._check_config()
+        if not self._checked:
+            self._checked = True
+            await self._check_config()
 
     def _from_url(self, kind: Any, **kwargs: Any) -> Any:
         client = kind.from_url(self._redis_url, **kwargs)
