@@ -81,6 +81,19 @@ class JobHandle:
 
 
 class Conveyor:
+    """An app: its tasks, and its connection to the store at ``url``, opened at
+    first use (or by ``async with app`` / ``await app.connect()``).
+
+    The connections belong to the event loop they were opened on, and the app
+    may be used from one loop after another (``asyncio.run`` per call, a
+    notebook, pytest's loop per test): the first call on a new loop reconnects
+    by itself, dropping what the old loop held (closed or not) without it;
+    ``close()`` belongs on the last. One loop at a time: while a loop running
+    in another thread uses the app (a worker's, a ``SyncConveyor``'s), a call
+    from another loop fails with ``ConfigurationError``; give each thread its
+    own ``Conveyor(url)``.
+    """
+
     def __init__(
         self,
         url: str | None = None,

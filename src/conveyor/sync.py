@@ -15,10 +15,13 @@ docstring and result. ``enqueue`` is the one written out: it validates the
 arguments in the caller's thread. Connecting happens when the facade is made;
 ``close`` closes the app and stops the loop.
 
-Give the facade an app object of its own (or use that app only through the
-facade): the app's connections then belong to the facade's loop. A
-``JobHandle`` it returns is for its ``id``; its ``get``/``wait`` are
-coroutines (use ``client.get_job(handle.id)``).
+An app is used from one event loop at a time: while the facade is open, its
+loop is the app's, so use that app only through the facade (a call from
+another loop meanwhile fails with ``ConfigurationError``), or give the facade
+an app of its own. Before the facade is made and after ``close``, the app may
+be used on other loops; each reconnects (see ``Conveyor``). A ``JobHandle``
+it returns is for its ``id``; its ``get``/``wait`` are coroutines (use
+``client.get_job(handle.id)``).
 
 ```python
 client = SyncConveyor(app)

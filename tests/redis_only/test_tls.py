@@ -9,7 +9,9 @@ CA made by ``openssl`` for the test, so a job that completes went through TLS.
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,3 +171,30 @@ async def test_mutual_tls_client_certificate_from_the_url(
     cert, key = certs.client
     job = await round_trip(url(server, ssl_ca_certs=certs.ca, ssl_certfile=cert, ssl_keyfile=key))
     assert (job.state, job.result) == (JobState.COMPLETED, 5)
+
+
+def test_an_app_moves_to_a_new_loop_over_tls_without_warnings(
+    server: RedisServer, certs: Certs
+) -> None:
+    """A loop left closed holds TLS connections, whose sockets sit under the
+    TLS transport: they are closed without that loop, and without a warning
+    (the conformance suite's test_event_loops.py does the rest on plain TCP)."""
+    app = Conveyor(url(server, ssl_ca_certs=certs.ca))
+
+    @app.task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(3):  # bare loops: closed with their connections open
+            loop = asyncio.new_event_loop()
+            try:
+                handle = loop.run_until_complete(add.enqueue(n, n))
+                assert loop.run_until_complete(app.get_job(handle.id)).args == {"a": n, "b": n}
+            finally:
+                loop.close()
+        asyncio.run(app.close())
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+    assert stored_keys(server) > 0

@@ -15,17 +15,26 @@ reclaimed or cancelled meanwhile; the write is dropped and ``False`` returned.
 
 Time: backends take "now" from their ``Clock`` (see ``conveyor.clock``), never
 from the caller, so delays, leases and backoff all run on one clock.
+
+Event loops: connections belong to the loop that opened them, and an app may
+be used from one loop after another (``asyncio.run`` twice, pytest's loop per
+test). ``Backend._follow_loop`` decides, for every backend, when a call is on
+a new loop; each backend calls it from the few gates all its operations pass
+(connecting, closing, sending to the store) and says in ``_leave_loop`` what
+it drops and makes anew.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import msgspec
 
 from conveyor.clock import Clock
+from conveyor.errors import ConfigurationError
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, OnFailure, Retention
 from conveyor.limits import Limits, Rate
 from conveyor.schedule import Schedule
@@ -145,6 +154,7 @@ class Backend(abc.ABC):
         # Conditions found at connect that put jobs at risk (e.g. Redis eviction);
         # logged once and shown by ``conveyor info``.
         self.warnings: list[str] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one connections belong to
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -154,7 +164,48 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Close every connection. Idempotent."""
+        """Close every connection. Idempotent; on any loop (see ``_follow_loop``)."""
+
+    def _follow_loop(self) -> None:
+        """Make the backend's loop-bound parts those of the running loop.
+
+        Streams, futures, events and tasks belong to the event loop they were
+        made on. When a call comes on another loop than the last one, the old
+        loop is usually closed (``asyncio.run`` ended): nothing can be awaited
+        there, so ``_leave_loop`` drops its parts without it and makes new
+        ones here; what no loop owns (threads, blocking connections) stays.
+        One comparison otherwise: gates of every operation call this.
+
+        One loop at a time: while the old loop runs (in another thread: a
+        worker, a ``SyncConveyor``), a call from another loop would pull the
+        connections from under it, and fails instead.
+        """
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        old = self._loop
+        if old is not None and old.is_running():
+            raise ConfigurationError(
+                "this app is in use on an event loop running in another thread; an app"
+                " is used from one event loop at a time: give each thread its own"
+                " Conveyor(url), or close the app there first"
+            )
+        self._loop = loop
+        if old is not None:
+            self._leave_loop(old)
+
+    @abc.abstractmethod
+    def _leave_loop(self, old: asyncio.AbstractEventLoop) -> None:
+        """Drop, without awaiting, what belongs to ``old`` (closed, left idle,
+        or just closed by ``close``) and make it anew, so that the next
+        operation works on the loop it comes on."""
+
+    def _release_loop(self) -> None:
+        """The end of ``close``: with nothing left open on this loop, the next
+        call may come from any loop, even while this one runs on."""
+        if self._loop is not None:
+            old, self._loop = self._loop, None
+            self._leave_loop(old)
 
     # -- producers -------------------------------------------------------------
 

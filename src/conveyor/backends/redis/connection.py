@@ -21,7 +21,7 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
 from conveyor.backends.base import Backend
-from conveyor.backends.redis import claims, renewal, wire
+from conveyor.backends.redis import claims, loops, renewal, wire
 from conveyor.backends.redis.batch import Batch, map_error
 from conveyor.backends.redis.keys import Keys
 from conveyor.backends.redis.record import identity_of
@@ -33,6 +33,7 @@ log = logging.getLogger("conveyor.redis")
 
 NOSCRIPT_TRIES = 5
 RETRIES = 2  # quick retries of a command whose connection broke
+SOCKET_TIMEOUT_S = 10.0
 CLUSTER_IN_FLIGHT = 64  # script calls out at once on a Cluster (see _run)
 COMPLETE_ARGS = 5  # arguments per job of the complete script, which takes many jobs
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
@@ -93,35 +94,58 @@ class RedisConnection(Backend):
     # -- lifecycle -------------------------------------------------------------
 
     async def connect(self) -> None:
+        self._follow_loop()
         if self._client is not None:
             return
-        kind: Any = RedisCluster if self._cluster else aioredis.Redis
-        # Pooled connections die with a restarted server; a couple of quick
-        # retries hide that. Safe: every write is fenced by a token or
-        # idempotent by job id, so a repeat changes nothing twice.
-        retry: dict[str, Any] = dict(
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES),
-            retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
-        )
-        client = self._from_url(kind, socket_timeout=10.0, **retry)
+        client = self._from_url(socket_timeout=SOCKET_TIMEOUT_S)
         async with mapped_errors():
             await client.ping()
-        self._client = client
-        # Blocking waits get connections of their own, with a socket timeout
-        # above the longest block, so a half-open connection cannot hang them.
-        self._blocking = self._from_url(kind, socket_timeout=BLOCK_MAX_S + 5.0, **retry)
-        self._scripts = Scripts(client)
+        self._open(client)
         if not self._cluster:  # redis-py's cluster pipelines cannot carry scripts
             async with mapped_errors():
-                await self._scripts.load(client)
-            complete = self._scripts["complete"]
-            self._batch = Batch(client, self._call, merged={complete.sha: COMPLETE_ARGS})
+                await self.scripts.load(client)
         if not self._checked:
             self._checked = True
             await self._check_config()
 
-    def _from_url(self, kind: Any, **kwargs: Any) -> Any:
-        client = kind.from_url(self._redis_url, **kwargs)
+    def _open(self, client: aioredis.Redis) -> None:
+        """Use ``client`` (made on the running loop) and make the rest that
+        belongs to this loop; no I/O: each connection opens at first use."""
+        self._client = client
+        # Blocking waits get connections of their own, with a socket timeout
+        # above the longest block, so a half-open connection cannot hang them.
+        self._blocking = self._from_url(socket_timeout=BLOCK_MAX_S + 5.0)
+        self._scripts = Scripts(client)
+        if not self._cluster:
+            complete = self._scripts["complete"]
+            self._batch = Batch(client, self._call, merged={complete.sha: COMPLETE_ARGS})
+
+    def _leave_loop(self, old: asyncio.AbstractEventLoop) -> None:
+        # The asyncio clients, and all made with them, are ``old``'s: drop them
+        # (see loops.py) and, if connected, open anew here at once (the server
+        # keeps the scripts, and the config was checked). The blocking renewal
+        # client belongs to no loop and stays.
+        client, blocking = self._client, self._blocking
+        self._client = self._blocking = self._scripts = self._batch = None
+        self._in_flight = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
+        self._background = set()  # ``old``'s tasks: they cannot run again here
+        for dropped in (client, blocking):
+            if dropped is not None:
+                loops.drop(dropped, old)
+        if client is not None:
+            self._open(self._from_url(socket_timeout=SOCKET_TIMEOUT_S))
+
+    def _from_url(self, **kwargs: Any) -> Any:
+        kind: Any = RedisCluster if self._cluster else aioredis.Redis
+        # Pooled connections die with a restarted server; a couple of quick
+        # retries hide that. Safe: every write is fenced by a token or
+        # idempotent by job id, so a repeat changes nothing twice.
+        client = kind.from_url(
+            self._redis_url,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES),
+            retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
+            **kwargs,
+        )
         if not self._cluster:
             # redis-py's from_url lets the URL's scheme choose the connection
             # class (SSLConnection for rediss://, UnixDomainSocketConnection for
@@ -148,6 +172,7 @@ class RedisConnection(Backend):
             log.warning("%s (%s)", warning, self.url)
 
     async def close(self) -> None:
+        self._follow_loop()  # on another loop: the old one's are dropped first
         client, blocking = self._client, self._blocking
         self._client = self._blocking = None
         self._batch = None
@@ -155,6 +180,7 @@ class RedisConnection(Backend):
             if c is not None:
                 await c.aclose()
         self._renewer.close()
+        self._release_loop()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -163,6 +189,8 @@ class RedisConnection(Backend):
 
     @property
     def client(self) -> aioredis.Redis:
+        """The client of the running loop: every direct command takes it here."""
+        self._follow_loop()
         if self._client is None:
             raise BackendError("redis backend is not connected")
         return self._client
@@ -174,6 +202,8 @@ class RedisConnection(Backend):
         return self._scripts
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a script: every script call passes here (then through ``_batch``)."""
+        self._follow_loop()
         if self._client is None:
             await self.connect()
         script = self.scripts[name]

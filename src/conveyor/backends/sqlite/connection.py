@@ -143,7 +143,8 @@ class Writer:
     Operations submitted during one turn of the event loop travel to the
     thread together (one queue put, one wake-up), which matters where waking
     a thread costs tens of microseconds. ``submit`` from one event loop at a
-    time; ``run_blocking`` from any other thread (the lease keeper).
+    time (``drop_unsent`` when moving to another); ``run_blocking`` from any
+    other thread (the lease keeper).
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -165,6 +166,12 @@ class Writer:
     def _send(self) -> None:
         batch, self._pending = self._pending, []
         self._queue.put(batch)
+
+    def drop_unsent(self) -> None:
+        """Forget operations submitted on an event loop that stopped before its
+        turn ended (they were never sent, and nobody waits for them): the next
+        ``submit``, on another loop, must send its own."""
+        self._pending = []
 
     def run_blocking(self, fn: Operation[T], timeout: float | None = None) -> T:
         """Run ``fn`` in the writer thread and wait for it, from any thread but

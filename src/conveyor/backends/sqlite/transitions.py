@@ -102,6 +102,7 @@ class SQLiteTransitions(Backend):
     # -- lifecycle -------------------------------------------------------------
 
     async def connect(self) -> None:
+        self._follow_loop()
         if self._writer is not None:
             return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +122,7 @@ class SQLiteTransitions(Backend):
         self._poll = connection.connect(self.path)
 
     async def close(self) -> None:
+        self._follow_loop()
         writer, readers, poll = self._writer, self._readers, self._poll
         self._writer = self._readers = self._poll = None
         if writer is not None:
@@ -129,14 +131,24 @@ class SQLiteTransitions(Backend):
             await asyncio.to_thread(readers.close)
         if poll is not None:
             poll.close()
+        self._release_loop()
+
+    def _leave_loop(self, old: asyncio.AbstractEventLoop) -> None:
+        # The writer thread, readers and poll connection serve any loop; the
+        # wake-up event and writes queued on ``old`` (never sent) do not.
+        self._wakeup = asyncio.Event()
+        if self._writer is not None:
+            self._writer.drop_unsent()
 
     async def _write(self, fn: connection.Operation[connection.T]) -> connection.T:
+        self._follow_loop()
         if self._writer is None:
             await self.connect()
         assert self._writer is not None
         return await self._writer.submit(fn)
 
     async def _read(self, fn: connection.Operation[connection.T]) -> connection.T:
+        self._follow_loop()
         if self._readers is None:
             await self.connect()
         assert self._readers is not None
@@ -227,6 +239,7 @@ class SQLiteTransitions(Backend):
                 next_due = _earliest(next_due, self._next_due(poll, queues))
 
     async def _poll_connection(self) -> sqlite3.Connection:
+        self._follow_loop()
         if self._poll is None:
             await self.connect()
         assert self._poll is not None
