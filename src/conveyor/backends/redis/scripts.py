@@ -1,4 +1,5 @@
-"""Loading the Lua scripts: one per transition, ``lib.lua`` prepended to each.
+"""Loading the Lua scripts: one per transition, with what it uses of ``lib.lua``
+prepended.
 
 Scripts are registered with redis-py's ``register_script``, which calls
 EVALSHA and reloads a script transparently when Redis answers NOSCRIPT (after a
@@ -8,6 +9,7 @@ restart, a failover or ``SCRIPT FLUSH``).
 from __future__ import annotations
 
 import enum
+import re
 from importlib import resources
 from typing import Any
 
@@ -21,11 +23,41 @@ class Code(enum.IntEnum):
     DONE = 1
 
 
+_DEFINES = re.compile(r"^local (?:function )?(\w+)", re.MULTILINE)
+
+
 def _sources() -> dict[str, str]:
     folder = resources.files("conveyor.backends.redis").joinpath("scripts")
     files = {f.name: f.read_text("utf-8") for f in folder.iterdir() if f.name.endswith(".lua")}
-    lib = files.pop("lib.lua")
-    return {name.split("-", 1)[0]: lib + "\n" + body for name, body in files.items()}
+    lib = _paragraphs(files.pop("lib.lua"))
+    return {name.split("-", 1)[0]: _needed(lib, body) + body for name, body in files.items()}
+
+
+def _paragraphs(lib: str) -> list[tuple[set[str], str]]:
+    """lib.lua's paragraphs (blank-line separated) that define something, with
+    the names each defines."""
+    found = []
+    for paragraph in lib.split("\n\n"):
+        names = set(_DEFINES.findall(paragraph))
+        if names:
+            found.append((names, paragraph + "\n\n"))
+    return found
+
+
+def _needed(lib: list[tuple[set[str], str]], body: str) -> str:
+    """The paragraphs of lib.lua that ``body`` uses, directly or through others,
+    in lib.lua's order. Every local a script defines costs each call of it (25
+    small functions took about 5 us a call), so a script carries only its own."""
+    used = [False] * len(lib)
+    text = body
+    while True:
+        more = [i for i, (names, _) in enumerate(lib) if not used[i]
+                and any(re.search(rf"\b{name}\b", text) for name in names)]  # fmt: skip
+        if not more:
+            return "".join(paragraph for i, (_, paragraph) in enumerate(lib) if used[i])
+        for i in more:
+            used[i] = True
+            text += lib[i][1]
 
 
 SOURCES = _sources()
