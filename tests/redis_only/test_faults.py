@@ -72,6 +72,27 @@ async def test_flushed_script_cache_is_reloaded_under_load(
     assert done[-1].result == 9 + 99
 
 
+async def test_lone_calls_reload_flushed_scripts_and_reconnect_after_a_restart(
+    app: Conveyor, server: RedisServer
+) -> None:
+    """Lone script calls go on a connection held for them (direct.py): a
+    flushed script cache and a restarted server cost them nothing but a
+    retry, as they cost the client's own calls."""
+    add = app.tasks["add"]
+    first = await add.enqueue(1, 1)
+    await asyncio.to_thread(server.flush_scripts)
+    second = await add.enqueue(1, 2)
+    await asyncio.to_thread(server.kill)
+    await asyncio.to_thread(server.start)  # AOF on: the jobs are back
+    third = await add.enqueue(1, 3)
+    assert [(await app.get_job(h.id)).state for h in (first, second, third)] == ["waiting"] * 3
+    await asyncio.to_thread(server.kill)
+    with pytest.raises(BackendUnavailable):
+        await add.enqueue(1, 4)
+    await asyncio.to_thread(server.start)
+    assert (await add.enqueue(1, 5)).created
+
+
 @pytest.mark.parametrize("server", [("--appendfsync", "always")], indirect=True)
 async def test_sigkilled_redis_with_aof_always_keeps_every_acknowledged_job(
     app: Conveyor, server: RedisServer

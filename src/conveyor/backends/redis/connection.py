@@ -23,6 +23,7 @@ from redis.commands.core import AsyncScript
 from conveyor.backends.base import Backend
 from conveyor.backends.redis import claims, loops, renewal, wire
 from conveyor.backends.redis.batch import Batch, map_error
+from conveyor.backends.redis.direct import DirectCalls
 from conveyor.backends.redis.keys import Keys
 from conveyor.backends.redis.record import identity_of
 from conveyor.backends.redis.scripts import Code, Scripts
@@ -74,6 +75,7 @@ class RedisConnection(Backend):
         self._blocking: aioredis.Redis | None = None
         self._scripts: Scripts | None = None
         self._batch: Batch | None = None
+        self._direct: DirectCalls | None = None  # lone calls, on a single node
         self._owned: dict[str, tuple[str, str]] = {}  # job id -> (queue, task), claimed here
         self._lean: set[str] = set()  # of those, jobs in no group and no flow
         self._lease_queues: dict[str, str] = {}  # job id -> queue, of the last expired_leases
@@ -119,6 +121,7 @@ class RedisConnection(Backend):
         if not self._cluster:
             complete = self._scripts["complete"]
             self._batch = Batch(client, self._call, merged={complete.sha: COMPLETE_ARGS})
+            self._direct = DirectCalls(client)
 
     def _leave_loop(self, old: asyncio.AbstractEventLoop) -> None:
         # The asyncio clients, and all made with them, are ``old``'s: drop them
@@ -126,7 +129,7 @@ class RedisConnection(Backend):
         # keeps the scripts, and the config was checked). The blocking renewal
         # client belongs to no loop and stays.
         client, blocking = self._client, self._blocking
-        self._client = self._blocking = self._scripts = self._batch = None
+        self._client = self._blocking = self._scripts = self._batch = self._direct = None
         self._in_flight = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
         self._background = set()  # ``old``'s tasks: they cannot run again here
         for dropped in (client, blocking):
@@ -175,7 +178,7 @@ class RedisConnection(Backend):
         self._follow_loop()  # on another loop: the old one's are dropped first
         client, blocking = self._client, self._blocking
         self._client = self._blocking = None
-        self._batch = None
+        self._batch = self._direct = None
         for c in (client, blocking):
             if c is not None:
                 await c.aclose()
@@ -213,7 +216,12 @@ class RedisConnection(Backend):
             return await self._call(script, keys, args)
 
     async def _call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """One script call on its own, reloading the script if the server lost it."""
+        """One script call on its own, reloading the script if the server lost it:
+        on the held connection when it is free (``direct.py``), else the client's."""
+        direct = self._direct
+        if direct is not None and not direct.busy:
+            async with mapped_errors():
+                return await direct.call(script, keys, args)
         async with mapped_errors():
             for attempt in range(NOSCRIPT_TRIES):
                 try:
