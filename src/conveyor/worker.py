@@ -1,7 +1,9 @@
 """The worker: claims jobs, runs them, and reports how each attempt ended.
 
-One asyncio loop per process runs up to ``concurrency`` jobs: ``async def``
-tasks on the loop, plain functions on a thread pool of the same size. The
+One asyncio loop per process runs as many jobs as it has slots (per queue,
+``conveyor.slots``): ``async def`` tasks on the loop, plain functions on a
+thread pool with a thread per slot. Finished jobs beyond their task's
+retention are trimmed apart from the completions (``conveyor.trimming``). The
 worker holds the policy: whether a failure is retried and after how long (the
 job's backoff), what a timeout means, and when a lease counts as lost. Every
 state change is one backend call carrying the lease token.
