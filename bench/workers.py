@@ -1,0 +1,153 @@
+"""Worker processes: the worker mode of ``bench.py``, and the parent's handle on one."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from conveyor import Conveyor, Worker, WorkerSettings
+from jobs import QUEUE, build_app
+
+WORKER_START_TIMEOUT_S = 30.0
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def source_digest() -> str:
+    """A short hash of Conveyor's ``.py`` and ``.lua`` files: tells apart runs of other code."""
+    import conveyor
+
+    root = Path(conveyor.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".lua")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+async def worker_main(url: str, concurrency: int) -> None:
+    digest = source_digest()  # the code this process imported (it may change during a run)
+    bench = build_app(url)
+    worker = Worker(bench.app, WorkerSettings(queues=(QUEUE,), concurrency=concurrency))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await bench.app.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    report = {
+        "processed": worker.processed,
+        "vm_hwm_at_exit_mb": read_vm_hwm_mb(os.getpid()),
+        # ru_maxrss survives execve on Linux, so it can show the forking parent's
+        # RSS: an upper bound only. VmHWM (/proc) is this process's own peak.
+        "ru_maxrss_mb": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
+        "cpu_user_s": round(usage.ru_utime, 3),
+        "cpu_system_s": round(usage.ru_stime, 3),
+        "source_digest": digest,
+    }
+    print(json.dumps(report), flush=True)
+
+
+def read_vm_hwm_mb(pid: int) -> float | None:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)  # kB
+    return None
+
+
+class WorkerProcess:
+    """One worker in its own OS process (this script with ``--worker URL``)."""
+
+    def __init__(self, url: str, concurrency: int) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_URL"}
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve().with_name("bench.py")),
+            "--worker",
+            url,
+            "--concurrency",
+            str(concurrency),
+        ]
+        # The worker's log goes to a file: a flood of warnings (e.g. a full connection
+        # pool) would drown the progress lines. stop() counts it and shows the start.
+        self.stderr = tempfile.TemporaryFile(mode="w+", errors="replace")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=self.stderr, env=env, text=True
+        )
+        self.pid = self.proc.pid
+        self.report: dict[str, Any] = {}
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"worker process exited early with code {self.proc.returncode}")
+
+    async def wait_registered(self, app: Conveyor) -> None:
+        """Until the worker's first heartbeat is stored (it has connected and is claiming)."""
+        await wait_workers(app, [self])
+
+    def stop(self) -> dict[str, Any]:
+        """SIGTERM, wait, and return the worker's exit report (plus its VmHWM)."""
+        hwm = read_vm_hwm_mb(self.pid)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        for line in reversed(out.splitlines()):
+            if line.startswith("{"):
+                self.report = json.loads(line)
+                break
+        self.report["vm_hwm_mb"] = hwm
+        self.report["exit_code"] = self.proc.returncode
+        self.report.update(self.read_stderr())
+        self.stderr.close()
+        return self.report
+
+    def read_stderr(self) -> dict[str, Any]:
+        self.stderr.seek(0)
+        lines = self.stderr.read().splitlines()
+        if not lines:
+            return {"stderr_lines": 0}
+        log(f"  worker {self.pid} logged {len(lines)} lines, first: {lines[0][:160]}")
+        return {"stderr_lines": len(lines), "stderr_head": [line[:300] for line in lines[:3]]}
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+
+
+async def wait_workers(app: Conveyor, workers: list[WorkerProcess]) -> None:
+    """Until every worker's first heartbeat is stored (connected and claiming)."""
+    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+    while len(await app.workers()) < len(workers):
+        for worker in workers:
+            worker.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError("workers did not register in time")
+        await asyncio.sleep(0.02)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
