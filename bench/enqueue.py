@@ -1,4 +1,8 @@
-"""The producer's side: single and bulk enqueues, and enqueue-to-start latency."""
+"""The producer's side: single and bulk enqueues, and enqueue-to-start latency.
+
+All of them use ``bench.noop`` or ``bench.stamp``, tasks with a plain
+``@app.task``'s options.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,17 @@ import time
 from typing import Any
 
 from jobs import build_app
-from stores import POLL_S, Store
+from phases import drain
+from stores import Store
 from workers import WorkerProcess, log
+
+LATENCY_CONCURRENCY = 10
+WARM_JOBS = 20
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
     ordered = sorted(values)
 
     def pick(p: float) -> float:
@@ -66,67 +76,61 @@ async def bench_enqueue_bulk(store: Store, n: int, batch: int) -> dict[str, Any]
     }
 
 
-async def bench_latency(
-    store: Store, n: int, rate: float, concurrency: int, idle_samples: int
-) -> dict[str, Any]:
+async def bench_latency(store: Store, n: int, rate: float, idle_samples: int) -> dict[str, Any]:
+    """Jobs enqueued one at a time at ``rate`` while a worker waits for them.
+
+    The worker's job body notes when it started (``jobs.STAMPS``, in its exit
+    report); the parent notes ``time.time()`` before and after each enqueue call.
+    """
     bench = build_app(store.url)
-    sent: dict[str, float] = {}
-    idle_sent: dict[str, float] = {}
-    enqueue_call_ms: list[float] = []
-    worker = WorkerProcess(store.url, concurrency)
+    sent: dict[int, float] = {}
+    returned: dict[int, float] = {}
+    idle_sent: dict[int, float] = {}
+    call_ms: list[float] = []
+    worker = WorkerProcess(store.url, LATENCY_CONCURRENCY)
     try:
         async with bench.app:
             await worker.wait_registered(bench.app)
-            # Warm-up: let the worker see its first jobs before measuring.
-            warm = [await bench.stamp.enqueue(-1) for _ in range(20)]
-            for handle in warm:
-                await handle.wait(timeout=30, poll=0.01)
+            for i in range(WARM_JOBS):  # warm-up: let the worker see its first jobs
+                await bench.stamp.enqueue(-1 - i)
+            await drain(store, WARM_JOBS, [worker], poll_s=0.01)
             interval = 1.0 / rate
             start = time.perf_counter()
             for i in range(n):
-                target = start + i * interval
-                delay = target - time.perf_counter()
+                delay = start + i * interval - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 t0 = time.time()
-                handle = await bench.stamp.enqueue(i)
-                enqueue_call_ms.append((time.time() - t0) * 1000)
-                sent[handle.id] = t0
+                await bench.stamp.enqueue(i)
+                t1 = time.time()
+                sent[i], returned[i] = t0, t1
+                call_ms.append((t1 - t0) * 1000)
             elapsed = time.perf_counter() - start
-            deadline = time.monotonic() + 60
-            while await store.count_completed() < n + len(warm):
-                worker.check_alive()
-                if time.monotonic() > deadline:
-                    raise RuntimeError("latency jobs did not complete in time")
-                await asyncio.sleep(POLL_S)
+            await drain(store, n, [worker], poll_s=0.01, max_s=60)
             # After the worker has been idle (> 1 s), the first job waits for a slow poll.
-            for i in range(idle_samples):
-                log(f"  idle sample {i + 1}/{idle_samples}")
+            for k in range(idle_samples):
+                log(f"  idle sample {k + 1}/{idle_samples}")
                 await asyncio.sleep(1.5)
-                t0 = time.time()
-                handle = await bench.stamp.enqueue(n + i)
-                idle_sent[handle.id] = t0
-                await handle.wait(timeout=30, poll=0.01)
+                idle_sent[n + k] = time.time()
+                await bench.stamp.enqueue(n + k)
+                await drain(store, 1, [worker], poll_s=0.005, max_s=30)
         report = worker.stop()
     finally:
         worker.kill()
-    precise: list[float] = []
-    coarse: list[float] = []
-    idle: list[float] = []
-    for job_id, created_at, started_at, started in await store.completed_stamps():
-        if job_id in sent:
-            precise.append((started - sent[job_id]) * 1000)
-            coarse.append(float(started_at - created_at))
-        elif job_id in idle_sent:
-            idle.append(round((started - idle_sent[job_id]) * 1000, 3))
+    stamps = {int(k): v for k, v in report.pop("stamps", {}).items()}
+    report.pop("sql", None)
+    missing = [i for i in [*sent, *idle_sent] if i not in stamps]
+    if missing:
+        raise RuntimeError(f"{len(missing)} latency jobs did not run, e.g. {missing[:5]}")
     return {
         "n": n,
         "rate_target_per_s": rate,
         "rate_actual_per_s": round(n / elapsed, 1),
-        "concurrency": concurrency,
-        "enqueue_to_start_ms": percentiles(precise),
-        "db_started_minus_created_ms": percentiles(coarse),
-        "enqueue_call_ms": percentiles(enqueue_call_ms),
-        "after_idle_ms": idle,
+        "concurrency": LATENCY_CONCURRENCY,
+        "enqueue_to_start_ms": percentiles([(stamps[i] - t) * 1000 for i, t in sent.items()]),
+        "enqueue_call_ms": percentiles(call_ms),
+        # Negative when the worker started the job before the enqueue call returned.
+        "returned_to_start_ms": percentiles([(stamps[i] - t) * 1000 for i, t in returned.items()]),
+        "after_idle_ms": [round((stamps[i] - t) * 1000, 3) for i, t in idle_sent.items()],
         "worker": report,
     }

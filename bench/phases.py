@@ -1,33 +1,207 @@
-"""The phases where a worker runs pre-enqueued jobs: process, scaling, idle."""
+"""The phases where workers run pre-enqueued jobs: process rows, scaling, idle.
+
+A process row prefills N jobs of one kind, starts one worker process and polls
+``app.counts(queue)`` until nothing is waiting, delayed or active; then it stops
+the worker. Its rate is the processed count over the span of the job bodies
+(first start to last end, from the worker's exit report), so it does not depend
+on how many completed jobs the retention keeps. ``polled_per_s`` is a coarse
+cross-check from the parent's polls.
+
+Store calls per job: on Redis from ``INFO commandstats`` (reset before the worker
+starts, read once the queue is drained; the parent's polls included).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor import Conveyor, Task
 from jobs import QUEUE, build_app
-from stores import Store, Stores
-from workers import WorkerProcess, cpu_seconds, log, wait_workers
+from stores import Store, Stores, diff
+from workers import WorkerProcess, cpu_seconds, log, spans, wait_workers
 
-RUN_TIMEOUT_S = 900.0
-PROCESS_PHASES = {"process1": 1, "process50": 50, "process100": 100, "process200": 200}
+RUN_TIMEOUT_S = 1800.0
+PREFILL_BATCH = 10_000
+SCALING_CONCURRENCY = 50
 
 
-def per_job(before: dict[str, int] | None, after: dict[str, int] | None, n: int) -> Any:
-    """Server commands per completed job between two ``command_stats`` snapshots."""
-    if before is None or after is None or n <= 0:
-        return None
-    calls = {k: v - before.get(k, 0) for k, v in after.items()}
+async def prefill(app: Conveyor, task: Task[[int], Any], n: int) -> None:
+    for offset in range(0, n, PREFILL_BATCH):
+        await app.enqueue_many(
+            [task.call(i) for i in range(offset, min(n, offset + PREFILL_BATCH))]
+        )
+
+
+@dataclass
+class Drain:
+    """What the parent saw while the workers ran."""
+
+    polls: int = 0
+    drained: bool = False
+    polled_per_s: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+async def drain(
+    store: Store, n: int, workers: list[WorkerProcess], *, poll_s: float | None = None,
+    max_s: float = RUN_TIMEOUT_S,
+) -> Drain:  # fmt: skip
+    """Poll ``app.counts`` until no job of the queue is unfinished, or ``max_s`` have passed."""
+    poll_s = store.poll_s if poll_s is None else poll_s
+    seen = Drain()
+    start = time.perf_counter()
+    first_seen: float | None = None
+    while True:
+        for worker in workers:
+            worker.check_alive()
+        left, counts = await store.unfinished()
+        seen.polls += 1
+        now = time.perf_counter()
+        if first_seen is None and left < n:
+            first_seen = now
+        if left == 0:
+            seen.drained = True
+            break
+        if now - start > max_s:
+            break
+        await asyncio.sleep(poll_s)
+    seen.counts = {s.value: c for s, c in counts.items() if c}
+    if seen.drained and first_seen is not None and now > first_seen:
+        # Misses up to one poll at each end: a coarse cross-check only.
+        seen.polled_per_s = round(n / (now - first_seen + poll_s), 1)
+    return seen
+
+
+def per_job(calls: dict[str, float], n: int) -> dict[str, float]:
     return {k: round(v / n, 3) for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v}
+
+
+class StoreCalls:
+    """Server-side figures around a run: command counts and server CPU (Redis)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.before: dict[str, int] | None = None
+        self.cpu_before: float | None = None
+
+    def start(self) -> None:
+        self.store.reset_command_stats()
+        self.before = self.store.command_stats()
+        self.cpu_before = self.store.server_cpu_s()
+
+    def stop(self, polls: int) -> dict[str, Any]:
+        after, cpu_after = self.store.command_stats(), self.store.server_cpu_s()
+        if self.before is None or after is None:
+            return {}
+        calls: dict[str, float] = dict(diff(self.before, after))  # the parent's polls included
+        result: dict[str, Any] = {"calls": calls, "polls": polls}
+        if self.cpu_before is not None and cpu_after is not None:
+            result["server_cpu_s"] = cpu_after - self.cpu_before  # the polls' share included
+        return result
+
+
+def rates(reports: list[dict[str, Any]], seen: Drain, n: int) -> dict[str, Any]:
+    processed, seconds = spans(reports)
+    result: dict[str, Any] = {
+        "n": n,
+        "processed": processed,
+        "seconds": round(seconds, 3),
+        "per_s": round(processed / seconds, 1) if seconds > 0 else None,
+        "drained": seen.drained,
+        "counts_at_end": seen.counts,
+    }
+    if seen.polled_per_s:
+        result["polled_per_s"] = seen.polled_per_s
+    return result
+
+
+def store_figures(result: dict[str, Any], server: dict[str, Any], jobs: int) -> None:
+    """Adds per-job store figures to a row's result."""
+    jobs = max(jobs, 1)
+    if "calls" in server:
+        # Each poll (``polls`` of them) is one app.counts(): 1 hkeys, 1 hgetall, 8 zcard.
+        result["commands_per_job"] = per_job(server["calls"], jobs)
+        result["polls"] = server["polls"]
+    if "server_cpu_s" in server:
+        result["server_cpu_us_per_job"] = round(server["server_cpu_s"] / jobs * 1e6, 1)
+
+
+async def bench_process(
+    stores: Stores, store: Store, kind: str, n: int, concurrency: int
+) -> dict[str, Any]:
+    bench = build_app(store.url)
+    async with bench.app:
+        await prefill(bench.app, bench.tasks[kind], n)
+    io_url = stores.io_url() if kind == "io" else None
+    log(f"  {n} jobs enqueued; starting worker (concurrency={concurrency})")
+    server = StoreCalls(store)
+    server.start()
+    worker = WorkerProcess(store.url, concurrency, io_url=io_url)
+    try:
+        seen = await drain(store, n, [worker])
+        calls = server.stop(seen.polls)
+        report = worker.stop()
+    finally:
+        worker.kill()
+    result = {"kind": kind, "retention": retention_name(kind), "concurrency": concurrency,
+              **rates([report], seen, n)}  # fmt: skip
+    if io_url is not None:
+        result["io_incr_total"] = stores.io_count()
+    processed = result["processed"]
+    cpu_s = report.get("cpu_user_s", 0.0) + report.get("cpu_system_s", 0.0)
+    result["worker_cpu_us_per_job"] = round(cpu_s / max(processed, 1) * 1e6, 1)
+    store_figures(result, calls, processed)
+    report.pop("stamps", None)
+    result["worker"] = report
+    return result
+
+
+def retention_name(kind: str) -> str:
+    return "keep_all" if kind.endswith("keep_all") else "default"
+
+
+async def bench_scaling(stores: Stores, n: int, processes: tuple[int, ...]) -> dict[str, Any]:
+    """Throughput of 1, 2, 4... worker processes on the same pre-enqueued jobs.
+
+    The queue is paused while the workers start, and resumed once all of them have
+    registered, so no worker gets a head start.
+    """
+    runs: dict[str, Any] = {}
+    for count in processes:
+        log(f"  {count} worker process(es), concurrency {SCALING_CONCURRENCY} each, {n} jobs")
+        store = stores.fresh(f"scaling{count}")
+        try:
+            app = await store.app()
+            await prefill(app, build_app(store.url).noop, n)
+            await app.pause(QUEUE)
+            workers = [WorkerProcess(store.url, SCALING_CONCURRENCY) for _ in range(count)]
+            try:
+                await wait_workers(app, workers)
+                await app.resume(QUEUE)
+                seen = await drain(store, n, workers)
+                reports = [w.stop() for w in workers]
+            finally:
+                for w in workers:
+                    w.kill()
+        finally:
+            await store.close()
+        run = {"processes": count, "concurrency": SCALING_CONCURRENCY, **rates(reports, seen, n)}
+        run["processed_per_worker"] = [r.get("processed") for r in reports]
+        run["worker_vm_hwm_mb"] = [r.get("vm_hwm_mb") for r in reports]
+        run["worker_source_digests"] = [r.get("source_digest") for r in reports]
+        runs[f"workers_{count}"] = run
+        log(f"  -> {run['per_s']} jobs/s")
+    return {"n": n, "runs": runs}
 
 
 async def bench_idle(store: Store, seconds: float) -> dict[str, Any]:
     """CPU an idle worker uses: measured after it has had no work for 2 s."""
     worker = WorkerProcess(store.url, 10)
     try:
-        async with build_app(store.url).app as app:
-            await worker.wait_registered(app)
+        await worker.wait_registered(await store.app())
         await asyncio.sleep(2.0)  # past the warm, fast-polling second
         before, started = cpu_seconds(worker.pid), time.monotonic()
         await asyncio.sleep(seconds)
@@ -36,117 +210,3 @@ async def bench_idle(store: Store, seconds: float) -> dict[str, Any]:
         worker.stop()
     return {"seconds": round(elapsed, 2), "cpu_s": round(used, 3),
             "cpu_percent": round(100 * used / elapsed, 2)}  # fmt: skip
-
-
-async def prefill(url: str, n: int) -> None:
-    bench = build_app(url)
-    async with bench.app:
-        for offset in range(0, n, 10_000):
-            calls = [bench.noop.call(i) for i in range(offset, min(n, offset + 10_000))]
-            await bench.app.enqueue_many(calls)
-
-
-async def wait_completed(store: Store, n: int, workers: list[WorkerProcess]) -> tuple[float, int]:
-    """Poll until ``n`` jobs are completed. Returns the polled rate (first completion
-    seen to all seen, padded by one poll; 0.0 if not measurable) and the polls made."""
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    first_seen: float | None = None
-    done = polls = 0
-    while done < n:
-        for worker in workers:
-            worker.check_alive()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {done}/{n} jobs completed in {RUN_TIMEOUT_S}s")
-        await asyncio.sleep(store.poll_s)
-        done = await store.count_completed()
-        polls += 1
-        if first_seen is None and done > 0:
-            first_seen = time.perf_counter()
-    all_seen = time.perf_counter()
-    if first_seen is None or all_seen <= first_seen:
-        return 0.0, polls
-    # Coarse cross-check from the parent's polling (misses up to one poll at each end).
-    return round(n / (all_seen - first_seen + store.poll_s), 1), polls
-
-
-async def bench_process(store: Store, n: int, concurrency: int) -> dict[str, Any]:
-    await prefill(store.url, n)
-    log(f"  {n} jobs enqueued; starting worker (concurrency={concurrency})")
-    store.reset_command_stats()
-    stats_before, server_cpu_before = store.command_stats(), store.server_cpu_s()
-    worker = WorkerProcess(store.url, concurrency)
-    try:
-        polled, polls = await wait_completed(store, n, [worker])
-        report = worker.stop()
-    finally:
-        worker.kill()
-    stats_after, server_cpu_after = store.command_stats(), store.server_cpu_s()
-    completed, first_start, last_finish = await store.completed_span()
-    span_s = max(last_finish - first_start, 1) / 1000
-    result: dict[str, Any] = {
-        "n": n,
-        "concurrency": concurrency,
-        "completed": completed,
-        "seconds": round(span_s, 3),
-        "per_s": round(completed / span_s, 1),
-        "worker": report,
-    }
-    if polled:
-        result["polled_per_s"] = polled
-    worker_cpu_s = report.get("cpu_user_s", 0.0) + report.get("cpu_system_s", 0.0)
-    result["worker_cpu_us_per_job"] = round(worker_cpu_s / max(completed, 1) * 1e6, 1)
-    if server_cpu_before is not None and server_cpu_after is not None:
-        server_cpu_s = server_cpu_after - server_cpu_before  # includes the parent's polls
-        result["server_cpu_us_per_job"] = round(server_cpu_s / max(completed, 1) * 1e6, 1)
-    commands = per_job(stats_before, stats_after, completed)
-    if commands is not None:
-        # Includes worker start-up and shutdown, and the parent's polls (each one
-        # app.counts(): 1 hkeys, 1 hgetall and 7 zcard).
-        result["polls"] = polls
-        result["commands_per_job"] = commands
-    return result
-
-
-async def bench_scaling(
-    stores: Stores, n: int, processes: tuple[int, ...], concurrency: int
-) -> dict[str, Any]:
-    """Throughput of 1, 2, 4... worker processes on the same pre-enqueued jobs.
-
-    The queue is paused while the workers start, and resumed once all of them have
-    registered, so no worker gets a head start.
-    """
-    runs: dict[str, Any] = {}
-    for count in processes:
-        log(f"  {count} worker process(es), concurrency {concurrency} each, {n} jobs")
-        store = stores.fresh(f"scaling{count}")
-        try:
-            await prefill(store.url, n)
-            app = build_app(store.url).app
-            async with app:
-                await app.pause(QUEUE)
-                workers = [WorkerProcess(store.url, concurrency) for _ in range(count)]
-                try:
-                    await wait_workers(app, workers)
-                    await app.resume(QUEUE)
-                    polled, _ = await wait_completed(store, n, workers)
-                    reports = [w.stop() for w in workers]
-                finally:
-                    for w in workers:
-                        w.kill()
-            completed, first_start, last_finish = await store.completed_span()
-        finally:
-            await store.close()
-        span_s = max(last_finish - first_start, 1) / 1000
-        runs[f"workers_{count}"] = {
-            "processes": count,
-            "concurrency": concurrency,
-            "completed": completed,
-            "seconds": round(span_s, 3),
-            "per_s": round(completed / span_s, 1),
-            "polled_per_s": polled,
-            "processed_per_worker": [r.get("processed") for r in reports],
-            "worker_vm_hwm_mb": [r.get("vm_hwm_mb") for r in reports],
-            "worker_source_digests": [r.get("source_digest") for r in reports],
-        }
-        log(f"  -> {runs[f'workers_{count}']['per_s']} jobs/s")
-    return {"n": n, "runs": runs}

@@ -1,4 +1,11 @@
-"""Worker processes: the worker mode of ``bench.py``, and the parent's handle on one."""
+"""Worker processes: the worker mode of ``bench.py``, and the parent's handle on one.
+
+A worker runs in its own OS process (``bench.py --worker URL --concurrency C``),
+so producer and consumer share neither an event loop nor a GIL, as in a real
+deployment. It stops on SIGTERM and prints one JSON line, its exit report: the
+jobs it processed, the span of its job bodies (``jobs.SPAN``), the latency
+stamps and its CPU time.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import Conveyor, Worker, WorkerSettings
-from jobs import QUEUE, build_app
+from jobs import IO_URL_ENV, SPAN, STAMPS, build_app, close_io
 
 WORKER_START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 60.0
 
 
 def log(message: str) -> None:
@@ -36,10 +44,13 @@ def source_digest() -> str:
     return digest.hexdigest()[:12]
 
 
+# -- worker mode -------------------------------------------------------------------------
+
+
 async def worker_main(url: str, concurrency: int) -> None:
     digest = source_digest()  # the code this process imported (it may change during a run)
     bench = build_app(url)
-    worker = Worker(bench.app, WorkerSettings(queues=(QUEUE,), concurrency=concurrency))
+    worker = Worker(bench.app, WorkerSettings(concurrency=concurrency))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.stop)
@@ -47,10 +58,13 @@ async def worker_main(url: str, concurrency: int) -> None:
         await worker.run()
     finally:
         await bench.app.close()
+        await close_io()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     report = {
         "processed": worker.processed,
-        "vm_hwm_at_exit_mb": read_vm_hwm_mb(os.getpid()),
+        "span": SPAN.report(),
+        "stamps": STAMPS,
+        "vm_hwm_at_exit_mb": read_status_mb(os.getpid(), "VmHWM"),
         # ru_maxrss survives execve on Linux, so it can show the forking parent's
         # RSS: an upper bound only. VmHWM (/proc) is this process's own peak.
         "ru_maxrss_mb": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
@@ -61,30 +75,38 @@ async def worker_main(url: str, concurrency: int) -> None:
     print(json.dumps(report), flush=True)
 
 
-def read_vm_hwm_mb(pid: int) -> float | None:
+# -- the parent's side -------------------------------------------------------------------
+
+
+def read_status_mb(pid: int, field: str) -> float | None:
+    """``VmRSS`` or ``VmHWM`` of a process, in MB (from ``/proc/<pid>/status``)."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
     for line in text.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return round(int(line.split()[1]) / 1024, 1)  # kB
     return None
 
 
-class WorkerProcess:
-    """One worker in its own OS process (this script with ``--worker URL``)."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, url: str, concurrency: int) -> None:
+
+class WorkerProcess:
+    """One worker in its own OS process (``bench.py --worker URL``)."""
+
+    def __init__(self, url: str, concurrency: int, *, io_url: str | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_URL"}
+        if io_url is not None:
+            env[IO_URL_ENV] = io_url
         cmd = [
-            sys.executable,
-            str(Path(__file__).resolve().with_name("bench.py")),
-            "--worker",
-            url,
-            "--concurrency",
-            str(concurrency),
-        ]
+            sys.executable, str(Path(__file__).with_name("bench.py")),
+            "--worker", url, "--concurrency", str(concurrency),
+        ]  # fmt: skip
         # The worker's log goes to a file: a flood of warnings (e.g. a full connection
         # pool) would drown the progress lines. stop() counts it and shows the start.
         self.stderr = tempfile.TemporaryFile(mode="w+", errors="replace")  # noqa: SIM115
@@ -104,10 +126,10 @@ class WorkerProcess:
 
     def stop(self) -> dict[str, Any]:
         """SIGTERM, wait, and return the worker's exit report (plus its VmHWM)."""
-        hwm = read_vm_hwm_mb(self.pid)
+        hwm = read_status_mb(self.pid, "VmHWM")
         self.proc.send_signal(signal.SIGTERM)
         try:
-            out, _ = self.proc.communicate(timeout=60)
+            out, _ = self.proc.communicate(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, _ = self.proc.communicate()
@@ -147,7 +169,12 @@ async def wait_workers(app: Conveyor, workers: list[WorkerProcess]) -> None:
         await asyncio.sleep(0.02)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def spans(reports: list[dict[str, Any]]) -> tuple[int, float]:
+    """Job bodies ended, and seconds from the first start to the last end, over the
+    reports of workers on this host (``time.time()`` is one clock for all of them)."""
+    ended = sum(r.get("span", {}).get("ended", 0) for r in reports)
+    starts = [r["span"]["first_start"] for r in reports if r.get("span", {}).get("first_start")]
+    ends = [r["span"]["last_end"] for r in reports if r.get("span", {}).get("ended")]
+    if not starts or not ends:
+        return ended, 0.0
+    return ended, max(ends) - min(starts)
