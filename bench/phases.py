@@ -8,7 +8,8 @@ on how many completed jobs the retention keeps. ``polled_per_s`` is a coarse
 cross-check from the parent's polls.
 
 Store calls per job: on Redis from ``INFO commandstats`` (reset before the worker
-starts, read once the queue is drained; the parent's polls included).
+starts, read once the queue is drained, minus the parent's polls at their measured
+cost); on SQLite from the worker's own statement trace (``--trace-sql``).
 """
 
 from __future__ import annotations
@@ -84,20 +85,24 @@ class StoreCalls:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.poll: dict[str, float] | None = None
         self.before: dict[str, int] | None = None
         self.cpu_before: float | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        self.poll = await self.store.poll_cost()
         self.store.reset_command_stats()
         self.before = self.store.command_stats()
         self.cpu_before = self.store.server_cpu_s()
 
     def stop(self, polls: int) -> dict[str, Any]:
         after, cpu_after = self.store.command_stats(), self.store.server_cpu_s()
-        if self.before is None or after is None:
+        if self.before is None or after is None or self.poll is None:
             return {}
-        calls: dict[str, float] = dict(diff(self.before, after))  # the parent's polls included
-        result: dict[str, Any] = {"calls": calls, "polls": polls}
+        calls: dict[str, float] = dict(diff(self.before, after))
+        for name, cost in self.poll.items():  # the parent's polls
+            calls[name] = max(0.0, calls.get(name, 0) - cost * polls)
+        result: dict[str, Any] = {"calls": calls, "polls": polls, "poll_commands": self.poll}
         if self.cpu_before is not None and cpu_after is not None:
             result["server_cpu_s"] = cpu_after - self.cpu_before  # the polls' share included
         return result
@@ -122,15 +127,32 @@ def store_figures(result: dict[str, Any], server: dict[str, Any], jobs: int) -> 
     """Adds per-job store figures to a row's result."""
     jobs = max(jobs, 1)
     if "calls" in server:
-        # Each poll (``polls`` of them) is one app.counts(): 1 hkeys, 1 hgetall, 8 zcard.
-        result["commands_per_job"] = per_job(server["calls"], jobs)
+        calls = server["calls"]
+        result["script_calls_per_job"] = round(
+            sum(v for k, v in calls.items() if k.startswith("eval")) / jobs, 3
+        )
+        result["commands_per_job_total"] = round(sum(calls.values()) / jobs, 3)
+        result["commands_per_job"] = per_job(calls, jobs)
         result["polls"] = server["polls"]
+        result["poll_commands"] = server["poll_commands"]
     if "server_cpu_s" in server:
         result["server_cpu_us_per_job"] = round(server["server_cpu_s"] / jobs * 1e6, 1)
 
 
+def sql_figures(result: dict[str, Any], sql: dict[str, Any] | None, jobs: int) -> None:
+    if not sql:
+        return
+    jobs = max(jobs, 1)
+    result["sql_transactions_per_job"] = round(sql["transactions"] / jobs, 4)
+    result["sql_statements_per_job"] = round(sql["statements"] / jobs, 3)
+    result["sql"] = {
+        **{k: v for k, v in sql.items() if k != "by_statement"},
+        "by_statement_per_job": per_job(sql["by_statement"], jobs),
+    }
+
+
 async def bench_process(
-    stores: Stores, store: Store, kind: str, n: int, concurrency: int
+    stores: Stores, store: Store, kind: str, n: int, concurrency: int, *, trace_sql: bool
 ) -> dict[str, Any]:
     bench = build_app(store.url)
     async with bench.app:
@@ -138,8 +160,8 @@ async def bench_process(
     io_url = stores.io_url() if kind == "io" else None
     log(f"  {n} jobs enqueued; starting worker (concurrency={concurrency})")
     server = StoreCalls(store)
-    server.start()
-    worker = WorkerProcess(store.url, concurrency, io_url=io_url)
+    await server.start()
+    worker = WorkerProcess(store.url, concurrency, io_url=io_url, trace_sql=trace_sql)
     try:
         seen = await drain(store, n, [worker])
         calls = server.stop(seen.polls)
@@ -154,6 +176,7 @@ async def bench_process(
     cpu_s = report.get("cpu_user_s", 0.0) + report.get("cpu_system_s", 0.0)
     result["worker_cpu_us_per_job"] = round(cpu_s / max(processed, 1) * 1e6, 1)
     store_figures(result, calls, processed)
+    sql_figures(result, report.pop("sql", None), processed)
     report.pop("stamps", None)
     result["worker"] = report
     return result
@@ -177,11 +200,14 @@ async def bench_scaling(stores: Stores, n: int, processes: tuple[int, ...]) -> d
             app = await store.app()
             await prefill(app, build_app(store.url).noop, n)
             await app.pause(QUEUE)
+            server = StoreCalls(store)
+            await server.start()
             workers = [WorkerProcess(store.url, SCALING_CONCURRENCY) for _ in range(count)]
             try:
                 await wait_workers(app, workers)
                 await app.resume(QUEUE)
                 seen = await drain(store, n, workers)
+                calls = server.stop(seen.polls)
                 reports = [w.stop() for w in workers]
             finally:
                 for w in workers:
@@ -192,6 +218,8 @@ async def bench_scaling(stores: Stores, n: int, processes: tuple[int, ...]) -> d
         run["processed_per_worker"] = [r.get("processed") for r in reports]
         run["worker_vm_hwm_mb"] = [r.get("vm_hwm_mb") for r in reports]
         run["worker_source_digests"] = [r.get("source_digest") for r in reports]
+        store_figures(run, calls, run["processed"])
+        run.pop("commands_per_job", None)
         runs[f"workers_{count}"] = run
         log(f"  -> {run['per_s']} jobs/s")
     return {"n": n, "runs": runs}

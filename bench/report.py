@@ -62,6 +62,10 @@ def summarize(results: dict[str, Any], backend: str) -> dict[str, Any]:
     rows = {k: v for k, v in results.items() if k.startswith("process_")}
     if rows:
         summary["process_per_s"] = by_row(rows, "per_s")
+        for field in ("script_calls_per_job", "commands_per_job_total",
+                      "sql_transactions_per_job", "sql_statements_per_job"):  # fmt: skip
+            if values := by_row(rows, field):
+                summary[field] = values
         summary["worker_peak_rss_mb"] = {k: worker_rss_mb(v["worker"]) for k, v in rows.items()}
     # The process target: the async no-op on the default retention (never a keep_all row).
     default_noop = {k: v["per_s"] for k, v in rows.items()

@@ -69,6 +69,11 @@ class Store:
         """CPU time the server processes have used so far (Redis only)."""
         return None
 
+    async def poll_cost(self) -> dict[str, float] | None:
+        """Server commands one ``counts()`` poll costs (Redis only): measured, so
+        that the parent's polls can be subtracted from a phase's figures."""
+        return None
+
     async def close(self) -> None:
         if self._app is not None:
             await self._app.close()
@@ -120,6 +125,17 @@ class RedisStore(Store):
         if any(p is None for p in procs):
             return None
         return sum(cpu_seconds(p.pid) for p in procs if p is not None)
+
+    async def poll_cost(self) -> dict[str, float]:
+        for _ in range(3):  # the connections first
+            await self.counts()
+        polls = 10
+        before = self.command_stats()
+        for _ in range(polls):
+            await self.counts()
+        # Whole commands per poll: a stray HELLO of a new pooled connection is not one.
+        per_poll = {k: round(v / polls) for k, v in diff(before, self.command_stats()).items()}
+        return {k: v for k, v in per_poll.items() if v}
 
 
 class Stores:

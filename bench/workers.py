@@ -4,7 +4,7 @@ A worker runs in its own OS process (``bench.py --worker URL --concurrency C``),
 so producer and consumer share neither an event loop nor a GIL, as in a real
 deployment. It stops on SIGTERM and prints one JSON line, its exit report: the
 jobs it processed, the span of its job bodies (``jobs.SPAN``), the latency
-stamps and its CPU time.
+stamps, its CPU time, and with ``--trace-sql`` the SQLite statements it ran.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import json
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,10 @@ from jobs import IO_URL_ENV, SPAN, STAMPS, build_app, close_io
 
 WORKER_START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 60.0
+TRACE_KEY_CHARS = 40  # statements are counted by their first characters
+TRACE_KEYS = 500  # at most this many distinct keys per connection; then "other"
+REPEAT = "(trigger step)"  # SQLite traces a trigger's steps as repeats of their statement
+CONTROL = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
 
 
 def log(message: str) -> None:
@@ -47,8 +53,67 @@ def source_digest() -> str:
 # -- worker mode -------------------------------------------------------------------------
 
 
-async def worker_main(url: str, concurrency: int) -> None:
+class SqlTrace:
+    """Counts the SQLite statements this process runs, with ``set_trace_callback``
+    on every connection Conveyor opens. Each connection is used by one thread at a
+    time, so each gets its own counts and needs no lock."""
+
+    def __init__(self) -> None:
+        self.per_connection: list[dict[str, int]] = []
+
+    def install(self) -> None:
+        from conveyor.backends.sqlite import connection
+
+        original = connection.connect
+
+        def connect(path: str, **kwargs: Any) -> sqlite3.Connection:
+            conn = original(path, **kwargs)
+            conn.set_trace_callback(self._callback())
+            return conn
+
+        connection.connect = connect  # type: ignore[assignment,unused-ignore]
+
+    def _callback(self) -> Callable[[str], None]:
+        counts: dict[str, int] = {}
+        self.per_connection.append(counts)
+        last = [""]
+
+        def trace(sql: str) -> None:
+            if sql == last[0] and not sql.startswith("PRAGMA"):
+                counts[REPEAT] = counts.get(REPEAT, 0) + 1
+                return
+            last[0] = sql
+            key = sql[:TRACE_KEY_CHARS].split("'", 1)[0]
+            if key not in counts and len(counts) >= TRACE_KEYS:
+                key = "other"
+            counts[key] = counts.get(key, 0) + 1
+
+        return trace
+
+    def report(self) -> dict[str, Any]:
+        total: dict[str, int] = {}
+        for counts in self.per_connection:
+            for key, n in counts.items():
+                total[key] = total.get(key, 0) + n
+        control = sum(n for k, n in total.items() if k.startswith(CONTROL))
+        polls = sum(n for k, n in total.items() if k.startswith("PRAGMA data_version"))
+        repeats = total.get(REPEAT, 0)
+        return {
+            "transactions": sum(n for k, n in total.items() if k.startswith("COMMIT")),
+            "statements": sum(total.values()) - control - polls - repeats,
+            "control_statements": control,
+            "data_version_polls": polls,
+            "trigger_steps": repeats,
+            "connections": len(self.per_connection),
+            "by_statement": dict(sorted(total.items(), key=lambda kv: -kv[1])[:15]),
+        }
+
+
+async def worker_main(url: str, concurrency: int, trace_sql: bool) -> None:
     digest = source_digest()  # the code this process imported (it may change during a run)
+    trace = SqlTrace() if trace_sql else None
+    if trace is not None:
+        trace.install()
     bench = build_app(url)
     worker = Worker(bench.app, WorkerSettings(concurrency=concurrency))
     loop = asyncio.get_running_loop()
@@ -64,6 +129,7 @@ async def worker_main(url: str, concurrency: int) -> None:
         "processed": worker.processed,
         "span": SPAN.report(),
         "stamps": STAMPS,
+        "sql": None if trace is None else trace.report(),
         "vm_hwm_at_exit_mb": read_status_mb(os.getpid(), "VmHWM"),
         # ru_maxrss survives execve on Linux, so it can show the forking parent's
         # RSS: an upper bound only. VmHWM (/proc) is this process's own peak.
@@ -99,13 +165,16 @@ def cpu_seconds(pid: int) -> float:
 class WorkerProcess:
     """One worker in its own OS process (``bench.py --worker URL``)."""
 
-    def __init__(self, url: str, concurrency: int, *, io_url: str | None = None) -> None:
+    def __init__(
+        self, url: str, concurrency: int, *, io_url: str | None = None, trace_sql: bool = False
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_URL"}
         if io_url is not None:
             env[IO_URL_ENV] = io_url
         cmd = [
             sys.executable, str(Path(__file__).with_name("bench.py")),
             "--worker", url, "--concurrency", str(concurrency),
+            *(["--trace-sql"] if trace_sql else []),
         ]  # fmt: skip
         # The worker's log goes to a file: a flood of warnings (e.g. a full connection
         # pool) would drown the progress lines. stop() counts it and shows the start.
