@@ -3,6 +3,8 @@
 - ``sqlite``: a new database file in its own folder for every phase.
 - ``redis``: a private ``redis-server`` (loopback, free port, AOF everysec, in a
   temporary directory), ``FLUSHALL`` and ``CONFIG RESETSTAT`` before every phase.
+- ``cluster``: a private 3-master Redis Cluster (``tests/redis_server.py``), the
+  same on each node; Conveyor's keys share one hash slot, so one node does the work.
 
 Whatever the store, the I/O job talks to another private ``redis-server`` of the
 bench's own (no AOF), started the first time a phase needs it. The parent reads
@@ -21,9 +23,9 @@ from jobs import IO_KEY, QUEUE, build_app
 from workers import cpu_seconds, log
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, for tests/
-from tests.redis_server import RedisServer, server_binary
+from tests.redis_server import RedisCluster, RedisServer, server_binary
 
-BACKENDS = ("sqlite", "redis")
+BACKENDS = ("sqlite", "redis", "cluster")
 POLL_S = 0.05  # SQLite: the parent's app.counts() every 50 ms
 REDIS_POLL_S = 0.02
 OWN_COMMANDS = ("info", "config")  # the bench's own INFO and CONFIG RESETSTAT
@@ -59,7 +61,7 @@ class Store:
         return sum(counts[s] for s in UNFINISHED), counts
 
     def command_stats(self) -> dict[str, int] | None:
-        """Calls per server command since the last reset (Redis only)."""
+        """Calls per server command since the last reset (Redis only), all nodes summed."""
         return None
 
     def reset_command_stats(self) -> None:
@@ -92,7 +94,7 @@ def diff(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 
 
 class RedisStore(Store):
-    """The private server, emptied for this phase."""
+    """The private server(s), emptied for this phase."""
 
     poll_s = REDIS_POLL_S
 
@@ -127,7 +129,7 @@ class RedisStore(Store):
         return sum(cpu_seconds(p.pid) for p in procs if p is not None)
 
     async def poll_cost(self) -> dict[str, float]:
-        for _ in range(3):  # the connections first
+        for _ in range(3):  # connections and (on a Cluster) the slot map first
             await self.counts()
         polls = 10
         before = self.command_stats()
@@ -145,6 +147,7 @@ class Stores:
         self.backend = backend
         self.tmp = tmp
         self.servers: list[RedisServer] = []
+        self.cluster: RedisCluster | None = None
         self.url = ""
         self.io: RedisServer | None = None
 
@@ -154,11 +157,20 @@ class Stores:
             server.start()
             self.servers, self.url = [server], server.url
             log(f"redis-server started: {self.url} (AOF everysec, in {server.directory})")
+        elif self.backend == "cluster":
+            self.cluster = RedisCluster(self.tmp / "cluster")
+            self.cluster.start()
+            self.servers, self.url = self.cluster.nodes, self.cluster.url
+            ports = ",".join(str(n.port) for n in self.servers)
+            log(f"redis cluster started: 3 masters on {ports}, URL {self.url}")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for server in self.servers:
-            server.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
+        else:
+            for server in self.servers:
+                server.stop()
         if self.io is not None:
             self.io.stop()
         if self.servers or self.io is not None:
@@ -195,6 +207,7 @@ class Stores:
             "redis_binary": server_binary(),
             "redis_py": __import__("redis").__version__,
             "hiredis": _hiredis_version(),
+            "redis_nodes": len(self.servers),
         }
 
 
