@@ -6,7 +6,7 @@ Run from the project root::
     .venv/bin/python bench/bench.py --backend redis      # a private redis-server
     .venv/bin/python bench/bench.py --backend cluster    # a private 3-master Cluster
     .venv/bin/python bench/bench.py --quick              # small counts: a smoke run
-    .venv/bin/python bench/bench.py --only process,latency --out result.json
+    .venv/bin/python bench/bench.py --only process,backlog --out result.json
 
 Prints one JSON object to stdout; progress lines go to stderr. Every task is
 declared as a plain ``@app.task`` (default queue, default retention); the rows
@@ -30,7 +30,7 @@ from typing import Any
 
 from enqueue import bench_enqueue_bulk, bench_enqueue_single, bench_latency
 from jobs import KINDS
-from phases import bench_idle, bench_process, bench_scaling
+from phases import bench_backlog, bench_idle, bench_process, bench_scaling
 from report import TARGETS, machine_info, row_key, summarize
 from stores import BACKENDS, Stores, sqlite_url
 from workers import log, worker_main
@@ -46,16 +46,19 @@ class Sizes:
     latency_rate: float
     idle_samples: int
     idle_seconds: float
+    backlog: int
+    backlog_max_s: float
     scaling: int
 
 
 FULL = Sizes(
     single=5_000, bulk=50_000, bulk_batch=10_000, process=20_000, latency=500,
-    latency_rate=150.0, idle_samples=3, idle_seconds=10.0, scaling=20_000,
+    latency_rate=150.0, idle_samples=3, idle_seconds=10.0, backlog=500_000,
+    backlog_max_s=900.0, scaling=20_000,
 )  # fmt: skip
 QUICK = Sizes(
     single=500, bulk=5_000, bulk_batch=1_000, process=2_000, latency=50, latency_rate=150.0,
-    idle_samples=1, idle_seconds=3.0, scaling=2_000,
+    idle_samples=1, idle_seconds=3.0, backlog=50_000, backlog_max_s=20.0, scaling=2_000,
 )  # fmt: skip
 # Redis enqueues faster: larger counts keep those phases at a few seconds. Its
 # default-retention rows run at 150-1,000 jobs/s on the current code: 20,000 jobs
@@ -74,13 +77,14 @@ SIZES = {("sqlite", False): FULL, ("sqlite", True): QUICK,
 # Phase name -> the kind of job its process rows run.
 PROCESS_PHASES = {"process": "noop", "process_sync": "sync", "process_io": "io",
                   "process_keep_all": "noop_keep_all"}  # fmt: skip
-PHASES = ("single", "bulk", *PROCESS_PHASES, "latency", "idle", "scaling")
+PHASES = ("single", "bulk", *PROCESS_PHASES, "latency", "idle", "backlog", "scaling")
 DEFAULT_PHASES = {
     "sqlite": tuple(p for p in PHASES if p != "scaling"),
     "redis": PHASES,
     "cluster": PHASES,
 }
 CONCURRENCIES = (10, 50)
+BACKLOG_CONCURRENCY = 50
 SCALING_PROCESSES = (1, 2, 4)
 
 
@@ -143,6 +147,18 @@ async def run_all(plan: Plan, stores: Stores) -> dict[str, Any]:
         finally:
             await store.close()
         log(f"  -> {results['idle']['cpu_percent']} % of one core")
+    if "backlog" in phases:
+        log(f"backlog: {sizes.backlog} no-op jobs, one worker, c{BACKLOG_CONCURRENCY}, "
+            f"at most {sizes.backlog_max_s:.0f} s")  # fmt: skip
+        store = stores.fresh("backlog")
+        try:
+            results["backlog"] = await bench_backlog(
+                store, sizes.backlog, BACKLOG_CONCURRENCY, sizes.backlog_max_s
+            )
+        finally:
+            await store.close()
+        backlog = results["backlog"]
+        log(f"  -> {describe(backlog)}, RSS {backlog['worker_rss_mb']}")
     if "scaling" in phases:
         log(f"scaling: {sizes.scaling} jobs, {SCALING_PROCESSES} worker processes")
         results["scaling"] = await bench_scaling(stores, sizes.scaling, SCALING_PROCESSES)
@@ -200,6 +216,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="worker concurrencies of the process rows (default: 10,50)",
     )
     parser.add_argument("--process-jobs", type=int, help="jobs per process row")
+    parser.add_argument("--backlog-jobs", type=int, help="jobs of the backlog phase")
+    parser.add_argument(
+        "--backlog-max-s",
+        type=float,
+        help="stop the backlog phase's worker after this long (default 900 s; quick: 20 s)",
+    )
     parser.add_argument(
         "--no-trace-sql",
         dest="trace_sql",
@@ -221,8 +243,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if unknown:
         raise SystemExit(f"unknown phases: {', '.join(sorted(unknown))}")
     sizes = SIZES[(args.backend, args.quick)]
-    if args.process_jobs is not None:
-        sizes = replace(sizes, process=args.process_jobs)
+    overrides = {"process": args.process_jobs, "backlog": args.backlog_jobs,
+                 "backlog_max_s": args.backlog_max_s}  # fmt: skip
+    sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     concurrencies = tuple(int(c) for c in args.concurrencies.split(",") if c.strip())
     return Plan(sizes, phases, concurrencies, args.trace_sql)
 

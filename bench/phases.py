@@ -1,4 +1,4 @@
-"""The phases where workers run pre-enqueued jobs: process rows, scaling, idle.
+"""The phases where workers run pre-enqueued jobs: process rows, backlog, scaling, idle.
 
 A process row prefills N jobs of one kind, starts one worker process and polls
 ``app.counts(queue)`` until nothing is waiting, delayed or active; then it stops
@@ -44,16 +44,19 @@ class Drain:
     drained: bool = False
     polled_per_s: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    samples: list[tuple[float, float | None, int]] = field(default_factory=list)  # t, RSS, left
 
 
 async def drain(
     store: Store, n: int, workers: list[WorkerProcess], *, poll_s: float | None = None,
-    max_s: float = RUN_TIMEOUT_S,
+    max_s: float = RUN_TIMEOUT_S, sample_rss: bool = False,
 ) -> Drain:  # fmt: skip
-    """Poll ``app.counts`` until no job of the queue is unfinished, or ``max_s`` have passed."""
+    """Poll ``app.counts`` until no job of the queue is unfinished, or ``max_s``
+    have passed; with ``sample_rss``, note the first worker's RSS once a second."""
     poll_s = store.poll_s if poll_s is None else poll_s
     seen = Drain()
     start = time.perf_counter()
+    next_sample = start
     first_seen: float | None = None
     while True:
         for worker in workers:
@@ -63,6 +66,9 @@ async def drain(
         now = time.perf_counter()
         if first_seen is None and left < n:
             first_seen = now
+        if sample_rss and now >= next_sample:
+            seen.samples.append((round(now - start, 1), workers[0].rss_mb(), left))
+            next_sample += 1.0
         if left == 0:
             seen.drained = True
             break
@@ -184,6 +190,42 @@ async def bench_process(
 
 def retention_name(kind: str) -> str:
     return "keep_all" if kind.endswith("keep_all") else "default"
+
+
+async def bench_backlog(store: Store, n: int, concurrency: int, max_s: float) -> dict[str, Any]:
+    """A big backlog on the defaults: the worker's RSS once a second, and its rate."""
+    bench = build_app(store.url)
+    started = time.perf_counter()
+    async with bench.app:
+        await prefill(bench.app, bench.noop, n)
+    log(f"  {n} jobs enqueued in {time.perf_counter() - started:.1f} s; starting worker")
+    server = StoreCalls(store)
+    await server.start()
+    worker = WorkerProcess(store.url, concurrency)
+    try:
+        seen = await drain(store, n, [worker], poll_s=1.0, max_s=max_s, sample_rss=True)
+        calls = server.stop(seen.polls)
+        report = worker.stop()
+    finally:
+        worker.kill()
+    if not seen.drained:
+        log(f"  stopped after {max_s:.0f} s (--backlog-max-s): the queue was not drained")
+    result = {"kind": "noop", "retention": "default", "concurrency": concurrency,
+              **rates([report], seen, n)}  # fmt: skip
+    rss = [r for _, r, _ in seen.samples if r is not None]
+    result["worker_rss_mb"] = {
+        "peak_vm_hwm": report.get("vm_hwm_mb"),
+        "first_sample": rss[0] if rss else None,
+        "max_sample": max(rss) if rss else None,
+        "last_sample": rss[-1] if rss else None,
+    }
+    result["samples"] = {"every_s": 1.0, "columns": ["t_s", "rss_mb", "unfinished"],
+                         "rows": seen.samples}  # fmt: skip
+    store_figures(result, calls, result["processed"])
+    report.pop("stamps", None)
+    report.pop("sql", None)
+    result["worker"] = report
+    return result
 
 
 async def bench_scaling(stores: Stores, n: int, processes: tuple[int, ...]) -> dict[str, Any]:

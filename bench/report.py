@@ -74,6 +74,11 @@ def summarize(results: dict[str, Any], backend: str) -> dict[str, Any]:
     best = max(default_noop, key=lambda k: default_noop[k]) if default_noop else None
     if backend != "sqlite" and best is not None:
         summary["process_best"] = {"row": best, "per_s": default_noop[best]}
+    if "backlog" in results:
+        backlog = results["backlog"]
+        fields = ("n", "processed", "per_s", "drained", "script_calls_per_job",
+                  "commands_per_job_total", "worker_rss_mb")  # fmt: skip
+        summary["backlog"] = {k: backlog[k] for k in fields if backlog.get(k) is not None}
     if "latency" in results:
         lat = results["latency"]
         summary["latency_ms"] = {k: lat["enqueue_to_start_ms"][k] for k in ("p50", "p90", "p99",

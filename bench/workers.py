@@ -189,6 +189,9 @@ class WorkerProcess:
         if self.proc.poll() is not None:
             raise RuntimeError(f"worker process exited early with code {self.proc.returncode}")
 
+    def rss_mb(self) -> float | None:
+        return read_status_mb(self.pid, "VmRSS")
+
     async def wait_registered(self, app: Conveyor) -> None:
         """Until the worker's first heartbeat is stored (it has connected and is claiming)."""
         await wait_workers(app, [self])
