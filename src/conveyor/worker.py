@@ -188,7 +188,10 @@ class Worker:
                     continue
                 for job in claimed:
                     self._start(job)
-                if not claimed:
+                # A claim that took less than it had room for found no more
+                # ready jobs: wait (jobs that arrive meanwhile end the wait at
+                # once) rather than claim again for nothing.
+                if len(claimed) < sum(room.free for room in rooms):
                     idle = [queue for room in rooms for queue in room.queues]
                     waiter = asyncio.create_task(backend.wait_for_jobs(queues=idle, timeout_s=5.0))
                     waits = [waiter, stop_wait]
