@@ -220,8 +220,10 @@ class RedisConnection(Backend):
         on the held connection when it is free (``direct.py``), else the client's."""
         direct = self._direct
         if direct is not None and not direct.busy:
-            async with mapped_errors():
+            try:  # not mapped_errors(): an async context manager costs ~5 us a call
                 return await direct.call(script, keys, args)
+            except (redis_errors.RedisError, OSError) as exc:
+                raise map_error(exc) from exc
         async with mapped_errors():
             for attempt in range(NOSCRIPT_TRIES):
                 try:

@@ -84,6 +84,8 @@ local function replace(old, entry)
   end
 end
 
+-- Enqueue numbers: LIFO order, and the count that groups' turns are numbered
+-- above (claim-4.lua), so this is taken for every job.
 local last = redis.call('INCRBY', KEYS[1], n)
 -- woken[q]: the queue gets a wake, naming its job made ready here if that is
 -- the one job waiting in it (the woken worker may claim it at once), else
@@ -159,12 +161,12 @@ end
 for q = 0, nq - 1 do
   redis.call('HSETNX', KEYS[2], ARGV[3 + q], '0')
   local k, hint = 3 + 6 * q, woken[q]
-  if hint ~= nil then
+  if hint ~= nil and redis.call('LLEN', KEYS[k + 2]) == 0 then  -- else a wake is pending
     if hint == true or hint == false or redis.call('ZCARD', KEYS[k]) ~= 1
         or redis.call('EXISTS', KEYS[k + 3]) == 1 then
       hint = nil
     end
-    wake(KEYS[k + 2], hint)
+    redis.call('RPUSH', KEYS[k + 2], hint or '1')
   end
 end
 return created
