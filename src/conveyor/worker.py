@@ -63,7 +63,7 @@ import msgspec
 from conveyor import trimming
 from conveyor.app import Conveyor
 from conveyor.arguments import encode
-from conveyor.backends.base import ClaimedJob, ProgressUpdate, WorkerInfo
+from conveyor.backends.base import ClaimedJob, ProgressUpdate, Taker, WorkerInfo
 from conveyor.context import JobContext, _current
 from conveyor.errors import (
     BackendError,
@@ -161,31 +161,35 @@ class Worker:
         stop_wait = asyncio.create_task(self._stopping.wait())
         keeper.start()
         failures = 0
+        handed: list[ClaimedJob] = []  # jobs a wait was handed, claimed for us
         try:
             await self._heartbeat()
             await self.app.schedules.save_declared()
             while not self._stopping.is_set():
                 self._slot_free.clear()
                 rooms = self._slots.free()
-                if not rooms:
+                if handed:  # their claim is made: no call needed
+                    claimed, handed = handed, []
+                elif not rooms:
                     await self._slot_free.wait()
                     continue
-                try:
-                    claimed = await backend.claim(
-                        slots=rooms, worker_id=self.id, lease_ms=int(settings.lease_s * 1000)
-                    )
-                    failures = 0
-                    self._health.ok()
-                except BackendUnavailable as exc:
-                    await asyncio.wait([stop_wait], timeout=self._health.failed("claim", exc))
-                    continue
-                except Exception as exc:  # the claim loop must not die
-                    failures += 1
-                    delay = min(BACKOFF_CAP_S, 0.05 * 2**failures)
-                    log.warning("claim failed (%s); retrying in %.2fs", exc, delay,
-                                exc_info=not isinstance(exc, BackendError))  # fmt: skip
-                    await asyncio.wait([stop_wait], timeout=delay)
-                    continue
+                else:
+                    try:
+                        claimed = await backend.claim(
+                            slots=rooms, worker_id=self.id, lease_ms=int(settings.lease_s * 1000)
+                        )
+                        failures = 0
+                        self._health.ok()
+                    except BackendUnavailable as exc:
+                        await asyncio.wait([stop_wait], timeout=self._health.failed("claim", exc))
+                        continue
+                    except Exception as exc:  # the claim loop must not die
+                        failures += 1
+                        delay = min(BACKOFF_CAP_S, 0.05 * 2**failures)
+                        log.warning("claim failed (%s); retrying in %.2fs", exc, delay,
+                                    exc_info=not isinstance(exc, BackendError))  # fmt: skip
+                        await asyncio.wait([stop_wait], timeout=delay)
+                        continue
                 for job in claimed:
                     self._start(job)
                 # A claim that took less than it had room for found no more
@@ -193,7 +197,9 @@ class Worker:
                 # once) rather than claim again for nothing.
                 if len(claimed) < sum(room.free for room in rooms):
                     idle = [queue for room in rooms for queue in room.queues]
-                    waiter = asyncio.create_task(backend.wait_for_jobs(queues=idle, timeout_s=5.0))
+                    waiter = asyncio.create_task(
+                        backend.wait_for_jobs(queues=idle, timeout_s=5.0, taker=self._taker())
+                    )
                     waits = [waiter, stop_wait]
                     if len(rooms) < len(settings.pools):  # a full pool's slot may free meanwhile
                         waits.append(asyncio.create_task(self._slot_free.wait()))
@@ -202,7 +208,9 @@ class Worker:
                         if not pending.done():
                             pending.cancel()
                     (outcome, *_) = await asyncio.gather(waiter, *waits[2:], return_exceptions=True)
-                    if isinstance(outcome, asyncio.CancelledError):
+                    if isinstance(outcome, list):
+                        handed = outcome
+                    elif isinstance(outcome, asyncio.CancelledError):
                         continue  # a slot freed: claim again
                     if isinstance(outcome, BackendUnavailable):
                         delay = self._health.failed("waiting for jobs", outcome)
@@ -213,6 +221,8 @@ class Worker:
                         log.warning("waiting for jobs failed (%s); again in %.2fs", outcome, delay)
                         await asyncio.wait([stop_wait], timeout=delay)
         finally:
+            for job in handed:  # handed as the worker stopped: they get the grace too
+                self._start(job)
             await self._drain()
             await self._trimmer.close()
             await self._sandbox.close()  # kills the sandboxes' process groups
@@ -227,6 +237,13 @@ class Worker:
                 log.warning("could not remove worker record: %s", exc)
             self._threads.shutdown(wait=False, cancel_futures=True)
             log.info("worker %s stopped after %d jobs", self.id, self.processed)
+
+    def _taker(self) -> Taker:
+        """Who an idle wait may be handed jobs for: a job in each queue of the
+        pools with a free slot for every one of their queues."""
+        queues = tuple(q for room in self._slots.free() if room.free >= len(room.queues)
+                       for q in room.queues)  # fmt: skip
+        return Taker(self.id, int(self.settings.lease_s * 1000), queues)
 
     async def _drain(self) -> None:
         """Give running jobs the grace period; then release what is still running."""

@@ -97,6 +97,14 @@ class QueueSlots(NamedTuple):
     free: int
 
 
+class Taker(NamedTuple):
+    """The worker an idle wait may be handed jobs for (``wait_for_jobs``)."""
+
+    worker_id: str
+    lease_ms: int
+    queues: tuple[str, ...]  # at most one job handed in each
+
+
 class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
     """A job leased to a worker: the snapshot taken at claim plus its fencing token."""
 
@@ -262,15 +270,24 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def wait_for_jobs(self, *, queues: Sequence[str], timeout_s: float) -> None:
+    async def wait_for_jobs(
+        self, *, queues: Sequence[str], timeout_s: float, taker: Taker | None = None
+    ) -> list[ClaimedJob]:
         """Return when ``queues`` may have ready jobs, or after ``timeout_s``.
 
-        Called after a claim that took nothing. May return early for no
-        reason; callers then claim and wait again. Must not busy-poll: an
-        idle worker costs close to nothing, and a queue held back by a rate
-        limit is looked at again when its window frees a slot, not before.
-        Cancelling it (a worker whose full queue got a free slot) ends the
-        wait at once and leaves every connection fit for use.
+        Called after a claim that took fewer jobs than it had room for. May
+        return early for no reason; callers then claim and wait again. Must
+        not busy-poll: an idle worker costs close to nothing, and a queue held
+        back by a rate limit is looked at again when its window frees a slot,
+        not before. Cancelling it (a worker whose full queue got a free slot)
+        ends the wait at once and leaves every connection fit for use.
+
+        With a ``taker``, a store may hand the wait jobs that become ready in
+        ``taker.queues`` meanwhile, at most one per queue, already claimed for
+        ``taker.worker_id`` exactly as ``claim`` would (same limits, lease,
+        attempt), saving the worker a claim's round trip: they are returned,
+        and the caller runs them. A cancelled wait releases any job handed to
+        it. Otherwise it returns ``[]``.
         """
 
     @abc.abstractmethod

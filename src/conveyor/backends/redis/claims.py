@@ -43,23 +43,40 @@ class Candidate(NamedTuple):
     queue: str
 
 
+class Registration(NamedTuple):
+    """An idle wait's entry in the ``idle`` sets of the queues it may be handed
+    jobs of (``enqueue-3.lua``)."""
+
+    member: str  # its list, worker id, lease ms: NUL separated
+    queues: frozenset[str]
+    ttl_ms: int  # it lapses this long after the peek that registers it
+
+
 def queue_keys(keys: Keys, queue: str) -> list[str]:
     """The per-queue keys of the peek (after ``waiting`` and ``delayed``)."""
     return [keys.queue(queue, part) for part in ("gwaiting", "groups", "gactive")] + [
         keys.state(queue, "active"), keys.queue(queue, "rate"), keys.queue(queue, "grate"),
+        keys.queue(queue, "idle"),
     ]  # fmt: skip
 
 
 def peek_call(
-    keys: Keys, rooms: Sequence[tuple[str, int]], offset: int
+    keys: Keys,
+    rooms: Sequence[tuple[str, int]],
+    offset: int,
+    registration: Registration | None = None,
 ) -> tuple[list[str], list[Any]]:
-    """The peek of queues, each with the room a claim has in it (0: none)."""
+    """The peek of queues, each with the room a claim has in it (0: none),
+    registering an idle wait in the queues it names."""
     script_keys = [keys.queues, keys.limits, keys.turns]
-    args: list[Any] = [offset]
+    args: list[Any] = [offset, "", 0] if registration is None else [
+        offset, registration.member, registration.ttl_ms,
+    ]  # fmt: skip
+    registered = frozenset() if registration is None else registration.queues
     for queue, room in rooms:
         script_keys += [keys.state(queue, "waiting"), keys.state(queue, "delayed"),
                         *queue_keys(keys, queue)]  # fmt: skip
-        args += [queue, room]
+        args += [queue, room, int(queue in registered)]
     return script_keys, args
 
 

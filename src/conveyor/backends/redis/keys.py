@@ -23,8 +23,11 @@ Layout (``P`` is ``cv:{namespace}``):
 - ``P:q:<queue>:active``: zset; score is the lease expiry (ms).
 - ``P:q:<queue>:<completed|failed|cancelled>``: zset; score is finished time.
 - ``P:q:<queue>:marker``: list; one element wakes a blocked worker.
+- ``P:q:<queue>:idle``: zset of the idle waits an enqueue may hand a job to,
+  by when each registration lapses: members ``wake list \0 worker id \0 lease ms``.
 - ``P:wake:<waiter>``: list one idle wait blocks on besides the markers, pushed
-  by that waiter's own timer when a delayed job falls due (short-lived).
+  by that waiter's own timer when a delayed job falls due, and by an enqueue
+  that handed it a job (the claim's reply, JSON); short-lived.
 - ``P:done:<task>:<state>``: zset of ``queue \\0 id`` by finished time (retention).
 - ``P:trim:<task>:<state>``: string, the token of the trim under way of that
   set (expires on its own if its trimmer dies).
@@ -52,7 +55,7 @@ from __future__ import annotations
 from conveyor.job import JobState
 
 FINISHED = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
-_QUEUE_PARTS = frozenset({"gwaiting", "groups", "gactive", "rate", "grate"})
+_QUEUE_PARTS = frozenset({"gwaiting", "groups", "gactive", "rate", "grate", "idle"})
 
 
 class Keys:
@@ -90,8 +93,8 @@ class Keys:
         return f"{self.prefix}:q:{queue}:marker"
 
     def queue(self, queue: str, part: str) -> str:
-        """A per-queue structure of groups and limits: ``gwaiting``, ``groups``,
-        ``gactive``, ``rate`` or ``grate``."""
+        """A per-queue structure of groups, limits and idle waits: ``gwaiting``,
+        ``groups``, ``gactive``, ``rate``, ``grate`` or ``idle``."""
         key = self._states.get((queue, part))
         if key is None:
             assert part in _QUEUE_PARTS, part

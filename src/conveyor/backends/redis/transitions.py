@@ -18,6 +18,9 @@ read in the next.
 
 Idle workers block on a per-queue marker list (``BLPOP``) on a connection of
 their own, and wake when an enqueue, a promotion or a release pushes to it.
+A wait also registers in its queues' ``idle`` sets and blocks on a list of
+its own, to which an enqueue may push a job it claimed for that wait's
+worker (``enqueue-3.lua``); the wait leaves the sets when it ends.
 
 Groups and flows keep every key static per queue: grouped waiting jobs sit
 in one lexically ordered set per queue (see ``lib.lua``), and a finished flow
@@ -30,6 +33,7 @@ finished the child, or by any worker's chore within a second).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -43,6 +47,7 @@ from conveyor.backends.base import (
     ProgressUpdate,
     QueueSlots,
     ReclaimResult,
+    Taker,
     WorkerInfo,
 )
 from conveyor.backends.claiming import Member
@@ -67,6 +72,7 @@ log = logging.getLogger("conveyor.redis")
 PROMOTE_BATCH = 1000
 CANCEL_WAIT_S = 1.0  # a cancelled wait's block, ended by a push, gets this long
 WAKE_TTL_MS = 10_000  # a wake pushed after its wait ended anyway goes this soon
+REGISTRATION_MARGIN_MS = 1000  # an idle wait's registration outlives its block this long
 TRIM_LOCK_MS = 30_000  # a trimmer that died keeps others out this long at most
 BATCH = 1000  # jobs per round of bulk retries and cleaning
 DEDUP_TRIES = 50  # batches whose peeked dedup keys changed meanwhile
@@ -108,11 +114,12 @@ class RedisTransitions(RedisConnection):
                 if job.debounce:
                     debounced.add(job.dedup_key)
             rows.append(row)
-        keys = [k.seq, k.queues]
+        keys = [k.seq, k.queues, k.limits]
         for queue in queues:
             keys += [k.state(queue, "waiting"), k.state(queue, "delayed"), k.marker(queue),
                      k.queue(queue, "gwaiting"), k.queue(queue, "groups"),
-                     k.state(queue, "waiting_children")]  # fmt: skip
+                     k.state(queue, "waiting_children"), k.queue(queue, "idle"),
+                     k.state(queue, "active")]  # fmt: skip
         keys += [k.job(job.id) for job in jobs]
         args = [self._offset, len(queues), *queues, msgspec.json.encode(rows),
                 *(encode_data(job) for job in jobs)]  # fmt: skip
@@ -151,7 +158,7 @@ class RedisTransitions(RedisConnection):
     def _dedup_keys(
         self, dedup: dict[str, int], peeked: dict[str, tuple[str, str] | None], first: int
     ) -> tuple[list[str], list[list[Any]]]:
-        """KEYS after the first ``first`` and the entries of enqueue-2.lua's last ARGV."""
+        """KEYS after the first ``first`` and the entries of enqueue-3.lua's last ARGV."""
         k = self.keys
         more: list[str] = []
         entries: list[list[Any]] = []
@@ -174,6 +181,15 @@ class RedisTransitions(RedisConnection):
 
     async def claim(
         self, *, slots: Sequence[QueueSlots], worker_id: str, lease_ms: int
+    ) -> list[ClaimedJob]:
+        handed = await self._handed_meanwhile()
+        for job in handed:  # they take their room first
+            at = next(i for i, room in enumerate(slots) if job.job.queue in room.queues)
+            slots = [*slots[:at], slots[at]._replace(free=slots[at].free - 1), *slots[at + 1 :]]
+        return handed + await self._claim(slots, worker_id, lease_ms)
+
+    async def _claim(
+        self, slots: Sequence[QueueSlots], worker_id: str, lease_ms: int
     ) -> list[ClaimedJob]:
         slots = [room for room in slots if room.free > 0 and room.queues]
         if not slots:
@@ -210,26 +226,22 @@ class RedisTransitions(RedisConnection):
         taken, expired = await self._run("claim", keys, args)
         for job_id in expired:
             await self._cancel(job_id.decode(), reason="expired", expired_only=True)
-        claimed = []
-        for token, expires, values in taken:
-            job, arguments = job_from_fields(values)
-            self._owned[job.id] = (job.queue, job.task)
-            if job.group is None and job.parent_id is None:
-                self._lean.add(job.id)
-            claimed.append(
-                ClaimedJob(
-                    job=job,
-                    token=token.decode(),
-                    lease_expires_ms=int(expires),
-                    payload=arguments,
-                )
-            )
-        return claimed
+        return [self._claimed(token.decode(), expires, values) for token, expires, values in taken]
 
-    async def _peek(self, rooms: Sequence[tuple[str, int]]) -> tuple[int, list[claims.Look]]:
+    def _claimed(self, token: str, expires: Any, values: Sequence[Any]) -> ClaimedJob:
+        """A job leased to us, from a claim's reply (``lease`` in lib.lua)."""
+        job, arguments = job_from_fields(values)
+        self._owned[job.id] = (job.queue, job.task)
+        if job.group is None and job.parent_id is None:
+            self._lean.add(job.id)
+        return ClaimedJob(job=job, token=token, lease_expires_ms=int(expires), payload=arguments)
+
+    async def _peek(
+        self, rooms: Sequence[tuple[str, int]], registration: claims.Registration | None = None
+    ) -> tuple[int, list[claims.Look]]:
         """Server time, and how each queue looks (see ``claims.Look``) to a
-        claim with the room given in it."""
-        keys, args = claims.peek_call(self.keys, rooms, self._offset)
+        claim with the room given in it (and an idle wait registered)."""
+        keys, args = claims.peek_call(self.keys, rooms, self._offset, registration)
         return claims.parse_peek(await self._run("peek", keys, args))
 
     async def _group_jobs(
@@ -292,47 +304,120 @@ class RedisTransitions(RedisConnection):
                 moved += int(result[0])
         return moved
 
-    async def wait_for_jobs(self, *, queues: Sequence[str], timeout_s: float) -> None:
-        now, looks = await self._peek([(queue, 0) for queue in queues])
-        # The next delayed job, a hold or full rate window of a queue, or a
-        # group held back at the last claim: the soonest of them wakes us.
-        times = [look.due for look in looks if look.due >= 0]
-        times += [look.held for look in looks if look.held >= 0]
-        retry_at = self._retry_at.get(tuple(queues))
-        if retry_at is not None and retry_at > now:
-            times.append(retry_at)
+    async def wait_for_jobs(
+        self, *, queues: Sequence[str], timeout_s: float, taker: Taker | None = None
+    ) -> list[ClaimedJob]:
+        handed = await self._handed_meanwhile()
+        if handed:
+            return handed
         wait = min(timeout_s, BLOCK_MAX_S)
-        due_in = max(0.0, (min(times) - now) / 1000) if times else wait
-        if due_in <= 0:
-            return
-        # The block also ends when something is pushed to a list only this
-        # wait watches: by a timer of ours at the due time (Redis times a block
-        # out only at its own clock ticks, ten a second by default), and when
-        # the wait is cancelled (cutting a blocked connection would cost a
-        # reconnect).
         wake = self.keys.wake(os.urandom(6).hex())
+        registration = None
+        if taker is not None and taker.queues:
+            member = "\0".join((wake, taker.worker_id, str(taker.lease_ms)))
+            ttl_ms = round(wait * 1000) + REGISTRATION_MARGIN_MS
+            registration = claims.Registration(member, frozenset(taker.queues), ttl_ms)
         markers = {self.keys.marker(q): q for q in queues}
-        block = asyncio.ensure_future(self._block([*markers, wake], wait))
-        block.add_done_callback(_retrieved)  # its error is raised here, or not wanted
-        loop = asyncio.get_running_loop()
+        block: asyncio.Future[tuple[bytes, bytes] | None] | None = None
         timer = None
-        if due_in < wait:
-            timer = loop.call_later(due_in, lambda: self._spawn(self._push_wake(wake)))
         try:
+            now, looks = await self._peek([(queue, 0) for queue in queues], registration)
+            # The next delayed job, a hold or full rate window of a queue, or a
+            # group held back at the last claim: the soonest of them wakes us.
+            times = [look.due for look in looks if look.due >= 0]
+            times += [look.held for look in looks if look.held >= 0]
+            retry_at = self._retry_at.get(tuple(queues))
+            if retry_at is not None and retry_at > now:
+                times.append(retry_at)
+            due_in = max(0.0, (min(times) - now) / 1000) if times else wait
+            if due_in <= 0:
+                return await self._leave(wake, registration)
+            # The block also ends when something is pushed to a list only this
+            # wait watches: by a timer of ours at the due time (Redis times a
+            # block out only at its own clock ticks, ten a second by default),
+            # when the wait is cancelled (cutting a blocked connection would
+            # cost a reconnect), and by an enqueue that hands us a job.
+            block = asyncio.ensure_future(self._block([*markers, wake], wait))
+            block.add_done_callback(_retrieved)  # its error is raised here, or not wanted
+            if due_in < wait:
+                loop = asyncio.get_running_loop()
+                timer = loop.call_later(due_in, lambda: self._spawn(self._push_wake(wake)))
             popped = await asyncio.shield(block)
-            if popped is not None and popped[1] != b"1":  # an enqueue named the job
-                queue = markers.get(popped[0].decode())
-                if queue is not None:
-                    self._hints[queue] = popped[1].decode()
         except asyncio.CancelledError:
-            if not block.done():
+            if block is not None and not block.done():
                 await self._push_wake(wake)
                 await asyncio.wait([block], timeout=CANCEL_WAIT_S)
-            block.cancel()
+            await self._give_back(wake, registration, block)
+            raise
+        except BaseException:
+            if registration is not None:  # the next claim or wait ends it
+                self._left.append((wake, registration))
             raise
         finally:
             if timer is not None:
                 timer.cancel()
+        if popped is not None and popped[1] != b"1":
+            key = popped[0].decode()
+            if key == wake:  # an enqueue handed us a job
+                if registration is not None and len(registration.queues) > 1:
+                    leaving = asyncio.ensure_future(self._leave(wake, registration))
+                    self._leaving = (leaving, wake, registration)
+                return [self._handed(popped[1])]
+            if key in markers:  # an enqueue named the job
+                self._hints[markers[key]] = popped[1].decode()
+        return await self._leave(wake, registration)
+
+    def _handed(self, reply: bytes) -> ClaimedJob:
+        """A job an enqueue leased to us, from the reply it pushed (JSON)."""
+        token, expires, fields = json.loads(reply)
+        values = [None if value is False else value.encode() for value in fields]
+        return self._claimed(token, expires, values)
+
+    async def _leave(self, wake: str, registration: claims.Registration | None) -> list[ClaimedJob]:
+        """End an idle wait's registration: the jobs handed to it meanwhile."""
+        if registration is None:
+            return []
+        keys = [wake, *(self.keys.queue(queue, "idle") for queue in registration.queues)]
+        replies = await self._run("leave", keys, [registration.member])
+        return [self._handed(reply) for reply in replies]
+
+    async def _handed_meanwhile(self) -> list[ClaimedJob]:
+        """Jobs handed to past waits that did not return them: after the one a
+        wait returned, or to a wait that failed (the store went away)."""
+        handed: list[ClaimedJob] = []
+        if self._leaving is not None:
+            (leaving, wake, registration), self._leaving = self._leaving, None
+            try:
+                handed += await leaving
+            except BackendError:
+                self._left.append((wake, registration))
+        while self._left:  # an error here fails the claim or wait: retried
+            handed += await self._leave(*self._left[0])
+            del self._left[0]
+        return handed
+
+    async def _give_back(
+        self,
+        wake: str,
+        registration: claims.Registration | None,
+        block: asyncio.Future[tuple[bytes, bytes] | None] | None,
+    ) -> None:
+        """A cancelled wait releases the jobs handed to it."""
+        try:
+            handed = await self._leave(wake, registration)
+            if block is not None and block.done() and not block.cancelled():
+                popped = block.exception() is None and block.result()
+                if popped and popped[0].decode() == wake and popped[1] != b"1":
+                    handed.append(self._handed(popped[1]))
+            for job in handed:
+                await self.release(job_id=job.job.id, token=job.token)
+        except BackendError as exc:  # the next claim or wait takes them
+            log.warning("could not release jobs handed to a cancelled wait: %s", exc)
+            if registration is not None:
+                self._left.append((wake, registration))
+        finally:
+            if block is not None:
+                block.cancel()
 
     async def _block(self, keys: Sequence[str], timeout: float) -> tuple[bytes, bytes] | None:
         """``BLPOP``: the list and element popped, or None at the timeout."""

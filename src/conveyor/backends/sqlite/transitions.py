@@ -32,6 +32,7 @@ from conveyor.backends.base import (
     ProgressUpdate,
     QueueSlots,
     ReclaimResult,
+    Taker,
     WorkerInfo,
     stalled_message,
 )
@@ -201,7 +202,14 @@ class SQLiteTransitions(Backend):
             self._last_work = time.monotonic()
         return claimed
 
-    async def wait_for_jobs(self, *, queues: Sequence[str], timeout_s: float) -> None:
+    async def wait_for_jobs(
+        self, *, queues: Sequence[str], timeout_s: float, taker: Taker | None = None
+    ) -> list[ClaimedJob]:
+        """Hands no jobs over: a claim costs no round trip here."""
+        await self._wait(queues, timeout_s)
+        return []
+
+    async def _wait(self, queues: Sequence[str], timeout_s: float) -> None:
         poll = await self._poll_connection()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s

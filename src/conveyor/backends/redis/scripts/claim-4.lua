@@ -74,11 +74,7 @@ for c = 0, #KEYS - first_job do
   elseif (not group and redis.call('ZREM', KEYS[k], id) == 1)
       or (group and from_waiting(job_key, id, KEYS[k], KEYS[k + 1], KEYS[k + 2]) == 1) then
     if job[2] then redis.call('HDEL', job_key, 'expires_at') end
-    redis.call('HINCRBY', job_key, 'attempts', 1)
-    redis.call('HSET', job_key, 'state', 'active', 'token', token, 'lease_expires_at', expires,
-      'worker_id', ARGV[3], 'started_at', now)
-    redis.call('ZADD', KEYS[k + 4], expires, id)
-    claimed[#claimed + 1] = {token, expires, read_job(job_key)}
+    claimed[#claimed + 1] = lease(job_key, id, KEYS[k + 4], token, expires, ARGV[3], now)
     qs.room = qs.room - 1
     if qs.rate_ms then redis.call('ZADD', KEYS[k + 6], now, token) end
     if gs then

@@ -1,5 +1,7 @@
 -- Shared helpers, prepended to every script when it is loaded (scripts.py).
--- No key name is built here or in any script: every key arrives in KEYS.
+-- No key name is built here or in any script: every key arrives in KEYS, but
+-- for an idle wait's own list, named by the wait when it registers in a
+-- queue's 'idle' set (enqueue-3.lua), under the same hash tag as every key.
 
 -- A job hash holds 'data' (JSON, never changed: id, task, queue, max attempts,
 -- options, arguments) and the fields that change. A field left unset has its
@@ -26,6 +28,16 @@ end
 
 local function read_job(job_key)
   return redis.call('HMGET', job_key, unpack(FIELDS))
+end
+
+-- Lease a job just taken out of its queue's waiting order (its attempt starts
+-- now): the reply a worker gets for it, {token, lease expiry, job fields}.
+local function lease(job_key, id, active, token, expires, worker_id, now)
+  redis.call('HINCRBY', job_key, 'attempts', 1)
+  redis.call('HSET', job_key, 'state', 'active', 'token', token, 'lease_expires_at', expires,
+    'worker_id', worker_id, 'started_at', now)
+  redis.call('ZADD', active, expires, id)
+  return {token, expires, read_job(job_key)}
 end
 
 -- Waiting order: higher priority first, then the job's 'seq'. LIFO jobs come

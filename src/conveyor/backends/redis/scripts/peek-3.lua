@@ -1,10 +1,14 @@
--- Read-only look at queues before a claim or a wait: changes nothing.
+-- Look at queues before a claim or a wait: changes nothing, but for a wait
+-- that registers to be handed jobs (enqueue-3.lua) in some of the queues.
 -- KEYS[1] queues hash, KEYS[2] limits hash (with the holds),
 -- KEYS[3] turns hash (queue -> turn of its jobs without a group),
--- then per queue q (0-based), 8 keys at 4 + 8q: waiting, delayed, gwaiting, groups,
---   gactive, active, rate, grate.
--- ARGV[1] clock offset ms, then per queue q, 2 values at 2 + 2q: the queue's name, the
--- room wanted in it (0: only due times and holds).
+-- then per queue q (0-based), 9 keys at 4 + 9q: waiting, delayed, gwaiting, groups,
+--   gactive, active, rate, grate, idle.
+-- ARGV[1] clock offset ms, ARGV[2] the registration of a wait ('' none): its
+-- list, worker id and lease ms, NUL separated; ARGV[3] for how long (ms) it holds,
+-- then per queue q, 3 values at 4 + 3q: the queue's name, the room wanted in it
+-- (0: only due times and holds), 1 to register the wait in it (else 0).
+-- A wait registers only in a queue it finds nothing ready in.
 -- Returns: {now, then per queue {paused 0/1, {id, score, ...} of its first waiting jobs
 --   without a group, next delayed due or -1, room (jobs the queue may start now, at most
 --   the room wanted), until when the queue's own hold or full rate window lasts or -1, rotation}},
@@ -57,8 +61,8 @@ local function rotation(queue, k, room)
 end
 
 local result = {now}
-for q = 0, (#KEYS - 3) / 8 - 1 do
-  local k, queue, want = 4 + 8 * q, ARGV[2 + 2 * q], tonumber(ARGV[3 + 2 * q])
+for q = 0, (#KEYS - 3) / 9 - 1 do
+  local k, queue, want = 4 + 9 * q, ARGV[4 + 3 * q], tonumber(ARGV[5 + 3 * q])
   local paused = redis.call('HGET', KEYS[1], queue) == '1'
   local head = redis.call('ZRANGE', KEYS[k + 1], 0, 0, 'WITHSCORES')
   local due = -1
@@ -81,6 +85,10 @@ for q = 0, (#KEYS - 3) / 8 - 1 do
   if room > 0 then
     waiting = redis.call('ZRANGE', KEYS[k], 0, room - 1, 'WITHSCORES')
     if redis.call('EXISTS', KEYS[k + 3]) == 1 then groups = rotation(queue, k, room) end
+  end
+  if ARGV[6 + 3 * q] == '1' and redis.call('ZCARD', KEYS[k]) == 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 8], '-inf', now)  -- waits that died
+    redis.call('ZADD', KEYS[k + 8], now + tonumber(ARGV[3]), ARGV[2])
   end
   result[#result + 1] = {paused and 1 or 0, waiting, due, math.max(room, 0), held, groups}
 end

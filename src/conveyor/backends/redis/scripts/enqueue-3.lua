@@ -1,8 +1,8 @@
 -- Add jobs in order; a job whose id exists is left alone; dedup keys throttle or debounce.
--- KEYS[1] seq counter (LIFO order), KEYS[2] queues hash,
--- then per queue q (0-based), 6 keys at 3 + 6q: waiting, delayed, marker, gwaiting, groups,
---   waiting_children,
--- then per job j (0-based), its job hash at 3 + 6 * (number of queues) + j,
+-- KEYS[1] seq counter (LIFO order), KEYS[2] queues hash, KEYS[3] limits hash,
+-- then per queue q (0-based), 8 keys at 4 + 8q: waiting, delayed, marker, gwaiting, groups,
+--   waiting_children, idle, active,
+-- then per job j (0-based), its job hash at 4 + 8 * (number of queues) + j,
 -- then per dedup key of the batch: its hash and, if ARGV names a job peeked in
 --   it, that job's hash, log list, waiting, delayed, gwaiting and groups (6 keys, at
 --   the index given).
@@ -19,6 +19,11 @@
 -- A batch with flow jobs (a parent or children) is added whole or not at all:
 -- if any of its jobs exists, nothing is written and every answer is 0.
 -- A parent starts in 'waiting_children' with 'pending' = its children.
+-- A queue whose one waiting job is one made ready here gets it handed to an
+-- idle wait registered in its 'idle' set (peek-3.lua), if it has no limits
+-- and is not paused: leased as a claim would, and pushed, with the claim's
+-- reply, to the wait's own list, so its worker starts it without a claim.
+-- Else the queue's marker gets a wake (naming that job, or '1').
 -- Returns: -1 (nothing written) if a peeked dedup key names another job now
 -- (a lone job instead counts as replaced at once: {that job's id}), else an
 -- array with per job 1 (added), 0 (id existed) or the id of the job whose
@@ -27,7 +32,7 @@ local now = now_ms(ARGV[1])
 local nq = tonumber(ARGV[2])
 local jobs = cjson.decode(ARGV[3 + nq])
 local n = #jobs
-local first_job_key = 3 + 6 * nq
+local first_job_key = 4 + 8 * nq
 local dedup = {}
 if ARGV[4 + nq + n] then dedup = cjson.decode(ARGV[4 + nq + n]) end
 for d = 1, #dedup do  -- every peek must still hold before anything is written
@@ -42,7 +47,7 @@ for d = 1, #dedup do  -- every peek must still hold before anything is written
   end
 end
 
-local ours = {}  -- id -> {job hash index, queue index} of jobs added by this call
+local ours = {}  -- id -> {job hash index, queue index, j, has a TTL} of jobs added here
 
 local flow = false
 for j = 1, n do
@@ -63,7 +68,7 @@ local function replace(old, entry)
   local job_key, logs, waiting, delayed, gwaiting, groups
   local mine = ours[old]
   if mine then
-    local k = 3 + 6 * mine[2]
+    local k = 4 + 8 * mine[2]
     job_key, waiting, delayed, gwaiting, groups = KEYS[mine[1]], KEYS[k], KEYS[k + 1],
       KEYS[k + 3], KEYS[k + 4]
   elseif old == entry[2] and entry[3] > 0 then
@@ -85,7 +90,7 @@ local function replace(old, entry)
 end
 
 -- Enqueue numbers: LIFO order, and the count that groups' turns are numbered
--- above (claim-4.lua), so this is taken for every job.
+-- above (claim-4.lua); a handed job's token is 'h' and its number., so this is taken for every job.
 local last = redis.call('INCRBY', KEYS[1], n)
 -- woken[q]: the queue gets a wake, naming its job made ready here if that is
 -- the one job waiting in it (the woken worker may claim it at once), else
@@ -125,7 +130,7 @@ for j = 1, n do
       redis.call('HSET', job_key, 'parent', job[9], 'policy', job[10], 'task', job[12])
     end
     if job[13] ~= cjson.null then redis.call('HSET', job_key, 'flow', job[13]) end
-    local k = 3 + 6 * q
+    local k = 4 + 8 * q
     if state == 'waiting_children' then
       redis.call('HSET', job_key, 'pending', job[11])
       redis.call('ZADD', KEYS[k + 5], now, id)
@@ -144,7 +149,7 @@ for j = 1, n do
       if woken[q] == nil and redis.call('ZRANK', KEYS[k + 1], id) == 0 then woken[q] = true end
     end
     created[j] = 1
-    ours[id] = {first_job_key + j - 1, q}
+    ours[id] = {first_job_key + j - 1, q, j, job[7] ~= cjson.null}
     if entry then
       local key = KEYS[entry[1]]
       redis.call('HSET', key, 'job', id, 'queue', ARGV[3 + q])
@@ -158,15 +163,38 @@ for j = 1, n do
     end
   end
 end
+
+-- Hand the job to a live idle wait, the one registered last: true if done.
+local function hand_off(q, k, id)
+  local queue = ARGV[3 + q]
+  if redis.call('HGET', KEYS[2], queue) == '1' then return false end
+  local max_active, rate_max, _, hold = scope_limits(KEYS[3], queue, now)
+  if max_active or rate_max or hold then return false end
+  if not redis.call('ZSCORE', KEYS[k], id) then return false end  -- replaced meanwhile
+  local waiter = redis.call('ZPOPMAX', KEYS[k + 6])
+  if #waiter == 0 or tonumber(waiter[2]) <= now then return false end
+  local wait = split(waiter[1], 3)  -- its list, worker id, lease ms
+  local job_key = KEYS[ours[id][1]]
+  redis.call('ZREM', KEYS[k], id)
+  if ours[id][4] then redis.call('HDEL', job_key, 'expires_at') end
+  local reply = lease(job_key, id, KEYS[k + 7], 'h' .. (last - n + ours[id][3]),
+    now + tonumber(wait[3]), wait[2], now)
+  redis.call('RPUSH', wait[1], cjson.encode(reply))
+  redis.call('PEXPIRE', wait[1], 10000)
+  return true
+end
+
 for q = 0, nq - 1 do
   redis.call('HSETNX', KEYS[2], ARGV[3 + q], '0')
-  local k, hint = 3 + 6 * q, woken[q]
+  local k, hint = 4 + 8 * q, woken[q]
   if hint ~= nil and redis.call('LLEN', KEYS[k + 2]) == 0 then  -- else a wake is pending
     if hint == true or hint == false or redis.call('ZCARD', KEYS[k]) ~= 1
         or redis.call('EXISTS', KEYS[k + 3]) == 1 then
       hint = nil
     end
-    redis.call('RPUSH', KEYS[k + 2], hint or '1')
+    if not (hint and hand_off(q, k, hint)) then
+      redis.call('RPUSH', KEYS[k + 2], hint or '1')
+    end
   end
 end
 return created
