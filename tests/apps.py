@@ -64,6 +64,14 @@ async def hog(seconds: float, how: str) -> str:
     return how
 
 
+def doze(seconds: float) -> str:
+    """A plain def: runs in the worker's thread pool, and cannot be stopped."""
+    record("start")
+    time.sleep(seconds)
+    record("end")
+    return "rested"
+
+
 def poison() -> None:
     """Kills the worker process that runs it, every time."""
     record("start")
@@ -77,9 +85,13 @@ async def chatty(message: str) -> None:
 
 def build(url: str | None = None) -> Conveyor:
     app = Conveyor(url)
-    for fn in (add, nap, nap_first_time, hog, poison, chatty):
+    for fn in (add, nap, nap_first_time, hog, doze, poison, chatty):
         app.task(fn)
     return app
 
 
+if os.environ.get("CONVEYOR_TEST_IMPORT_S"):  # a slow app to load
+    with open(os.environ["CONVEYOR_TEST_LOG"], "a") as log:
+        log.write("importing\n")
+    time.sleep(float(os.environ["CONVEYOR_TEST_IMPORT_S"]))
 app = build()  # what `conveyor worker tests.apps:app` runs, on CONVEYOR_URL

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 from conveyor import (
     Conveyor,
@@ -310,6 +311,44 @@ async def test_graceful_stop_releases_jobs_still_running_at_the_deadline(
     await eventually(lambda: state_is(app, handle.id, "waiting"))
     job = await app.get_job(handle.id)
     assert (job.attempts, job.stalls) == (0, 0)
+
+
+async def test_a_sync_job_past_the_grace_keeps_its_lease_until_its_thread_ends(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    """Its thread cannot be stopped: it is not released to run elsewhere, and
+    its lease is renewed after the worker stopped, until the thread ends."""
+    gate = threading.Event()
+    runs: list[str] = []
+
+    @app.task
+    def busy() -> None:
+        runs.append("start")
+        gate.wait(20)
+        runs.append("end")
+
+    renewals = [0]
+    real = app.backend.extend_leases_blocking
+
+    def counting(**kwargs: Any) -> Any:
+        renewals[0] += 1
+        return real(**kwargs)
+
+    app.backend.extend_leases_blocking = counting  # type: ignore[method-assign]
+    handle = await busy.enqueue()
+    worker = await start_worker(shutdown_grace_s=0.1, lease_s=0.6)
+    await eventually(lambda: _true(runs == ["start"]))
+    worker.stop()
+    await eventually(lambda: _true(worker.threads_running == 1))
+    other = await start_worker(lease_s=0.6, reclaim_interval_s=0.1)
+    after = renewals[0]
+    await eventually(lambda: _true(renewals[0] >= after + 6))  # 1.2 s: twice the lease
+    job = await app.get_job(handle.id)
+    assert (runs, job.state, job.worker_id) == (["start"], "active", worker.id)
+    gate.set()  # the thread ends; its lease lapses, and the other worker runs the job
+    job = await handle.wait(10)
+    assert (job.state, job.stalls, runs) == ("completed", 1, ["start", "end", "start", "end"])
+    assert worker.threads_running == 0 and other.processed == 1
 
 
 async def test_a_job_reclaimed_by_the_same_worker_is_tracked_apart_from_its_old_run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -136,3 +137,55 @@ async def test_one_worker_process_gives_each_queue_its_own_slots(
     assert most_at_once(log) == SEEDS
     proc.send_signal(signal.SIGTERM)
     assert await exited(proc) == 0
+
+
+@pytest.mark.timeout(90)
+async def test_rolling_restart_never_runs_a_sync_job_twice_at_once(
+    app: Conveyor, workers: Workers
+) -> None:
+    """A sync job outliving ``--grace`` keeps its lease: the stopping worker
+    exits within its grace (the threads end with it), and the job comes back
+    to the next worker only when the lease expires, never beside the first run."""
+    handles = await app.enqueue_many([app.tasks["doze"].call(4.0) for _ in range(3)])
+    old = workers.start("--concurrency", "3", "--grace", "1", "--lease", "2")
+
+    async def all_started() -> bool:
+        return sum(event[0] == "start" for event in workers.events()) == 3
+
+    await eventually(all_started, timeout=20)
+    new = workers.start("--concurrency", "3", "--lease", "2")
+    await eventually(lambda: _registered(app, 2), timeout=20)
+    stopping = time.monotonic()
+    old.send_signal(signal.SIGTERM)
+    assert await exited(old) == 0
+    gone = time.monotonic()
+    assert gone - stopping < 2.5  # the grace (1 s) and a moment, not the jobs' 4 s
+    for handle in handles:
+        job = await handle.wait(30)
+        assert (job.state, job.result, job.stalls) == (JobState.COMPLETED, "rested", 1)
+    events = workers.events()
+    for handle in handles:
+        runs = [(e[0], e[2], float(e[4])) for e in events if e[1] == handle.id]
+        assert [(kind, pid) for kind, pid, _ in runs] == [
+            ("start", str(old.pid)), ("start", str(new.pid)), ("end", str(new.pid)),
+        ]  # fmt: skip
+        assert runs[1][2] > gone  # the second run began after the first ended with its process
+    new.send_signal(signal.SIGTERM)
+    assert await exited(new) == 0
+
+
+@pytest.mark.timeout(60)
+async def test_sigterm_while_the_worker_starts_exits_zero(workers: Workers) -> None:
+    """Before the worker's loop handles signals (here: while the app loads)."""
+    proc = workers.start(env={"CONVEYOR_TEST_IMPORT_S": "20"})
+
+    async def importing() -> bool:
+        return ["importing"] in workers.events()
+
+    await eventually(importing, timeout=20)
+    proc.send_signal(signal.SIGTERM)
+    assert await exited(proc, timeout=10) == 0
+
+
+async def _registered(app: Conveyor, n: int) -> bool:
+    return len(await app.workers()) == n

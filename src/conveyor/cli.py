@@ -116,6 +116,9 @@ def worker(
     log_format: str,
 ) -> None:
     """Run a worker until SIGTERM or SIGINT."""
+    # Until the loop's handlers are installed a signal ends the worker at
+    # once, with nothing claimed yet: exit 0, as a graceful stop would.
+    signal.signal(signal.SIGTERM, _exit_before_start)
     app = load_app(app_path)
     names, counts = parse_queues(queues) if queues is not None else (None, None)
     settings = WorkerSettings.from_env(
@@ -151,6 +154,22 @@ def worker(
             await app.close()
 
     asyncio.run(main())
+    if runner.threads_running:
+        # Their threads cannot be stopped; exiting ends them (an interpreter
+        # would wait for them), and their leases, no longer renewed, bring
+        # their jobs back within the lease, as for a killed worker.
+        logging.getLogger("conveyor.worker").warning(
+            "exiting with %d sync jobs still running: they run again after their"
+            " leases expire", runner.threads_running,
+        )  # fmt: skip
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _exit_before_start(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @cli.command()

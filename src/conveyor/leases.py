@@ -65,6 +65,7 @@ class LeaseKeeper:
         self._lease_ms = lease_ms
         self._on_lost = on_lost
         self._stop = threading.Event()
+        self._lingering = False  # renew what is held until nothing is, then stop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name="conveyor-leases", daemon=True)
         self._health = StoreHealth()  # this thread's own: one warning per few seconds
@@ -79,12 +80,19 @@ class LeaseKeeper:
         if self._thread.is_alive():
             self._thread.join()
 
+    def linger(self) -> None:
+        """Stop once no lease is held any more (a daemon thread: the
+        process's exit ends it too)."""
+        self._lingering = True
+
     def _run(self) -> None:
         wait = self._interval_s
         while not self._stop.wait(wait):
             wait = self._interval_s
             held = self._leases.snapshot()
             if not held:
+                if self._lingering:
+                    return
                 continue
             try:
                 lost = self._backend.extend_leases_blocking(leases=held, lease_ms=self._lease_ms)

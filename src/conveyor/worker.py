@@ -38,13 +38,16 @@ also applies any outcome left over about once a second (``conveyor.flow``).
 
 Shutdown (``stop()``, SIGTERM, SIGINT): no new claims; running jobs get
 ``shutdown_grace_s`` to finish; whatever still runs then is cancelled and its
-job released back to ``waiting`` (no attempt, no stall counted).
+job released back to ``waiting`` (no attempt, no stall counted), but for a
+sync job whose thread still runs: it keeps its lease, renewed (after ``run()``
+has returned) until the thread ends, so it never runs elsewhere meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import logging
@@ -94,7 +97,7 @@ OUTCOME_BATCH = 100
 
 
 class _Running:
-    __slots__ = ("claimed", "context", "finishing", "pool", "task")
+    __slots__ = ("claimed", "context", "finishing", "pool", "task", "thread")
 
     def __init__(
         self, claimed: ClaimedJob, context: JobContext, task: asyncio.Task[None], pool: int
@@ -104,6 +107,7 @@ class _Running:
         self.task = task
         self.pool = pool  # its queue's slots (conveyor.slots)
         self.finishing = False  # its result is being written: no renewal, no cancel
+        self.thread: concurrent.futures.Future[Any] | None = None  # a sync job's
 
 
 class Worker:
@@ -121,6 +125,7 @@ class Worker:
         self._rng = random.Random()
         self._started_ms = 0
         self._leases = HeldLeases()
+        self._stuck: set[concurrent.futures.Future[Any]] = set()  # threads past the grace
         self._health = StoreHealth()
         self._suspects: dict[str, tuple[int, float]] = {}  # expired lease: (expiry, first seen)
         self._trimmer = trimming.Trimmer(app.backend, self._retentions)
@@ -226,7 +231,10 @@ class Worker:
             await self._drain()
             await self._trimmer.close()
             await self._sandbox.close()  # kills the sandboxes' process groups
-            await asyncio.to_thread(keeper.stop)
+            if self._stuck:  # their leases are renewed until their threads end
+                keeper.linger()
+            else:
+                await asyncio.to_thread(keeper.stop)
             stop_wait.cancel()
             for chore in chores:
                 chore.cancel()
@@ -237,6 +245,16 @@ class Worker:
                 log.warning("could not remove worker record: %s", exc)
             self._threads.shutdown(wait=False, cancel_futures=True)
             log.info("worker %s stopped after %d jobs", self.id, self.processed)
+
+    @property
+    def threads_running(self) -> int:
+        """Sync jobs still running in their threads after the grace ended."""
+        return sum(not thread.done() for thread in list(self._stuck))
+
+    def _thread_done(self, token: str, thread: concurrent.futures.Future[Any]) -> None:
+        """A sync job's thread that outlived the grace ended (in that thread)."""
+        self._leases.drop(token)
+        self._stuck.discard(thread)
 
     def _taker(self) -> Taker:
         """Who an idle wait may be handed jobs for: a job in each queue of the
@@ -257,11 +275,24 @@ class Worker:
         leftovers = [r for r in self._running.values() if not r.task.done()]
         if not leftovers:
             return
-        log.warning("grace period over: releasing %d running jobs", len(leftovers))
         for running in leftovers:
             running.context.lost = True  # the job must not write after this point
             running.task.cancel()
         await asyncio.gather(*(r.task for r in leftovers), return_exceptions=True)
+        # A sync job's thread cannot be stopped: its job keeps its lease,
+        # renewed while the thread runs (``stuck``), and is never released
+        # to run elsewhere meanwhile.
+        stuck = [r for r in leftovers if r.thread is not None and not r.thread.done()]
+        for running in stuck:
+            token, thread = running.claimed.token, running.thread
+            assert thread is not None
+            self._leases.hold(token, running.claimed.job.id)
+            thread.add_done_callback(functools.partial(self._thread_done, token))
+            self._stuck.add(thread)
+        leftovers = [r for r in leftovers if r not in stuck]
+        log.warning("grace period over: releasing %d running jobs%s", len(leftovers),
+                    f"; {len(stuck)} sync jobs still run in their threads and keep their leases"
+                    if stuck else "")  # fmt: skip
         for running in leftovers:
             try:
                 await self.app.backend.release(
@@ -353,6 +384,9 @@ class Worker:
             args, kwargs = task.signature.decode(claimed.payload)
             call = functools.partial(task.fn, *args, **kwargs)
             thread = self._threads.submit(contextvars.copy_context().run, call)
+            entry = self._running.get(claimed.token)
+            if entry is not None:
+                entry.thread = thread
             running = asyncio.wrap_future(thread)
         try:
             if job.options.timeout_s is None:
@@ -379,7 +413,11 @@ class Worker:
             self._slots.thread_ended(pool)
             self._slot_free.set()
 
-        thread.add_done_callback(lambda f: loop.call_soon_threadsafe(released, f))
+        def on_loop(done: concurrent.futures.Future[Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nothing to free
+                loop.call_soon_threadsafe(released, done)
+
+        thread.add_done_callback(on_loop)
 
     async def _settle(
         self, claimed: ClaimedJob, context: JobContext, outcome: bytes | Exception
