@@ -8,7 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +21,6 @@ from ..conftest import eventually
 from ..redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
-    """A server of this test's own, so it can be killed and restarted."""
-    private = RedisServer(tmp_path / "redis", extra=getattr(request, "param", ()))
-    private.start()
-    yield private
-    private.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +25,6 @@ from ..redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = Keys()
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    private = RedisServer(tmp_path / "redis")
-    private.start()
-    yield private
-    private.stop()
 
 
 @pytest.fixture
