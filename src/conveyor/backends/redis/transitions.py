@@ -184,8 +184,9 @@ class RedisTransitions(RedisConnection):
     ) -> list[ClaimedJob]:
         handed = await self._handed_meanwhile()
         for job in handed:  # they take their room first
-            at = next(i for i, room in enumerate(slots) if job.job.queue in room.queues)
-            slots = [*slots[:at], slots[at]._replace(free=slots[at].free - 1), *slots[at + 1 :]]
+            at = next((i for i, room in enumerate(slots) if job.job.queue in room.queues), None)
+            if at is not None:
+                slots = [*slots[:at], slots[at]._replace(free=slots[at].free - 1), *slots[at + 1 :]]
         return handed + await self._claim(slots, worker_id, lease_ms)
 
     async def _claim(
@@ -389,7 +390,7 @@ class RedisTransitions(RedisConnection):
             (leaving, wake, registration), self._leaving = self._leaving, None
             try:
                 handed += await leaving
-            except BackendError:
+            except Exception:  # the store went away, or the loop it ran on closed
                 self._left.append((wake, registration))
         while self._left:  # an error here fails the claim or wait: retried
             handed += await self._leave(*self._left[0])
