@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -251,8 +250,6 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 
 def main(argv: list[str] | None = None) -> None:
-    # CONVEYOR_URL would override the benchmark's own stores.
-    os.environ.pop("CONVEYOR_URL", None)
     args = parse_args(argv)
     if args.worker is not None:
         url = args.worker if "://" in args.worker else sqlite_url(Path(args.worker))

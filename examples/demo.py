@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import tempfile
 import time
@@ -79,8 +78,7 @@ STATE_STYLES = {
 }
 
 # A fresh store on every run: the demo must not add jobs to a database it
-# did not create, so a CONVEYOR_URL set in the environment is ignored here.
-os.environ.pop("CONVEYOR_URL", None)
+# did not create (its explicit URL wins over a CONVEYOR_URL).
 DB_PATH = Path(tempfile.mkdtemp(prefix="conveyor-demo-")) / "demo.db"
 app = Conveyor(f"sqlite:///{DB_PATH}")
 rng = random.Random()

@@ -48,7 +48,7 @@ async def step(n: int, ms: float) -> int:
 
 
 def build(url: str | None = None) -> Conveyor:
-    """The app on ``url`` (``CONVEYOR_URL`` wins when set); the test's own
+    """The app on ``url`` (else ``CONVEYOR_URL``); the test's own
     producer builds one too, so both sides register the same task."""
     app = Conveyor(url)
     app.task(keep_completed=Retention())(step)

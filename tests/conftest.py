@@ -87,7 +87,7 @@ async def start_worker(app: Conveyor) -> AsyncIterator[StartWorker]:
 
 @pytest.fixture(autouse=True)
 def _no_env_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    # CONVEYOR_URL overrides the URL in code; tests choose their store themselves.
+    # CONVEYOR_URL fills in for Conveyor(); tests choose their store themselves.
     monkeypatch.delenv("CONVEYOR_URL", raising=False)
 
 

@@ -247,3 +247,22 @@ async def test_bad_limits_exit_2_with_one_line_and_store_nothing(
     assert proc.returncode == 2 and word in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert db_digest(sqlite_url.removeprefix("sqlite:///")) == before
+
+
+async def test_an_explicit_url_wins_over_conveyor_url(
+    app: Conveyor, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--url B` with CONVEYOR_URL=A acts on B and leaves A untouched; so
+    does `Conveyor(B)`; the environment fills in only for `Conveyor()`."""
+    other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    here = await app.tasks["add"].enqueue(1, 1)
+    async with apps.build(other_url) as other:
+        there = await other.tasks["add"].enqueue(2, 2)
+    before = db_digest(sqlite_url.removeprefix("sqlite:///"))
+    out = await conveyor(sqlite_url, "jobs", "remove", there.id, "--url", other_url)
+    assert "removed" in out
+    assert db_digest(sqlite_url.removeprefix("sqlite:///")) == before
+    await conveyor(sqlite_url, "jobs", "show", here.id)  # the environment's, with no --url
+    monkeypatch.setenv("CONVEYOR_URL", sqlite_url)
+    assert Conveyor(other_url).url == other_url
+    assert Conveyor().url == sqlite_url

@@ -1,9 +1,9 @@
 """The app object: owns one backend connection and the registry of tasks.
 
 There is no global state: every task is registered on an app, and every
-operation goes through the app's backend. The URL comes from ``CONVEYOR_URL``
-when set (so a deployment can point code at another store without editing
-it), else from the argument, else ``sqlite:///conveyor.db``.
+operation goes through the app's backend. The URL is the argument when one is
+given, else ``CONVEYOR_URL`` (so code that names none can be pointed at a
+store by its deployment), else ``sqlite:///conveyor.db``.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class Conveyor:
         clock: Clock | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
-        self.url = os.environ.get("CONVEYOR_URL") or url or DEFAULT_URL
+        self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
         self.clock = clock or Clock()
         self.backend = open_backend(self.url, clock=self.clock)
         self.max_payload_bytes = validate.count("max_payload_bytes", max_payload_bytes, minimum=1)
