@@ -21,6 +21,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def server_binary() -> str:
@@ -107,7 +109,8 @@ class RedisServer:
         if self.tls is not None:
             tls = {"host": "127.0.0.1", "ssl": True, "ssl_ca_certs": str(self.tls.ca)}
             tls |= self._client_cert()  # the certificate names 127.0.0.1, not localhost
-        return redis.Redis(port=self.port, socket_timeout=socket_timeout, **tls)
+        no_retry = Retry(NoBackoff(), 0)  # a refused password is an answer, not a fault
+        return redis.Redis(port=self.port, socket_timeout=socket_timeout, retry=no_retry, **tls)
 
     def _start(self, timeout: float) -> bool:
         self.proc = subprocess.Popen(
@@ -126,6 +129,8 @@ class RedisServer:
                 with self._client(socket_timeout=1) as client:
                     if client.ping():
                         return True
+            except redis.exceptions.AuthenticationError:  # up, with a password (--requirepass)
+                return True
             except redis.exceptions.RedisError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -25,10 +25,17 @@ import msgspec
 from conveyor import logs, validate
 from conveyor.app import Conveyor
 from conveyor.cli_tables import print_info, print_jobs, print_schedules
-from conveyor.errors import ConveyorError, InvalidInput, JobNotFound, ScheduleNotFound
+from conveyor.errors import (
+    ConfigurationError,
+    ConveyorError,
+    InvalidInput,
+    JobNotFound,
+    ScheduleNotFound,
+)
 from conveyor.job import Job
 from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
 from conveyor.settings import WorkerSettings, parse_queues
+from conveyor.urls import shown
 from conveyor.worker import Worker
 
 T = TypeVar("T")
@@ -234,7 +241,7 @@ def info(app_path: str | None, url: str | None) -> None:
         return queues, await app.workers(), limits
 
     queues, workers, limits = _run(app, gather)
-    print_info(app.url, app.backend.warnings, queues, limits, workers)
+    print_info(shown(app.url), app.backend.warnings, queues, limits, workers)
 
 
 @cli.group()
@@ -471,7 +478,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc), exc.code)
     except (JobNotFound, ScheduleNotFound) as exc:
         _fail(str(exc), EXIT_NOT_FOUND)
-    except InvalidInput as exc:
+    except (InvalidInput, ConfigurationError) as exc:  # a bad URL among them
         _fail(str(exc), EXIT_USAGE)
     except ConveyorError as exc:
         _fail(str(exc), 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from conveyor.backends.base import Backend
 from conveyor.clock import Clock
 from conveyor.errors import ConfigurationError
+from conveyor.urls import shown
 
 __all__ = ["Backend", "open_backend"]
 
@@ -19,6 +20,7 @@ def open_backend(url: str, *, clock: Clock | None = None) -> Backend:
         try:
             from conveyor.backends.redis import RedisBackend
         except ImportError as exc:  # the optional dependency is missing
-            raise ConfigurationError(f"{url!r} needs: pip install 'conveyor[redis]'") from exc
+            needs = f"{shown(url)!r} needs: pip install 'conveyor[redis]'"
+            raise ConfigurationError(needs) from exc
         return RedisBackend(url, clock=clock)
-    raise ConfigurationError(f"unsupported backend URL scheme {scheme!r} in {url!r}")
+    raise ConfigurationError(f"unsupported backend URL scheme {scheme!r} in {shown(url)!r}")

@@ -159,7 +159,13 @@ async def _settle(future: asyncio.Future[Any], result: Awaitable[Any]) -> None:
 
 def map_error(exc: BaseException) -> BaseException:
     """``BackendUnavailable`` when Redis cannot be reached, ``BackendError`` for
-    other driver errors; anything else as it is."""
+    other driver errors (a refused password among them: retrying will not
+    help); anything else as it is."""
+    if isinstance(exc, redis_errors.AuthenticationError):
+        text = str(exc)
+        if "Authentication required" in text or "HELLO must be called" in text:
+            return BackendError("redis: the server needs a password (redis://:PASSWORD@host)")
+        return BackendError("redis: the server refused the user or password of the URL")
     if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError | OSError):
         return BackendUnavailable(f"redis: {exc}")
     if isinstance(exc, redis_errors.RedisError):

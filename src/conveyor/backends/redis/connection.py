@@ -30,6 +30,7 @@ from conveyor.backends.redis.record import identity_of
 from conveyor.backends.redis.scripts import Code, Scripts
 from conveyor.clock import Clock
 from conveyor.errors import BackendError, ConfigurationError
+from conveyor.urls import shown
 
 log = logging.getLogger("conveyor.redis")
 
@@ -54,11 +55,11 @@ def parse_url(url: str) -> tuple[str, str, bool]:
     """The URL for redis-py, the key namespace, and whether it is a Cluster."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigurationError(f"expected redis://, rediss:// or unix://, got {url!r}")
+        raise ConfigurationError(f"expected redis://, rediss:// or unix://, got {shown(url)!r}")
     query = parse_qs(parts.query)
     namespace = query.pop("namespace", ["conveyor"])[0]
     if not namespace or any(c in namespace for c in "{}\0"):
-        raise ConfigurationError(f"namespace must be non-empty without braces: {url!r}")
+        raise ConfigurationError(f"namespace must be non-empty without braces: {shown(url)!r}")
     cluster = query.pop("cluster", ["false"])[0].lower() in ("1", "true", "yes")
     rest = urlencode({k: v[0] for k, v in query.items()})
     return urlunsplit(parts._replace(query=rest)), namespace, cluster
@@ -178,7 +179,7 @@ class RedisConnection(Backend):
         if not aof and not saves.get("save"):
             self.warnings.append("persistence is off: a Redis restart loses every job")
         for warning in self.warnings:
-            log.warning("%s (%s)", warning, self.url)
+            log.warning("%s (%s)", warning, shown(self.url))
 
     async def close(self) -> None:
         self._follow_loop()  # on another loop: the old one's are dropped first
