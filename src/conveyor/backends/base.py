@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -38,6 +39,8 @@ from conveyor.errors import ConfigurationError
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, OnFailure, Retention
 from conveyor.limits import Limits, Rate
 from conveyor.schedule import Schedule
+
+log = logging.getLogger("conveyor.store")
 
 __all__ = [
     "Backend",
@@ -150,6 +153,18 @@ def stalled_message(stalls: int, max_stalls: int) -> str:
     if stalls > max_stalls:
         return f"stalled: lease expired; failed after {stalls} stalls (max_stalls {max_stalls})"
     return f"stalled: lease expired; back to waiting (stall {stalls} of {max_stalls})"
+
+
+UNREADABLE = "unreadable record"
+KEEP_ALL = Retention(max_count=None, max_age_s=None)
+
+
+def unreadable(job_id: str, exc: Exception) -> str:
+    """The error of a job claimed with a record that cannot be read (written
+    by hand, by another version, by a bug): it fails on its own, as
+    ``failed`` with this error, and the rest of its claim runs."""
+    log.warning("job %s: %s, failed: %s: %s", job_id, UNREADABLE, type(exc).__name__, exc)
+    return f"{UNREADABLE}: {type(exc).__name__}: {exc}"
 
 
 class Backend(abc.ABC):

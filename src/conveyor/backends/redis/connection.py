@@ -267,11 +267,19 @@ class RedisConnection(Backend):
         return None if data is None else identity_of(data)
 
     async def _identities(self, job_ids: Sequence[str]) -> list[tuple[str, str] | None]:
-        """Each job's (queue, task), or None for a job that is gone."""
+        """Each job's (queue, task), or None for a job that is gone; ``("", "")``
+        for one whose record cannot be read."""
         async with mapped_errors(), self.client.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 pipe.hget(self.keys.job(job_id), "data")
-            return [identity_of(d) if d else None for d in await pipe.execute()]
+            found = await pipe.execute()
+        identities: list[tuple[str, str] | None] = []
+        for data in found:
+            try:
+                identities.append(identity_of(data) if data else None)
+            except Exception:
+                identities.append(("", ""))
+        return identities
 
     async def _queue_names(self) -> list[str]:
         if self._client is None:

@@ -42,6 +42,7 @@ from typing import Any
 import msgspec
 
 from conveyor.backends.base import (
+    KEEP_ALL,
     ClaimedJob,
     NewJob,
     ProgressUpdate,
@@ -49,6 +50,7 @@ from conveyor.backends.base import (
     ReclaimResult,
     Taker,
     WorkerInfo,
+    unreadable,
 )
 from conveyor.backends.claiming import Member
 from conveyor.backends.redis import claims
@@ -227,11 +229,27 @@ class RedisTransitions(RedisConnection):
         taken, expired = await self._run("claim", keys, args)
         for job_id in expired:
             await self._cancel(job_id.decode(), reason="expired", expired_only=True)
-        return [self._claimed(token.decode(), expires, values) for token, expires, values in taken]
+        queue_of = {c.id: c.queue for c in chosen}
+        claimed = []
+        for token, expires, values, job_id in taken:
+            job_id = job_id.decode()
+            job = await self._claimed(job_id, queue_of[job_id], token.decode(), expires, values)
+            if job is not None:
+                claimed.append(job)
+        return claimed
 
-    def _claimed(self, token: str, expires: Any, values: Sequence[Any]) -> ClaimedJob:
-        """A job leased to us, from a claim's reply (``lease`` in lib.lua)."""
-        job, arguments = job_from_fields(values)
+    async def _claimed(
+        self, job_id: str, queue: str, token: str, expires: Any, values: Sequence[Any]
+    ) -> ClaimedJob | None:
+        """A job leased to us, from a claim's reply (``lease`` in lib.lua);
+        None for one whose record cannot be read: it fails on its own."""
+        try:
+            job, arguments = job_from_fields(values)
+        except Exception as exc:
+            self._owned[job_id] = (queue, "")  # its task is unknown: no retention to keep
+            await self.fail(job_id=job_id, token=token, error=unreadable(job_id, exc),
+                            traceback=None, retry_in_ms=None, retention=KEEP_ALL)  # fmt: skip
+            return None
         self._owned[job.id] = (job.queue, job.task)
         if job.group is None and job.parent_id is None:
             self._lean.add(job.id)
@@ -363,24 +381,28 @@ class RedisTransitions(RedisConnection):
                 if registration is not None and len(registration.queues) > 1:
                     leaving = asyncio.ensure_future(self._leave(wake, registration))
                     self._leaving = (leaving, wake, registration)
-                return [self._handed(popped[1])]
+                return await self._handed([popped[1]])
             if key in markers:  # an enqueue named the job
                 self._hints[markers[key]] = popped[1].decode()
         return await self._leave(wake, registration)
 
-    def _handed(self, reply: bytes) -> ClaimedJob:
-        """A job an enqueue leased to us, from the reply it pushed (JSON)."""
-        token, expires, fields = json.loads(reply)
-        values = [None if value is False else value.encode() for value in fields]
-        return self._claimed(token, expires, values)
+    async def _handed(self, replies: Sequence[bytes]) -> list[ClaimedJob]:
+        """Jobs an enqueue leased to us, from the replies it pushed (JSON)."""
+        handed = []
+        for reply in replies:
+            token, expires, fields, job_id, queue = json.loads(reply)
+            values = [None if value is False else value.encode() for value in fields]
+            job = await self._claimed(job_id, queue, token, expires, values)
+            if job is not None:
+                handed.append(job)
+        return handed
 
     async def _leave(self, wake: str, registration: claims.Registration | None) -> list[ClaimedJob]:
         """End an idle wait's registration: the jobs handed to it meanwhile."""
         if registration is None:
             return []
         keys = [wake, *(self.keys.queue(queue, "idle") for queue in registration.queues)]
-        replies = await self._run("leave", keys, [registration.member])
-        return [self._handed(reply) for reply in replies]
+        return await self._handed(await self._run("leave", keys, [registration.member]))
 
     async def _handed_meanwhile(self) -> list[ClaimedJob]:
         """Jobs handed to past waits that did not return them: after the one a
@@ -409,7 +431,7 @@ class RedisTransitions(RedisConnection):
             if block is not None and block.done() and not block.cancelled():
                 popped = block.exception() is None and block.result()
                 if popped and popped[0].decode() == wake and popped[1] != b"1":
-                    handed.append(self._handed(popped[1]))
+                    handed += await self._handed([popped[1]])
             for job in handed:
                 await self.release(job_id=job.job.id, token=job.token)
         except BackendError as exc:  # the next claim or wait takes them
@@ -594,7 +616,9 @@ class RedisTransitions(RedisConnection):
         identities = await self._identities([job_id for job_id, _ in seen])
         orphans: list[tuple[str, str]] = []
         for (job_id, expiry), identity in zip(seen, identities, strict=True):
-            if identity is not None:
+            if identity == ("", "") and job_id in self._lease_queues:  # unreadable: its
+                identity = (self._lease_queues[job_id], "")  # queue is known, no retention
+            if identity is not None and identity[0]:
                 queue, task = identity
                 by_queue.setdefault(queue, []).append((job_id, task, expiry))
             elif job_id in self._lease_queues:  # the job's hash is gone (evicted, deleted)

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 
 from conveyor.backends.base import (
+    KEEP_ALL,
     Backend,
     ClaimedJob,
     NewJob,
@@ -35,6 +36,7 @@ from conveyor.backends.base import (
     Taker,
     WorkerInfo,
     stalled_message,
+    unreadable,
 )
 from conveyor.backends.rows import job_from_row
 from conveyor.backends.sqlite import adding, claims, connection, flows
@@ -192,12 +194,17 @@ class SQLiteTransitions(Backend):
         rows, claim = await self._write(op)
         self._last_claim[key] = LastClaim(version, claim.retry_at, claim.held, len(rows) < limit)
         # Rows become Job values after the transaction, not while holding the lock.
-        claimed = [
-            ClaimedJob(
-                job=job_from_row(row[2:]), token=row[1], lease_expires_ms=row[0], payload=row[7]
+        claimed = []
+        for row in rows:
+            try:
+                job = job_from_row(row[2:])
+            except Exception as exc:  # one bad record fails alone; the rest run
+                await self.fail(job_id=row[2], token=row[1], error=unreadable(row[2], exc),
+                                traceback=None, retry_in_ms=None, retention=KEEP_ALL)  # fmt: skip
+                continue
+            claimed.append(
+                ClaimedJob(job=job, token=row[1], lease_expires_ms=row[0], payload=row[7])
             )
-            for row in rows
-        ]
         if claimed:
             self._last_work = time.monotonic()
         return claimed

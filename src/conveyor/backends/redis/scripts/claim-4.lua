@@ -10,7 +10,7 @@
 -- then per candidate c, 3 values at 5 + nq + 3c: id, queue index (0-based), fresh token.
 -- A candidate past its TTL deadline ('expires_at') is not claimed but returned as
 -- expired, for the caller to cancel (cancel-11.lua).
--- Returns: {claimed, expired}: per claimed job {token, lease expiry, job fields};
+-- Returns: {claimed, expired}: per claimed job {token, lease expiry, job fields, id};
 --   the expired candidates' ids.
 local now = now_ms(ARGV[1])
 local expires = now + tonumber(ARGV[2])

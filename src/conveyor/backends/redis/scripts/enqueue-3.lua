@@ -22,7 +22,7 @@
 -- A queue whose one waiting job is one made ready here gets it handed to an
 -- idle wait registered in its 'idle' set (peek-3.lua), if it has no limits
 -- and is not paused: leased as a claim would, and pushed, with the claim's
--- reply, to the wait's own list, so its worker starts it without a claim.
+-- reply and its queue, to the wait's own list, so its worker starts it without a claim.
 -- Else the queue's marker gets a wake (naming that job, or '1').
 -- Returns: -1 (nothing written) if a peeked dedup key names another job now
 -- (a lone job instead counts as replaced at once: {that job's id}), else an
@@ -179,6 +179,7 @@ local function hand_off(q, k, id)
   if ours[id][4] then redis.call('HDEL', job_key, 'expires_at') end
   local reply = lease(job_key, id, KEYS[k + 7], 'h' .. (last - n + ours[id][3]),
     now + tonumber(wait[3]), wait[2], now)
+  reply[5] = queue
   redis.call('RPUSH', wait[1], cjson.encode(reply))
   redis.call('PEXPIRE', wait[1], 10000)
   return true

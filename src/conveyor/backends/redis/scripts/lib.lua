@@ -31,13 +31,13 @@ local function read_job(job_key)
 end
 
 -- Lease a job just taken out of its queue's waiting order (its attempt starts
--- now): the reply a worker gets for it, {token, lease expiry, job fields}.
+-- now): the reply a worker gets for it, {token, lease expiry, job fields, id}.
 local function lease(job_key, id, active, token, expires, worker_id, now)
   redis.call('HINCRBY', job_key, 'attempts', 1)
   redis.call('HSET', job_key, 'state', 'active', 'token', token, 'lease_expires_at', expires,
     'worker_id', worker_id, 'started_at', now)
   redis.call('ZADD', active, expires, id)
-  return {token, expires, read_job(job_key)}
+  return {token, expires, read_job(job_key), id}
 end
 
 -- Waiting order: higher priority first, then the job's 'seq'. LIFO jobs come

@@ -1,0 +1,60 @@
+"""One bad record harms only itself: a job whose stored record cannot be read
+(written by hand, by another version, by a bug) fails on its own, with an
+error naming it, and the jobs claimed or reclaimed beside it carry on."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from conveyor import Conveyor, JobState
+
+from .conftest import claim
+
+
+async def corrupt(app: Conveyor, job_id: str) -> None:
+    """Write garbage into the job's stored record, behind the app's back."""
+    backend: Any = app.backend
+    if app.url.startswith("sqlite"):
+        with sqlite3.connect(app.url.removeprefix("sqlite:///")) as conn:
+            conn.execute("UPDATE jobs SET options = 'garbage{' WHERE id = ?", (job_id,))
+    else:
+        await backend.client.hset(backend.keys.job(job_id), "data", "garbage{")
+
+
+async def test_an_unreadable_waiting_job_fails_alone_and_its_claim_runs_the_rest(
+    app: Conveyor,
+) -> None:
+    @app.task
+    async def work(n: int) -> None: ...
+
+    handles = await app.enqueue_many([work.call(n) for n in range(20)])
+    bad = handles[5].id
+    await corrupt(app, bad)
+    claimed = await claim(app, limit=20)
+    assert sorted(c.job.id for c in claimed) == sorted(h.id for h in handles if h.id != bad)
+    counts = await app.counts("default")
+    assert (counts[JobState.ACTIVE], counts[JobState.FAILED], counts[JobState.WAITING]) == (
+        19,
+        1,
+        0,
+    )
+    assert await claim(app, limit=20) == []  # nothing left behind, nothing claimed again
+
+
+async def test_reclaim_recovers_the_others_beside_an_unreadable_active_job(
+    app: Conveyor,
+) -> None:
+    @app.task
+    async def work(n: int) -> None: ...
+
+    handles = await app.enqueue_many([work.call(n) for n in range(3)])
+    held = await claim(app, limit=3, worker="dead", lease_ms=100)
+    assert len(held) == 3
+    await corrupt(app, handles[0].id)
+    app.clock.advance(1.0)
+    result = await app.backend.reclaim_expired(max_stalls=5, limit=100)
+    assert {handles[1].id, handles[2].id} <= set(result.requeued)
+    again = await claim(app, limit=3)
+    assert sorted(c.job.id for c in again) == sorted([handles[1].id, handles[2].id])
+    assert (await app.counts("default"))[JobState.FAILED] == 1  # the bad one, on its own
