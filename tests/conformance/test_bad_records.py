@@ -7,7 +7,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from conveyor import Conveyor, JobState
+import pytest
+
+from conveyor import BackendError, Conveyor, JobState
 
 from .conftest import claim
 
@@ -58,3 +60,16 @@ async def test_reclaim_recovers_the_others_beside_an_unreadable_active_job(
     again = await claim(app, limit=3)
     assert sorted(c.job.id for c in again) == sorted([handles[1].id, handles[2].id])
     assert (await app.counts("default"))[JobState.FAILED] == 1  # the bad one, on its own
+
+
+async def test_reading_an_unreadable_job_raises_a_backend_error_naming_it(app: Conveyor) -> None:
+    @app.task
+    async def work(n: int) -> None: ...
+
+    handle = await work.enqueue(1)
+    await corrupt(app, handle.id)
+    with pytest.raises(BackendError, match=f"job {handle.id}: unreadable record"):
+        await app.get_job(handle.id)
+    with pytest.raises(BackendError, match=f"job {handle.id}: unreadable record"):
+        await app.list_jobs("waiting", queue="default")
+    assert (await app.counts("default"))[JobState.WAITING] == 1  # counting reads no record

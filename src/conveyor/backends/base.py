@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from conveyor.backends.rows import UnreadableRecord
 from conveyor.clock import Clock
 from conveyor.errors import ConfigurationError
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, OnFailure, Retention
@@ -155,7 +156,6 @@ def stalled_message(stalls: int, max_stalls: int) -> str:
     return f"stalled: lease expired; back to waiting (stall {stalls} of {max_stalls})"
 
 
-UNREADABLE = "unreadable record"
 KEEP_ALL = Retention(max_count=None, max_age_s=None)
 
 
@@ -163,8 +163,11 @@ def unreadable(job_id: str, exc: Exception) -> str:
     """The error of a job claimed with a record that cannot be read (written
     by hand, by another version, by a bug): it fails on its own, as
     ``failed`` with this error, and the rest of its claim runs."""
-    log.warning("job %s: %s, failed: %s: %s", job_id, UNREADABLE, type(exc).__name__, exc)
-    return f"{UNREADABLE}: {type(exc).__name__}: {exc}"
+    reason = (
+        exc.reason if isinstance(exc, UnreadableRecord) else UnreadableRecord(job_id, exc).reason
+    )
+    log.warning("job %s: %s; failed on its own", job_id, reason)
+    return reason
 
 
 class Backend(abc.ABC):

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from conveyor.errors import BackendError
 from conveyor.job import Job, JobOptions, JobState, from_ms, ms_to_datetime
 
 COLUMNS = (
@@ -34,7 +35,25 @@ def options_from(raw: bytes) -> JobOptions:
 _STATES = {state.value: state for state in JobState}  # faster than JobState(value)
 
 
+class UnreadableRecord(BackendError):
+    """A stored job whose fields cannot be read (written by hand, by another
+    version, by a bug); ``reason`` says what failed."""
+
+    def __init__(self, job_id: str, exc: Exception) -> None:
+        self.job_id = job_id
+        self.reason = f"unreadable record: {type(exc).__name__}: {exc}"
+        super().__init__(f"job {job_id}: {self.reason}")
+
+
 def job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
+    """A ``Job`` from its fields; ``UnreadableRecord`` if they cannot be read."""
+    try:
+        return _job_from_row(row)
+    except Exception as exc:
+        raise UnreadableRecord(str(row[0]), exc) from exc
+
+
+def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
     (id_, task, queue, state, priority, payload, options, attempts, max_attempts, stalls,
      worker_id, progress, detail, result, error, traceback, created_at, run_at, started_at,
      finished_at, group, parent_id, children, pipe) = row  # fmt: skip

@@ -36,7 +36,8 @@ class RedisBackend(RedisTransitions):
             for job_id in job_ids:
                 pipe.hmget(self.keys.job(job_id), FIELDS)
             rows = await pipe.execute()
-        return [job_from_fields(row)[0] for row in rows if row[0] is not None]
+        found = zip(job_ids, rows, strict=True)
+        return [job_from_fields(row, job_id)[0] for job_id, row in found if row[0] is not None]
 
     async def get_logs(self, *, job_id: str) -> list[LogEntry]:
         if self._client is None:

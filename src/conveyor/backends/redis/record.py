@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from conveyor.backends.base import NewJob, ParentRef
-from conveyor.backends.rows import job_from_row
+from conveyor.backends.rows import UnreadableRecord, job_from_row
 from conveyor.job import Job
 
 # The fields returned by ``read_job`` in lib.lua, in the same order.
@@ -60,8 +60,18 @@ def _int(value: bytes | None) -> int | None:
     return None if value is None else int(value)
 
 
-def job_from_fields(values: Sequence[Any]) -> tuple[Job, bytes]:
-    """A job and its arguments' JSON, from ``HMGET`` of ``FIELDS`` (bytes or None)."""
+def job_from_fields(values: Sequence[Any], job_id: str) -> tuple[Job, bytes]:
+    """A job and its arguments' JSON, from ``HMGET`` of ``FIELDS`` (bytes or
+    None); ``UnreadableRecord`` if they cannot be read."""
+    try:
+        return _job_from_fields(values)
+    except UnreadableRecord:
+        raise
+    except Exception as exc:
+        raise UnreadableRecord(job_id, exc) from exc
+
+
+def _job_from_fields(values: Sequence[Any]) -> tuple[Job, bytes]:
     (data, state, priority, attempts, stalls, worker_id, progress, detail, result, error,
      trace, created_at, run_at, started_at, finished_at, group) = values  # fmt: skip
     d = _decode_data(data)

@@ -244,7 +244,7 @@ class RedisTransitions(RedisConnection):
         """A job leased to us, from a claim's reply (``lease`` in lib.lua);
         None for one whose record cannot be read: it fails on its own."""
         try:
-            job, arguments = job_from_fields(values)
+            job, arguments = job_from_fields(values, job_id)
         except Exception as exc:
             self._owned[job_id] = (queue, "")  # its task is unknown: no retention to keep
             await self.fail(job_id=job_id, token=token, error=unreadable(job_id, exc),
