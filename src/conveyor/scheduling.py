@@ -113,11 +113,7 @@ class Schedules:
         listed = await backend.schedules()
         now = await backend.now_ms()
         return [
-            ScheduleInfo(
-                schedule=s,
-                last_tick_ms=last,
-                next_run_ms=None if s.paused else next_tick(s, max(now, last or 0)),
-            )
+            ScheduleInfo(schedule=s, last_tick_ms=last, next_run_ms=_next_run(s, now, last))
             for s, last in listed
         ]
 
@@ -140,7 +136,12 @@ class Schedules:
         now = await backend.now_ms()
         fired = 0
         for schedule, last in listed:
-            tick = None if schedule.paused else due_tick(schedule, now, last)
+            try:
+                tick = None if schedule.paused else due_tick(schedule, now, last)
+            except Exception as exc:  # a stored spec this code cannot follow: the rest fire
+                log.warning("schedule %r cannot fire: %s: %s", schedule.id,
+                            type(exc).__name__, exc)  # fmt: skip
+                continue
             if tick is None:
                 continue
             task = self._app.tasks.get(schedule.task)
@@ -198,3 +199,15 @@ def _same_definition(a: Schedule, b: Schedule) -> bool:
     return msgspec.structs.replace(a, anchor_ms=0, paused=False) == msgspec.structs.replace(
         b, anchor_ms=0, paused=False
     )
+
+
+def _next_run(schedule: Schedule, now: int, last: int | None) -> int | None:
+    """When a schedule runs next; None when paused, or when its stored spec
+    cannot be followed (a cron or time zone this code does not know)."""
+    if schedule.paused:
+        return None
+    try:
+        return next_tick(schedule, max(now, last or 0))
+    except Exception as exc:
+        log.warning("schedule %r: no next run: %s: %s", schedule.id, type(exc).__name__, exc)
+        return None

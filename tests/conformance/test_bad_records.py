@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from conveyor import BackendError, Conveyor, JobState
+from conveyor.schedule import tick_job_id
 
 from .conftest import claim
 
@@ -73,3 +74,36 @@ async def test_reading_an_unreadable_job_raises_a_backend_error_naming_it(app: C
     with pytest.raises(BackendError, match=f"job {handle.id}: unreadable record"):
         await app.list_jobs("waiting", queue="default")
     assert (await app.counts("default"))[JobState.WAITING] == 1  # counting reads no record
+
+
+async def write_schedule_spec(app: Conveyor, schedule_id: str, spec: bytes) -> None:
+    backend: Any = app.backend
+    if app.url.startswith("sqlite"):
+        with sqlite3.connect(app.url.removeprefix("sqlite:///")) as conn:
+            conn.execute("UPDATE schedules SET spec = ? WHERE id = ?", (spec, schedule_id))
+    else:
+        await backend.client.hset(backend.keys.schedules, schedule_id, spec)
+
+
+async def test_unreadable_schedules_are_skipped_and_the_others_keep_firing(
+    app: Conveyor,
+) -> None:
+    @app.task
+    async def report(kind: str) -> str:
+        return kind
+
+    good = await app.schedules.add("report", every=60, id="good", args=["x"])
+    await app.schedules.add("report", every=60, id="garbled", args=["x"])
+    await app.schedules.add("report", every=60, id="odd-cron", args=["x"])
+    await write_schedule_spec(app, "garbled", b"garbage{")
+    await write_schedule_spec(
+        app, "odd-cron", b'{"id":"odd-cron","task":"report","cron":"99 * * * *"}'
+    )  # valid JSON, a cron this code refuses
+    listed = {info.schedule.id: info for info in await app.schedules.list()}
+    assert set(listed) == {"good", "odd-cron"}
+    assert listed["odd-cron"].next_run_ms is None
+    assert listed["good"].next_run_ms == good.anchor_ms + 60_000
+    app.clock.advance(61)
+    assert await app.schedules.fire_due() == 1
+    job = await app.get_job(tick_job_id("good", good.anchor_ms + 60_000))
+    assert job.task == "report"

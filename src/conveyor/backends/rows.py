@@ -1,14 +1,20 @@
-"""Turning stored job fields (in ``COLUMNS`` order) into ``Job`` values, for every backend."""
+"""Turning stored records into values, for every backend: job fields (in
+``COLUMNS`` order) into ``Job`` values, schedule specs into ``Schedule``."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
 from conveyor.errors import BackendError
 from conveyor.job import Job, JobOptions, JobState, from_ms, ms_to_datetime
+from conveyor.schedule import Schedule
+
+log = logging.getLogger("conveyor.store")
 
 COLUMNS = (
     "id, task, queue, state, priority, payload, options, attempts, max_attempts, stalls, "
@@ -83,3 +89,25 @@ def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         started_at=ms_to_datetime(started_at),
         finished_at=ms_to_datetime(finished_at),
     )
+
+
+_decode_schedule = msgspec.json.Decoder(Schedule).decode
+_reported: set[tuple[str, bytes]] = set()  # unreadable specs already logged (bounded)
+
+
+def schedules_from(
+    rows: Iterable[tuple[str, bytes, int | None]],
+) -> list[tuple[Schedule, int | None]]:
+    """Each readable schedule of ``(id, spec, last tick)`` rows with its last
+    tick; one that cannot be read is skipped, and logged once, so the others
+    keep firing."""
+    found = []
+    for schedule_id, spec, last in rows:
+        try:
+            found.append((_decode_schedule(spec), last))
+        except Exception as exc:
+            if (schedule_id, spec) not in _reported and len(_reported) < 1000:
+                _reported.add((schedule_id, spec))
+                log.warning("schedule %r: unreadable record, skipped: %s: %s",
+                            schedule_id, type(exc).__name__, exc)  # fmt: skip
+    return found

@@ -15,6 +15,7 @@ from conveyor.backends.base import QueueInfo, WorkerInfo
 from conveyor.backends.redis.connection import mapped_errors
 from conveyor.backends.redis.record import FIELDS, job_from_fields, retention_member
 from conveyor.backends.redis.transitions import BATCH, RedisTransitions
+from conveyor.backends.rows import schedules_from
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, from_ms
 from conveyor.limits import Limits, Rate
 from conveyor.schedule import Schedule
@@ -286,17 +287,14 @@ class RedisBackend(RedisTransitions):
         async with mapped_errors():
             specs = await self.client.hgetall(self.keys.schedules)
             ticks = await self.client.hgetall(self.keys.schedule_ticks) if specs else {}
-        found = []
-        for key in sorted(specs):
-            last = ticks.get(key)
-            found.append((_decode_schedule(specs[key]), None if last is None else int(last)))
-        return found
+        return schedules_from(
+            (key.decode(errors="replace"), specs[key], None if ticks.get(key) is None
+             else int(ticks[key]))
+            for key in sorted(specs)
+        )  # fmt: skip
 
     async def mark_tick(self, *, schedule_id: str, tick_ms: int) -> None:
         await self._run("tick", [self.keys.schedule_ticks], [schedule_id, tick_ms])
 
     async def now_ms(self) -> int:
         return await self._now()
-
-
-_decode_schedule = msgspec.json.Decoder(Schedule).decode

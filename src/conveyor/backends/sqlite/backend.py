@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from conveyor.backends.base import QueueInfo, WorkerInfo
-from conveyor.backends.rows import COLUMNS, job_from_row
+from conveyor.backends.rows import COLUMNS, job_from_row, schedules_from
 from conveyor.backends.sqlite import adding, flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.transitions import RETRY_BATCH, SQLiteTransitions
@@ -358,8 +358,8 @@ class SQLiteBackend(SQLiteTransitions):
 
     async def schedules(self) -> list[tuple[Schedule, int | None]]:
         def op(conn: sqlite3.Connection) -> list[tuple[Schedule, int | None]]:
-            rows = conn.execute("SELECT spec, last_tick FROM schedules ORDER BY id").fetchall()
-            return [(_decode_schedule(spec), last) for spec, last in rows]
+            rows = conn.execute("SELECT id, spec, last_tick FROM schedules ORDER BY id")
+            return schedules_from(rows.fetchall())
 
         return await self._read(op)
 
@@ -374,6 +374,3 @@ class SQLiteBackend(SQLiteTransitions):
 
     async def now_ms(self) -> int:
         return self.clock.now_ms()
-
-
-_decode_schedule = msgspec.json.Decoder(Schedule).decode
