@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
+from conveyor import ConfigurationError, Conveyor
 from conveyor.backends.sqlite import connection
+
+ROOT = Path(__file__).resolve().parents[1]
 
 Schema = tuple[list[tuple[str, str, str]], int, list[tuple[str, int]]]
 
@@ -80,3 +87,52 @@ def test_migrated_jobs_with_logs_lose_them_when_deleted(tmp_path: Path) -> None:
         assert conn.execute("SELECT logged FROM jobs WHERE id = 'k'").fetchone()[0] == 0
     finally:
         conn.close()
+
+
+def _file_bytes(path: Path) -> bytes:
+    """The database and its write-ahead log (not the -shm index a reader touches)."""
+    wal = path.with_name(path.name + "-wal")
+    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+async def test_a_store_newer_than_this_code_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with Conveyor(f"sqlite:///{path}") as app:
+        await app.counts("default")
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    before = _file_bytes(path)
+    latest = connection.migrations()[-1][0]
+    with pytest.raises(
+        ConfigurationError, match=f"store schema 99 .* newer than this Conveyor \\({latest}\\)"
+    ):
+        async with Conveyor(f"sqlite:///{path}") as app:
+            await app.counts("default")
+    assert _file_bytes(path) == before
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 99
+
+
+async def test_another_applications_database_is_refused_before_any_change(tmp_path: Path) -> None:
+    path = tmp_path / "theirs.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO users (name) VALUES ('ada')")
+    before = _file_bytes(path)
+    with pytest.raises(ConfigurationError, match="is not a Conveyor store"):
+        async with Conveyor(f"sqlite:///{path}") as app:
+            await app.counts("default")
+    assert _file_bytes(path) == before
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not WAL
+
+
+def test_a_reading_command_on_a_missing_store_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "store.db"
+    for argv in (["info"], ["jobs", "list"], ["jobs", "show", "x"], ["schedules", "list"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "conveyor", *argv, "--url", f"sqlite:///{missing}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert (done.returncode, done.stderr) == (1, f"conveyor: error: no store at {missing}\n")
+    assert not missing.parent.exists()

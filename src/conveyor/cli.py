@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -72,7 +73,14 @@ def _app_from(app: str | None, url: str | None) -> Conveyor:
     return Conveyor(url)
 
 
-def _run(app: Conveyor, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+def _run(app: Conveyor, work: Callable[[], Coroutine[Any, Any, T]], *, create: bool = False) -> T:
+    """Run ``work`` on the app's store; a command that only reads or manages
+    what is stored (not ``create``) refuses a SQLite file that does not exist,
+    rather than creating an empty store at a mistyped path."""
+    path = getattr(app.backend, "path", None)
+    if not create and isinstance(path, str) and not Path(path).exists():
+        raise CliError(f"no store at {path}", 1)
+
     async def main() -> T:
         async with app:
             return await work()
@@ -204,7 +212,7 @@ def enqueue(
     app, args, kwargs = _app_and_arguments(app_path, args_json, kwargs_json)
     task = app.get_task(task_name)
     call = task.configure(delay=delay, priority=priority, job_id=job_id, queue=queue, ttl=ttl)
-    handle = _run(app, lambda: call.enqueue(*args, **kwargs))
+    handle = _run(app, lambda: call.enqueue(*args, **kwargs), create=True)
     click.echo(handle.id if handle.created else f"{handle.id} (already existed)")
 
 
@@ -335,7 +343,7 @@ def retry_failed(app_path: str | None, url: str | None, queue: str | None) -> No
 def _pausing(paused: bool) -> Callable[[str, str | None, str | None], None]:
     def command(queue: str, app_path: str | None, url: str | None) -> None:
         app = _app_from(app_path, url)
-        _run(app, lambda: app.pause(queue) if paused else app.resume(queue))
+        _run(app, lambda: app.pause(queue) if paused else app.resume(queue), create=True)
         click.echo(f"{'paused' if paused else 'resumed'} {queue}")
 
     return command
@@ -379,7 +387,7 @@ def limit(
         await app.set_limits(queue, group=group, **changes)
         return await app.limits(queue)
 
-    limits = _run(app, apply).get(group, Limits())
+    limits = _run(app, apply, create=True).get(group, Limits())
     click.echo(f"{queue if group is None else f'{queue} group {group}'}: {limits}")
 
 
@@ -433,7 +441,7 @@ def add_schedule(
     app, args, kwargs = _app_and_arguments(app_path, args_json, kwargs_json)
     added = _run(app, lambda: app.schedules.add(
         task_name, cron=cron_expr, every=every, tz=tz, id=schedule_id, args=args, kwargs=kwargs,
-    ))  # fmt: skip
+    ), create=True)  # fmt: skip
     click.echo(f"scheduled {added.id}")
 
 

@@ -27,9 +27,10 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 
-from conveyor.errors import BackendError, BackendUnavailable
+from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], T]
@@ -73,6 +74,28 @@ def migrations() -> list[tuple[int, str]]:
     """The numbered migrations, in order: ``(version, sql)``."""
     files = _sql_files("migrations")
     return sorted((int(name.split("_", 1)[0]), sql) for name, sql in files.items())
+
+
+def check_store(path: str) -> None:
+    """Refuse, changing nothing (not even to WAL), a file that is another
+    application's database or a Conveyor store newer than this code."""
+    file = Path(path)
+    if not file.exists() or file.stat().st_size == 0:
+        return
+    conn = sqlite3.connect(file.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    finally:
+        conn.close()
+    latest = migrations()[-1][0]
+    if version > latest:
+        raise ConfigurationError(
+            f"store schema {version} at {path} is newer than this Conveyor ({latest}):"
+            " upgrade Conveyor to use it"
+        )
+    if tables and "jobs" not in tables:
+        raise ConfigurationError(f"{path} is not a Conveyor store: it holds other tables")
 
 
 def migrate(conn: sqlite3.Connection, *, fresh_schema: bool = True) -> None:

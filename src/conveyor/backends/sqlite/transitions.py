@@ -111,6 +111,7 @@ class SQLiteTransitions(Backend):
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
 
         def open_writer() -> sqlite3.Connection:
+            connection.check_store(self.path)
             conn = connection.connect(self.path, synchronous=self._synchronous)
             conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             connection.migrate(conn)
