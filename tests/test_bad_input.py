@@ -50,6 +50,9 @@ async def app(sqlite_url: str) -> AsyncIterator[Conveyor]:
     @app.task(queue="work")
     async def job(n: int, point: Point | None = None, address: Address | None = None) -> None: ...
 
+    @app.task(queue="work")
+    async def note(address: Address, text: str = "", data: object = None) -> None: ...
+
     async with app:
         await job.enqueue(1)  # the store is not empty: nothing may change in it
         yield app
@@ -57,6 +60,21 @@ async def app(sqlite_url: str) -> AsyncIterator[Conveyor]:
 
 def job_task(app: Conveyor) -> Task[Any, Any]:
     return app.tasks["job"]
+
+
+def note(app: Conveyor, **kwargs: Any) -> Awaitable[object]:
+    return app.tasks["note"].enqueue(Address(street="Main", number=1), **kwargs)
+
+
+def deep(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+NAN, INF = float("nan"), float("inf")
+BIG = 2**63
 
 
 LONG = "x" * 129
@@ -152,6 +170,62 @@ CASES: list[tuple[str, type[Exception], str, Callable[[Conveyor], Awaitable[obje
     ("piped step with two before it", InvalidInput, "pipe",
      lambda a: a.add_flow(flow(job_task(a).pipe(), children=[
          job_task(a).call(1), job_task(a).call(2)]))),
+    # What JSON would silently turn into something else.
+    ("NaN argument", InvalidArguments, "data", lambda a: note(a, data=NAN)),
+    ("infinite argument", InvalidArguments, "data", lambda a: note(a, data=INF)),
+    ("negative infinity", InvalidArguments, "data", lambda a: note(a, data=-INF)),
+    ("NaN inside a list", InvalidArguments, "data", lambda a: note(a, data=[1.0, NAN])),
+    ("infinity inside a dict", InvalidArguments, "data", lambda a: note(a, data={"k": {"v": INF}})),
+    ("NaN for a float", InvalidArguments, "n", lambda a: job_task(a).enqueue(NAN)),
+    ("bytes for a str", InvalidArguments, "text", lambda a: note(a, text=b"hi")),
+    ("bytearray for a str", InvalidArguments, "text", lambda a: note(a, text=bytearray(b"hi"))),
+    ("None for a required pydantic model", InvalidArguments, "address",
+     lambda a: a.tasks["note"].enqueue(None)),
+    ("extra dataclass field", InvalidArguments, "point",
+     lambda a: job_task(a).enqueue(1, point={"x": 1, "y": 2, "z": 3})),
+    ("nested past the encoder's depth", InvalidArguments, "data",
+     lambda a: note(a, data=deep(5000))),
+    # Ids and names that cannot be stored.
+    ("lone surrogate in a job id", InvalidInput, "job_id",
+     lambda a: job_task(a).configure(job_id="a\ud800").enqueue(1)),
+    ("lone surrogate in a queue", InvalidInput, "queue",
+     lambda a: job_task(a).configure(queue="q\udfff").enqueue(1)),
+    ("lone surrogate in a group", InvalidInput, "group",
+     lambda a: job_task(a).configure(group="g\ud800").enqueue(1)),
+    ("lone surrogate in a dedup key", InvalidInput, "dedup_key",
+     lambda a: job_task(a).configure(dedup_key="k\ud800", dedup_ttl=5).enqueue(1)),
+    ("lone surrogate in a queue to pause", InvalidInput, "queue", lambda a: a.pause("\ud800")),
+    # Numbers a store cannot hold.
+    ("limit past 64 bits", InvalidInput, "limit", lambda a: a.list_jobs("waiting", limit=BIG)),
+    ("offset past 64 bits", InvalidInput, "offset", lambda a: a.list_jobs("waiting", offset=BIG)),
+    ("max active past 64 bits", InvalidInput, "max_active",
+     lambda a: a.set_limits("work", max_active=BIG)),
+    ("run_at in the year 9999", InvalidInput, "run_at",
+     lambda a: job_task(a).configure(run_at=datetime(9999, 1, 1, tzinfo=UTC)).enqueue(1)),
+    ("rate with non-ASCII digits", InvalidInput, "rate",
+     lambda a: a.set_limits("work", rate="\u0665/s")),  # ARABIC-INDIC DIGIT FIVE
+    ("rate window with non-ASCII digits", InvalidInput, "rate",
+     lambda a: a.set_limits("work", rate="5/\u0663s")),
+    # Arguments of the wrong kind.
+    ("schedule tz not a string", InvalidInput, "tz",
+     lambda a: a.schedules.add("job", every=60, tz=5, args=[1])),  # type: ignore[arg-type]
+    ("schedule args not a list", InvalidInput, "args",
+     lambda a: a.schedules.add("job", every=60, args=5)),  # type: ignore[arg-type]
+    ("schedule args a string", InvalidInput, "args",
+     lambda a: a.schedules.add("job", every=60, args="1")),
+    ("schedule kwargs not a mapping", InvalidInput, "kwargs",
+     lambda a: a.schedules.add("job", every=60, kwargs=[1])),  # type: ignore[arg-type]
+    ("enqueue_many of ints", InvalidInput, "jobs", lambda a: a.enqueue_many([1, 2])),  # type: ignore[list-item]
+    ("enqueue_many of None", InvalidInput, "jobs", lambda a: a.enqueue_many(None)),  # type: ignore[arg-type]
+    ("enqueue_many of a string", InvalidInput, "jobs", lambda a: a.enqueue_many("ab")),  # type: ignore[arg-type]
+    ("enqueue_many with one bad item", InvalidInput, "jobs",
+     lambda a: a.enqueue_many([job_task(a).call(1), "x"])),  # type: ignore[list-item]
+    ("workers seen within NaN", InvalidInput, "seen_within",
+     lambda a: a.workers(seen_within=NAN)),
+    ("workers seen within infinity", InvalidInput, "seen_within",
+     lambda a: a.workers(seen_within=INF)),
+    ("workers seen within a negative time", InvalidInput, "seen_within",
+     lambda a: a.workers(seen_within=-1)),
 ]  # fmt: skip
 
 
@@ -212,6 +286,9 @@ BAD_DEFINITIONS: list[tuple[str, str, Callable[[Conveyor], object]]] = [
      lambda a: WorkerSettings(queues=("a",), queue_concurrency={"b": 2})),
     ("zero slots for a queue", "queue_concurrency",
      lambda a: WorkerSettings(queues=("a",), queue_concurrency={"a": 0})),
+    ("empty task name", "name", lambda a: a.task(name="")(lambda: None)),
+    ("task name with a control char", "name", lambda a: a.task(name="a\nb")(lambda: None)),
+    ("task name with a lone surrogate", "name", lambda a: a.task(name="\ud800")(lambda: None)),
 ]  # fmt: skip
 
 
@@ -249,6 +326,21 @@ CLI_CASES = [
     ("unknown state", ["jobs", "list", "--state", "sleeping"]),
     ("unknown log level", ["worker", "tests.apps:app", "--log-level", "LOUD"]),
     ("unknown log format", ["worker", "tests.apps:app", "--log-format", "xml"]),
+    ("URL of an unknown scheme", ["info", "--url", "ftp://x"]),
+    ("in-memory SQLite", ["info", "--url", "sqlite:///:memory:"]),
+    ("bad synchronous setting", ["info", "--url", "sqlite:///x.db?synchronous=bogus"]),
+    ("port out of range", ["info", "--url", "redis://127.0.0.1:99999/0"]),
+    ("port not a number", ["info", "--url", "redis://127.0.0.1:abc/0"]),
+    ("empty namespace", ["info", "--url", "redis://127.0.0.1:6379/0?namespace="]),
+    ("namespace with a brace", ["info", "--url", "redis://127.0.0.1:6379/0?namespace=a{b"]),
+    ("args nested past the decoder's depth", ["enqueue", "add", "--app", "tests.apps:app",
+                                              "--args", "[" * 5000 + "]" * 5000]),
+    ("limit past 64 bits", ["jobs", "list", "--limit", str(2**70)]),
+    ("offset past 64 bits", ["jobs", "list", "--offset", str(2**70)]),
+    ("max active past 64 bits", ["limit", "work", "--max-active", str(2**70)]),
+    ("NaN delay", ["enqueue", "add", "--app", "tests.apps:app", "--args", "[1, 2]",
+                   "--delay", "nan"]),
+    ("NaN in args", ["enqueue", "add", "--app", "tests.apps:app", "--args", "[NaN, 2]"]),
 ]  # fmt: skip
 
 
@@ -297,3 +389,31 @@ def test_generated_job_ids_are_unique_and_time_ordered_across_forks() -> None:
     assert child_id[12:24] != ours[0][12:24]  # a fork draws its own process prefix
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ours)
     assert [i[:12] for i in ours] == sorted(i[:12] for i in ours)  # milliseconds first
+
+
+BROKEN_MODULES = [
+    ("raises at import", "raise RuntimeError('no config')\n"),
+    ("syntax error", "def broken(:\n"),
+    ("exits at import", "import sys\nsys.exit(3)\n"),
+]
+
+
+@pytest.mark.parametrize(
+    "source", [c[1] for c in BROKEN_MODULES], ids=[c[0] for c in BROKEN_MODULES]
+)
+async def test_an_app_module_that_fails_to_import_exits_2_with_one_line(
+    app: Conveyor, sqlite_url: str, tmp_path: Path, source: str
+) -> None:
+    (tmp_path / "broken_app.py").write_text(source)
+    path = sqlite_url.removeprefix("sqlite:///")
+    before = db_digest(path)
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "conveyor", "enqueue", "add", "--app", "broken_app:app"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False,
+        env={"CONVEYOR_URL": sqlite_url, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "broken_app" in lines[0], proc.stderr
+    assert db_digest(path) == before

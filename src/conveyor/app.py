@@ -184,7 +184,7 @@ class Conveyor:
         """
 
         def register(fn: Callable[..., Any]) -> Task[Any, Any]:
-            task_name = name or fn.__name__
+            task_name = fn.__name__ if name is None else validate.name("name", name)
             if task_name in self.tasks:
                 raise ConfigurationError(
                     f"a task named {task_name!r} is already registered; pass name= to tell apart"
@@ -235,7 +235,14 @@ class Conveyor:
 
     async def enqueue_many(self, jobs: Iterable[NewJob]) -> list[JobHandle]:
         """Add prepared jobs (``task.call(...)``) in one atomic step."""
+        if isinstance(jobs, str | bytes) or not isinstance(jobs, Iterable):
+            raise InvalidInput("jobs", "must be a list of task.call(...) values")
         batch = list(jobs)
+        for job in batch:
+            if not isinstance(job, NewJob):
+                raise InvalidInput(
+                    "jobs", f"must hold task.call(...) values, not {type(job).__name__}"
+                )
         added = await self.backend.enqueue(jobs=batch)  # a throttled job: the existing id
         return [JobHandle(self, job_id, created=made) for job_id, made in added]
 
@@ -282,7 +289,8 @@ class Conveyor:
         return dict.fromkeys(JobState, 0)
 
     async def workers(self, *, seen_within: float = 60.0) -> list[WorkerInfo]:
-        return await self.backend.workers(seen_within_ms=int(seen_within * 1000))
+        seconds = validate.seconds("seen_within", seen_within)
+        return await self.backend.workers(seen_within_ms=int(seconds * 1000))
 
     # -- administration ------------------------------------------------------------
 

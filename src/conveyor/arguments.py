@@ -14,7 +14,9 @@ inside another type), validated by pydantic. Functions with ``*args`` or
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import math
 import re
 import types
 import typing
@@ -68,15 +70,25 @@ class Signature:
         self.names: list[str] = []
         self.required: set[str] = set()
         self.pydantic: dict[str, Any] = {}
+        self._optional: set[str] = set()  # pydantic parameters that take None
+        self._no_bytes: set[str] = set()  # parameters that do not take bytes
+        self._dataclasses: dict[str, type] = {}  # parameters of a dataclass type
         for param in inspect.signature(fn).parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise ConfigurationError(
                     f"task {fn.__qualname__} takes *{param.name}: task parameters must be named"
                 )
             hint = hints.get(param.name, Any)
+            if not _takes(hint, bytes):
+                self._no_bytes.add(param.name)
+            model = _dataclass(hint)
+            if model is not None:
+                self._dataclasses[param.name] = model
             model = _pydantic_model(hint)
             if model is not None:
                 self.pydantic[param.name] = model
+                if model is not hint:
+                    self._optional.add(param.name)
                 hint = Any
             self.names.append(param.name)
             if param.kind is param.POSITIONAL_ONLY:
@@ -136,20 +148,41 @@ class Signature:
     def encode(self, bound: dict[str, Any], *, piped: bool = False) -> bytes:
         """JSON for bound arguments, checked against the type hints (``piped``:
         all but the first, which the job gets when it runs)."""
+        unfit = (TypeError, msgspec.EncodeError, ValueError, OverflowError, RecursionError)
         try:
             payload = encoder.encode(bound)
-        except (TypeError, msgspec.EncodeError, ValueError, OverflowError) as exc:
+        except unfit as exc:
             for key, value in bound.items():  # name the argument that does not encode
                 try:
                     encoder.encode(value)
-                except (TypeError, msgspec.EncodeError, ValueError, OverflowError) as inner:
-                    raise InvalidArguments(key, f"is not JSON-serializable: {inner}") from exc
+                except unfit as inner:
+                    why = "nested too deeply" if isinstance(inner, RecursionError) else inner
+                    raise InvalidArguments(key, f"is not JSON-serializable: {why}") from exc
             raise InvalidArguments("args", f"is not JSON-serializable: {exc}") from exc
+        self._refuse_lossy(bound, payload)
         if piped:
             self._check(self._piped(), payload)
         else:
             self.decode(payload)
         return payload
+
+    def _refuse_lossy(self, bound: dict[str, Any], payload: bytes) -> None:
+        """Refuse what JSON would carry as something else: NaN and infinity
+        (they become null), bytes for a parameter that does not take bytes
+        (they become a base64 string), and fields a dataclass parameter does
+        not have (dropped when decoded). Dataclass fields are checked at the
+        top level of an argument only."""
+        nulls = b"null" in payload
+        for key, value in bound.items():
+            if nulls and _non_finite(value):
+                raise InvalidArguments(key, "holds NaN or infinity, which JSON cannot carry")
+            if key in self._no_bytes and isinstance(value, bytes | bytearray | memoryview):
+                raise InvalidArguments(key, "is bytes, which this parameter does not take")
+            model = self._dataclasses.get(key)
+            if model is not None and isinstance(value, dict):
+                extra = sorted(set(value) - {f.name for f in dataclasses.fields(model)})
+                if extra:
+                    raise InvalidArguments(key, f"has no field {extra[0]!r}")
 
     def _piped(self) -> msgspec.json.Decoder[Any]:
         if self._piped_decoder is None:
@@ -179,6 +212,8 @@ class Signature:
             if value is msgspec.UNSET:
                 continue
             model = self.pydantic.get(key)
+            if model is not None and value is None and key not in self._optional:
+                raise InvalidArguments(key, f"None given; it takes a {model.__name__}")
             if model is not None and value is not None:
                 try:
                     value = model.model_validate(value)
@@ -197,3 +232,33 @@ def _field_of(message: str) -> str:
         if match:
             return match.group(1)
     return "args"
+
+
+def _members(hint: Any) -> tuple[Any, ...]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _takes(hint: Any, kind: type) -> bool:
+    """Whether a parameter of this hint may be given a ``kind`` value."""
+    return any(h is Any or h is object or (isinstance(h, type) and issubclass(kind, h))
+               for h in _members(hint))  # fmt: skip
+
+
+def _dataclass(hint: Any) -> Any:
+    """The dataclass a hint names, alone or as ``Model | None``; else ``None``."""
+    found = [h for h in _members(hint) if h is not type(None)]
+    if len(found) == 1 and dataclasses.is_dataclass(found[0]) and isinstance(found[0], type):
+        return found[0]
+    return None
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_non_finite(v) for v in value)
+    return False

@@ -61,6 +61,10 @@ def load_app(target: str) -> Conveyor:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise CliError(f"cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # the module itself failed: a syntax error, a raise at import
+        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+    except SystemExit as exc:
+        raise CliError(f"importing {module_name!r} exited (code {exc.code})") from None
     app = getattr(module, attribute, None)
     if not isinstance(app, Conveyor):
         raise CliError(f"{target!r} is not a Conveyor app")
@@ -228,12 +232,18 @@ def _app_and_arguments(
 
 def _json_arg(option: str, raw: str, kind: type[T]) -> T:
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
+        value = json.loads(raw, parse_constant=_not_json)
+    except (json.JSONDecodeError, ValueError) as exc:
         raise CliError(f"{option} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise CliError(f"{option} is nested too deeply") from None
     if not isinstance(value, kind):
         raise CliError(f"{option} must be a JSON {'array' if kind is list else 'object'}")
     return value
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
 
 
 @cli.command()

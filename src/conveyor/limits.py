@@ -50,7 +50,7 @@ __all__ = ["EVERY_GROUP", "Limits", "Rate"]
 EVERY_GROUP = "*"  # the group scope that sets every group's default limits
 
 _UNITS_S = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86_400}
-_RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*([a-z]+)\s*")
+_RATE = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]*(?:\.[0-9]+)?)\s*([a-z]+)\s*")
 MAX_RATE_JOBS = 1_000_000
 GUARD_MS = 25  # the longest margin added to a rate window (see above)
 

@@ -172,6 +172,12 @@ class Schedules:
         paused: bool,
         anchor: int,
     ) -> Schedule:
+        if isinstance(args, str | bytes) or not isinstance(args, Sequence):
+            raise InvalidInput("args", "must be a list of positional arguments")
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise InvalidInput("kwargs", "must be a mapping of keyword arguments")
+        if not isinstance(tz, str):
+            raise InvalidInput("tz", "must be a time zone name such as 'Europe/Paris'")
         signature = task.signature
         payload = signature.encode(signature.bind(tuple(args), dict(kwargs or {})))
         if cron is not None and not isinstance(cron, str):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from datetime import datetime, timedelta
 
 from conveyor.errors import InvalidInput
@@ -24,7 +25,11 @@ def name(field: str, value: object) -> str:
         raise InvalidInput(field, f"must be a string, got {type(value).__name__}")
     if not value:
         raise InvalidInput(field, "must not be empty")
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(field, "must be valid Unicode (it holds a lone surrogate)") from None
+    if size > MAX_NAME_BYTES:
         raise InvalidInput(field, f"must be at most {MAX_NAME_BYTES} bytes")
     if _CONTROL.search(value):
         raise InvalidInput(field, "must not contain control characters")
@@ -53,7 +58,9 @@ def seconds(field: str, value: object, *, allow_zero: bool = True) -> float:
         value = value.total_seconds()
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise InvalidInput(field, "must be a number of seconds")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+    if not math.isfinite(value):
+        raise InvalidInput(field, "must be a finite number of seconds")
+    if value < 0 or (value == 0 and not allow_zero):
         raise InvalidInput(field, "must be a positive number of seconds" if not allow_zero
                            else "must not be negative")  # fmt: skip
     if value > MAX_SECONDS:
@@ -66,7 +73,10 @@ def run_at_ms(value: object) -> int:
         raise InvalidInput("run_at", "must be a datetime")
     if value.tzinfo is None:
         raise InvalidInput("run_at", "must be timezone-aware (naive datetimes are ambiguous)")
-    return int(value.timestamp() * 1000)
+    at = int(value.timestamp() * 1000)
+    if at > (time.time() + MAX_SECONDS) * 1000:
+        raise InvalidInput("run_at", "must be at most ten years ahead, as a delay")
+    return at
 
 
 def percent(field: str, value: object) -> float:
@@ -77,7 +87,12 @@ def percent(field: str, value: object) -> float:
     return float(value)
 
 
+MAX_COUNT = 2**62  # any count a store keeps fits a 64-bit integer
+
+
 def count(field: str, value: object, *, minimum: int = 0) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise InvalidInput(field, f"must be an integer >= {minimum}")
+    if value > MAX_COUNT:
+        raise InvalidInput(field, f"must be at most {MAX_COUNT}")
     return value

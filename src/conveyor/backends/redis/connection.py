@@ -56,7 +56,11 @@ def parse_url(url: str) -> tuple[str, str, bool]:
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigurationError(f"expected redis://, rediss:// or unix://, got {shown(url)!r}")
-    query = parse_qs(parts.query)
+    try:
+        parts.port  # noqa: B018 - reading it checks it
+    except ValueError as exc:
+        raise ConfigurationError(f"bad port in {shown(url)!r}: {exc}") from None
+    query = parse_qs(parts.query, keep_blank_values=True)
     namespace = query.pop("namespace", ["conveyor"])[0]
     if not namespace or any(c in namespace for c in "{}\0"):
         raise ConfigurationError(f"namespace must be non-empty without braces: {shown(url)!r}")
