@@ -8,6 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -317,3 +318,15 @@ async def test_an_active_entry_whose_job_is_gone_is_cleared_by_the_stall_check(
     result = await app.backend.reclaim_expired(max_stalls=1, limit=10, suspects=suspects)
     assert (result.requeued, result.failed) == ([], [])
     assert await app.backend.expired_leases(limit=10) == []
+
+
+async def test_tls_to_a_plain_text_server_fails_within_the_connect_timeout(
+    server: RedisServer,
+) -> None:
+    """The TLS handshake gets no answer: each of the three tries gives up at
+    CONNECT_TIMEOUT_S (2 s), not at the 10 s socket timeout."""
+    began = time.monotonic()
+    with pytest.raises(BackendUnavailable, match="Timeout connecting"):
+        async with Conveyor(server.url.replace("redis://", "rediss://")) as app:
+            await app.counts("default")
+    assert time.monotonic() - began < 9.0

@@ -37,6 +37,7 @@ log = logging.getLogger("conveyor.redis")
 NOSCRIPT_TRIES = 5
 RETRIES = 2  # quick retries of a command whose connection broke
 SOCKET_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 2.0  # a connect (TLS handshake included) that takes longer fails
 CLUSTER_IN_FLIGHT = 64  # script calls out at once on a Cluster (see _run)
 COMPLETE_ARGS = 5  # arguments per job of the complete script, which takes many jobs
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
@@ -158,6 +159,7 @@ class RedisConnection(Backend):
             self._redis_url,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES),
             retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
             **kwargs,
         )
         if not self._cluster:
