@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from conveyor import Clock, Conveyor, Worker, WorkerSettings
 
@@ -112,3 +113,19 @@ def db_digest(path: str | Path) -> str:
         return digest.hexdigest()
     finally:
         conn.close()
+
+
+def store_digest(url: str) -> str:
+    """``db_digest`` for any store: on Redis, every key's type, value and
+    whether it expires (a single node; the tests' private server)."""
+    if url.startswith("sqlite:///"):
+        return db_digest(url.removeprefix("sqlite:///"))
+    client = redis.Redis.from_url(url)
+    try:
+        digest = hashlib.sha256()
+        for key in sorted(client.scan_iter(count=1000)):
+            persists = client.pttl(key) < 0
+            digest.update(key + client.type(key) + bytes([persists]) + (client.dump(key) or b""))
+        return digest.hexdigest()
+    finally:
+        client.close()

@@ -27,7 +27,7 @@ from conveyor import (
 )
 from conveyor.task import Task
 
-from .conftest import db_digest
+from .conftest import store_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,8 +44,8 @@ class Address(pydantic.BaseModel):
 
 
 @pytest.fixture
-async def app(sqlite_url: str) -> AsyncIterator[Conveyor]:
-    app = Conveyor(sqlite_url, max_payload_bytes=512 * 1024)
+async def app(store_url: str) -> AsyncIterator[Conveyor]:
+    app = Conveyor(store_url, max_payload_bytes=512 * 1024)
 
     @app.task(queue="work")
     async def job(n: int, point: Point | None = None, address: Address | None = None) -> None: ...
@@ -242,14 +242,13 @@ async def test_bad_input_is_rejected_and_changes_nothing(
     field: str,
     action: Callable[[Conveyor], Awaitable[object]],
 ) -> None:
-    path = app.backend.url.removeprefix("sqlite:///")
-    before = db_digest(path)
+    before = store_digest(app.url)
     with pytest.raises(error) as caught:
         await action(app)
     assert isinstance(caught.value, InvalidInput)
     assert caught.value.field == field
     assert field in str(caught.value)
-    assert db_digest(path) == before
+    assert store_digest(app.url) == before
 
 
 async def test_valid_dataclass_and_pydantic_arguments_round_trip(app: Conveyor) -> None:
@@ -346,15 +345,14 @@ CLI_CASES = [
 
 @pytest.mark.parametrize("argv", [c[1] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
 async def test_cli_bad_arguments_exit_2_with_one_line(
-    app: Conveyor, sqlite_url: str, argv: list[str]
+    app: Conveyor, store_url: str, argv: list[str]
 ) -> None:
-    path = sqlite_url.removeprefix("sqlite:///")
-    before = db_digest(path)
+    before = store_digest(store_url)
     proc = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "conveyor", *argv],
         cwd=ROOT,
-        env={"CONVEYOR_URL": sqlite_url, "PATH": "/usr/bin:/bin"},
+        env={"CONVEYOR_URL": store_url, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=30,
@@ -364,7 +362,7 @@ async def test_cli_bad_arguments_exit_2_with_one_line(
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("conveyor: error: "), proc.stderr
     assert "Traceback" not in proc.stderr
-    assert db_digest(path) == before
+    assert store_digest(store_url) == before
 
 
 def test_generated_job_ids_are_unique_and_time_ordered_across_forks() -> None:
@@ -402,18 +400,17 @@ BROKEN_MODULES = [
     "source", [c[1] for c in BROKEN_MODULES], ids=[c[0] for c in BROKEN_MODULES]
 )
 async def test_an_app_module_that_fails_to_import_exits_2_with_one_line(
-    app: Conveyor, sqlite_url: str, tmp_path: Path, source: str
+    app: Conveyor, store_url: str, tmp_path: Path, source: str
 ) -> None:
     (tmp_path / "broken_app.py").write_text(source)
-    path = sqlite_url.removeprefix("sqlite:///")
-    before = db_digest(path)
+    before = store_digest(store_url)
     proc = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "conveyor", "enqueue", "add", "--app", "broken_app:app"],
         cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False,
-        env={"CONVEYOR_URL": sqlite_url, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")},
+        env={"CONVEYOR_URL": store_url, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")},
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and "broken_app" in lines[0], proc.stderr
-    assert db_digest(path) == before
+    assert store_digest(store_url) == before
