@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -215,9 +215,12 @@ CASES: list[tuple[str, type[Exception], str, Callable[[Conveyor], Awaitable[obje
      lambda a: a.schedules.add("job", every=60, args="1")),
     ("schedule kwargs not a mapping", InvalidInput, "kwargs",
      lambda a: a.schedules.add("job", every=60, kwargs=[1])),  # type: ignore[arg-type]
-    ("enqueue_many of ints", InvalidInput, "jobs", lambda a: a.enqueue_many([1, 2])),  # type: ignore[list-item]
-    ("enqueue_many of None", InvalidInput, "jobs", lambda a: a.enqueue_many(None)),  # type: ignore[arg-type]
-    ("enqueue_many of a string", InvalidInput, "jobs", lambda a: a.enqueue_many("ab")),  # type: ignore[arg-type]
+    ("enqueue_many of ints", InvalidInput, "jobs",
+     lambda a: a.enqueue_many([1, 2])),  # type: ignore[list-item]
+    ("enqueue_many of None", InvalidInput, "jobs",
+     lambda a: a.enqueue_many(None)),  # type: ignore[arg-type]
+    ("enqueue_many of a string", InvalidInput, "jobs",
+     lambda a: a.enqueue_many("ab")),  # type: ignore[arg-type]
     ("enqueue_many with one bad item", InvalidInput, "jobs",
      lambda a: a.enqueue_many([job_task(a).call(1), "x"])),  # type: ignore[list-item]
     ("workers seen within NaN", InvalidInput, "seen_within",
@@ -226,6 +229,72 @@ CASES: list[tuple[str, type[Exception], str, Callable[[Conveyor], Awaitable[obje
      lambda a: a.workers(seen_within=INF)),
     ("workers seen within a negative time", InvalidInput, "seen_within",
      lambda a: a.workers(seen_within=-1)),
+    # Options of the wrong kind or range.
+    ("priority a float", InvalidInput, "priority",
+     lambda a: job_task(a).configure(priority=1.5).enqueue(1)),  # type: ignore[arg-type]
+    ("priority a bool", InvalidInput, "priority",
+     lambda a: job_task(a).configure(priority=True).enqueue(1)),
+    ("priority too low", InvalidInput, "priority",
+     lambda a: job_task(a).configure(priority=-101).enqueue(1)),
+    ("retries a bool", InvalidInput, "retries",
+     lambda a: job_task(a).configure(retries=True).enqueue(1)),
+    ("retries past the cap", InvalidInput, "retries",
+     lambda a: job_task(a).configure(retries=10**6).enqueue(1)),
+    ("negative timeout", InvalidInput, "timeout",
+     lambda a: job_task(a).configure(timeout=-1).enqueue(1)),
+    ("NaN timeout", InvalidInput, "timeout",
+     lambda a: job_task(a).configure(timeout=NAN).enqueue(1)),
+    ("timeout over ten years", InvalidInput, "timeout",
+     lambda a: job_task(a).configure(timeout=1e10).enqueue(1)),
+    ("NaN ttl", InvalidInput, "ttl", lambda a: job_task(a).configure(ttl=NAN).enqueue(1)),
+    ("NaN delay", InvalidInput, "delay", lambda a: job_task(a).configure(delay=NAN).enqueue(1)),
+    ("delay a string", InvalidInput, "delay",
+     lambda a: job_task(a).configure(delay="5").enqueue(1)),  # type: ignore[arg-type]
+    ("negative timedelta delay", InvalidInput, "delay",
+     lambda a: job_task(a).configure(delay=timedelta(seconds=-1)).enqueue(1)),
+    ("run_at a string", InvalidInput, "run_at",
+     lambda a: job_task(a).configure(run_at="2030-01-01").enqueue(1)),  # type: ignore[arg-type]
+    ("queue not a string", InvalidInput, "queue",
+     lambda a: job_task(a).configure(queue=5).enqueue(1)),  # type: ignore[arg-type]
+    ("empty queue", InvalidInput, "queue", lambda a: job_task(a).configure(queue="").enqueue(1)),
+    ("empty group", InvalidInput, "group", lambda a: job_task(a).configure(group="").enqueue(1)),
+    ("group over 128 bytes", InvalidInput, "group",
+     lambda a: job_task(a).configure(group=LONG).enqueue(1)),
+    ("job id not a string", InvalidInput, "job_id",
+     lambda a: job_task(a).configure(job_id=7).enqueue(1)),  # type: ignore[arg-type]
+    ("NaN dedup ttl", InvalidInput, "dedup_ttl",
+     lambda a: job_task(a).configure(dedup_key="k", dedup_ttl=NAN).enqueue(1)),
+    # Reads and management with bad arguments.
+    ("zero limit", InvalidInput, "limit", lambda a: a.list_jobs("waiting", limit=0)),
+    ("negative offset", InvalidInput, "offset", lambda a: a.list_jobs("waiting", offset=-1)),
+    ("limit a bool", InvalidInput, "limit", lambda a: a.list_jobs("waiting", limit=True)),
+    ("empty job id to read", InvalidInput, "job_id", lambda a: a.get_job("")),
+    ("job id over 128 bytes to read", InvalidInput, "job_id", lambda a: a.get_job(LONG)),
+    ("negative max active", InvalidInput, "max_active",
+     lambda a: a.set_limits("work", max_active=-1)),
+    ("max active a bool", InvalidInput, "max_active",
+     lambda a: a.set_limits("work", max_active=True)),
+    ("rate of zero jobs", InvalidInput, "rate", lambda a: a.set_limits("work", rate="0/s")),
+    ("rate over a zero window", InvalidInput, "rate", lambda a: a.set_limits("work", rate="5/0s")),
+    ("rate past the cap", InvalidInput, "rate",
+     lambda a: a.set_limits("work", rate="2000000/s")),
+    ("rate of an unknown unit", InvalidInput, "rate",
+     lambda a: a.set_limits("work", rate="5/fortnight")),
+    # Schedules.
+    ("schedule every zero", InvalidInput, "every",
+     lambda a: a.schedules.add("job", every=0, args=[1])),
+    ("schedule every NaN", InvalidInput, "every",
+     lambda a: a.schedules.add("job", every=NAN, args=[1])),
+    ("schedule bad cron", InvalidInput, "cron",
+     lambda a: a.schedules.add("job", cron="bad", args=[1])),
+    ("schedule unknown zone", InvalidInput, "tz",
+     lambda a: a.schedules.add("job", cron="0 * * * *", tz="Mars/Base", args=[1])),
+    ("schedule of an unknown task", UnknownTask, "task",
+     lambda a: a.schedules.add("nope", every=60)),
+    ("schedule with both cron and every", InvalidInput, "cron",
+     lambda a: a.schedules.add("job", cron="0 * * * *", every=60, args=[1])),
+    ("schedule args of the wrong type", InvalidArguments, "n",
+     lambda a: a.schedules.add("job", every=60, args=["one"])),
 ]  # fmt: skip
 
 
@@ -267,7 +336,8 @@ async def test_valid_dataclass_and_pydantic_arguments_round_trip(app: Conveyor) 
 
 BAD_DEFINITIONS: list[tuple[str, str, Callable[[Conveyor], object]]] = [
     ("retries below zero", "retries", lambda a: a.task(retries=-1)(lambda: None)),
-    ("backoff not a policy", "backoff", lambda a: a.task(backoff=5)(lambda: None)),  # type: ignore[call-overload]
+    ("backoff not a policy", "backoff",
+     lambda a: a.task(backoff=5)(lambda: None)),  # type: ignore[call-overload]
     ("retention not a policy", "keep_completed",
      lambda a: a.task(keep_completed=100)(lambda: None)),  # type: ignore[call-overload]
     ("negative backoff", "backoff", lambda a: Retry.exponential(-1)),
@@ -275,10 +345,12 @@ BAD_DEFINITIONS: list[tuple[str, str, Callable[[Conveyor], object]]] = [
     ("backoff factor below 1", "backoff", lambda a: Retry.exponential(1, factor=0.5)),
     ("retry with infinite delay", "delay", lambda a: Retry(delay=float("inf"))),
     ("negative retention count", "max_count", lambda a: Retention(max_count=-1)),
-    ("float retention count", "max_count", lambda a: Retention(max_count=1e3)),  # type: ignore[arg-type]
+    ("float retention count", "max_count",
+     lambda a: Retention(max_count=1e3)),  # type: ignore[arg-type]
     ("negative retention age", "max_age_s", lambda a: Retention(max_age_s=-1)),
     ("zero concurrency", "concurrency", lambda a: WorkerSettings(concurrency=0)),
-    ("queues as one string", "queues", lambda a: WorkerSettings(queues="email")),  # type: ignore[arg-type]
+    ("queues as one string", "queues",
+     lambda a: WorkerSettings(queues="email")),  # type: ignore[arg-type]
     ("empty queues", "queues", lambda a: WorkerSettings(queues=())),
     ("queue named twice", "queues", lambda a: WorkerSettings(queues=("a", "a"))),
     ("count for a queue not taken", "queue_concurrency",
