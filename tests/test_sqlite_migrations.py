@@ -3,10 +3,13 @@ Redis backend has no schema)."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -136,3 +139,37 @@ def test_a_reading_command_on_a_missing_store_creates_nothing(tmp_path: Path) ->
         )  # fmt: skip
         assert (done.returncode, done.stderr) == (1, f"conveyor: error: no store at {missing}\n")
     assert not missing.parent.exists()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv, to run the command as a user the file is read-only for",
+)
+def test_a_read_only_store_says_so_in_one_line(tmp_path: Path) -> None:
+    """Run as nobody, for whom the store is read-only (and pytest's own
+    temporary directory out of reach)."""
+    shared = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        shared.chmod(0o755)
+        path = shared / "store.db"
+        subprocess.run(
+            [sys.executable, "-m", "conveyor", "enqueue", "add", "--app", "tests.apps:app",
+             "--args", "[1, 2]"],
+            cwd=ROOT, env={**os.environ, "CONVEYOR_URL": f"sqlite:///{path}"}, check=True,
+            capture_output=True, timeout=30,
+        )  # fmt: skip
+        for file in shared.iterdir():
+            file.chmod(0o444)
+        as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        for url, said in [
+            (f"sqlite:///{path}", "sqlite: attempt to write a readonly database"),
+            (f"sqlite:///{tmp_path}/x.db", f"cannot look for a store at {tmp_path}/x.db: "
+                                           "Permission denied"),
+        ]:  # fmt: skip
+            done = subprocess.run(
+                [*as_nobody, sys.executable, "-m", "conveyor", "info", "--url", url],
+                cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert (done.returncode, done.stderr) == (1, f"conveyor: error: {said}\n")
+    finally:
+        shutil.rmtree(shared)

@@ -82,8 +82,13 @@ def _run(app: Conveyor, work: Callable[[], Coroutine[Any, Any, T]], *, create: b
     what is stored (not ``create``) refuses a SQLite file that does not exist,
     rather than creating an empty store at a mistyped path."""
     path = getattr(app.backend, "path", None)
-    if not create and isinstance(path, str) and not Path(path).exists():
-        raise CliError(f"no store at {path}", 1)
+    if not create and isinstance(path, str):
+        try:
+            found = Path(path).exists()
+        except OSError as exc:
+            raise CliError(f"cannot look for a store at {path}: {exc.strerror}", 1) from None
+        if not found:
+            raise CliError(f"no store at {path}", 1)
 
     async def main() -> T:
         async with app:

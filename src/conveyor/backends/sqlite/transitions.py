@@ -121,6 +121,8 @@ class SQLiteTransitions(Backend):
             conn = await asyncio.to_thread(open_writer)
         except sqlite3.Error as exc:
             raise connection.map_error(exc) from exc
+        except OSError as exc:  # a directory we may not enter or create
+            raise BackendError(f"sqlite: cannot open {self.path}: {exc.strerror}") from None
         self._writer = connection.Writer(conn)
         self._readers = connection.Readers(self.path)
         self._poll = connection.connect(self.path)
