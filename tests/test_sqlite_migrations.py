@@ -3,6 +3,7 @@ Redis backend has no schema)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import ConfigurationError, Conveyor
+from conveyor import ConfigurationError, Conveyor, JobState, Worker, WorkerSettings
 from conveyor.backends.sqlite import connection
+
+from .conftest import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -173,3 +176,37 @@ def test_a_read_only_store_says_so_in_one_line(tmp_path: Path) -> None:
             assert (done.returncode, done.stderr) == (1, f"conveyor: error: {said}\n")
     finally:
         shutil.rmtree(shared)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [("priority", "high"), ("created_at", "yesterday"), ("payload", "{")]
+)
+async def test_a_hand_edited_column_harms_only_its_own_job(
+    tmp_path: Path, column: str, value: str
+) -> None:
+    """A text priority once stopped the whole queue; now every job but the
+    edited one runs, and the edited one runs or fails on its own."""
+    app = Conveyor(f"sqlite:///{tmp_path / 'store.db'}")
+
+    @app.task
+    async def work(n: int) -> int:
+        return n
+
+    async with app:
+        handles = await app.enqueue_many([work.call(n) for n in range(5)])
+        with sqlite3.connect(tmp_path / "store.db") as conn:
+            conn.execute(f"UPDATE jobs SET {column} = ? WHERE id = ?", (value, handles[2].id))
+        worker = Worker(app, WorkerSettings(concurrency=5))
+        running = asyncio.create_task(worker.run())
+        try:
+            for handle in handles[:2] + handles[3:]:
+                assert (await handle.wait(10)).state == JobState.COMPLETED
+
+            async def settled() -> bool:
+                counts = await app.counts("default")
+                return counts[JobState.COMPLETED] + counts[JobState.FAILED] == 5
+
+            await eventually(settled)
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 15)
