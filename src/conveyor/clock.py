@@ -1,10 +1,13 @@
 """Where "now" comes from.
 
-Backends ask their clock for the time; there is no other source of "now" in
-Conveyor. On SQLite (one host) that is the host's wall clock; on Redis it is
-the server's ``TIME``, and this clock only adds its ``offset_ms``, so the
-clocks of the machines that run workers never decide a delay, a lease, a
-rate window or a schedule tick.
+Backends ask their clock for the time, and every decision a store makes (a
+delay, a lease, a rate window, a schedule tick) takes "now" from it; only
+checks made before anything reaches the store (that a ``run_at`` or a TTL is
+in range, in ``task.py`` and ``validate.py``) read the host's clock. On
+SQLite (one host) that is the host's wall clock; on Redis it is the server's
+``TIME``, and this clock only adds its ``offset_ms``, so the clocks of the
+machines that run workers never decide a delay, a lease, a rate window or a
+schedule tick.
 
 Two knobs, for tests only:
 

@@ -30,6 +30,8 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "Retry",
+    "SandboxError",
+    "ScheduleNotFound",
     "UnknownTask",
 ]
 

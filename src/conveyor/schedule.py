@@ -1,7 +1,7 @@
 """Schedules: a task run on a cron expression or at a fixed interval.
 
 A schedule lives in the store, so every worker sees the same ones and they
-can be added, changed, paused and removed at run time (``app.add_schedule``,
+can be added, changed, paused and removed at run time (``app.schedules.add``,
 ``conveyor schedules ...``); ``@app.cron(...)`` declares one in code, saved
 when a worker starts.
 

@@ -150,7 +150,7 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 def stalled_message(stalls: int, max_stalls: int) -> str:
     """The line a reclaimed job gets in its log (its stall record). The Redis
-    scripts write the same text (reclaim-4.lua); the conformance suite checks."""
+    scripts write the same text (reclaim-8.lua); the conformance suite checks."""
     if stalls > max_stalls:
         return f"stalled: lease expired; failed after {stalls} stalls (max_stalls {max_stalls})"
     return f"stalled: lease expired; back to waiting (stall {stalls} of {max_stalls})"

@@ -6,7 +6,7 @@
 -- A job hash holds 'data' (JSON, never changed: id, task, queue, max attempts,
 -- options, arguments) and the fields that change. A field left unset has its
 -- default (attempts, stalls and progress 0); no script reads 'data'.
--- The fields returned to Python (transitions.FIELDS is the same list):
+-- The fields returned to Python (record.FIELDS is the same list):
 local FIELDS = {'data', 'state', 'priority', 'attempts', 'stalls', 'worker_id', 'progress',
   'progress_detail', 'result', 'error', 'traceback', 'created_at', 'run_at', 'started_at',
   'finished_at', 'group'}
