@@ -199,11 +199,15 @@ async def test_sync_timeout_is_soft_and_late_result_is_dropped(
         return "late"
 
     handle = await slow.enqueue()
-    await start_worker()
+    worker = await start_worker()
     job = await handle.wait(10)
     assert job.state == "failed" and "timed out" in (job.error or "")
     await asyncio.to_thread(finished.wait, 5)
-    assert (await app.get_job(handle.id)).result is None
+    # The loop has seen the thread return (its slot is free again): had the
+    # worker kept the late result, it would have written it by now.
+    await eventually(lambda: _true(not worker._slots.outliving))
+    after = await app.get_job(handle.id)
+    assert (after.state, after.result, after.finished_at) == ("failed", None, job.finished_at)
 
 
 async def run_on_worker_of(other: Conveyor, handle: JobHandle) -> Job:

@@ -52,3 +52,12 @@ async def test_each_set_of_queues_waits_on_what_its_own_last_claim_saw(
     began = time.monotonic()
     await app.backend.wait_for_jobs(queues=["a"], timeout_s=3.0)
     assert time.monotonic() - began < 1.5
+
+
+async def test_a_wait_with_nothing_to_wake_it_lasts_until_its_timeout(app: Conveyor) -> None:
+    """The lower bound of the tests above: with nothing enqueued, delayed or
+    held, a wait does not return at once (a worker would spin)."""
+    assert await claim(app, ["quiet"]) == []
+    began = time.monotonic()
+    assert await app.backend.wait_for_jobs(queues=["quiet"], timeout_s=0.6) == []
+    assert 0.5 <= time.monotonic() - began < 2.0
