@@ -1,5 +1,6 @@
 """SQLite-only: the numbered migrations and the fresh schema must agree (the
-Redis backend has no schema)."""
+Redis backend has no schema); a file that is not a store this code knows is
+refused untouched; a read-only or hand-edited store fails cleanly."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ import pytest
 from conveyor import ConfigurationError, Conveyor, JobState, Worker, WorkerSettings
 from conveyor.backends.sqlite import connection
 
-from .conftest import eventually
+from ..conftest import eventually
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 Schema = tuple[list[tuple[str, str, str]], int, list[tuple[str, int]]]
 
