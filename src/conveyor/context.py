@@ -39,6 +39,16 @@ def current_job() -> JobContext:
         raise ConveyorError("current_job() called outside a running job") from None
 
 
+def running_job() -> JobContext | None:
+    """The job running in this task (or its thread), or None outside a job."""
+    return _current.get(None)
+
+
+def enter_job(context: JobContext) -> None:
+    """Make ``context`` the running job of this task (or ``contextvars`` scope)."""
+    _current.set(context)
+
+
 class JobContext:
     def __init__(
         self,

@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from conveyor.context import _current
+from conveyor.context import running_job
 
 __all__ = ["JobContextFilter", "JsonFormatter", "configure"]
 
@@ -26,7 +26,7 @@ class JobContextFilter(logging.Filter):
     """Adds ``job_id``, ``task``, ``queue`` and ``attempt`` (``None`` outside a job)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        context = _current.get(None)
+        context = running_job()
         job = context.job if context is not None else None
         record.job_id = job.id if job else None
         record.task = job.task if job else None

@@ -77,7 +77,7 @@ import msgspec
 
 from conveyor.arguments import Signature, encode
 from conveyor.backends.base import ClaimedJob, ProgressUpdate
-from conveyor.context import JobContext, _current
+from conveyor.context import JobContext, enter_job
 from conveyor.errors import (
     ConfigurationError,
     InvalidArguments,
@@ -500,7 +500,7 @@ def _serve(
         fn, signature = functions[key]
         args, kwargs = signature.decode(request.payload)
         scope = contextvars.copy_context()
-        scope.run(_current.set, context)
+        scope.run(enter_job, context)
         if inspect.iscoroutinefunction(fn):
             result = runner.run(fn(*args, **kwargs), context=scope)
         else:

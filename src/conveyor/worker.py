@@ -67,7 +67,7 @@ from conveyor import trimming
 from conveyor.app import Conveyor
 from conveyor.arguments import encode
 from conveyor.backends.base import ClaimedJob, ProgressUpdate, Taker, WorkerInfo
-from conveyor.context import JobContext, _current
+from conveyor.context import JobContext, current_job, enter_job
 from conveyor.errors import (
     BackendError,
     BackendUnavailable,
@@ -332,7 +332,7 @@ class Worker:
             log.error("job %s: worker error", task.get_name(), exc_info=task.exception())
 
     async def _execute(self, claimed: ClaimedJob, context: JobContext) -> None:
-        _current.set(context)
+        enter_job(context)
         outcome: bytes | Exception
         try:
             if claimed.job.children:
@@ -376,7 +376,7 @@ class Worker:
         task = self.app.get_task(job.task)
         thread: concurrent.futures.Future[Any] | None = None
         if task.sandbox:  # decoded and run in a child process, killed if cancelled
-            running: Awaitable[Any] = self._sandbox.run(task, claimed, _current.get())
+            running: Awaitable[Any] = self._sandbox.run(task, claimed, current_job())
         elif task.is_async:
             args, kwargs = task.signature.decode(claimed.payload)
             running = task.fn(*args, **kwargs)

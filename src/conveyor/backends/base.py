@@ -157,6 +157,7 @@ def stalled_message(stalls: int, max_stalls: int) -> str:
 
 
 KEEP_ALL = Retention(max_count=None, max_age_s=None)
+PROMOTE_BATCH = 1000  # due delayed jobs a claim promotes at most, on every store
 
 
 def unreadable(job_id: str, exc: Exception) -> str:

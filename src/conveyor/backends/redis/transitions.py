@@ -43,6 +43,7 @@ import msgspec
 
 from conveyor.backends.base import (
     KEEP_ALL,
+    PROMOTE_BATCH,
     ClaimedJob,
     NewJob,
     ProgressUpdate,
@@ -71,7 +72,6 @@ from conveyor.job import JobState, Retention
 
 log = logging.getLogger("conveyor.redis")
 
-PROMOTE_BATCH = 1000
 CANCEL_WAIT_S = 1.0  # a cancelled wait's block, ended by a push, gets this long
 WAKE_TTL_MS = 10_000  # a wake pushed after its wait ended anyway goes this soon
 REGISTRATION_MARGIN_MS = 1000  # an idle wait's registration outlives its block this long
