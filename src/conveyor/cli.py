@@ -193,7 +193,10 @@ def worker(
 
 
 def _exit_before_start(signum: int, frame: object) -> None:
-    raise SystemExit(0)
+    # Nothing is claimed or connected yet; a SystemExit could be caught as the
+    # app's own (load_app reports a module that exits at import).
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @cli.command()
