@@ -1,6 +1,10 @@
 """Loading the Lua scripts: one per transition, with what it uses of ``lib.lua``
 prepended.
 
+A script's file is ``<transition>-<n>.lua``, ``n`` being how many of its KEYS
+are fixed (``KEYS[1]`` to ``KEYS[n]``, named in its header); the groups of keys
+that repeat after them (per queue, per job) are stated once in the header.
+
 Scripts are registered with redis-py's ``register_script``, which calls
 EVALSHA and reloads a script transparently when Redis answers NOSCRIPT (after a
 restart, a failover or ``SCRIPT FLUSH``).
@@ -17,10 +21,13 @@ from redis.commands.core import AsyncScript
 
 
 class Code(enum.IntEnum):
-    """What the fenced scripts return."""
+    """Every code a script returns (its header says which it may)."""
 
-    STALE = 0  # the token is not current, or the job is not in a state that allows it
+    PEEK_CHANGED = -1  # enqueue: a peeked dedup key names another job now: nothing written
+    STALE = 0  # the token is not current, the job is not in a state that allows it,
+    # or (settle) nothing is due for that child and parent
     DONE = 1
+    PARENT_FAILED = 2  # settle: applied, and the parent failed: its own outcome is due
 
 
 _DEFINES = re.compile(r"^local (?:function )?(\w+)", re.MULTILINE)

@@ -136,7 +136,7 @@ class RedisTransitions(RedisConnection):
             # replaced it); a batch gets -1, nothing written, and peeks again.
             more, entries = self._dedup_keys(dedup, await self._peek_dedup(debounced), len(keys))
             added = await self._run("enqueue", keys + more, [*args, msgspec.json.encode(entries)])
-            if added != -1:
+            if added != Code.PEEK_CHANGED:
                 return [
                     (c.decode(), False) if isinstance(c, bytes) else (job.id, bool(c))
                     for job, c in zip(jobs, added, strict=True)
@@ -552,8 +552,8 @@ class RedisTransitions(RedisConnection):
             try:
                 while True:  # a parent failed by its child owes its own parent an outcome
                     code = await self._settle(child_id, parent_id)
-                    applied += code > 0
-                    if code != 2:
+                    applied += code != Code.STALE
+                    if code != Code.PARENT_FAILED:
                         break
                     async with mapped_errors():
                         owed = await self.client.hget(self.keys.outbox, parent_id)
@@ -566,7 +566,7 @@ class RedisTransitions(RedisConnection):
                 log.warning("outcome of job %s for its parent not applied: %s", child_id, exc)
         return applied
 
-    async def _settle(self, child_id: str, parent_id: str) -> int:
+    async def _settle(self, child_id: str, parent_id: str) -> Code:
         queue, task = await self._identity(parent_id) or ("", "")  # gone: the entry is dropped
         k = self.keys
         keys = [k.outbox, k.outcomes(parent_id), k.job(parent_id), k.state(queue, "waiting"),
@@ -574,7 +574,7 @@ class RedisTransitions(RedisConnection):
                 k.state(queue, "waiting_children"), k.state(queue, "failed"),
                 k.done(task, "failed")]  # fmt: skip
         args = [self._offset, child_id, parent_id, retention_member(queue, parent_id)]
-        return int(await self._run("settle", keys, args))
+        return Code(int(await self._run("settle", keys, args)))
 
     async def report_progress(self, *, job_id: str, token: str, update: ProgressUpdate) -> bool:
         keys = [self.keys.job(job_id), self.keys.logs(job_id)]

@@ -24,7 +24,7 @@
 -- and is not paused: leased as a claim would, and pushed, with the claim's
 -- reply and its queue, to the wait's own list, so its worker starts it without a claim.
 -- Else the queue's marker gets a wake (naming that job, or '1').
--- Returns: -1 (nothing written) if a peeked dedup key names another job now
+-- Returns: -1 (Code.PEEK_CHANGED: nothing written) if a peeked dedup key names another job now
 -- (a lone job instead counts as replaced at once: {that job's id}), else an
 -- array with per job 1 (added), 0 (id existed) or the id of the job whose
 -- throttle window is open (not added).
