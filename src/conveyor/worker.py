@@ -66,7 +66,7 @@ import msgspec
 from conveyor import trimming
 from conveyor.app import Conveyor
 from conveyor.arguments import encode
-from conveyor.backends.base import ClaimedJob, ProgressUpdate, Taker, WorkerInfo
+from conveyor.backends.base import ClaimedJob, ProgressUpdate, QueueSlots, Taker, WorkerInfo
 from conveyor.context import JobContext, current_job, enter_job
 from conveyor.errors import (
     BackendError,
@@ -126,6 +126,8 @@ class Worker:
         self._started_ms = 0
         self._leases = HeldLeases()
         self._stuck: set[concurrent.futures.Future[Any]] = set()  # threads past the grace
+        self._failures = 0  # claims and waits failed in a row (not by an outage)
+        self._lease_ms = int(self.settings.lease_s * 1000)
         self._health = StoreHealth()
         self._suspects: dict[str, tuple[int, float]] = {}  # expired lease: (expiry, first seen)
         self._trimmer = trimming.Trimmer(app.backend, self._retentions)
@@ -154,7 +156,7 @@ class Worker:
         ))  # fmt: skip
         keeper = LeaseKeeper(
             self.app.backend, self._leases, interval_s=settings.renew_interval_s,
-            lease_ms=int(settings.lease_s * 1000), on_lost=self._leases_lost,
+            lease_ms=self._lease_ms, on_lost=self._leases_lost,
         )  # fmt: skip
         chores = [
             asyncio.create_task(self._every(settings.reclaim_interval_s, self._reclaim)),
@@ -165,69 +167,11 @@ class Worker:
         ]
         stop_wait = asyncio.create_task(self._stopping.wait())
         keeper.start()
-        failures = 0
-        handed: list[ClaimedJob] = []  # jobs a wait was handed, claimed for us
         try:
             await self._heartbeat()
             await self.app.schedules.save_declared()
-            while not self._stopping.is_set():
-                self._slot_free.clear()
-                rooms = self._slots.free()
-                if handed:  # their claim is made: no call needed
-                    claimed, handed = handed, []
-                elif not rooms:
-                    await self._slot_free.wait()
-                    continue
-                else:
-                    try:
-                        claimed = await backend.claim(
-                            slots=rooms, worker_id=self.id, lease_ms=int(settings.lease_s * 1000)
-                        )
-                        failures = 0
-                        self._health.ok()
-                    except BackendUnavailable as exc:
-                        await asyncio.wait([stop_wait], timeout=self._health.failed("claim", exc))
-                        continue
-                    except Exception as exc:  # the claim loop must not die
-                        failures += 1
-                        delay = min(BACKOFF_CAP_S, 0.05 * 2**failures)
-                        log.warning("claim failed (%s); retrying in %.2fs", exc, delay,
-                                    exc_info=not isinstance(exc, BackendError))  # fmt: skip
-                        await asyncio.wait([stop_wait], timeout=delay)
-                        continue
-                for job in claimed:
-                    self._start(job)
-                # A claim that took less than it had room for found no more
-                # ready jobs: wait (jobs that arrive meanwhile end the wait at
-                # once) rather than claim again for nothing.
-                if len(claimed) < sum(room.free for room in rooms):
-                    idle = [queue for room in rooms for queue in room.queues]
-                    waiter = asyncio.create_task(
-                        backend.wait_for_jobs(queues=idle, timeout_s=5.0, taker=self._taker())
-                    )
-                    waits = [waiter, stop_wait]
-                    if len(rooms) < len(settings.pools):  # a full pool's slot may free meanwhile
-                        waits.append(asyncio.create_task(self._slot_free.wait()))
-                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                    for pending in (waiter, *waits[2:]):
-                        if not pending.done():
-                            pending.cancel()
-                    (outcome, *_) = await asyncio.gather(waiter, *waits[2:], return_exceptions=True)
-                    if isinstance(outcome, list):
-                        handed = outcome
-                    elif isinstance(outcome, asyncio.CancelledError):
-                        continue  # a slot freed: claim again
-                    if isinstance(outcome, BackendUnavailable):
-                        delay = self._health.failed("waiting for jobs", outcome)
-                        await asyncio.wait([stop_wait], timeout=delay)
-                    elif isinstance(outcome, Exception):  # never spin on a failing wait
-                        failures += 1
-                        delay = min(BACKOFF_CAP_S, 0.05 * 2**failures)
-                        log.warning("waiting for jobs failed (%s); again in %.2fs", outcome, delay)
-                        await asyncio.wait([stop_wait], timeout=delay)
+            await self._claim_loop(stop_wait)
         finally:
-            for job in handed:  # handed as the worker stopped: they get the grace too
-                self._start(job)
             await self._drain()
             await self._trimmer.close()
             await self._sandbox.close()  # kills the sandboxes' process groups
@@ -246,6 +190,74 @@ class Worker:
             self._threads.shutdown(wait=False, cancel_futures=True)
             log.info("worker %s stopped after %d jobs", self.id, self.processed)
 
+    async def _claim_loop(self, stop_wait: asyncio.Task[Any]) -> None:
+        """Claim into the free slots until stopped; after a claim that took
+        fewer jobs than it had room for (it found no more ready), wait: jobs
+        that arrive meanwhile end the wait at once, and may come with it."""
+        handed: list[ClaimedJob] = []  # jobs a wait was handed, claimed for us
+        try:
+            while not self._stopping.is_set():
+                self._slot_free.clear()
+                rooms = self._slots.free()
+                if handed:  # their claim is made: no call needed
+                    claimed, handed = handed, []
+                elif not rooms:
+                    await self._slot_free.wait()
+                    continue
+                else:
+                    try:
+                        claimed = await self.app.backend.claim(
+                            slots=rooms, worker_id=self.id, lease_ms=self._lease_ms
+                        )
+                    except Exception as exc:  # the claim loop must not die
+                        await self._back_off("claim", exc, stop_wait)
+                        continue
+                    self._failures = 0
+                    self._health.ok()
+                for job in claimed:
+                    self._start(job)
+                if len(claimed) < sum(room.free for room in rooms):
+                    handed = await self._wait(rooms, stop_wait)
+        finally:
+            for job in handed:  # handed as the worker stopped: they get the grace too
+                self._start(job)
+
+    async def _wait(
+        self, rooms: list[QueueSlots], stop_wait: asyncio.Task[Any]
+    ) -> list[ClaimedJob]:
+        """Wait for jobs in ``rooms``' queues, for a stop, or (when a pool is
+        full) for a slot to free; the jobs the wait was handed, if any."""
+        idle = [queue for room in rooms for queue in room.queues]
+        waiter = asyncio.create_task(
+            self.app.backend.wait_for_jobs(queues=idle, timeout_s=5.0, taker=self._taker())
+        )
+        waits = [waiter, stop_wait]
+        if len(rooms) < len(self.settings.pools):  # a full pool's slot may free meanwhile
+            waits.append(asyncio.create_task(self._slot_free.wait()))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for pending in (waiter, *waits[2:]):
+            if not pending.done():
+                pending.cancel()
+        (outcome, *_) = await asyncio.gather(waiter, *waits[2:], return_exceptions=True)
+        if isinstance(outcome, list):
+            return outcome
+        if isinstance(outcome, Exception):  # never spin on a failing wait
+            await self._back_off("waiting for jobs", outcome, stop_wait)
+        return []  # woken, cancelled (a slot freed) or failed: claim again
+
+    async def _back_off(self, what: str, exc: Exception, stop_wait: asyncio.Task[Any]) -> None:
+        """Pause the claim loop after a failed claim or wait: through an outage
+        at the pace ``StoreHealth`` sets, otherwise with capped exponential
+        backoff; a stop ends the pause."""
+        if isinstance(exc, BackendUnavailable):
+            delay = self._health.failed(what, exc)
+        else:
+            self._failures += 1
+            delay = min(BACKOFF_CAP_S, 0.05 * 2**self._failures)
+            log.warning("%s failed (%s); again in %.2fs", what, exc, delay,
+                        exc_info=not isinstance(exc, BackendError))  # fmt: skip
+        await asyncio.wait([stop_wait], timeout=delay)
+
     @property
     def threads_running(self) -> int:
         """Sync jobs still running in their threads after the grace ended."""
@@ -261,7 +273,7 @@ class Worker:
         pools with a free slot for every one of their queues."""
         queues = tuple(q for room in self._slots.free() if room.free >= len(room.queues)
                        for q in room.queues)  # fmt: skip
-        return Taker(self.id, int(self.settings.lease_s * 1000), queues)
+        return Taker(self.id, self._lease_ms, queues)
 
     async def _drain(self) -> None:
         """Give running jobs the grace period; then release what is still running."""

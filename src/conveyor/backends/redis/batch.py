@@ -93,17 +93,7 @@ class Batch:
                     if not future.done():
                         future.set_exception(map_error(exc))
                 return
-            lost = []  # calls whose script the server no longer has
-            for call, result in zip(batch, results, strict=True):
-                future = call[3]
-                if future.done():
-                    continue
-                if isinstance(result, redis_errors.NoScriptError):
-                    lost.append(call)
-                elif isinstance(result, Exception):
-                    future.set_exception(map_error(result))
-                else:
-                    future.set_result(result)
+            lost = _deliver(batch, results)
             if not lost:
                 return
             if attempt == 0:  # reload once, then send those calls again together
@@ -171,3 +161,20 @@ def map_error(exc: BaseException) -> BaseException:
     if isinstance(exc, redis_errors.RedisError):
         return BackendError(f"redis: {exc}")
     return exc
+
+
+def _deliver(batch: Sequence[Pending], results: Sequence[Any]) -> list[Pending]:
+    """Give each caller its answer; the calls whose script the server no
+    longer has (NOSCRIPT) are returned, to be sent again."""
+    lost = []
+    for call, result in zip(batch, results, strict=True):
+        future = call[3]
+        if future.done():
+            continue
+        if isinstance(result, redis_errors.NoScriptError):
+            lost.append(call)
+        elif isinstance(result, Exception):
+            future.set_exception(map_error(result))
+        else:
+            future.set_result(result)
+    return lost

@@ -85,6 +85,15 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+def _registration(wake: str, wait: float, taker: Taker | None) -> claims.Registration | None:
+    """An idle wait's registration, blocking on ``wake`` for ``wait`` seconds."""
+    if taker is None or not taker.queues:
+        return None
+    member = "\0".join((wake, taker.worker_id, str(taker.lease_ms)))
+    ttl_ms = round(wait * 1000) + REGISTRATION_MARGIN_MS
+    return claims.Registration(member, frozenset(taker.queues), ttl_ms)
+
+
 def _tracked(retention: Retention, queue: str, job_id: str) -> str:
     """The retention member to record, or '' when nothing will ever be trimmed."""
     return retention_member(queue, job_id) if retention.limited else ""
@@ -331,24 +340,13 @@ class RedisTransitions(RedisConnection):
             return handed
         wait = min(timeout_s, BLOCK_MAX_S)
         wake = self.keys.wake(os.urandom(6).hex())
-        registration = None
-        if taker is not None and taker.queues:
-            member = "\0".join((wake, taker.worker_id, str(taker.lease_ms)))
-            ttl_ms = round(wait * 1000) + REGISTRATION_MARGIN_MS
-            registration = claims.Registration(member, frozenset(taker.queues), ttl_ms)
+        registration = _registration(wake, wait, taker)
         markers = {self.keys.marker(q): q for q in queues}
-        block: asyncio.Future[tuple[bytes, bytes] | None] | None = None
+        popped, block = None, None
         timer = None
         try:
             now, looks = await self._peek([(queue, 0) for queue in queues], registration)
-            # The next delayed job, a hold or full rate window of a queue, or a
-            # group held back at the last claim: the soonest of them wakes us.
-            times = [look.due for look in looks if look.due >= 0]
-            times += [look.held for look in looks if look.held >= 0]
-            retry_at = self._retry_at.get(tuple(queues))
-            if retry_at is not None and retry_at > now:
-                times.append(retry_at)
-            due_in = max(0.0, (min(times) - now) / 1000) if times else wait
+            due_in = self._due_in(now, looks, queues, wait)
             if due_in <= 0:
                 return await self._leave(wake, registration)
             # The block also ends when something is pushed to a list only this
@@ -375,6 +373,17 @@ class RedisTransitions(RedisConnection):
         finally:
             if timer is not None:
                 timer.cancel()
+        return await self._woken(popped, wake, registration, markers)
+
+    async def _woken(
+        self,
+        popped: tuple[bytes, bytes] | None,
+        wake: str,
+        registration: claims.Registration | None,
+        markers: dict[str, str],
+    ) -> list[ClaimedJob]:
+        """After the block: the job an enqueue handed us (the wait leaves its
+        other queues' sets meanwhile), or nothing, the wait having left."""
         if popped is not None and popped[1] != b"1":
             key = popped[0].decode()
             if key == wake:  # an enqueue handed us a job
@@ -385,6 +394,19 @@ class RedisTransitions(RedisConnection):
             if key in markers:  # an enqueue named the job
                 self._hints[markers[key]] = popped[1].decode()
         return await self._leave(wake, registration)
+
+    def _due_in(
+        self, now: int, looks: Sequence[claims.Look], queues: Sequence[str], wait: float
+    ) -> float:
+        """Seconds until the soonest of: the next delayed job, a hold or full
+        rate window of a queue, a group held back at the last claim (``wait``
+        if none)."""
+        times = [look.due for look in looks if look.due >= 0]
+        times += [look.held for look in looks if look.held >= 0]
+        retry_at = self._retry_at.get(tuple(queues))
+        if retry_at is not None and retry_at > now:
+            times.append(retry_at)
+        return max(0.0, (min(times) - now) / 1000) if times else wait
 
     async def _handed(self, replies: Sequence[bytes]) -> list[ClaimedJob]:
         """Jobs an enqueue leased to us, from the replies it pushed (JSON)."""
