@@ -51,14 +51,31 @@ class Sizes:
 
 
 FULL = Sizes(
-    single=5_000, bulk=50_000, bulk_batch=10_000, process=20_000, latency=500,
-    latency_rate=150.0, idle_samples=3, idle_seconds=10.0, backlog=500_000,
-    backlog_max_s=900.0, scaling=20_000,
-)  # fmt: skip
+    single=5_000,
+    bulk=50_000,
+    bulk_batch=10_000,
+    process=20_000,
+    latency=500,
+    latency_rate=150.0,
+    idle_samples=3,
+    idle_seconds=10.0,
+    backlog=500_000,
+    backlog_max_s=900.0,
+    scaling=20_000,
+)
 QUICK = Sizes(
-    single=500, bulk=5_000, bulk_batch=1_000, process=2_000, latency=50, latency_rate=150.0,
-    idle_samples=1, idle_seconds=3.0, backlog=50_000, backlog_max_s=20.0, scaling=2_000,
-)  # fmt: skip
+    single=500,
+    bulk=5_000,
+    bulk_batch=1_000,
+    process=2_000,
+    latency=50,
+    latency_rate=150.0,
+    idle_samples=1,
+    idle_seconds=3.0,
+    backlog=50_000,
+    backlog_max_s=20.0,
+    scaling=2_000,
+)
 # Redis enqueues faster: larger counts keep those phases at a few seconds. Its
 # default-retention rows run at 150-1,000 jobs/s on the current code: 20,000 jobs
 # a row (as in the report that found it) and 10,000 a scaling run keep each near
@@ -69,13 +86,22 @@ REDIS_QUICK = replace(QUICK, single=2_000, bulk=20_000, bulk_batch=10_000)
 # a minute (and above the 1000 the retention keeps, so that trimming shows).
 CLUSTER_FULL = replace(REDIS_FULL, process=3_000, scaling=2_000)
 CLUSTER_QUICK = replace(REDIS_QUICK, process=1_500, scaling=1_500)
-SIZES = {("sqlite", False): FULL, ("sqlite", True): QUICK,
-         ("redis", False): REDIS_FULL, ("redis", True): REDIS_QUICK,
-         ("cluster", False): CLUSTER_FULL, ("cluster", True): CLUSTER_QUICK}  # fmt: skip
+SIZES = {
+    ("sqlite", False): FULL,
+    ("sqlite", True): QUICK,
+    ("redis", False): REDIS_FULL,
+    ("redis", True): REDIS_QUICK,
+    ("cluster", False): CLUSTER_FULL,
+    ("cluster", True): CLUSTER_QUICK,
+}
 
 # Phase name -> the kind of job its process rows run.
-PROCESS_PHASES = {"process": "noop", "process_sync": "sync", "process_io": "io",
-                  "process_keep_all": "noop_keep_all"}  # fmt: skip
+PROCESS_PHASES = {
+    "process": "noop",
+    "process_sync": "sync",
+    "process_io": "io",
+    "process_keep_all": "noop_keep_all",
+}
 PHASES = ("single", "bulk", *PROCESS_PHASES, "latency", "idle", "backlog", "scaling")
 DEFAULT_PHASES = {
     "sqlite": tuple(p for p in PHASES if p != "scaling"),
@@ -135,9 +161,11 @@ async def run_all(plan: Plan, stores: Stores) -> dict[str, Any]:
         finally:
             await store.close()
         lat = results["latency"]
-        log(f"  -> p50 {lat['enqueue_to_start_ms']['p50']} ms, p99 "
+        log(
+            f"  -> p50 {lat['enqueue_to_start_ms']['p50']} ms, p99 "
             f"{lat['enqueue_to_start_ms']['p99']} ms (enqueue call p50 "
-            f"{lat['enqueue_call_ms']['p50']} ms)")  # fmt: skip
+            f"{lat['enqueue_call_ms']['p50']} ms)"
+        )
     if "idle" in phases:
         log(f"idle: CPU of a worker with nothing to do, over {sizes.idle_seconds} s")
         store = stores.fresh("idle")
@@ -147,8 +175,10 @@ async def run_all(plan: Plan, stores: Stores) -> dict[str, Any]:
             await store.close()
         log(f"  -> {results['idle']['cpu_percent']} % of one core")
     if "backlog" in phases:
-        log(f"backlog: {sizes.backlog} no-op jobs, one worker, c{BACKLOG_CONCURRENCY}, "
-            f"at most {sizes.backlog_max_s:.0f} s")  # fmt: skip
+        log(
+            f"backlog: {sizes.backlog} no-op jobs, one worker, c{BACKLOG_CONCURRENCY}, "
+            f"at most {sizes.backlog_max_s:.0f} s"
+        )
         store = stores.fresh("backlog")
         try:
             results["backlog"] = await bench_backlog(
@@ -186,11 +216,15 @@ def add_sql_counts(row: dict[str, Any], traced: dict[str, Any]) -> None:
 def describe(row: dict[str, Any]) -> str:
     text = f"{row['per_s']} jobs/s ({row['processed']} in {row['seconds']} s)"
     if "script_calls_per_job" in row:
-        text += (f", {row['script_calls_per_job']} script calls and "
-                 f"{row['commands_per_job_total']} commands per job")  # fmt: skip
+        text += (
+            f", {row['script_calls_per_job']} script calls and "
+            f"{row['commands_per_job_total']} commands per job"
+        )
     if "sql_transactions_per_job" in row:
-        text += (f", {row['sql_transactions_per_job']} transactions and "
-                 f"{row['sql_statements_per_job']} statements per job")  # fmt: skip
+        text += (
+            f", {row['sql_transactions_per_job']} transactions and "
+            f"{row['sql_statements_per_job']} statements per job"
+        )
     return text
 
 
@@ -236,14 +270,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
-    phases = tuple(p.strip() for p in (args.only or ",".join(DEFAULT_PHASES[args.backend]))
-                   .split(",") if p.strip())  # fmt: skip
+    phases = tuple(
+        p.strip()
+        for p in (args.only or ",".join(DEFAULT_PHASES[args.backend])).split(",")
+        if p.strip()
+    )
     unknown = set(phases) - set(PHASES)
     if unknown:
         raise SystemExit(f"unknown phases: {', '.join(sorted(unknown))}")
     sizes = SIZES[(args.backend, args.quick)]
-    overrides = {"process": args.process_jobs, "backlog": args.backlog_jobs,
-                 "backlog_max_s": args.backlog_max_s}  # fmt: skip
+    overrides = {
+        "process": args.process_jobs,
+        "backlog": args.backlog_jobs,
+        "backlog_max_s": args.backlog_max_s,
+    }
     sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     concurrencies = tuple(int(c) for c in args.concurrencies.split(",") if c.strip())
     return Plan(sizes, phases, concurrencies, args.trace_sql)

@@ -92,9 +92,12 @@ async def main() -> None:
                         result = await one_run(url, concurrency)
                         print(json.dumps({"store": store, **result}), flush=True)
                         seen.append(result["a_started_meanwhile"])
-                    print(f"# {store} concurrency {concurrency}: A started {min(seen)}-{max(seen)}"
-                          f" while B's {SMALL} started (bound {SMALL + 2 * concurrency},"
-                          f" 1% of A's backlog is {BACKLOG // 100})", flush=True)  # fmt: skip
+                    print(
+                        f"# {store} concurrency {concurrency}: A started {min(seen)}-{max(seen)}"
+                        f" while B's {SMALL} started (bound {SMALL + 2 * concurrency},"
+                        f" 1% of A's backlog is {BACKLOG // 100})",
+                        flush=True,
+                    )
         finally:
             if redis is not None:
                 redis.stop()

@@ -123,7 +123,10 @@ def build_app(url: str) -> BenchApp:
         STAMPS[i] = time.time()
 
     tasks: dict[str, Task[[int], Any]] = {
-        "noop": noop, "sync": sync_noop, "io": io, "noop_keep_all": noop_keep_all,
-    }  # fmt: skip
+        "noop": noop,
+        "sync": sync_noop,
+        "io": io,
+        "noop_keep_all": noop_keep_all,
+    }
     assert tasks.keys() == KINDS.keys()
     return BenchApp(app=app, tasks=tasks, stamp=stamp)

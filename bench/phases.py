@@ -48,9 +48,14 @@ class Drain:
 
 
 async def drain(
-    store: Store, n: int, workers: list[WorkerProcess], *, poll_s: float | None = None,
-    max_s: float = RUN_TIMEOUT_S, sample_rss: bool = False,
-) -> Drain:  # fmt: skip
+    store: Store,
+    n: int,
+    workers: list[WorkerProcess],
+    *,
+    poll_s: float | None = None,
+    max_s: float = RUN_TIMEOUT_S,
+    sample_rss: bool = False,
+) -> Drain:
     """Poll ``app.counts`` until no job of the queue is unfinished, or ``max_s``
     have passed; with ``sample_rss``, note the first worker's RSS once a second."""
     poll_s = store.poll_s if poll_s is None else poll_s
@@ -174,8 +179,12 @@ async def bench_process(
         report = worker.stop()
     finally:
         worker.kill()
-    result = {"kind": kind, "retention": retention_name(kind), "concurrency": concurrency,
-              **rates([report], seen, n)}  # fmt: skip
+    result = {
+        "kind": kind,
+        "retention": retention_name(kind),
+        "concurrency": concurrency,
+        **rates([report], seen, n),
+    }
     if io_url is not None:
         result["io_incr_total"] = stores.io_count()
     processed = result["processed"]
@@ -210,8 +219,12 @@ async def bench_backlog(store: Store, n: int, concurrency: int, max_s: float) ->
         worker.kill()
     if not seen.drained:
         log(f"  stopped after {max_s:.0f} s (--backlog-max-s): the queue was not drained")
-    result = {"kind": "noop", "retention": "default", "concurrency": concurrency,
-              **rates([report], seen, n)}  # fmt: skip
+    result = {
+        "kind": "noop",
+        "retention": "default",
+        "concurrency": concurrency,
+        **rates([report], seen, n),
+    }
     rss = [r for _, r, _ in seen.samples if r is not None]
     result["worker_rss_mb"] = {
         "peak_vm_hwm": report.get("vm_hwm_mb"),
@@ -219,8 +232,11 @@ async def bench_backlog(store: Store, n: int, concurrency: int, max_s: float) ->
         "max_sample": max(rss) if rss else None,
         "last_sample": rss[-1] if rss else None,
     }
-    result["samples"] = {"every_s": 1.0, "columns": ["t_s", "rss_mb", "unfinished"],
-                         "rows": seen.samples}  # fmt: skip
+    result["samples"] = {
+        "every_s": 1.0,
+        "columns": ["t_s", "rss_mb", "unfinished"],
+        "rows": seen.samples,
+    }
     store_figures(result, calls, result["processed"])
     report.pop("stamps", None)
     report.pop("sql", None)
@@ -278,5 +294,8 @@ async def bench_idle(store: Store, seconds: float) -> dict[str, Any]:
         used, elapsed = cpu_seconds(worker.pid) - before, time.monotonic() - started
     finally:
         worker.stop()
-    return {"seconds": round(elapsed, 2), "cpu_s": round(used, 3),
-            "cpu_percent": round(100 * used / elapsed, 2)}  # fmt: skip
+    return {
+        "seconds": round(elapsed, 2),
+        "cpu_s": round(used, 3),
+        "cpu_percent": round(100 * used / elapsed, 2),
+    }

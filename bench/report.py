@@ -63,35 +63,51 @@ def summarize(results: dict[str, Any], backend: str) -> dict[str, Any]:
     rows = {k: v for k, v in results.items() if k.startswith("process_")}
     if rows:
         summary["process_per_s"] = by_row(rows, "per_s")
-        for field in ("script_calls_per_job", "commands_per_job_total",
-                      "sql_transactions_per_job", "sql_statements_per_job"):  # fmt: skip
+        for field in (
+            "script_calls_per_job",
+            "commands_per_job_total",
+            "sql_transactions_per_job",
+            "sql_statements_per_job",
+        ):
             if values := by_row(rows, field):
                 summary[field] = values
         summary["worker_peak_rss_mb"] = {k: worker_rss_mb(v["worker"]) for k, v in rows.items()}
     # The process target: the async no-op on the default retention (never a keep_all row).
-    default_noop = {k: v["per_s"] for k, v in rows.items()
-                    if v["kind"] == "noop" and v.get("per_s")}  # fmt: skip
+    default_noop = {
+        k: v["per_s"] for k, v in rows.items() if v["kind"] == "noop" and v.get("per_s")
+    }
     best = max(default_noop, key=lambda k: default_noop[k]) if default_noop else None
     if backend != "sqlite" and best is not None:
         summary["process_best"] = {"row": best, "per_s": default_noop[best]}
     if "backlog" in results:
         backlog = results["backlog"]
-        fields = ("n", "processed", "per_s", "drained", "script_calls_per_job",
-                  "commands_per_job_total", "worker_rss_mb")  # fmt: skip
+        fields = (
+            "n",
+            "processed",
+            "per_s",
+            "drained",
+            "script_calls_per_job",
+            "commands_per_job_total",
+            "worker_rss_mb",
+        )
         summary["backlog"] = {k: backlog[k] for k in fields if backlog.get(k) is not None}
     if "latency" in results:
         lat = results["latency"]
-        summary["latency_ms"] = {k: lat["enqueue_to_start_ms"][k] for k in ("p50", "p90", "p99",
-                                                                            "max")}  # fmt: skip
-        summary["latency_ms"] |= {f"enqueue_call_{k}": lat["enqueue_call_ms"][k]
-                                  for k in ("p50", "p99")}  # fmt: skip
+        summary["latency_ms"] = {
+            k: lat["enqueue_to_start_ms"][k] for k in ("p50", "p90", "p99", "max")
+        }
+        summary["latency_ms"] |= {
+            f"enqueue_call_{k}": lat["enqueue_call_ms"][k] for k in ("p50", "p99")
+        }
     if "idle" in results:
         summary["idle_worker_cpu_percent"] = results["idle"]["cpu_percent"]
     if "scaling" in results:
         summary["scaling_per_s"] = {k: v["per_s"] for k, v in results["scaling"]["runs"].items()}
     digests = find_values(results, "source_digest")
-    digests = sorted({d for ds in find_values(results, "worker_source_digests") for d in ds}
-                     .union(digests) - {None})  # fmt: skip
+    digests = sorted(
+        {d for ds in find_values(results, "worker_source_digests") for d in ds}.union(digests)
+        - {None}
+    )
     if len(digests) > 1:  # someone edited the source during the run: phases are not comparable
         summary["source_changed_during_run"] = digests
     summary["targets_met"] = targets_met(results, backend, default_noop, best, summary)
@@ -99,9 +115,12 @@ def summarize(results: dict[str, Any], backend: str) -> dict[str, Any]:
 
 
 def targets_met(
-    results: dict[str, Any], backend: str, default_noop: dict[str, float], best: str | None,
+    results: dict[str, Any],
+    backend: str,
+    default_noop: dict[str, float],
+    best: str | None,
     summary: dict[str, Any],
-) -> dict[str, bool]:  # fmt: skip
+) -> dict[str, bool]:
     targets = TARGETS[backend]
     met: dict[str, bool] = {}
     if "process_per_s" in targets:

@@ -172,10 +172,14 @@ class WorkerProcess:
         if io_url is not None:
             env[IO_URL_ENV] = io_url
         cmd = [
-            sys.executable, str(Path(__file__).with_name("bench.py")),
-            "--worker", url, "--concurrency", str(concurrency),
+            sys.executable,
+            str(Path(__file__).with_name("bench.py")),
+            "--worker",
+            url,
+            "--concurrency",
+            str(concurrency),
             *(["--trace-sql"] if trace_sql else []),
-        ]  # fmt: skip
+        ]
         # The worker's log goes to a file: a flood of warnings (e.g. a full connection
         # pool) would drown the progress lines. stop() counts it and shows the start.
         self.stderr = tempfile.TemporaryFile(mode="w+", errors="replace")  # noqa: SIM115

@@ -94,10 +94,19 @@ class RedisServer:
         if self.tls is None:
             return ["--port", str(self.port)]
         return [
-            "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert),
-            "--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca),
-            "--tls-auth-clients", "yes" if self.tls.auth_clients else "no",
-        ]  # fmt: skip
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--tls-cert-file",
+            str(self.tls.cert),
+            "--tls-key-file",
+            str(self.tls.key),
+            "--tls-ca-cert-file",
+            str(self.tls.ca),
+            "--tls-auth-clients",
+            "yes" if self.tls.auth_clients else "no",
+        ]
 
     def _client_cert(self) -> dict[str, str]:
         if self.tls is None or not self.tls.auth_clients:
@@ -115,14 +124,27 @@ class RedisServer:
     def _start(self, timeout: float) -> bool:
         self.proc = subprocess.Popen(
             [
-                server_binary(), *self._listen(), "--bind", "127.0.0.1",
-                "--dir", str(self.directory), "--appendonly", "yes",
-                "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
-                "--logfile", str(self.directory / "redis.log"), *self.extra,
+                server_binary(),
+                *self._listen(),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--protected-mode",
+                "no",
+                "--logfile",
+                str(self.directory / "redis.log"),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -176,10 +198,12 @@ class RedisCluster:
 
     def __init__(self, directory: Path, *, masters: int = 3) -> None:
         self.nodes = [
-            RedisServer(directory / f"node{i}",
-                        extra=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"))
+            RedisServer(
+                directory / f"node{i}",
+                extra=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"),
+            )
             for i in range(masters)
-        ]  # fmt: skip
+        ]
 
     @property
     def url(self) -> str:

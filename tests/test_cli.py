@@ -44,12 +44,30 @@ async def conveyor(url: str, *argv: str, code: int = 0, columns: int = 200) -> s
 
 async def test_enqueue_then_list_and_show(app: Conveyor, sqlite_url: str) -> None:
     out = await conveyor(
-        sqlite_url, "enqueue", "add", "--app", "tests.apps:app", "--args", "[2, 3]",
-        "--priority", "7", "--job-id", "sum-1",
-    )  # fmt: skip
+        sqlite_url,
+        "enqueue",
+        "add",
+        "--app",
+        "tests.apps:app",
+        "--args",
+        "[2, 3]",
+        "--priority",
+        "7",
+        "--job-id",
+        "sum-1",
+    )
     assert out.strip() == "sum-1"
-    again = await conveyor(sqlite_url, "enqueue", "add", "--app", "tests.apps:app",
-                           "--kwargs", '{"a": 1, "b": 1}', "--job-id", "sum-1")  # fmt: skip
+    again = await conveyor(
+        sqlite_url,
+        "enqueue",
+        "add",
+        "--app",
+        "tests.apps:app",
+        "--kwargs",
+        '{"a": 1, "b": 1}',
+        "--job-id",
+        "sum-1",
+    )
     assert "already existed" in again
     job = await app.get_job("sum-1")
     assert (job.args, job.priority, job.state) == ({"a": 2, "b": 3}, 7, "waiting")
@@ -77,8 +95,14 @@ async def test_jobs_list_shows_whole_ids_and_errors_in_80_columns(
         slots=[QueueSlots(("default",), 1)], worker_id="w", lease_ms=60_000
     )
     error = "ValueError: " + " ".join(f"word{i}" for i in range(30))
-    await app.backend.fail(job_id=first.id, token=claimed.token, error=error, traceback=None,
-                           retry_in_ms=None, retention=Retention())  # fmt: skip
+    await app.backend.fail(
+        job_id=first.id,
+        token=claimed.token,
+        error=error,
+        traceback=None,
+        retry_in_ms=None,
+        retention=Retention(),
+    )
     lines = (await conveyor(sqlite_url, "jobs", "list", "-s", "failed", columns=80)).splitlines()
     assert lines[2].split()[0] == first.id
     assert " ".join(" ".join(lines[3:]).split()) == error  # whole, on the lines below
@@ -111,16 +135,34 @@ async def test_info_fits_80_columns_with_whole_distinct_headers(
     lines = [line.rstrip() for line in out.splitlines()]
     top = next(i for i, line in enumerate(lines) if line.startswith("queue "))
     headers = lines[top].split()
-    assert headers == ["queue", "delay", "wait", "child", "active", "done", "failed", "cancel",
-                       "paused"]  # fmt: skip
+    assert headers == [
+        "queue",
+        "delay",
+        "wait",
+        "child",
+        "active",
+        "done",
+        "failed",
+        "cancel",
+        "paused",
+    ]
     assert len(set(headers)) == len(headers)
     rows = {line.split()[0]: line.split()[1:] for line in lines[top + 1 : top + 3]}
-    assert rows == {"email": ["1", "0", "0", "0", "0", "0", "0", "yes"],
-                    "reports-monthly": ["0", "3", "0", "0", "0", "0", "0"]}  # fmt: skip
+    assert rows == {
+        "email": ["1", "0", "0", "0", "0", "0", "0", "yes"],
+        "reports-monthly": ["0", "3", "0", "0", "0", "0", "0"],
+    }
     assert "email  max 5 active, 100/m; each group max 1 active, 10/s" in out
     workers = lines.index("Workers")
-    assert lines[workers + 1].split() == ["id", "queues", "slots", "active", "processed",
-                                          "last", "seen"]  # fmt: skip
+    assert lines[workers + 1].split() == [
+        "id",
+        "queues",
+        "slots",
+        "active",
+        "processed",
+        "last",
+        "seen",
+    ]
     assert worker.id in "".join(line.split()[0] for line in lines[workers + 2 :])
 
 
@@ -148,9 +190,21 @@ async def test_schedules_are_added_listed_paused_and_removed(
     app: Conveyor, sqlite_url: str
 ) -> None:
     out = await conveyor(
-        sqlite_url, "schedules", "add", "add", "--app", "tests.apps:app",
-        "--cron", "0 8 * * 1", "--tz", "Europe/Paris", "--id", "monday", "--args", "[1, 2]",
-    )  # fmt: skip
+        sqlite_url,
+        "schedules",
+        "add",
+        "add",
+        "--app",
+        "tests.apps:app",
+        "--cron",
+        "0 8 * * 1",
+        "--tz",
+        "Europe/Paris",
+        "--id",
+        "monday",
+        "--args",
+        "[1, 2]",
+    )
     assert out.strip() == "scheduled monday"
     listed = await conveyor(sqlite_url, "schedules", "list", columns=80)
     assert "monday" in listed and "0 8 * * 1" in listed and "Europe/Paris" in listed
@@ -178,11 +232,26 @@ async def test_bad_schedules_exit_2_with_one_line_and_store_nothing(
 ) -> None:
     proc = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "conveyor", "schedules", "add", "add", "--app", "tests.apps:app",
-         "--args", "[1, 2]", *argv],
-        cwd=ROOT, env={**os.environ, "CONVEYOR_URL": sqlite_url}, capture_output=True,
-        text=True, timeout=30, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "schedules",
+            "add",
+            "add",
+            "--app",
+            "tests.apps:app",
+            "--args",
+            "[1, 2]",
+            *argv,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "CONVEYOR_URL": sqlite_url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and field in proc.stderr
     assert await app.schedules.list() == []
@@ -241,9 +310,13 @@ async def test_bad_limits_exit_2_with_one_line_and_store_nothing(
     proc = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "conveyor", "limit", "default", *argv],
-        cwd=ROOT, env={**os.environ, "CONVEYOR_URL": sqlite_url}, capture_output=True,
-        text=True, timeout=30, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env={**os.environ, "CONVEYOR_URL": sqlite_url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert proc.returncode == 2 and word in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert db_digest(sqlite_url.removeprefix("sqlite:///")) == before

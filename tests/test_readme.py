@@ -60,8 +60,9 @@ def _names(app: Conveyor) -> dict[str, Any]:
     async def cleanup() -> None: ...
 
     names = dict(locals())
-    names.update(app=app, doc="doc-1", url="https://example.org", user="ann",
-                 paths=["a.png", "b.png"])  # fmt: skip
+    names.update(
+        app=app, doc="doc-1", url="https://example.org", user="ann", paths=["a.png", "b.png"]
+    )
     return names
 
 

@@ -258,6 +258,8 @@ def start_cli_worker(url: str, stderr_path: Path) -> subprocess.Popen[bytes]:
     with stderr_path.open("wb") as stderr:
         return subprocess.Popen(
             [sys.executable, "-m", "conveyor", "worker", "tests.sandbox_app:app"],
-            cwd=ROOT, env={**os.environ, "CONVEYOR_URL": url},
-            stdout=subprocess.DEVNULL, stderr=stderr,
-        )  # fmt: skip
+            cwd=ROOT,
+            env={**os.environ, "CONVEYOR_URL": url},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )

@@ -14,9 +14,12 @@ def test_a_queue_list_with_counts_gives_each_its_own_slots() -> None:
     names, counts = parse_queues(SEEDS + ",default")
     settings = WorkerSettings(queues=names, queue_concurrency=counts, concurrency=3)
     assert settings.pools == [
-        (("email-sender",), 5), (("pdf-processing",), 2), (("csv-export",), 1),
-        (("thumbnails",), 4), (("default",), 3),
-    ]  # fmt: skip
+        (("email-sender",), 5),
+        (("pdf-processing",), 2),
+        (("csv-export",), 1),
+        (("thumbnails",), 4),
+        (("default",), 3),
+    ]
     assert settings.slots == 15
 
 
@@ -37,8 +40,12 @@ def test_conveyor_queues_sets_counts_and_a_queues_flag_replaces_them(
 ) -> None:
     monkeypatch.setenv("CONVEYOR_QUEUES", SEEDS)
     from_env = WorkerSettings.from_env()
-    assert from_env.queue_concurrency == {"email-sender": 5, "pdf-processing": 2,
-                                          "csv-export": 1, "thumbnails": 4}  # fmt: skip
+    assert from_env.queue_concurrency == {
+        "email-sender": 5,
+        "pdf-processing": 2,
+        "csv-export": 1,
+        "thumbnails": 4,
+    }
     assert from_env.slots == 12
     flag = WorkerSettings.from_env(queues=("other",), queue_concurrency={})
     assert (flag.queues, flag.queue_concurrency) == (("other",), {})

@@ -95,8 +95,9 @@ def test_twins_read_and_manage_a_real_store(sqlite_url: str) -> None:
         counts = client.counts("mail")
         assert (counts[JobState.WAITING], counts[JobState.DELAYED]) == (2, 1)
         assert [job.id for job in client.list_jobs("waiting", queue="mail")] == [
-            first.id, second.id,
-        ]  # fmt: skip
+            first.id,
+            second.id,
+        ]
 
         client.pause("mail")
         assert [(q.name, q.paused) for q in client.queues()] == [("mail", True)]

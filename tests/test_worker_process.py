@@ -132,8 +132,10 @@ async def test_one_worker_process_gives_each_queue_its_own_slots(
         return sum(event[0] == "end" for event in workers.events()) == len(queue_of)
 
     await eventually(all_ended, timeout=30)
-    log = [(float(t), queue_of[job_id], 1 if event == "start" else -1)
-           for event, job_id, _, _, t in workers.events()]  # fmt: skip
+    log = [
+        (float(t), queue_of[job_id], 1 if event == "start" else -1)
+        for event, job_id, _, _, t in workers.events()
+    ]
     assert most_at_once(log) == SEEDS
     proc.send_signal(signal.SIGTERM)
     assert await exited(proc) == 0
@@ -167,8 +169,10 @@ async def test_rolling_restart_never_runs_a_sync_job_twice_at_once(
     for handle in handles:
         runs = [(e[0], e[2], float(e[4])) for e in events if e[1] == handle.id]
         assert [(kind, pid) for kind, pid, _ in runs] == [
-            ("start", str(old.pid)), ("start", str(new.pid)), ("end", str(new.pid)),
-        ]  # fmt: skip
+            ("start", str(old.pid)),
+            ("start", str(new.pid)),
+            ("end", str(new.pid)),
+        ]
         assert runs[1][2] > gone  # the second run began after the first ended with its process
     new.send_signal(signal.SIGTERM)
     assert await exited(new) == 0

@@ -111,28 +111,35 @@ class Conveyor:
     # -- set-up ------------------------------------------------------------------
 
     def cron(
-        self, expr: str, *, tz: str = "UTC", id: str | None = None,
-        args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-    ) -> Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]:  # fmt: skip
+        self,
+        expr: str,
+        *,
+        tz: str = "UTC",
+        id: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]:
         """Declare a schedule in code: ``@app.cron("0 8 * * *", tz="Europe/Paris")``
         on a function (registered as a task) or on a task. Saved in the store
         when a worker starts; see ``conveyor.schedule`` for the policies."""
 
         def declare(target: Callable[P, R] | Task[P, R]) -> Task[P, R]:
-            return self.schedules.declare(target, cron=expr, tz=tz, id=id, args=args,
-                                          kwargs=kwargs)  # fmt: skip
+            return self.schedules.declare(target, cron=expr, tz=tz, id=id, args=args, kwargs=kwargs)
 
         return declare
 
     def every(
-        self, seconds: float, *, id: str | None = None,
-        args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-    ) -> Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]:  # fmt: skip
+        self,
+        seconds: float,
+        *,
+        id: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]:
         """Declare a fixed-interval schedule in code, as ``cron`` does."""
 
         def declare(target: Callable[P, R] | Task[P, R]) -> Task[P, R]:
-            return self.schedules.declare(target, every=seconds, id=id, args=args,
-                                          kwargs=kwargs)  # fmt: skip
+            return self.schedules.declare(target, every=seconds, id=id, args=args, kwargs=kwargs)
 
         return declare
 
@@ -226,9 +233,11 @@ class Conveyor:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         await self.close()
 
     # -- producing -----------------------------------------------------------------
@@ -268,9 +277,13 @@ class Conveyor:
         return await self.backend.get_logs(job_id=validate.name("job_id", job_id))
 
     async def list_jobs(
-        self, state: JobState | str, *, queue: str | None = None, offset: int = 0,
+        self,
+        state: JobState | str,
+        *,
+        queue: str | None = None,
+        offset: int = 0,
         limit: int = 50,
-    ) -> list[Job]:  # fmt: skip
+    ) -> list[Job]:
         return await self.backend.list_jobs(
             queue=None if queue is None else validate.name("queue", queue),
             state=_state(state),
@@ -363,9 +376,14 @@ class Conveyor:
         return await self.backend.promote(job_id=validate.name("job_id", job_id))
 
     async def clean(
-        self, state: JobState | str, *, queue: str | None = None, older_than: float = 0.0,
-        keep: int = 0, limit: int = 10_000,
-    ) -> int:  # fmt: skip
+        self,
+        state: JobState | str,
+        *,
+        queue: str | None = None,
+        older_than: float = 0.0,
+        keep: int = 0,
+        limit: int = 10_000,
+    ) -> int:
         """Delete finished jobs in ``state`` older than ``older_than`` seconds, sparing
         the newest ``keep``; at most ``limit`` per call."""
         job_state = _state(state)

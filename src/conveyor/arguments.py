@@ -188,8 +188,9 @@ class Signature:
         if self._piped_decoder is None:
             name, hint, _ = self._fields[0]
             fields = [(name, hint | msgspec.UnsetType, msgspec.UNSET), *self._fields[1:]]
-            struct = msgspec.defstruct("piped_args", fields, kw_only=True,
-                                       forbid_unknown_fields=True)  # fmt: skip
+            struct = msgspec.defstruct(
+                "piped_args", fields, kw_only=True, forbid_unknown_fields=True
+            )
             self._piped_decoder = msgspec.json.Decoder(struct)
         return self._piped_decoder
 
@@ -242,8 +243,10 @@ def _members(hint: Any) -> tuple[Any, ...]:
 
 def _takes(hint: Any, kind: type) -> bool:
     """Whether a parameter of this hint may be given a ``kind`` value."""
-    return any(h is Any or h is object or (isinstance(h, type) and issubclass(kind, h))
-               for h in _members(hint))  # fmt: skip
+    return any(
+        h is Any or h is object or (isinstance(h, type) and issubclass(kind, h))
+        for h in _members(hint)
+    )
 
 
 def _dataclass(hint: Any) -> Any:

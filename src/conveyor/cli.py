@@ -127,9 +127,12 @@ def cli() -> None:
 @click.option("--grace", type=click.FloatRange(min=0), help="Shutdown grace seconds.")
 @click.option("--log-level", default="INFO", show_default=True)
 @click.option(
-    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
     help="json: one object per line, with the job's id, task, queue and attempt.",
-)  # fmt: skip
+)
 def worker(
     app_path: str,
     queues: str | None,
@@ -183,9 +186,9 @@ def worker(
         # would wait for them), and their leases, no longer renewed, bring
         # their jobs back within the lease, as for a killed worker.
         logging.getLogger("conveyor.worker").warning(
-            "exiting with %d sync jobs still running: they run again after their"
-            " leases expire", runner.threads_running,
-        )  # fmt: skip
+            "exiting with %d sync jobs still running: they run again after their leases expire",
+            runner.threads_running,
+        )
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -381,13 +384,18 @@ for _name, _paused, _help in (
 @_app_option
 @_url_option
 @click.option("--group", help="Limit one group of QUEUE, or '*' for each group's default.")
-@click.option("--max-active", "max_active",
-              help="Jobs running at once across all workers, or 'none'.")  # fmt: skip
+@click.option(
+    "--max-active", "max_active", help="Jobs running at once across all workers, or 'none'."
+)
 @click.option("--rate", help="Starts per window across all workers, e.g. 100/m, or 'none'.")
 def limit(
-    queue: str, app_path: str | None, url: str | None, group: str | None,
-    max_active: str | None, rate: str | None,
-) -> None:  # fmt: skip
+    queue: str,
+    app_path: str | None,
+    url: str | None,
+    group: str | None,
+    max_active: str | None,
+    rate: str | None,
+) -> None:
     """Set (or with 'none' lift) QUEUE's limits, or a group's; show what is set."""
     if max_active is None and rate is None:
         raise CliError("give --max-active and/or --rate")
@@ -457,17 +465,30 @@ def add_schedule(
 ) -> None:
     """Add a schedule of TASK, or replace the one with the same id."""
     app, args, kwargs = _app_and_arguments(app_path, args_json, kwargs_json)
-    added = _run(app, lambda: app.schedules.add(
-        task_name, cron=cron_expr, every=every, tz=tz, id=schedule_id, args=args, kwargs=kwargs,
-    ), create=True)  # fmt: skip
+    added = _run(
+        app,
+        lambda: app.schedules.add(
+            task_name,
+            cron=cron_expr,
+            every=every,
+            tz=tz,
+            id=schedule_id,
+            args=args,
+            kwargs=kwargs,
+        ),
+        create=True,
+    )
     click.echo(f"scheduled {added.id}")
 
 
 def _schedule_action(verb: str) -> Callable[[str, str | None, str | None], None]:
     def command(schedule_id: str, app_path: str | None, url: str | None) -> None:
         app = _app_from(app_path, url)
-        action = {"paused": app.schedules.pause, "resumed": app.schedules.resume,
-                  "removed": app.schedules.remove}[verb]  # fmt: skip
+        action = {
+            "paused": app.schedules.pause,
+            "resumed": app.schedules.resume,
+            "removed": app.schedules.remove,
+        }[verb]
         if _run(app, lambda: action(schedule_id)) is False:
             raise CliError(f"no schedule {schedule_id!r}", EXIT_NOT_FOUND)
         click.echo(f"{verb} {schedule_id}")

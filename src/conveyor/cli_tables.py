@@ -40,19 +40,31 @@ STATE_HEADERS = {
 
 
 def print_info(
-    url: str, warnings: Iterable[str], queues: list[QueueInfo],
-    limits: dict[str, dict[str | None, Limits]], workers: list[WorkerInfo],
-) -> None:  # fmt: skip
+    url: str,
+    warnings: Iterable[str],
+    queues: list[QueueInfo],
+    limits: dict[str, dict[str | None, Limits]],
+    workers: list[WorkerInfo],
+) -> None:
     """``conveyor info``: the store's warnings, its queues, their limits, live workers."""
     console = Console(markup=False)
     for warning in warnings:
         console.print(f"warning: {warning}", style="bold red")
     counts = STATE_HEADERS.values()
-    table = _table(f"Queues ({url})", "queue", *counts, "paused", numbers=counts,
-                   caption="child: waiting for its children (a flow)")  # fmt: skip
+    table = _table(
+        f"Queues ({url})",
+        "queue",
+        *counts,
+        "paused",
+        numbers=counts,
+        caption="child: waiting for its children (a flow)",
+    )
     for queue in queues:
-        table.add_row(queue.name, *(str(queue.counts[s]) for s in STATE_HEADERS),
-                      "yes" if queue.paused else "")  # fmt: skip
+        table.add_row(
+            queue.name,
+            *(str(queue.counts[s]) for s in STATE_HEADERS),
+            "yes" if queue.paused else "",
+        )
     console.print(table)
     limited = _table("Limits", "queue", "limits")  # sentences: a table of their own, with room
     for queue in queues:
@@ -76,10 +88,16 @@ def print_jobs(title: str, found: list[Job]) -> None:
     error column would get no room in 80 columns)."""
     header = ("id", "task", "queue", "prio", "tries", "progress")
     rows = [
-        (job.id, job.task, job.queue, str(job.priority), f"{job.attempts}/{job.max_attempts}",
-         f"{job.progress:.0f}%")
+        (
+            job.id,
+            job.task,
+            job.queue,
+            str(job.priority),
+            f"{job.attempts}/{job.max_attempts}",
+            f"{job.progress:.0f}%",
+        )
         for job in found
-    ]  # fmt: skip
+    ]
     widths = [max(map(len, column)) for column in zip(header, *rows, strict=True)]
 
     def line(cells: tuple[str, ...]) -> str:
@@ -93,8 +111,9 @@ def print_jobs(title: str, found: list[Job]) -> None:
         console.print(line(cells))
         if job.error:
             indent = " " * 4
-            error = textwrap.fill(job.error, console.width, initial_indent=indent,
-                                  subsequent_indent=indent)  # fmt: skip
+            error = textwrap.fill(
+                job.error, console.width, initial_indent=indent, subsequent_indent=indent
+            )
             console.print(error, style="red")
 
 
@@ -104,8 +123,14 @@ def print_schedules(listed: list[ScheduleInfo]) -> None:
     for info in listed:
         s = info.schedule
         when = s.cron if s.cron is not None else f"every {s.every_s:g}s"
-        table.add_row(s.id, s.task, when, s.tz, "yes" if s.paused else "",
-                      "" if info.next_run_ms is None else _utc(info.next_run_ms))  # fmt: skip
+        table.add_row(
+            s.id,
+            s.task,
+            when,
+            s.tz,
+            "yes" if s.paused else "",
+            "" if info.next_run_ms is None else _utc(info.next_run_ms),
+        )
     Console(markup=False).print(table)
 
 
@@ -113,8 +138,15 @@ def _table(
     title: str, *columns: str, numbers: Iterable[str] = (), caption: str | None = None
 ) -> Table:
     """A table without borders; ``numbers`` are right-aligned and never wrap."""
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left",
-                  box=None, pad_edge=False, header_style="bold")  # fmt: skip
+    table = Table(
+        title=title,
+        caption=caption,
+        title_justify="left",
+        caption_justify="left",
+        box=None,
+        pad_edge=False,
+        header_style="bold",
+    )
     right = set(numbers)
     for column in columns:
         if column in right:

@@ -138,14 +138,17 @@ def flatten(root: Flow) -> list[NewJob]:
         if job.dedup_key is not None:
             raise InvalidInput("dedup_key", "jobs of a flow cannot have dedup keys")
         if node.children and (job.delay_ms or job.run_at_ms is not None or job.ttl_ms):
-            raise InvalidInput("delay", "a parent starts when its children finish: "
-                                        "no delay, run_at or ttl")  # fmt: skip
+            raise InvalidInput(
+                "delay", "a parent starts when its children finish: no delay, run_at or ttl"
+            )
         if job.pipe and len(node.children) != 1:
             raise InvalidInput("pipe", "a piped step needs exactly one job before it")
         ref = None if parent is None else ParentRef(parent.id, parent.queue, parent.task)
-        jobs.append(msgspec.structs.replace(
-            job, parent=ref, on_failure=policy, children=len(node.children), flow_id=flow_id
-        ))  # fmt: skip
+        jobs.append(
+            msgspec.structs.replace(
+                job, parent=ref, on_failure=policy, children=len(node.children), flow_id=flow_id
+            )
+        )
         for child in node.children:
             walk(child, job, child.on_failure)
 

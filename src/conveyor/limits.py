@@ -77,8 +77,9 @@ class Rate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise InvalidInput(field, "must look like '100/m' (jobs per s, m, h or d)")
         match = _RATE.fullmatch(value.lower())
         if match is None or match[3] not in _UNITS_S:
-            raise InvalidInput(field, f"must look like '100/m' (jobs per s, m, h or d), "
-                                      f"got {value!r}")  # fmt: skip
+            raise InvalidInput(
+                field, f"must look like '100/m' (jobs per s, m, h or d), got {value!r}"
+            )
         count = float(match[2]) if match[2] else 1.0
         per_ms = count * _UNITS_S[match[3]] * 1000
         if not math.isfinite(per_ms) or per_ms < 1 or per_ms != int(per_ms):

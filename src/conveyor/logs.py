@@ -67,9 +67,10 @@ def configure(level: str = "INFO", *, json_lines: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(JobContextFilter())
     handler.setFormatter(
-        JsonFormatter() if json_lines
+        JsonFormatter()
+        if json_lines
         else _TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )  # fmt: skip
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

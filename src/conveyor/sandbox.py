@@ -227,8 +227,15 @@ class SandboxPool:
         """Run one job in a child: the result's JSON, or the job's error raised.
         Cancelling this (timeout, cancel, shutdown) kills the child at once."""
         module, qualname = import_path(task.fn)
-        request = encode(_Run(module, qualname, claimed.job, payload=msgspec.Raw(claimed.payload),
-                              children=list(context.children)))  # fmt: skip
+        request = encode(
+            _Run(
+                module,
+                qualname,
+                claimed.job,
+                payload=msgspec.Raw(claimed.payload),
+                children=list(context.children),
+            )
+        )
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._closed:
@@ -238,9 +245,11 @@ class SandboxPool:
         # A daemon thread, not an executor's: a thread left waiting on a child
         # must never hold up the interpreter's exit.
         thread = threading.Thread(
-            target=self._exchange, args=(checkout, request, context, loop, outcome),
-            name=f"conveyor-sandbox:{claimed.job.id}", daemon=True,
-        )  # fmt: skip
+            target=self._exchange,
+            args=(checkout, request, context, loop, outcome),
+            name=f"conveyor-sandbox:{claimed.job.id}",
+            daemon=True,
+        )
         with self._lock:
             self._exchanges.add(thread)
         thread.start()
@@ -477,8 +486,12 @@ def _child_main(conn: Connection) -> None:
             except (EOFError, OSError):
                 return  # the worker closed its end
             running[0] = request.job.id
-            context = JobContext(request.job, loop=reports, write=writer(request.job.id),
-                                 children=ChildOutcomes(request.children))  # fmt: skip
+            context = JobContext(
+                request.job,
+                loop=reports,
+                write=writer(request.job.id),
+                children=ChildOutcomes(request.children),
+            )
             outcome = _serve(request, context, runner, functions)
             asyncio.run_coroutine_threadsafe(context.flush(), reports).result()
             data = encode(outcome)
@@ -516,11 +529,13 @@ def _serve(
         else:
             kind = "error"
         return _Failed(
-            error_type=type(exc).__name__, message=str(exc),
-            traceback="".join(traceback.format_exception(exc)), kind=kind,
+            error_type=type(exc).__name__,
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+            kind=kind,
             delay=exc.delay if isinstance(exc, Retry | RateLimited) else None,
             group=isinstance(exc, RateLimited) and exc.group,
-        )  # fmt: skip
+        )
 
 
 def _load(module: str, qualname: str) -> tuple[Callable[..., Any], Signature]:

@@ -139,8 +139,7 @@ class Schedules:
             try:
                 tick = None if schedule.paused else due_tick(schedule, now, last)
             except Exception as exc:  # a stored spec this code cannot follow: the rest fire
-                log.warning("schedule %r cannot fire: %s: %s", schedule.id,
-                            type(exc).__name__, exc)  # fmt: skip
+                log.warning("schedule %r cannot fire: %s: %s", schedule.id, type(exc).__name__, exc)
                 continue
             if tick is None:
                 continue
@@ -149,10 +148,14 @@ class Schedules:
                 continue
             call = task.configure()
             job = NewJob(
-                id=tick_job_id(schedule.id, tick), task=task.name, queue=call.queue,
-                payload=bytes(schedule.payload), options=call.options, priority=call.priority,
+                id=tick_job_id(schedule.id, tick),
+                task=task.name,
+                queue=call.queue,
+                payload=bytes(schedule.payload),
+                options=call.options,
+                priority=call.priority,
                 max_attempts=call.max_attempts,
-            )  # fmt: skip
+            )
             await backend.enqueue(jobs=[job])
             await backend.mark_tick(schedule_id=schedule.id, tick_ms=tick)
             fired += 1

@@ -70,8 +70,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     def pools(self) -> list[tuple[tuple[str, ...], int]]:
         """The worker's slots: ``(queues, slots)``, a queue with a count of
         its own alone, then the others together with ``concurrency``."""
-        own = [((q,), self.queue_concurrency[q]) for q in self.queues
-               if q in self.queue_concurrency]  # fmt: skip
+        own = [
+            ((q,), self.queue_concurrency[q]) for q in self.queues if q in self.queue_concurrency
+        ]
         shared = tuple(q for q in self.queues if q not in self.queue_concurrency)
         return own + ([(shared, self.concurrency)] if shared else [])
 

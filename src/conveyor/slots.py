@@ -58,8 +58,9 @@ class Slots:
         rooms = []
         for i, (queues, slots) in enumerate(self.pools):
             running, threads = self._running[i], self._threads[i]
-            free = min(slots - (running - self._finishing[i] + threads),
-                       2 * slots - running - threads)  # fmt: skip
+            free = min(
+                slots - (running - self._finishing[i] + threads), 2 * slots - running - threads
+            )
             if free > 0:
                 rooms.append(QueueSlots(queues, free))
         return rooms

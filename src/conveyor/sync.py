@@ -58,8 +58,9 @@ class _Loop:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="conveyor-sync",
-                                       daemon=True)  # fmt: skip
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="conveyor-sync", daemon=True
+        )
         self.thread.start()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -159,7 +160,9 @@ class SyncConveyor(_Facade[Conveyor]):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.close()

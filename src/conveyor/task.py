@@ -65,8 +65,9 @@ class Task(Generic[P, R]):
         self.queue = validate.name("queue", queue)
         self.retries = validate.retries(retries)
         self.priority = validate.priority(priority)
-        self.timeout = None if timeout is None else validate.seconds("timeout", timeout,
-                                                                     allow_zero=False)  # fmt: skip
+        self.timeout = (
+            None if timeout is None else validate.seconds("timeout", timeout, allow_zero=False)
+        )
         for field, value, kind in (
             ("backoff", backoff, Backoff),
             ("keep_completed", keep_completed, Retention),

@@ -61,8 +61,10 @@ def seconds(field: str, value: object, *, allow_zero: bool = True) -> float:
     if not math.isfinite(value):
         raise InvalidInput(field, "must be a finite number of seconds")
     if value < 0 or (value == 0 and not allow_zero):
-        raise InvalidInput(field, "must be a positive number of seconds" if not allow_zero
-                           else "must not be negative")  # fmt: skip
+        raise InvalidInput(
+            field,
+            "must be a positive number of seconds" if not allow_zero else "must not be negative",
+        )
     if value > MAX_SECONDS:
         raise InvalidInput(field, f"must be at most {MAX_SECONDS} seconds (ten years)")
     return float(value)

@@ -151,13 +151,18 @@ class Worker:
         backend = self.app.backend
         await self.app.connect()
         self._started_ms = await backend.now_ms()
-        log.info("worker %s started: %s", self.id, ", ".join(
-            f"{'+'.join(queues)} {slots} slots" for queues, slots in settings.pools
-        ))  # fmt: skip
+        log.info(
+            "worker %s started: %s",
+            self.id,
+            ", ".join(f"{'+'.join(queues)} {slots} slots" for queues, slots in settings.pools),
+        )
         keeper = LeaseKeeper(
-            self.app.backend, self._leases, interval_s=settings.renew_interval_s,
-            lease_ms=self._lease_ms, on_lost=self._leases_lost,
-        )  # fmt: skip
+            self.app.backend,
+            self._leases,
+            interval_s=settings.renew_interval_s,
+            lease_ms=self._lease_ms,
+            on_lost=self._leases_lost,
+        )
         chores = [
             asyncio.create_task(self._every(settings.reclaim_interval_s, self._reclaim)),
             asyncio.create_task(self._every(settings.heartbeat_s, self._heartbeat)),
@@ -254,8 +259,13 @@ class Worker:
         else:
             self._failures += 1
             delay = min(BACKOFF_CAP_S, 0.05 * 2**self._failures)
-            log.warning("%s failed (%s); again in %.2fs", what, exc, delay,
-                        exc_info=not isinstance(exc, BackendError))  # fmt: skip
+            log.warning(
+                "%s failed (%s); again in %.2fs",
+                what,
+                exc,
+                delay,
+                exc_info=not isinstance(exc, BackendError),
+            )
         await asyncio.wait([stop_wait], timeout=delay)
 
     @property
@@ -271,8 +281,9 @@ class Worker:
     def _taker(self) -> Taker:
         """Who an idle wait may be handed jobs for: a job in each queue of the
         pools with a free slot for every one of their queues."""
-        queues = tuple(q for room in self._slots.free() if room.free >= len(room.queues)
-                       for q in room.queues)  # fmt: skip
+        queues = tuple(
+            q for room in self._slots.free() if room.free >= len(room.queues) for q in room.queues
+        )
         return Taker(self.id, self._lease_ms, queues)
 
     async def _drain(self) -> None:
@@ -302,9 +313,13 @@ class Worker:
             thread.add_done_callback(functools.partial(self._thread_done, token))
             self._stuck.add(thread)
         leftovers = [r for r in leftovers if r not in stuck]
-        log.warning("grace period over: releasing %d running jobs%s", len(leftovers),
-                    f"; {len(stuck)} sync jobs still run in their threads and keep their leases"
-                    if stuck else "")  # fmt: skip
+        log.warning(
+            "grace period over: releasing %d running jobs%s",
+            len(leftovers),
+            f"; {len(stuck)} sync jobs still run in their threads and keep their leases"
+            if stuck
+            else "",
+        )
         for running in leftovers:
             try:
                 await self.app.backend.release(
@@ -453,15 +468,22 @@ class Worker:
         elif isinstance(outcome, RateLimited):
             finished = False
             held = "group" if outcome.group and job.group is not None else "queue"
-            log.info("job %s rate limited (%s): back to waiting, its %s held for %.2fs",
-                     job.id, outcome, held, outcome.delay)  # fmt: skip
+            log.info(
+                "job %s rate limited (%s): back to waiting, its %s held for %.2fs",
+                job.id,
+                outcome,
+                held,
+                outcome.delay,
+            )
             block_ms = max(1, round(outcome.delay * 1000))
 
             async def write() -> bool:
                 return await backend.release(
-                    job_id=job.id, token=claimed.token, block_ms=block_ms,
+                    job_id=job.id,
+                    token=claimed.token,
+                    block_ms=block_ms,
                     block_group=outcome.group,
-                )  # fmt: skip
+                )
         else:
             error = f"{type(outcome).__name__}: {outcome}"
             trace = "".join(traceback.format_exception(outcome))
@@ -475,10 +497,13 @@ class Worker:
 
             async def write() -> bool:
                 return await backend.fail(
-                    job_id=job.id, token=claimed.token, error=error, traceback=trace,
+                    job_id=job.id,
+                    token=claimed.token,
+                    error=error,
+                    traceback=trace,
                     retry_in_ms=None if retry_in is None else int(retry_in * 1000),
                     retention=retention,
-                )  # fmt: skip
+                )
 
         written = await self._write_final(job.id, context, write)
         if written and finished:

@@ -82,9 +82,13 @@ async def _failed(app: Conveyor, queue: str = "default") -> str:
     handle = await fails.enqueue()
     (claimed,) = await claim(app, [queue])
     await app.backend.fail(
-        job_id=handle.id, token=claimed.token, error="x", traceback=None, retry_in_ms=None,
+        job_id=handle.id,
+        token=claimed.token,
+        error="x",
+        traceback=None,
+        retry_in_ms=None,
         retention=KEEP,
-    )  # fmt: skip
+    )
     return handle.id
 
 
@@ -161,10 +165,12 @@ async def test_paging_through_finished_jobs_lists_each_job_once(app: Conveyor) -
     handles = await app.enqueue_many([add.call(n, n) for n in range(200)])
     claimed = await claim(app, limit=200, lease_ms=60_000)
     assert len(claimed) == 200
-    done = await asyncio.gather(*(
-        app.backend.complete(job_id=c.job.id, token=c.token, result=b"1", retention=KEEP)
-        for c in claimed
-    ))  # fmt: skip
+    done = await asyncio.gather(
+        *(
+            app.backend.complete(job_id=c.job.id, token=c.token, result=b"1", retention=KEEP)
+            for c in claimed
+        )
+    )
     assert all(done)
     listed: list[str] = []
     for offset in range(0, 200, 50):

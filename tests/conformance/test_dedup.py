@@ -122,10 +122,16 @@ async def test_a_batch_sharing_keys_behaves_as_enqueued_in_order(app: Conveyor) 
 
     throttled = work.configure(dedup_key="t", dedup_ttl=60)
     debounced = work.configure(dedup_key="d", debounce=5)
-    handles = await app.enqueue_many([
-        throttled.call(0), debounced.call(1), throttled.call(2), work.call(3),
-        debounced.call(4), debounced.call(5),
-    ])  # fmt: skip
+    handles = await app.enqueue_many(
+        [
+            throttled.call(0),
+            debounced.call(1),
+            throttled.call(2),
+            work.call(3),
+            debounced.call(4),
+            debounced.call(5),
+        ]
+    )
     assert [h.created for h in handles] == [True, True, False, True, True, True]
     assert handles[2].id == handles[0].id
     for gone in (handles[1], handles[4]):

@@ -35,12 +35,20 @@ async def test_fail_with_retry_waits_out_the_backoff(app: Conveyor) -> None:
     handle = await work.enqueue()
     (claimed,) = await claim(app)
     assert await app.backend.fail(
-        job_id=handle.id, token=claimed.token, error="ValueError: no", traceback="tb",
-        retry_in_ms=5000, retention=KEEP,
-    )  # fmt: skip
+        job_id=handle.id,
+        token=claimed.token,
+        error="ValueError: no",
+        traceback="tb",
+        retry_in_ms=5000,
+        retention=KEEP,
+    )
     job = await app.get_job(handle.id)
-    assert (job.state, job.error, job.traceback, job.attempts) == ("delayed", "ValueError: no",
-                                                                    "tb", 1)  # fmt: skip
+    assert (job.state, job.error, job.traceback, job.attempts) == (
+        "delayed",
+        "ValueError: no",
+        "tb",
+        1,
+    )
     assert await claim(app) == []
     app.clock.advance(4.9)
     assert await claim(app) == []
@@ -56,9 +64,13 @@ async def test_fail_without_retry_lands_in_the_dead_letter_set(app: Conveyor) ->
     handle = await work.enqueue()
     (claimed,) = await claim(app)
     await app.backend.fail(
-        job_id=handle.id, token=claimed.token, error="boom", traceback=None,
-        retry_in_ms=None, retention=KEEP,
-    )  # fmt: skip
+        job_id=handle.id,
+        token=claimed.token,
+        error="boom",
+        traceback=None,
+        retry_in_ms=None,
+        retention=KEEP,
+    )
     job = await app.get_job(handle.id)
     assert job.state == "failed" and job.error == "boom" and job.finished_at is not None
     assert [j.id for j in await app.list_jobs("failed")] == [handle.id]
@@ -93,9 +105,13 @@ async def test_a_job_that_started_once_never_expires(app: Conveyor) -> None:
     first = {c.job.id: c for c in await claim(app)}
     assert await app.backend.release(job_id=released.id, token=first[released.id].token)
     assert await app.backend.fail(
-        job_id=retried.id, token=first[retried.id].token, error="x", traceback=None,
-        retry_in_ms=None, retention=KEEP,
-    )  # fmt: skip
+        job_id=retried.id,
+        token=first[retried.id].token,
+        error="x",
+        traceback=None,
+        retry_in_ms=None,
+        retention=KEEP,
+    )
     app.clock.advance(120)
     assert await app.retry(retried.id)
     assert sorted(c.job.id for c in await claim(app)) == sorted([released.id, retried.id])

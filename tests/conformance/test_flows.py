@@ -43,9 +43,13 @@ async def finish(app: Conveyor, job: ClaimedJob, result: object = None, error: s
     backend = app.backend
     if error:
         assert await backend.fail(
-            job_id=job.job.id, token=job.token, error=error, traceback=None, retry_in_ms=None,
+            job_id=job.job.id,
+            token=job.token,
+            error=error,
+            traceback=None,
+            retry_in_ms=None,
             retention=Retention(),
-        )  # fmt: skip
+        )
     else:
         payload = b"null" if result is None else f'"{result}"'.encode()
         assert await backend.complete(
@@ -102,9 +106,15 @@ async def test_a_failed_child_fails_its_parent_and_up_the_flow(app: Conveyor) ->
 
 async def test_an_ignored_failure_lets_the_parent_run(app: Conveyor) -> None:
     work = _work(app)
-    handle = await app.add_flow(flow(work.call("parent"), children=[
-        flow(work.call("flaky"), on_failure="ignore"), work.call("solid"),
-    ]))  # fmt: skip
+    handle = await app.add_flow(
+        flow(
+            work.call("parent"),
+            children=[
+                flow(work.call("flaky"), on_failure="ignore"),
+                work.call("solid"),
+            ],
+        )
+    )
     running = await claim_by_name(app)
     await finish(app, running["flaky"], error="TimeoutError: upstream")
     await finish(app, running["solid"], "ok")
@@ -117,9 +127,15 @@ async def test_an_ignored_failure_lets_the_parent_run(app: Conveyor) -> None:
 
 async def test_a_deciding_parent_runs_with_the_failures(app: Conveyor) -> None:
     work = _work(app)
-    handle = await app.add_flow(flow(work.call("parent"), children=[
-        flow(work.call("x"), on_failure="decide"), flow(work.call("y"), on_failure="decide"),
-    ]))  # fmt: skip
+    handle = await app.add_flow(
+        flow(
+            work.call("parent"),
+            children=[
+                flow(work.call("x"), on_failure="decide"),
+                flow(work.call("y"), on_failure="decide"),
+            ],
+        )
+    )
     running = await claim_by_name(app)
     await finish(app, running["x"], error="KeyError: 'x'")
     assert (await app.get_job(handle.id)).state == JobState.WAITING_CHILDREN
@@ -127,16 +143,22 @@ async def test_a_deciding_parent_runs_with_the_failures(app: Conveyor) -> None:
     (ran,) = await claim(app)
     outcomes = await app.backend.child_outcomes(parent_id=ran.job.id)
     assert sorted((o.state, o.ignored) for o in outcomes) == [
-        (JobState.COMPLETED, False), (JobState.FAILED, False),
-    ]  # fmt: skip
+        (JobState.COMPLETED, False),
+        (JobState.FAILED, False),
+    ]
 
 
 async def test_cancelling_or_removing_a_child_counts_as_its_failure(app: Conveyor) -> None:
     work = _work(app)
     strict = await app.add_flow(flow(work.call("strict"), children=[work.call("c1")]))
-    lenient = await app.add_flow(flow(work.call("lenient"), children=[
-        flow(work.call("c2"), on_failure="ignore"),
-    ]))  # fmt: skip
+    lenient = await app.add_flow(
+        flow(
+            work.call("lenient"),
+            children=[
+                flow(work.call("c2"), on_failure="ignore"),
+            ],
+        )
+    )
     c1 = next(j for j in await app.list_jobs("waiting") if j.args["name"] == "c1")
     c2 = next(j for j in await app.list_jobs("waiting") if j.args["name"] == "c2")
     assert await app.cancel(c1.id)
@@ -212,9 +234,15 @@ async def test_a_piped_step_needs_one_job_before_it(app: Conveyor) -> None:
 
     _work(app)
     with pytest.raises(InvalidInput) as refused:
-        await app.add_flow(flow(combine.pipe(1), children=[
-            app.tasks["work"].call("a"), app.tasks["work"].call("b"),
-        ]))  # fmt: skip
+        await app.add_flow(
+            flow(
+                combine.pipe(1),
+                children=[
+                    app.tasks["work"].call("a"),
+                    app.tasks["work"].call("b"),
+                ],
+            )
+        )
     assert refused.value.field == "pipe"
     with pytest.raises(InvalidInput) as wrong:
         combine.pipe("one")  # type: ignore[arg-type]
@@ -296,12 +324,18 @@ async def test_flows_nest_several_levels(app: Conveyor, start_worker: StartWorke
         below = sorted(str(r) for r in current_job().children.results.values())
         return name + "(" + ",".join(below) + ")"
 
-    tree = flow(step.call("root"), children=[
-        flow(step.call("left"), children=[step.call("l1"), step.call("l2")]),
-        flow(step.call("right"), children=[
-            flow(step.call("deep"), children=[step.call("d1")]),
-        ]),
-    ])  # fmt: skip
+    tree = flow(
+        step.call("root"),
+        children=[
+            flow(step.call("left"), children=[step.call("l1"), step.call("l2")]),
+            flow(
+                step.call("right"),
+                children=[
+                    flow(step.call("deep"), children=[step.call("d1")]),
+                ],
+            ),
+        ],
+    )
     handle = await app.add_flow(tree)
     await start_worker(concurrency=3)
     job = await handle.wait(timeout=20)
@@ -336,8 +370,9 @@ async def test_a_flow_added_again_after_removal_runs(app: Conveyor) -> None:
     work = _work(app)
 
     def tree() -> Any:
-        return flow(work.configure(job_id="P").call("P"),
-                    children=[work.configure(job_id="C").call("C")])  # fmt: skip
+        return flow(
+            work.configure(job_id="P").call("P"), children=[work.configure(job_id="C").call("C")]
+        )
 
     await app.add_flow(tree())
     assert await app.remove("P")
@@ -364,8 +399,14 @@ async def test_a_child_retried_by_hand_cannot_undo_its_failure(app: Conveyor) ->
         flow(work.call("P"), children=[work.configure(job_id="c").call("c")])
     )
     (child,) = await claim(app)
-    assert await app.backend.fail(job_id="c", token=child.token, error="E", traceback=None,
-                                  retry_in_ms=None, retention=Retention())  # fmt: skip
+    assert await app.backend.fail(
+        job_id="c",
+        token=child.token,
+        error="E",
+        traceback=None,
+        retry_in_ms=None,
+        retention=Retention(),
+    )
     assert await app.retry("c")  # before any worker told the parent
     (again,) = await claim(app)
     await finish(app, again, "fine now")
@@ -375,9 +416,14 @@ async def test_a_child_retried_by_hand_cannot_undo_its_failure(app: Conveyor) ->
 
 async def test_errors_reach_the_parent_whole(app: Conveyor) -> None:
     work = _work(app)
-    parent = await app.add_flow(flow(work.call("P"), children=[
-        flow(work.configure(job_id="z").call("z"), on_failure="decide"),
-    ]))  # fmt: skip
+    parent = await app.add_flow(
+        flow(
+            work.call("P"),
+            children=[
+                flow(work.configure(job_id="z").call("z"), on_failure="decide"),
+            ],
+        )
+    )
     (child,) = await claim(app)
     await finish(app, child, error="ValueError: a\x00b\nline two")
     (outcome,) = await app.backend.child_outcomes(parent_id=parent.id)
@@ -401,9 +447,14 @@ async def test_a_refused_flow_leaves_even_its_queues_out(app: Conveyor) -> None:
     work = _work(app)
     await app.enqueue_many([work.configure(job_id="taken").call("t")])
     before = [q.name for q in await app.queues()]
-    await app.add_flow(flow(work.configure(queue="fresh").call("p"), children=[
-        work.configure(job_id="taken").call("t"),
-    ]))  # fmt: skip
+    await app.add_flow(
+        flow(
+            work.configure(queue="fresh").call("p"),
+            children=[
+                work.configure(job_id="taken").call("t"),
+            ],
+        )
+    )
     assert [q.name for q in await app.queues()] == before
 
 
@@ -453,15 +504,23 @@ async def test_completions_of_plain_grouped_and_flow_jobs_together(app: Conveyor
     work = _work(app)
     await app.set_limits("default", group="*", max_active=1)
     parent = await app.add_flow(flow(work.call("P"), children=[work.call("child")]))
-    await app.enqueue_many([work.call("plain"), work.configure(group="g").call("g1"),
-                            work.configure(group="g").call("g2")])  # fmt: skip
+    await app.enqueue_many(
+        [
+            work.call("plain"),
+            work.configure(group="g").call("g1"),
+            work.configure(group="g").call("g2"),
+        ]
+    )
     running = await claim_by_name(app)
     assert sorted(running) == ["child", "g1", "plain"]  # g2 waits: g is at its limit
-    results = await asyncio.gather(*(
-        app.backend.complete(job_id=c.job.id, token=c.token, result=b'"ok"',
-                             retention=Retention())
-        for c in running.values()
-    ))  # fmt: skip
+    results = await asyncio.gather(
+        *(
+            app.backend.complete(
+                job_id=c.job.id, token=c.token, result=b'"ok"', retention=Retention()
+            )
+            for c in running.values()
+        )
+    )
     assert results == [True, True, True]
     await app.backend.apply_outcomes(child_ids=None, limit=10)
     assert (await app.get_job(parent.id)).state == JobState.WAITING

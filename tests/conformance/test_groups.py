@@ -34,8 +34,12 @@ async def test_one_claim_serves_groups_round_robin_in_fifo_order(app: Conveyor) 
     await app.enqueue_many([work.configure(group="b").call(i) for i in range(2)])
     claimed = await claim(app, limit=5)
     assert [(c.job.group, c.job.args["n"]) for c in claimed] == [
-        ("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2),
-    ]  # fmt: skip
+        ("a", 0),
+        ("b", 0),
+        ("a", 1),
+        ("b", 1),
+        ("a", 2),
+    ]
     # The next claim starts with whoever was served longest ago.
     assert [c.job.args["n"] for c in await claim(app, limit=5)] == [3, 4]
 

@@ -90,10 +90,15 @@ async def test_a_lease_extended_from_another_thread_keeps_its_job(app: Conveyor)
     mine, reclaimed = await work.enqueue(), await work.enqueue()
     held = {c.job.id: c.token for c in await claim(app, lease_ms=1000)}
     app.clock.advance(1.5)
-    result = await app.backend.reclaim_expired(max_stalls=5, limit=100, suspects=[
-        (job_id, expiry) for job_id, expiry in await app.backend.expired_leases(limit=10)
-        if job_id == reclaimed.id
-    ])  # fmt: skip
+    result = await app.backend.reclaim_expired(
+        max_stalls=5,
+        limit=100,
+        suspects=[
+            (job_id, expiry)
+            for job_id, expiry in await app.backend.expired_leases(limit=10)
+            if job_id == reclaimed.id
+        ],
+    )
     assert result.requeued == [reclaimed.id]
     leases = [(mine.id, held[mine.id]), (reclaimed.id, held[reclaimed.id])]
     lost = await asyncio.to_thread(

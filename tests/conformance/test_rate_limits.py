@@ -206,7 +206,10 @@ async def test_an_idle_worker_does_not_poll_a_rate_limited_queue(
     await eventually(all_ran, timeout=10)
     # 6 jobs at 2/s take about 2 s: a few claims per window, not a poll loop.
     assert claims[0] <= 30, claims[0]
-    starts = sorted(job.started_at for job in await app.list_jobs("completed", limit=10)
-                    if job.started_at is not None)  # fmt: skip
+    starts = sorted(
+        job.started_at
+        for job in await app.list_jobs("completed", limit=10)
+        if job.started_at is not None
+    )
     assert len(starts) == 6
     assert all((b - a).total_seconds() >= 1.0 for a, b in zip(starts, starts[2:], strict=False))

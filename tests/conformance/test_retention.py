@@ -22,9 +22,13 @@ async def _finish(app: Conveyor, n: int, *, keep: Retention, fail: bool = False)
         )
         if fail:
             await app.backend.fail(
-                job_id=claimed.job.id, token=claimed.token, error="x", traceback=None,
-                retry_in_ms=None, retention=keep,
-            )  # fmt: skip
+                job_id=claimed.job.id,
+                token=claimed.token,
+                error="x",
+                traceback=None,
+                retry_in_ms=None,
+                retention=keep,
+            )
         else:
             await app.backend.complete(
                 job_id=claimed.job.id, token=claimed.token, result=b"null", retention=keep
@@ -33,8 +37,9 @@ async def _finish(app: Conveyor, n: int, *, keep: Retention, fail: bool = False)
     return ids
 
 
-async def _trim(app: Conveyor, task: str, keep: Retention, *, state: str = "completed",
-                limit: int = 1000) -> int | None:  # fmt: skip
+async def _trim(
+    app: Conveyor, task: str, keep: Retention, *, state: str = "completed", limit: int = 1000
+) -> int | None:
     return await app.backend.trim_finished(
         task=task, state=JobState(state), retention=keep, limit=limit
     )

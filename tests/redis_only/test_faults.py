@@ -155,10 +155,15 @@ async def test_risky_configuration_is_warned_about_in_info(tmp_path: Path) -> No
         async with app:  # connecting again does not find (and log) them again
             assert len(app.backend.warnings) == 2
         info = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "conveyor", "info", "--url", volatile.url],
-            cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+            subprocess.run,
+            [sys.executable, "-m", "conveyor", "info", "--url", volatile.url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
             env={**os.environ, "COLUMNS": "200"},
-        )  # fmt: skip
+        )
         assert info.returncode == 0, info.stderr
         assert "warning: maxmemory-policy" in info.stdout
     finally:
@@ -202,9 +207,12 @@ async def test_unix_socket_and_acl_user_urls(tmp_path: Path) -> None:
     try:
         with guarded.client() as admin:  # a user who may touch only Conveyor's keys
             admin.acl_setuser(
-                "worker", enabled=True, passwords=["+s3cret"], keys=["cv:*"],
+                "worker",
+                enabled=True,
+                passwords=["+s3cret"],
+                keys=["cv:*"],
                 commands=["+@all", "-@dangerous", "+info", "+config|get"],
-            )  # fmt: skip
+            )
         urls = [
             f"unix://{socket_path}?namespace=sock",
             f"redis://worker:s3cret@127.0.0.1:{guarded.port}/0?namespace=acl",

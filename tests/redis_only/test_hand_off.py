@@ -160,9 +160,14 @@ async def test_a_job_handed_to_a_worker_that_died_comes_back_after_its_lease(
     app: Conveyor, server: RedisServer
 ) -> None:
     dying = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", DIES_WAITING, server.url,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
-    )  # fmt: skip
+        sys.executable,
+        "-c",
+        DIES_WAITING,
+        server.url,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
     try:
         assert dying.stdout is not None and dying.stdin is not None
         assert (await asyncio.wait_for(dying.stdout.readline(), 10)).strip() == b"registered"

@@ -38,9 +38,14 @@ def test_a_shown_url_has_no_password(url: str, expected: str) -> None:
 
 def conveyor(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "conveyor", *argv], cwd=ROOT, capture_output=True, text=True,
-        timeout=30, check=False, env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+        [sys.executable, "-m", "conveyor", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 @pytest.mark.parametrize("server", [("--requirepass", SECRET, "--appendonly", "no")], indirect=True)
@@ -64,8 +69,10 @@ async def test_no_command_or_log_line_prints_the_password(
 async def test_a_missing_or_wrong_password_says_so(server: RedisServer) -> None:
     missing = await asyncio.to_thread(conveyor, "info", "--url", server.url)
     assert missing.returncode == 1
-    assert missing.stderr == "conveyor: error: redis: the server needs a password" \
-        " (redis://:PASSWORD@host)\n"  # fmt: skip
+    assert (
+        missing.stderr == "conveyor: error: redis: the server needs a password"
+        " (redis://:PASSWORD@host)\n"
+    )
     wrong = server.url.replace("redis://", "redis://:nope@")
     with pytest.raises(BackendError, match="refused the user or password"):
         async with Conveyor(wrong) as app:

@@ -37,11 +37,29 @@ class Certs:
 def openssl_cert(directory: Path, name: str, *args: str) -> tuple[Path, Path]:
     cert, key = directory / f"{name}.pem", directory / f"{name}.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-config", "/dev/null", "-newkey", "ec",
-         "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), *args],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-config",
+            "/dev/null",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return cert, key
 
 
@@ -53,8 +71,11 @@ def _tls_built() -> None:
     a build without TLS stops at ``tls-port``, one with TLS at the probe."""
     probe = subprocess.run(
         [server_binary(), "--tls-port", "0", "--no-such-directive-probe", "yes"],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     if "tls-port" in probe.stdout + probe.stderr:
         pytest.skip(f"{server_binary()} is built without TLS")
 
@@ -63,17 +84,36 @@ def _tls_built() -> None:
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     directory = tmp_path_factory.mktemp("tls")
     ca, ca_key = openssl_cert(
-        directory, "ca", "-subj", "/CN=Conveyor test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        "-addext", "subjectKeyIdentifier=hash",
-    )  # fmt: skip
-    signed = ("-CA", str(ca), "-CAkey", str(ca_key), "-addext", "basicConstraints=CA:FALSE",
-              "-addext", "authorityKeyIdentifier=keyid")  # fmt: skip
+        directory,
+        "ca",
+        "-subj",
+        "/CN=Conveyor test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext",
+        "subjectKeyIdentifier=hash",
+    )
+    signed = (
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-addext",
+        "basicConstraints=CA:FALSE",
+        "-addext",
+        "authorityKeyIdentifier=keyid",
+    )
     server = openssl_cert(
-        directory, "server", "-subj", "/CN=127.0.0.1",
-        "-addext", "subjectAltName=IP:127.0.0.1", *signed,
-    )  # fmt: skip
+        directory,
+        "server",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        *signed,
+    )
     client = openssl_cert(directory, "client", "-subj", "/CN=conveyor-worker", *signed)
     return Certs(ca=ca, server=server, client=client)
 

@@ -532,10 +532,17 @@ async def run_chaos(
             malformed=malformed,
         )
         return Outcome(
-            plan=plan, seed=seed, verdict=verdict, kills=workers.killed,
-            crashes=workers.crashed, faults=done_faults, exit_codes=exit_codes,
-            enqueue_retries=producer.retries, stderr=workers.errors(), jobs=jobs,
+            plan=plan,
+            seed=seed,
+            verdict=verdict,
+            kills=workers.killed,
+            crashes=workers.crashed,
+            faults=done_faults,
+            exit_codes=exit_codes,
+            enqueue_retries=producer.retries,
+            stderr=workers.errors(),
+            jobs=jobs,
             wall_s=time.monotonic() - began,
-        )  # fmt: skip
+        )
     finally:
         workers.close()

@@ -91,9 +91,14 @@ def test_two_end_lines_from_one_live_worker_are_a_duplicate() -> None:
 def test_a_rerun_after_the_first_worker_was_killed_is_recovered() -> None:
     # Killed mid-run, and killed after its `end` but before the store heard of it.
     events = log(
-        "start a 10 1 1.0", "start a 12 1 3.0", "end a 12 1 3.1",
-        "start b 10 1 1.0", "end b 10 1 1.1", "start b 11 1 3.0", "end b 11 1 3.1",
-    )  # fmt: skip
+        "start a 10 1 1.0",
+        "start a 12 1 3.0",
+        "end a 12 1 3.1",
+        "start b 10 1 1.0",
+        "end b 10 1 1.1",
+        "start b 11 1 3.0",
+        "end b 11 1 3.1",
+    )
     verdict = classify({"a", "b"}, events, {10: [2.0]}, {"a": DONE, "b": DONE})
     assert verdict.problems() == []
     assert verdict.recovered == {"a", "b"}
@@ -103,10 +108,16 @@ def test_a_rerun_after_the_first_worker_was_killed_is_recovered() -> None:
 def test_a_kill_explains_a_rerun_only_between_the_two_starts() -> None:
     events = log(
         # killed only after the job ran again: it was alive when that happened
-        "start a 10 1 1.0", "end a 10 1 1.1", "start a 11 1 3.0", "end a 11 1 3.1",
+        "start a 10 1 1.0",
+        "end a 10 1 1.1",
+        "start a 11 1 3.0",
+        "end a 11 1 3.1",
         # a reused pid: the kill came before this process's run
-        "start b 20 1 5.0", "end b 20 1 5.1", "start b 21 1 6.0", "end b 21 1 6.1",
-    )  # fmt: skip
+        "start b 20 1 5.0",
+        "end b 20 1 5.1",
+        "start b 21 1 6.0",
+        "end b 21 1 6.1",
+    )
     verdict = classify({"a", "b"}, events, {10: [4.0], 20: [2.0]}, {"a": DONE, "b": DONE})
     assert sorted(verdict.duplicated) == ["a", "b"]
     assert verdict.recovered == set()
@@ -168,11 +179,17 @@ async def test_sigkilled_workers_lose_nothing(
     Full: 100k jobs, 4 workers x 4, a kill every 2 s."""
     full = full_mode(request.config)
     plan = Plan(
-        name="worker-kill", jobs=100_000 if full else 2_000, workers=4 if full else 3,
-        concurrency=4, lease_s=2.0 if full else 1.5, tick_s=2.0 if full else 1.0,
-        kill_workers=True, spread_s=100.0 if full else 6.0,
-        job_ms=(1.0, 10.0) if full else (5.0, 40.0), max_chaos_s=3000 if full else 60,
-    )  # fmt: skip
+        name="worker-kill",
+        jobs=100_000 if full else 2_000,
+        workers=4 if full else 3,
+        concurrency=4,
+        lease_s=2.0 if full else 1.5,
+        tick_s=2.0 if full else 1.0,
+        kill_workers=True,
+        spread_s=100.0 if full else 6.0,
+        job_ms=(1.0, 10.0) if full else (5.0, 40.0),
+        max_chaos_s=3000 if full else 60,
+    )
     outcome = await run_chaos(plan, store_url, tmp_path / "chaos", chaos_seed())
     report(request.config, outcome.summary(store_name(store_url)))
     assert_no_loss_and_duplicates_explained(outcome)
@@ -218,11 +235,17 @@ async def test_sigkilled_workers_and_a_sigkilled_redis_lose_nothing(
     full = full_mode(request.config)
     seed = chaos_seed()
     plan = Plan(
-        name="worker-and-redis-kill", jobs=100_000 if full else 2_000, workers=4 if full else 3,
-        concurrency=4, lease_s=2.0 if full else 1.5, tick_s=2.0 if full else 1.0,
-        kill_workers=True, spread_s=100.0 if full else 6.0,
-        job_ms=(1.0, 10.0) if full else (5.0, 40.0), max_chaos_s=3000 if full else 60,
-    )  # fmt: skip
+        name="worker-and-redis-kill",
+        jobs=100_000 if full else 2_000,
+        workers=4 if full else 3,
+        concurrency=4,
+        lease_s=2.0 if full else 1.5,
+        tick_s=2.0 if full else 1.0,
+        kill_workers=True,
+        spread_s=100.0 if full else 6.0,
+        job_ms=(1.0, 10.0) if full else (5.0, 40.0),
+        max_chaos_s=3000 if full else 60,
+    )
     schedule = random.Random(seed)
     ticks = sorted(schedule.sample(range(1, 40 if full else 6), 2))
     faults = {tick: redis_outage(durable_redis, schedule.uniform(0.2, 1.5)) for tick in ticks}
@@ -250,17 +273,28 @@ async def test_redis_down_for_longer_than_a_lease_loses_and_repeats_nothing(
     full = full_mode(request.config)
     down_s = 30.0 if full else 5.0
     plan = Plan(
-        name="redis-down", jobs=10_000 if full else 1_000, workers=4, concurrency=4,
-        lease_s=3.0, tick_s=1.0, kill_workers=False, spread_s=60.0 if full else 12.0,
-        job_ms=(5.0, 100.0) if full else (20.0, 400.0), stagger_s=5.0,
+        name="redis-down",
+        jobs=10_000 if full else 1_000,
+        workers=4,
+        concurrency=4,
+        lease_s=3.0,
+        tick_s=1.0,
+        kill_workers=False,
+        spread_s=60.0 if full else 12.0,
+        job_ms=(5.0, 100.0) if full else (20.0, 400.0),
+        stagger_s=5.0,
         max_chaos_s=600 if full else 60,
-    )  # fmt: skip
+    )
     seed = chaos_seed()
     tick = random.Random(seed).randrange(2, 5)  # while the producer still enqueues
     outcome = await run_chaos(
-        plan, durable_redis.url, tmp_path / "chaos", seed,
-        faults={tick: redis_outage(durable_redis, down_s)}, retry_enqueue=True,
-    )  # fmt: skip
+        plan,
+        durable_redis.url,
+        tmp_path / "chaos",
+        seed,
+        faults={tick: redis_outage(durable_redis, down_s)},
+        retry_enqueue=True,
+    )
     report(request.config, outcome.summary("redis"))
     assert len(outcome.faults) == 1 and outcome.enqueue_retries > 0, outcome.context()
     assert_no_loss_and_duplicates_explained(outcome)
@@ -271,11 +305,16 @@ async def test_redis_down_for_longer_than_a_lease_loses_and_repeats_nothing(
 def sqlite_plan(full: bool, *, kill_workers: bool) -> Plan:
     return Plan(
         name="sqlite-kill" if kill_workers else "sqlite-calm",
-        jobs=20_000 if full else 2_000, workers=4, concurrency=4,
-        lease_s=2.0 if full else 1.5, tick_s=2.0 if full else 1.0, kill_workers=kill_workers,
-        spread_s=30.0 if full else 6.0, job_ms=(1.0, 10.0) if full else (5.0, 40.0),
+        jobs=20_000 if full else 2_000,
+        workers=4,
+        concurrency=4,
+        lease_s=2.0 if full else 1.5,
+        tick_s=2.0 if full else 1.0,
+        kill_workers=kill_workers,
+        spread_s=30.0 if full else 6.0,
+        job_ms=(1.0, 10.0) if full else (5.0, 40.0),
         max_chaos_s=1200 if full else 60,
-    )  # fmt: skip
+    )
 
 
 def locked_lines(outcome: Outcome) -> list[str]:

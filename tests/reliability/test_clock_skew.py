@@ -38,16 +38,18 @@ async def test_skewed_worker_clocks_change_nothing_on_redis(
     nap, add = app.tasks["nap"], app.tasks["add"]
     await app.set_limits("limited", rate="50/s")
     await app.set_limits("capped", max_active=3)
-    limited = await app.enqueue_many([nap.configure(queue="limited").call(0.01)
-                                      for _ in range(300)])  # fmt: skip
+    limited = await app.enqueue_many(
+        [nap.configure(queue="limited").call(0.01) for _ in range(300)]
+    )
     capped = await app.enqueue_many([nap.configure(queue="capped").call(0.2) for _ in range(30)])
     delayed_at = time.monotonic()
     delayed = await add.configure(delay=3).enqueue(1, 2)
     procs = [
-        workers.start("--queues", "default,limited,capped", "--concurrency", "4",
-                      env={SKEW_ENV: str(skew)})
+        workers.start(
+            "--queues", "default,limited,capped", "--concurrency", "4", env={SKEW_ENV: str(skew)}
+        )
         for skew in SKEWS_MS
-    ]  # fmt: skip
+    ]
     schedule = await app.schedules.add("add", cron="*/5 * * * * *", id="every5", args=[1, 2])
     began = time.monotonic()
 

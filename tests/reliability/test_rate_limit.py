@@ -40,10 +40,18 @@ async def test_a_rate_limit_holds_across_killed_workers(
 ) -> None:
     full = full_mode(request.config)
     plan = Plan(
-        name="rate-limit", jobs=3_000 if full else 600, workers=4, concurrency=4,
-        lease_s=1.5, tick_s=3.0, kill_workers=True, spread_s=1.0, job_ms=(5.0, 40.0),
-        min_ticks=4, max_chaos_s=300 if full else 60,
-    )  # fmt: skip
+        name="rate-limit",
+        jobs=3_000 if full else 600,
+        workers=4,
+        concurrency=4,
+        lease_s=1.5,
+        tick_s=3.0,
+        kill_workers=True,
+        spread_s=1.0,
+        job_ms=(5.0, 40.0),
+        min_ticks=4,
+        max_chaos_s=300 if full else 60,
+    )
 
     async def limit(app: Conveyor) -> None:
         await app.set_limits("default", rate=f"{RATE}/s")

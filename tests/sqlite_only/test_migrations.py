@@ -139,8 +139,12 @@ def test_a_reading_command_on_a_missing_store_creates_nothing(tmp_path: Path) ->
     for argv in (["info"], ["jobs", "list"], ["jobs", "show", "x"], ["schedules", "list"]):
         done = subprocess.run(
             [sys.executable, "-m", "conveyor", *argv, "--url", f"sqlite:///{missing}"],
-            cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert (done.returncode, done.stderr) == (1, f"conveyor: error: no store at {missing}\n")
     assert not missing.parent.exists()
 
@@ -157,23 +161,41 @@ def test_a_read_only_store_says_so_in_one_line(tmp_path: Path) -> None:
         shared.chmod(0o755)
         path = shared / "store.db"
         subprocess.run(
-            [sys.executable, "-m", "conveyor", "enqueue", "add", "--app", "tests.apps:app",
-             "--args", "[1, 2]"],
-            cwd=ROOT, env={**os.environ, "CONVEYOR_URL": f"sqlite:///{path}"}, check=True,
-            capture_output=True, timeout=30,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "conveyor",
+                "enqueue",
+                "add",
+                "--app",
+                "tests.apps:app",
+                "--args",
+                "[1, 2]",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "CONVEYOR_URL": f"sqlite:///{path}"},
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
         for file in shared.iterdir():
             file.chmod(0o444)
         as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
         for url, said in [
             (f"sqlite:///{path}", "sqlite: attempt to write a readonly database"),
-            (f"sqlite:///{tmp_path}/x.db", f"cannot look for a store at {tmp_path}/x.db: "
-                                           "Permission denied"),
-        ]:  # fmt: skip
+            (
+                f"sqlite:///{tmp_path}/x.db",
+                f"cannot look for a store at {tmp_path}/x.db: Permission denied",
+            ),
+        ]:
             done = subprocess.run(
                 [*as_nobody, sys.executable, "-m", "conveyor", "info", "--url", url],
-                cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
-            )  # fmt: skip
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
             assert (done.returncode, done.stderr) == (1, f"conveyor: error: {said}\n")
     finally:
         shutil.rmtree(shared)

@@ -60,9 +60,32 @@ def job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
 
 
 def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
-    (id_, task, queue, state, priority, payload, options, attempts, max_attempts, stalls,
-     worker_id, progress, detail, result, error, traceback, created_at, run_at, started_at,
-     finished_at, group, parent_id, children, pipe) = row  # fmt: skip
+    (
+        id_,
+        task,
+        queue,
+        state,
+        priority,
+        payload,
+        options,
+        attempts,
+        max_attempts,
+        stalls,
+        worker_id,
+        progress,
+        detail,
+        result,
+        error,
+        traceback,
+        created_at,
+        run_at,
+        started_at,
+        finished_at,
+        group,
+        parent_id,
+        children,
+        pipe,
+    ) = row
     return Job(
         id=id_,
         task=task,
@@ -108,6 +131,10 @@ def schedules_from(
         except Exception as exc:
             if (schedule_id, spec) not in _reported and len(_reported) < 1000:
                 _reported.add((schedule_id, spec))
-                log.warning("schedule %r: unreadable record, skipped: %s: %s",
-                            schedule_id, type(exc).__name__, exc)  # fmt: skip
+                log.warning(
+                    "schedule %r: unreadable record, skipped: %s: %s",
+                    schedule_id,
+                    type(exc).__name__,
+                    exc,
+                )
     return found

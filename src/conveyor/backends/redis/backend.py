@@ -59,8 +59,13 @@ class RedisBackend(RedisTransitions):
         picked: list[tuple[float, str]] = []
         async with mapped_errors(), self.client.pipeline(transaction=False) as pipe:
             for q in queues:
-                pipe.zrange(self.keys.state(q, state), 0, offset + limit - 1,
-                            desc=newest_first, withscores=True)  # fmt: skip
+                pipe.zrange(
+                    self.keys.state(q, state),
+                    0,
+                    offset + limit - 1,
+                    desc=newest_first,
+                    withscores=True,
+                )
             for ranked in await pipe.execute():
                 picked += [(s, m.decode()) for m, s in ranked]
         if state == JobState.WAITING:
@@ -77,8 +82,11 @@ class RedisBackend(RedisTransitions):
             for q in queues:
                 pipe.zrange(self.keys.queue(q, "groups"), 0, -1)
             groups = await pipe.execute()
-        wanted = [(q, name.decode(), most)
-                  for q, names in zip(queues, groups, strict=True) for name in names]  # fmt: skip
+        wanted = [
+            (q, name.decode(), most)
+            for q, names in zip(queues, groups, strict=True)
+            for name in names
+        ]
         return [(c.score, c.id) for jobs in await self._first_of_groups(wanted) for c in jobs]
 
     async def queues(self) -> list[QueueInfo]:
@@ -110,11 +118,16 @@ class RedisBackend(RedisTransitions):
         outcomes = []
         for child, value in stored.items():
             state, ignored, task, result, error = value.split(b"\0", 4)
-            outcomes.append(ChildOutcome(
-                id=child.decode(), task=task.decode(), state=JobState(state.decode()),
-                result=msgspec.json.decode(result) if result else None,
-                error=error.decode() or None, ignored=ignored == b"1",
-            ))  # fmt: skip
+            outcomes.append(
+                ChildOutcome(
+                    id=child.decode(),
+                    task=task.decode(),
+                    state=JobState(state.decode()),
+                    result=msgspec.json.decode(result) if result else None,
+                    error=error.decode() or None,
+                    ignored=ignored == b"1",
+                )
+            )
         return outcomes
 
     async def workers(self, *, seen_within_ms: int) -> list[WorkerInfo]:
@@ -211,10 +224,18 @@ class RedisBackend(RedisTransitions):
             if identity is None:
                 return False
             q, task = identity
-            keys = [k.job(job_id), k.state(q, "failed"), k.state(q, "cancelled"),
-                    k.state(q, "waiting"), k.marker(q), k.done(task, "failed"),
-                    k.done(task, "cancelled"), k.queue(q, "gwaiting"),
-                    k.queue(q, "groups"), k.state(q, "waiting_children")]  # fmt: skip
+            keys = [
+                k.job(job_id),
+                k.state(q, "failed"),
+                k.state(q, "cancelled"),
+                k.state(q, "waiting"),
+                k.marker(q),
+                k.done(task, "failed"),
+                k.done(task, "cancelled"),
+                k.queue(q, "gwaiting"),
+                k.queue(q, "groups"),
+                k.state(q, "waiting_children"),
+            ]
             args = [self._offset, retention_member(q, job_id), int(allow_cancelled), job_id]
             return await self._fenced("retry", keys, args)
 
@@ -233,8 +254,14 @@ class RedisBackend(RedisTransitions):
             return False
         queue = identity[0]
         k = self.keys
-        keys = [k.state(queue, "delayed"), k.state(queue, "waiting"), k.marker(queue),
-                k.queue(queue, "gwaiting"), k.queue(queue, "groups"), k.job(job_id)]  # fmt: skip
+        keys = [
+            k.state(queue, "delayed"),
+            k.state(queue, "waiting"),
+            k.marker(queue),
+            k.queue(queue, "gwaiting"),
+            k.queue(queue, "groups"),
+            k.job(job_id),
+        ]
         promoted, _ = await self._run("promote", keys, [self._offset, 1, job_id])
         return bool(promoted)
 
@@ -249,17 +276,21 @@ class RedisBackend(RedisTransitions):
                 async with mapped_errors():  # newest first: skip the newest `keep` and the young
                     young = await self.client.zcount(key, f"({cutoff}", "+inf")
                     old = await self.client.zrange(
-                        key, max(keep, young), max(keep, young) + min(BATCH, limit - removed) - 1,
+                        key,
+                        max(keep, young),
+                        max(keep, young) + min(BATCH, limit - removed) - 1,
                         desc=True,
-                    )  # fmt: skip
+                    )
                 if not old:
                     break
                 ids = [m.decode() for m in old]
                 tasks = [i[1] if i else "" for i in await self._identities(ids)]
-                gone = await asyncio.gather(*(
-                    self._remove(i, q, t, state=state.value, latest=cutoff)
-                    for i, t in zip(ids, tasks, strict=True)
-                ))  # fmt: skip
+                gone = await asyncio.gather(
+                    *(
+                        self._remove(i, q, t, state=state.value, latest=cutoff)
+                        for i, t in zip(ids, tasks, strict=True)
+                    )
+                )
                 removed += sum(gone)
                 if not any(gone):
                     break
@@ -288,10 +319,13 @@ class RedisBackend(RedisTransitions):
             specs = await self.client.hgetall(self.keys.schedules)
             ticks = await self.client.hgetall(self.keys.schedule_ticks) if specs else {}
         return schedules_from(
-            (key.decode(errors="replace"), specs[key], None if ticks.get(key) is None
-             else int(ticks[key]))
+            (
+                key.decode(errors="replace"),
+                specs[key],
+                None if ticks.get(key) is None else int(ticks[key]),
+            )
             for key in sorted(specs)
-        )  # fmt: skip
+        )
 
     async def mark_tick(self, *, schedule_id: str, tick_ms: int) -> None:
         await self._run("tick", [self.keys.schedule_ticks], [schedule_id, tick_ms])

@@ -55,9 +55,11 @@ class Registration(NamedTuple):
 def queue_keys(keys: Keys, queue: str) -> list[str]:
     """The per-queue keys of the peek (after ``waiting`` and ``delayed``)."""
     return [keys.queue(queue, part) for part in ("gwaiting", "groups", "gactive")] + [
-        keys.state(queue, "active"), keys.queue(queue, "rate"), keys.queue(queue, "grate"),
+        keys.state(queue, "active"),
+        keys.queue(queue, "rate"),
+        keys.queue(queue, "grate"),
         keys.queue(queue, "idle"),
-    ]  # fmt: skip
+    ]
 
 
 def peek_call(
@@ -69,13 +71,22 @@ def peek_call(
     """The peek of queues, each with the room a claim has in it (0: none),
     registering an idle wait in the queues it names."""
     script_keys = [keys.queues, keys.limits, keys.turns]
-    args: list[Any] = [offset, "", 0] if registration is None else [
-        offset, registration.member, registration.ttl_ms,
-    ]  # fmt: skip
+    args: list[Any] = (
+        [offset, "", 0]
+        if registration is None
+        else [
+            offset,
+            registration.member,
+            registration.ttl_ms,
+        ]
+    )
     registered = frozenset() if registration is None else registration.queues
     for queue, room in rooms:
-        script_keys += [keys.state(queue, "waiting"), keys.state(queue, "delayed"),
-                        *queue_keys(keys, queue)]  # fmt: skip
+        script_keys += [
+            keys.state(queue, "waiting"),
+            keys.state(queue, "delayed"),
+            *queue_keys(keys, queue),
+        ]
         args += [queue, room, int(queue in registered)]
     return script_keys, args
 
@@ -96,9 +107,15 @@ def parse_peek(reply: Sequence[Any]) -> tuple[int, list[Look]]:
             ]
             rotation = Rotation(int(plain_turn), members, int(free_at))
         looks.append(
-            Look(bool(paused), [(float(s), m.decode()) for m, s in pairs], int(due), int(room),
-                 int(held), rotation)
-        )  # fmt: skip
+            Look(
+                bool(paused),
+                [(float(s), m.decode()) for m, s in pairs],
+                int(due),
+                int(room),
+                int(held),
+                rotation,
+            )
+        )
     return int(now), looks
 
 
@@ -149,11 +166,10 @@ def candidates(
                 continue
             members, counts = rotations[queue]
             picked = [
-                plain[:count] if member.group is None
-                else group_jobs.get((queue, member.group), [])
+                plain[:count] if member.group is None else group_jobs.get((queue, member.group), [])
                 for member, count in zip(members, counts, strict=True)
                 if count
-            ]  # fmt: skip
+            ]
             lists.append(claiming.interleave(picked))
         chosen += claiming.merge_queues(lists, lambda c: (c.score,))[: room.free]
     return chosen
@@ -167,11 +183,15 @@ def claim_call(
     script_keys = [keys.queues, keys.limits, keys.turns, keys.seq]
     for queue in queues:
         script_keys += [
-            keys.state(queue, "waiting"), keys.queue(queue, "gwaiting"),
-            keys.queue(queue, "groups"), keys.queue(queue, "gactive"),
-            keys.state(queue, "active"), keys.marker(queue), keys.queue(queue, "rate"),
+            keys.state(queue, "waiting"),
+            keys.queue(queue, "gwaiting"),
+            keys.queue(queue, "groups"),
+            keys.queue(queue, "gactive"),
+            keys.state(queue, "active"),
+            keys.marker(queue),
+            keys.queue(queue, "rate"),
             keys.queue(queue, "grate"),
-        ]  # fmt: skip
+        ]
     args: list[Any] = [offset, lease_ms, worker_id, len(queues), *queues]
     for c in chosen:
         script_keys.append(keys.job(c.id))
@@ -182,6 +202,9 @@ def claim_call(
 def retry_at(looks: Sequence[Look]) -> int | None:
     """When a limit that held jobs back frees (the earliest), if any."""
     times = [look.held for look in looks if look.held >= 0]
-    times += [look.rotation.free_at for look in looks
-              if look.rotation is not None and look.rotation.free_at >= 0]  # fmt: skip
+    times += [
+        look.rotation.free_at
+        for look in looks
+        if look.rotation is not None and look.rotation.free_at >= 0
+    ]
     return min(times, default=None)

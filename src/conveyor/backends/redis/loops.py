@@ -46,8 +46,10 @@ def _connections(client: Any) -> list[Any]:
     them: then they are left to the garbage collector, with its warnings)."""
     if isinstance(client, RedisCluster):
         manager = client.nodes_manager
-        found = (*getattr(manager, "nodes_cache", {}).values(),
-                 *getattr(manager, "startup_nodes", {}).values())  # fmt: skip
+        found = (
+            *getattr(manager, "nodes_cache", {}).values(),
+            *getattr(manager, "startup_nodes", {}).values(),
+        )
         nodes = {id(node): node for node in found}
         return [c for node in nodes.values() for c in getattr(node, "_connections", ())]
     pool = client.connection_pool

@@ -19,10 +19,23 @@ from conveyor.job import Job
 
 # The fields returned by ``read_job`` in lib.lua, in the same order.
 FIELDS = (
-    "data", "state", "priority", "attempts", "stalls", "worker_id", "progress",
-    "progress_detail", "result", "error", "traceback", "created_at", "run_at", "started_at",
-    "finished_at", "group",
-)  # fmt: skip
+    "data",
+    "state",
+    "priority",
+    "attempts",
+    "stalls",
+    "worker_id",
+    "progress",
+    "progress_detail",
+    "result",
+    "error",
+    "traceback",
+    "created_at",
+    "run_at",
+    "started_at",
+    "finished_at",
+    "group",
+)
 
 
 class Data(msgspec.Struct, frozen=True, array_like=True):
@@ -45,8 +58,14 @@ _decode_data = msgspec.json.Decoder(Data).decode
 def encode_data(job: NewJob) -> bytes:
     """A job's 'data' field: what never changes, with options and arguments
     embedded as they are (no second escaping)."""
-    data: tuple[Any, ...] = (job.id, job.task, job.queue, job.max_attempts,
-                             msgspec.Raw(job.options), msgspec.Raw(job.payload))  # fmt: skip
+    data: tuple[Any, ...] = (
+        job.id,
+        job.task,
+        job.queue,
+        job.max_attempts,
+        msgspec.Raw(job.options),
+        msgspec.Raw(job.payload),
+    )
     if job.parent is not None or job.children:
         data += (job.parent, job.children, job.pipe)
     return msgspec.json.encode(data)
@@ -72,17 +91,52 @@ def job_from_fields(values: Sequence[Any], job_id: str) -> tuple[Job, bytes]:
 
 
 def _job_from_fields(values: Sequence[Any]) -> tuple[Job, bytes]:
-    (data, state, priority, attempts, stalls, worker_id, progress, detail, result, error,
-     trace, created_at, run_at, started_at, finished_at, group) = values  # fmt: skip
+    (
+        data,
+        state,
+        priority,
+        attempts,
+        stalls,
+        worker_id,
+        progress,
+        detail,
+        result,
+        error,
+        trace,
+        created_at,
+        run_at,
+        started_at,
+        finished_at,
+        group,
+    ) = values
     d = _decode_data(data)
     arguments = bytes(d.payload)
     row = (
-        d.id, d.task, d.queue, state.decode(), int(priority), arguments, bytes(d.options),
-        int(attempts or 0), d.max_attempts, int(stalls or 0), _text(worker_id),
-        float(progress or 0), detail, result, _text(error), _text(trace), int(created_at),
-        int(run_at), _int(started_at), _int(finished_at), _text(group),
-        None if d.parent is None else d.parent.id, d.children, d.pipe,
-    )  # fmt: skip
+        d.id,
+        d.task,
+        d.queue,
+        state.decode(),
+        int(priority),
+        arguments,
+        bytes(d.options),
+        int(attempts or 0),
+        d.max_attempts,
+        int(stalls or 0),
+        _text(worker_id),
+        float(progress or 0),
+        detail,
+        result,
+        _text(error),
+        _text(trace),
+        int(created_at),
+        int(run_at),
+        _int(started_at),
+        _int(finished_at),
+        _text(group),
+        None if d.parent is None else d.parent.id,
+        d.children,
+        d.pipe,
+    )
     return job_from_row(row), arguments
 
 

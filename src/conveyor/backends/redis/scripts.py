@@ -58,8 +58,11 @@ def _needed(lib: list[tuple[set[str], str]], body: str) -> str:
     used = [False] * len(lib)
     text = body
     while True:
-        more = [i for i, (names, _) in enumerate(lib) if not used[i]
-                and any(re.search(rf"\b{name}\b", text) for name in names)]  # fmt: skip
+        more = [
+            i
+            for i, (names, _) in enumerate(lib)
+            if not used[i] and any(re.search(rf"\b{name}\b", text) for name in names)
+        ]
         if not more:
             return "".join(paragraph for i, (_, paragraph) in enumerate(lib) if used[i])
         for i in more:

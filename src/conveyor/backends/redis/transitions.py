@@ -115,25 +115,50 @@ class RedisTransitions(RedisConnection):
         rows: list[list[Any]] = []
         for job in jobs:
             parent = job.parent
-            row: list[Any] = [job.id, queues.setdefault(job.queue, len(queues)), job.priority,
-                              int(job.lifo), job.delay_ms, job.run_at_ms, job.ttl_ms, job.group,
-                              None if parent is None else parent.id, job.on_failure,
-                              job.children, job.task, job.flow_id]  # fmt: skip
+            row: list[Any] = [
+                job.id,
+                queues.setdefault(job.queue, len(queues)),
+                job.priority,
+                int(job.lifo),
+                job.delay_ms,
+                job.run_at_ms,
+                job.ttl_ms,
+                job.group,
+                None if parent is None else parent.id,
+                job.on_failure,
+                job.children,
+                job.task,
+                job.flow_id,
+            ]
             if job.dedup_key is not None:
-                row += [dedup.setdefault(job.dedup_key, len(dedup)), job.dedup_ttl_ms,
-                        int(job.debounce)]  # fmt: skip
+                row += [
+                    dedup.setdefault(job.dedup_key, len(dedup)),
+                    job.dedup_ttl_ms,
+                    int(job.debounce),
+                ]
                 if job.debounce:
                     debounced.add(job.dedup_key)
             rows.append(row)
         keys = [k.seq, k.queues, k.limits]
         for queue in queues:
-            keys += [k.state(queue, "waiting"), k.state(queue, "delayed"), k.marker(queue),
-                     k.queue(queue, "gwaiting"), k.queue(queue, "groups"),
-                     k.state(queue, "waiting_children"), k.queue(queue, "idle"),
-                     k.state(queue, "active")]  # fmt: skip
+            keys += [
+                k.state(queue, "waiting"),
+                k.state(queue, "delayed"),
+                k.marker(queue),
+                k.queue(queue, "gwaiting"),
+                k.queue(queue, "groups"),
+                k.state(queue, "waiting_children"),
+                k.queue(queue, "idle"),
+                k.state(queue, "active"),
+            ]
         keys += [k.job(job.id) for job in jobs]
-        args = [self._offset, len(queues), *queues, msgspec.json.encode(rows),
-                *(encode_data(job) for job in jobs)]  # fmt: skip
+        args = [
+            self._offset,
+            len(queues),
+            *queues,
+            msgspec.json.encode(rows),
+            *(encode_data(job) for job in jobs),
+        ]
         if not dedup:
             created = await self._run("enqueue", keys, args)
             return [(job.id, bool(c)) for job, c in zip(jobs, created, strict=True)]
@@ -182,9 +207,14 @@ class RedisTransitions(RedisConnection):
                 if seen is not None:
                     job_id, queue = seen
                     entry[2] = first + len(more) + 1
-                    more += [k.job(job_id), k.logs(job_id), k.state(queue, "waiting"),
-                             k.state(queue, "delayed"), k.queue(queue, "gwaiting"),
-                             k.queue(queue, "groups")]  # fmt: skip
+                    more += [
+                        k.job(job_id),
+                        k.logs(job_id),
+                        k.state(queue, "waiting"),
+                        k.state(queue, "delayed"),
+                        k.queue(queue, "gwaiting"),
+                        k.queue(queue, "groups"),
+                    ]
             entries.append(entry)
         return more, entries
 
@@ -210,9 +240,12 @@ class RedisTransitions(RedisConnection):
             await self.connect()
         rooms = [(queue, room.free) for room in slots for queue in room.queues]
         queues = [queue for queue, _ in rooms]
-        hinted = [claims.Candidate(0.0, self._hints.pop(queue), queue)
-                  for room in slots for queue in room.queues[: room.free]
-                  if queue in self._hints]  # fmt: skip
+        hinted = [
+            claims.Candidate(0.0, self._hints.pop(queue), queue)
+            for room in slots
+            for queue in room.queues[: room.free]
+            if queue in self._hints
+        ]
         if hinted:  # woken by an enqueue that named its only waiting job: no look needed
             claimed = await self._lease(hinted, lease_ms, worker_id)
             if claimed:
@@ -256,8 +289,14 @@ class RedisTransitions(RedisConnection):
             job, arguments = job_from_fields(values, job_id)
         except Exception as exc:
             self._owned[job_id] = (queue, "")  # its task is unknown: no retention to keep
-            await self.fail(job_id=job_id, token=token, error=unreadable(job_id, exc),
-                            traceback=None, retry_in_ms=None, retention=KEEP_ALL)  # fmt: skip
+            await self.fail(
+                job_id=job_id,
+                token=token,
+                error=unreadable(job_id, exc),
+                traceback=None,
+                retry_in_ms=None,
+                retention=KEEP_ALL,
+            )
             return None
         self._owned[job.id] = (job.queue, job.task)
         if job.group is None and job.parent_id is None:
@@ -276,9 +315,12 @@ class RedisTransitions(RedisConnection):
         self, planned: Sequence[tuple[str, Sequence[Member], Sequence[int]]]
     ) -> dict[tuple[str, str], list[claims.Candidate]]:
         """The first waiting jobs of each group that a claim allotted jobs to."""
-        wanted = [(queue, member.group, count) for queue, members, counts in planned
-                  for member, count in zip(members, counts, strict=True)
-                  if count and member.group is not None]  # fmt: skip
+        wanted = [
+            (queue, member.group, count)
+            for queue, members, counts in planned
+            for member, count in zip(members, counts, strict=True)
+            if count and member.group is not None
+        ]
         found = await self._first_of_groups(wanted)
         return {(queue, group): jobs for (queue, group, _), jobs in zip(wanted, found, strict=True)}
 
@@ -290,8 +332,9 @@ class RedisTransitions(RedisConnection):
             return []
         async with mapped_errors(), self.client.pipeline(transaction=False) as pipe:
             for queue, group, count in wanted:
-                pipe.zrangebylex(self.keys.queue(queue, "gwaiting"), f"[{group}\0",
-                                 f"({group}\1", 0, count)  # fmt: skip
+                pipe.zrangebylex(
+                    self.keys.queue(queue, "gwaiting"), f"[{group}\0", f"({group}\1", 0, count
+                )
             replies = await pipe.execute()
         return [
             claims.group_candidates(members, queue)
@@ -306,13 +349,26 @@ class RedisTransitions(RedisConnection):
             return False
         queue, task = identity
         k = self.keys
-        keys = [k.job(job_id), k.state(queue, "waiting"), k.state(queue, "delayed"),
-                k.state(queue, "active"), k.state(queue, "cancelled"),
-                k.done(task, "cancelled"), k.queue(queue, "gwaiting"), k.queue(queue, "groups"),
-                k.queue(queue, "gactive"), k.state(queue, "waiting_children"),
-                k.outbox]  # fmt: skip
-        args = [self._offset, retention_member(queue, job_id), job_id, reason,
-                "1" if expired_only else ""]  # fmt: skip
+        keys = [
+            k.job(job_id),
+            k.state(queue, "waiting"),
+            k.state(queue, "delayed"),
+            k.state(queue, "active"),
+            k.state(queue, "cancelled"),
+            k.done(task, "cancelled"),
+            k.queue(queue, "gwaiting"),
+            k.queue(queue, "groups"),
+            k.queue(queue, "gactive"),
+            k.state(queue, "waiting_children"),
+            k.outbox,
+        ]
+        args = [
+            self._offset,
+            retention_member(queue, job_id),
+            job_id,
+            reason,
+            "1" if expired_only else "",
+        ]
         return await self._fenced("cancel", keys, args)
 
     async def _promote_due(self, queues: Iterable[str]) -> int:
@@ -324,8 +380,13 @@ class RedisTransitions(RedisConnection):
                 delayed = await self.client.zrange(k.state(queue, "delayed"), 0, PROMOTE_BATCH - 1)
             ids = [m.decode() for m in delayed]
             if ids:
-                keys = [k.state(queue, "delayed"), k.state(queue, "waiting"), k.marker(queue),
-                        k.queue(queue, "gwaiting"), k.queue(queue, "groups")]  # fmt: skip
+                keys = [
+                    k.state(queue, "delayed"),
+                    k.state(queue, "waiting"),
+                    k.marker(queue),
+                    k.queue(queue, "gwaiting"),
+                    k.queue(queue, "groups"),
+                ]
                 result = await self._run(
                     "promote", keys + [k.job(i) for i in ids], [self._offset, 0, *ids]
                 )
@@ -497,13 +558,23 @@ class RedisTransitions(RedisConnection):
             return False
         queue, task = identity
         k = self.keys
-        keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "completed"),
-                k.done(task, "completed")]  # fmt: skip
+        keys = [
+            k.job(job_id),
+            k.state(queue, "active"),
+            k.state(queue, "completed"),
+            k.done(task, "completed"),
+        ]
         lean = job_id in self._lean  # no group or flow to tell: two keys fewer
         if not lean:
             keys += [k.queue(queue, "gactive"), k.outbox]
-        args = [self._offset, token, result, _tracked(retention, queue, job_id), job_id,
-                "" if lean else "1"]  # fmt: skip
+        args = [
+            self._offset,
+            token,
+            result,
+            _tracked(retention, queue, job_id),
+            job_id,
+            "" if lean else "1",
+        ]
         (code,) = await self._run("complete", keys, args)
         if int(code) != Code.DONE:
             return False
@@ -530,12 +601,26 @@ class RedisTransitions(RedisConnection):
             return False
         queue, task = identity
         k = self.keys
-        keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "delayed"),
-                k.state(queue, "failed"), k.done(task, "failed"),
-                k.queue(queue, "gactive"), k.outbox, k.marker(queue)]  # fmt: skip
+        keys = [
+            k.job(job_id),
+            k.state(queue, "active"),
+            k.state(queue, "delayed"),
+            k.state(queue, "failed"),
+            k.done(task, "failed"),
+            k.queue(queue, "gactive"),
+            k.outbox,
+            k.marker(queue),
+        ]
         retry = "" if retry_in_ms is None else retry_in_ms
-        args = [self._offset, token, error, traceback or "", retry,
-                _tracked(retention, queue, job_id), job_id]  # fmt: skip
+        args = [
+            self._offset,
+            token,
+            error,
+            traceback or "",
+            retry,
+            _tracked(retention, queue, job_id),
+            job_id,
+        ]
         if not await self._fenced("fail", keys, args):
             return False
         self._forget(job_id)
@@ -549,11 +634,24 @@ class RedisTransitions(RedisConnection):
             return False
         queue = identity[0]
         k = self.keys
-        keys = [k.job(job_id), k.state(queue, "active"), k.state(queue, "waiting"),
-                k.marker(queue), k.queue(queue, "gwaiting"), k.queue(queue, "groups"),
-                k.queue(queue, "gactive"), k.limits]  # fmt: skip
-        args = [self._offset, token, job_id, "" if block_ms is None else block_ms,
-                int(block_group), queue]  # fmt: skip
+        keys = [
+            k.job(job_id),
+            k.state(queue, "active"),
+            k.state(queue, "waiting"),
+            k.marker(queue),
+            k.queue(queue, "gwaiting"),
+            k.queue(queue, "groups"),
+            k.queue(queue, "gactive"),
+            k.limits,
+        ]
+        args = [
+            self._offset,
+            token,
+            job_id,
+            "" if block_ms is None else block_ms,
+            int(block_group),
+            queue,
+        ]
         released = await self._fenced("release", keys, args)
         self._forget(job_id)
         return released
@@ -591,18 +689,30 @@ class RedisTransitions(RedisConnection):
     async def _settle(self, child_id: str, parent_id: str) -> Code:
         queue, task = await self._identity(parent_id) or ("", "")  # gone: the entry is dropped
         k = self.keys
-        keys = [k.outbox, k.outcomes(parent_id), k.job(parent_id), k.state(queue, "waiting"),
-                k.queue(queue, "gwaiting"), k.queue(queue, "groups"), k.marker(queue),
-                k.state(queue, "waiting_children"), k.state(queue, "failed"),
-                k.done(task, "failed")]  # fmt: skip
+        keys = [
+            k.outbox,
+            k.outcomes(parent_id),
+            k.job(parent_id),
+            k.state(queue, "waiting"),
+            k.queue(queue, "gwaiting"),
+            k.queue(queue, "groups"),
+            k.marker(queue),
+            k.state(queue, "waiting_children"),
+            k.state(queue, "failed"),
+            k.done(task, "failed"),
+        ]
         args = [self._offset, child_id, parent_id, retention_member(queue, parent_id)]
         return Code(int(await self._run("settle", keys, args)))
 
     async def report_progress(self, *, job_id: str, token: str, update: ProgressUpdate) -> bool:
         keys = [self.keys.job(job_id), self.keys.logs(job_id)]
-        args = [self._offset, token, "" if update.progress is None else update.progress,
-                "" if update.detail is None else msgspec.json.encode(update.detail),
-                *update.logs]  # fmt: skip
+        args = [
+            self._offset,
+            token,
+            "" if update.progress is None else update.progress,
+            "" if update.detail is None else msgspec.json.encode(update.detail),
+            *update.logs,
+        ]
         return await self._fenced("progress", keys, args)
 
     async def expired_leases(self, *, limit: int) -> list[tuple[str, int]]:
@@ -612,9 +722,14 @@ class RedisTransitions(RedisConnection):
         for queue in await self._queue_names():
             async with mapped_errors():
                 leases = await self.client.zrange(
-                    self.keys.state(queue, "active"), 0, f"({now}", byscore=True,
-                    offset=0, num=limit - len(found), withscores=True,
-                )  # fmt: skip
+                    self.keys.state(queue, "active"),
+                    0,
+                    f"({now}",
+                    byscore=True,
+                    offset=0,
+                    num=limit - len(found),
+                    withscores=True,
+                )
             for member, expiry in leases:
                 found.append((member.decode(), int(expiry)))
                 self._lease_queues[member.decode()] = queue
@@ -652,9 +767,16 @@ class RedisTransitions(RedisConnection):
         requeued: list[str] = []
         failed: list[str] = []
         for queue, jobs in by_queue.items():
-            keys = [k.state(queue, "active"), k.state(queue, "waiting"),
-                    k.state(queue, "failed"), k.marker(queue), k.queue(queue, "gwaiting"),
-                    k.queue(queue, "groups"), k.queue(queue, "gactive"), k.outbox]  # fmt: skip
+            keys = [
+                k.state(queue, "active"),
+                k.state(queue, "waiting"),
+                k.state(queue, "failed"),
+                k.marker(queue),
+                k.queue(queue, "gwaiting"),
+                k.queue(queue, "groups"),
+                k.queue(queue, "gactive"),
+                k.outbox,
+            ]
             args: list[Any] = [self._offset, max_stalls]
             for job_id, task, expiry in jobs:
                 keys += [k.job(job_id), k.done(task, "failed"), k.logs(job_id)]
@@ -694,11 +816,19 @@ class RedisTransitions(RedisConnection):
         self, job_id: str, queue: str, task: str, *, state: str = "", latest: int | None = None
     ) -> bool:
         k = self.keys
-        keys = [k.job(job_id), k.logs(job_id), k.state(queue, "waiting"),
-                k.state(queue, "delayed"), *(k.state(queue, s) for s in FINISHED),
-                *(k.done(task, s) for s in FINISHED), k.queue(queue, "gwaiting"),
-                k.queue(queue, "groups"), k.state(queue, "waiting_children"), k.outbox,
-                k.outcomes(job_id)]  # fmt: skip
+        keys = [
+            k.job(job_id),
+            k.logs(job_id),
+            k.state(queue, "waiting"),
+            k.state(queue, "delayed"),
+            *(k.state(queue, s) for s in FINISHED),
+            *(k.done(task, s) for s in FINISHED),
+            k.queue(queue, "gwaiting"),
+            k.queue(queue, "groups"),
+            k.state(queue, "waiting_children"),
+            k.outbox,
+            k.outcomes(job_id),
+        ]
         args = [retention_member(queue, job_id), state, "" if latest is None else latest, job_id]
         return await self._fenced("remove", keys, args)
 

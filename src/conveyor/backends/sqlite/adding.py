@@ -52,14 +52,30 @@ def add(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: int) -> list[tupl
         if job.children:
             state = "waiting_children"
         row: tuple[Any, ...] = (
-            job.id, job.task, job.queue, state, job.priority,
-            order(run_at, first + i, lifo=job.lifo), run_at, job.payload, job.options,
-            job.max_attempts, now, None if job.ttl_ms is None else now + job.ttl_ms,
-        )  # fmt: skip
+            job.id,
+            job.task,
+            job.queue,
+            state,
+            job.priority,
+            order(run_at, first + i, lifo=job.lifo),
+            run_at,
+            job.payload,
+            job.options,
+            job.max_attempts,
+            now,
+            None if job.ttl_ms is None else now + job.ttl_ms,
+        )
         if insert is INSERT_JOB:
             parent = None if job.parent is None else job.parent.id
-            row += (job.group, parent, None if parent is None else job.on_failure,
-                    job.children, job.children, int(job.pipe), job.flow_id)  # fmt: skip
+            row += (
+                job.group,
+                parent,
+                None if parent is None else job.on_failure,
+                job.children,
+                job.children,
+                int(job.pipe),
+                job.flow_id,
+            )
         rows.append(row)
     if flow and flows.existing(conn, jobs):
         return [(job.id, False) for job in jobs]  # a flow is added whole or not at all
@@ -87,9 +103,12 @@ INSERT_PLAIN_JOB = (
 
 
 def _add_with_dedup(
-    conn: sqlite3.Connection, jobs: Sequence[NewJob], rows: Sequence[tuple[Any, ...]], now: int,
+    conn: sqlite3.Connection,
+    jobs: Sequence[NewJob],
+    rows: Sequence[tuple[Any, ...]],
+    now: int,
     insert: str,
-) -> list[tuple[str, bool]]:  # fmt: skip
+) -> list[tuple[str, bool]]:
     """The slow path of ``enqueue`` when a job has a dedup key: one job at a
     time, in order, so jobs of one batch sharing a key see each other."""
     conn.execute(
@@ -128,9 +147,12 @@ def _add_with_dedup(
 
 
 def _add(
-    conn: sqlite3.Connection, jobs: Sequence[NewJob], rows: Sequence[tuple[Any, ...]], now: int,
+    conn: sqlite3.Connection,
+    jobs: Sequence[NewJob],
+    rows: Sequence[tuple[Any, ...]],
+    now: int,
     insert: str,
-) -> list[tuple[str, bool]]:  # fmt: skip
+) -> list[tuple[str, bool]]:
     if any(job.dedup_key is not None for job in jobs):
         return _add_with_dedup(conn, jobs, rows, now, insert)
     cursor = conn.executemany(insert, rows)
@@ -139,10 +161,12 @@ def _add(
     # Some ids existed (or repeated within the batch): a row is ours
     # only if it carries the seq this call assigned to it.
     return [
-        (row[0], conn.execute("SELECT seq FROM jobs WHERE id = ?", (row[0],)).fetchone()[0]
-         == row[5])
+        (
+            row[0],
+            conn.execute("SELECT seq FROM jobs WHERE id = ?", (row[0],)).fetchone()[0] == row[5],
+        )
         for row in rows
-    ]  # fmt: skip
+    ]
 
 
 def _count_group_jobs(

@@ -127,11 +127,15 @@ class SQLiteBackend(SQLiteTransitions):
             )
             return [
                 ChildOutcome(
-                    id=child, task=task, state=JobState(state), error=error, ignored=bool(ignored),
+                    id=child,
+                    task=task,
+                    state=JobState(state),
+                    error=error,
+                    ignored=bool(ignored),
                     result=None if result is None else msgspec.json.decode(result),
                 )
                 for child, task, state, result, error, ignored in rows
-            ]  # fmt: skip
+            ]
 
         return await self._read(op)
 
@@ -298,8 +302,7 @@ class SQLiteBackend(SQLiteTransitions):
                 return False
             parent_id, task, state, policy, flow_id = row
             if parent_id is not None and not JobState(state).finished:  # its parent waits for it
-                outcome = flows.Outcome(job_id, task, "cancelled", None, "removed", policy,
-                                        flow_id)  # fmt: skip
+                outcome = flows.Outcome(job_id, task, "cancelled", None, "removed", policy, flow_id)
                 flows.record(conn, parent_id, outcome, self.clock.now_ms())
             return True
 

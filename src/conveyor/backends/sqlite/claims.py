@@ -64,9 +64,14 @@ class Window:
     """A scope's rate window as read by this claim: how many may start now."""
 
     def __init__(
-        self, conn: sqlite3.Connection, scope: str, rate_max: int, rate_ms: int, want: int,
+        self,
+        conn: sqlite3.Connection,
+        scope: str,
+        rate_max: int,
+        rate_ms: int,
+        want: int,
         now: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.scope, self.rate_max = scope, rate_max
         rate_ms = limits.window_ms(rate_ms)
         (last,) = conn.execute("SELECT max(n) FROM rate_log WHERE scope = ?", (scope,)).fetchone()
@@ -102,8 +107,9 @@ class Window:
 
 
 def _candidates(rows: sqlite3.Cursor, queue: str, group: str | None) -> list[Candidate]:
-    return [Candidate(priority, seq, id_, expires, queue, group)
-            for priority, seq, id_, expires in rows]  # fmt: skip
+    return [
+        Candidate(priority, seq, id_, expires, queue, group) for priority, seq, id_, expires in rows
+    ]
 
 
 def group_scope(queue: str, group: str) -> str:
@@ -133,10 +139,16 @@ class Claim:
         )
         marks = placeholders(len(queues))
         settings = {row[0]: row for row in conn.execute(_QUEUE.format(marks), (*queues, now))}
-        lists = [[self._queue(q, settings.get(q), room.free) for q in room.queues]
-                 for room in slots]  # fmt: skip
-        expired = {c.id for per_queue in lists for jobs in per_queue for c in jobs
-                   if c.expires_at is not None and c.expires_at <= now}  # fmt: skip
+        lists = [
+            [self._queue(q, settings.get(q), room.free) for q in room.queues] for room in slots
+        ]
+        expired = {
+            c.id
+            for per_queue in lists
+            for jobs in per_queue
+            for c in jobs
+            if c.expires_at is not None and c.expires_at <= now
+        }
         if expired:
             conn.executemany(
                 "UPDATE jobs SET state = 'cancelled', error = 'expired', finished_at = ?,"
@@ -145,18 +157,22 @@ class Claim:
             )
             for id_ in expired:
                 flows.settle(conn, id_, now)
-            lists = [[[c for c in jobs if c.id not in expired] for jobs in per_queue]
-                     for per_queue in lists]  # fmt: skip
+            lists = [
+                [[c for c in jobs if c.id not in expired] for jobs in per_queue]
+                for per_queue in lists
+            ]
         chosen = [
             job
             for room, per_queue in zip(slots, lists, strict=True)
             for job in claiming.merge_queues(per_queue, lambda c: (-c.priority, c.seq))[: room.free]
         ]
         if not chosen:
-            self._note(conn.execute(
-                f"SELECT min(run_at) FROM jobs WHERE state = 'delayed' AND queue IN ({marks})",
-                tuple(queues),
-            ).fetchone()[0])  # fmt: skip
+            self._note(
+                conn.execute(
+                    f"SELECT min(run_at) FROM jobs WHERE state = 'delayed' AND queue IN ({marks})",
+                    tuple(queues),
+                ).fetchone()[0]
+            )
             return []
         if self.windows or self.rotated:
             self._account(chosen)
@@ -209,8 +225,11 @@ class Claim:
         picked = []
         for member, count in zip(members, claiming.allot(members, room), strict=True):
             if count:
-                query, params = ((_PLAIN, (queue, count)) if member.group is None
-                                 else (_GROUP_JOBS, (queue, member.group, count)))  # fmt: skip
+                query, params = (
+                    (_PLAIN, (queue, count))
+                    if member.group is None
+                    else (_GROUP_JOBS, (queue, member.group, count))
+                )
                 picked.append(_candidates(conn.execute(query, params), queue, member.group))
         return claiming.interleave(picked)
 

@@ -81,9 +81,12 @@ def existing(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> set[str]:
     ids = [job.id for job in jobs]
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
-        found.update(id_ for (id_,) in conn.execute(
-            f"SELECT id FROM jobs WHERE id IN ({placeholders(len(chunk))})", chunk
-        ))  # fmt: skip
+        found.update(
+            id_
+            for (id_,) in conn.execute(
+                f"SELECT id FROM jobs WHERE id IN ({placeholders(len(chunk))})", chunk
+            )
+        )
     return found
 
 

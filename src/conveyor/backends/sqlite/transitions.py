@@ -202,8 +202,14 @@ class SQLiteTransitions(Backend):
             try:
                 job = job_from_row(row[2:])
             except Exception as exc:  # one bad record fails alone; the rest run
-                await self.fail(job_id=row[2], token=row[1], error=unreadable(row[2], exc),
-                                traceback=None, retry_in_ms=None, retention=KEEP_ALL)  # fmt: skip
+                await self.fail(
+                    job_id=row[2],
+                    token=row[1],
+                    error=unreadable(row[2], exc),
+                    traceback=None,
+                    retry_in_ms=None,
+                    retention=KEEP_ALL,
+                )
                 continue
             claimed.append(
                 ClaimedJob(job=job, token=row[1], lease_expires_ms=row[0], payload=row[7])
@@ -280,12 +286,15 @@ class SQLiteTransitions(Backend):
         held = {scope: until for scope, until in held.items() if until > now}
         asked = tuple(queues)
         closed = set(held)
-        closed.update(name for (name,) in conn.execute(
-            f"SELECT name FROM queues WHERE name IN ({placeholders(len(asked))}) AND (paused"
-            " OR blocked_until > ? OR max_active <= (SELECT count(*) FROM jobs"
-            " WHERE state = 'active' AND queue = name))",
-            (*asked, now),
-        ))  # fmt: skip
+        closed.update(
+            name
+            for (name,) in conn.execute(
+                f"SELECT name FROM queues WHERE name IN ({placeholders(len(asked))}) AND (paused"
+                " OR blocked_until > ? OR max_active <= (SELECT count(*) FROM jobs"
+                " WHERE state = 'active' AND queue = name))",
+                (*asked, now),
+            )
+        )
         open_ = tuple(q for q in asked if q not in closed)
         if not open_:
             return False
