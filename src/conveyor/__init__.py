@@ -26,17 +26,14 @@ from conveyor.errors import (
     InvalidInput,
     JobNotFound,
     JobTimeout,
-    NonRetryable,
     PayloadTooLarge,
-    RateLimited,
-    Retry,
     SandboxError,
     UnknownTask,
 )
 from conveyor.flow import Flow, batch, chain, flow
 from conveyor.job import ChildOutcome, ChildOutcomes, Job, JobState, LogEntry, Retention
 from conveyor.limits import Limits, Rate
-from conveyor.retry import Backoff
+from conveyor.retry import Backoff, NonRetryable, RateLimited, Retry
 from conveyor.settings import WorkerSettings
 from conveyor.sync import SyncConveyor
 from conveyor.task import Call, Task

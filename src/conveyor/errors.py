@@ -4,18 +4,12 @@
 ``redis.exceptions.*``) never leak out of a backend: they are mapped to
 ``BackendError`` or ``BackendUnavailable`` at the backend boundary.
 
-Three exceptions are for task code to raise: ``Retry`` (try again, counted as
-an attempt), ``NonRetryable`` (fail now, skip the remaining attempts) and
-``RateLimited`` (the service called said "too many requests": try later, no
-attempt counted, and hold back the queue or the group meanwhile).
+What task code raises to steer its own retries (``Retry``, ``NonRetryable``,
+``RateLimited``) lives in ``conveyor.retry``, beside the backoff policies.
+This module is a leaf: it imports nothing from Conveyor.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from conveyor.retry import Backoff
 
 __all__ = [
     "BackendError",
@@ -26,10 +20,7 @@ __all__ = [
     "InvalidInput",
     "JobNotFound",
     "JobTimeout",
-    "NonRetryable",
     "PayloadTooLarge",
-    "RateLimited",
-    "Retry",
     "SandboxError",
     "ScheduleNotFound",
     "UnknownTask",
@@ -98,56 +89,3 @@ class JobTimeout(ConveyorError, TimeoutError):
 
 class SandboxError(ConveyorError):
     """A sandboxed job's child process died, or raised an error of this name."""
-
-
-class Retry(ConveyorError):
-    """Raise from a task to run it again.
-
-    The retry counts as an attempt; once attempts are exhausted the job fails.
-    ``delay`` (seconds) overrides the task's backoff for this retry. The static
-    methods build backoff policies for ``@app.task(backoff=...)``.
-    """
-
-    def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
-        from conveyor import validate  # validate imports this module
-
-        super().__init__(reason)
-        self.delay = None if delay is None else validate.seconds("delay", delay)
-
-    @staticmethod
-    def fixed(delay: float) -> Backoff:
-        """Wait ``delay`` seconds before every retry."""
-        from conveyor.retry import Backoff
-
-        return Backoff.fixed(delay)
-
-    @staticmethod
-    def exponential(
-        base: float, *, factor: float = 2.0, cap: float = 3600.0, jitter: bool = True
-    ) -> Backoff:
-        """Wait ``base * factor**(attempt-1)`` seconds, at most ``cap``, with full jitter."""
-        from conveyor.retry import Backoff
-
-        return Backoff.exponential(base, factor=factor, cap=cap, jitter=jitter)
-
-
-class NonRetryable(ConveyorError):
-    """Raise from a task to fail the job at once, whatever attempts remain."""
-
-
-class RateLimited(ConveyorError):
-    """Raise from a task when the service it calls answers "too many requests"
-    (an HTTP 429 with ``Retry-After``, say).
-
-    The job goes back to ``waiting`` without spending an attempt, and for
-    ``delay`` seconds no worker starts a job of its queue (with
-    ``group=True``, of its group; a job without a group then holds its
-    queue). Other queues and groups run on.
-    """
-
-    def __init__(self, delay: float, *, group: bool = False, reason: str = "rate limited") -> None:
-        from conveyor import validate  # validate imports this module
-
-        super().__init__(reason)
-        self.delay = validate.seconds("delay", delay, allow_zero=False)
-        self.group = bool(group)

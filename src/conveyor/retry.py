@@ -1,4 +1,8 @@
-"""Backoff policies: how long a failed job waits before its next attempt.
+"""Backoff policies (how long a failed job waits before its next attempt), and
+what task code raises to steer its retries: ``Retry`` (try again, counted as
+an attempt), ``NonRetryable`` (fail now, skip the remaining attempts) and
+``RateLimited`` (the service called said "too many requests": try later, no
+attempt counted, and hold back the queue or the group meanwhile).
 
 A policy is a small frozen value stored with each job, so a job keeps the
 policy it was enqueued with even if the code changes before it retries.
@@ -15,7 +19,7 @@ from typing import Literal
 import msgspec
 
 from conveyor import validate
-from conveyor.errors import InvalidInput
+from conveyor.errors import ConveyorError, InvalidInput
 
 __all__ = ["Backoff"]
 
@@ -57,3 +61,50 @@ class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defa
         if self.jitter:
             delay = (rng or random).uniform(delay / 2, delay)
         return delay
+
+
+class Retry(ConveyorError):
+    """Raise from a task to run it again.
+
+    The retry counts as an attempt; once attempts are exhausted the job fails.
+    ``delay`` (seconds) overrides the task's backoff for this retry. The static
+    methods build backoff policies for ``@app.task(backoff=...)``.
+    """
+
+    def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
+
+        super().__init__(reason)
+        self.delay = None if delay is None else validate.seconds("delay", delay)
+
+    @staticmethod
+    def fixed(delay: float) -> Backoff:
+        """Wait ``delay`` seconds before every retry."""
+        return Backoff.fixed(delay)
+
+    @staticmethod
+    def exponential(
+        base: float, *, factor: float = 2.0, cap: float = 3600.0, jitter: bool = True
+    ) -> Backoff:
+        """Wait ``base * factor**(attempt-1)`` seconds, at most ``cap``, with full jitter."""
+        return Backoff.exponential(base, factor=factor, cap=cap, jitter=jitter)
+
+
+class NonRetryable(ConveyorError):
+    """Raise from a task to fail the job at once, whatever attempts remain."""
+
+
+class RateLimited(ConveyorError):
+    """Raise from a task when the service it calls answers "too many requests"
+    (an HTTP 429 with ``Retry-After``, say).
+
+    The job goes back to ``waiting`` without spending an attempt, and for
+    ``delay`` seconds no worker starts a job of its queue (with
+    ``group=True``, of its group; a job without a group then holds its
+    queue). Other queues and groups run on.
+    """
+
+    def __init__(self, delay: float, *, group: bool = False, reason: str = "rate limited") -> None:
+
+        super().__init__(reason)
+        self.delay = validate.seconds("delay", delay, allow_zero=False)
+        self.group = bool(group)

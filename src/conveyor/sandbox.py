@@ -81,13 +81,11 @@ from conveyor.context import JobContext, enter_job
 from conveyor.errors import (
     ConfigurationError,
     InvalidArguments,
-    NonRetryable,
-    RateLimited,
-    Retry,
     SandboxError,
     UnknownTask,
 )
 from conveyor.job import ChildOutcome, ChildOutcomes, Job
+from conveyor.retry import NonRetryable, RateLimited, Retry
 from conveyor.task import Task
 
 __all__ = ["SandboxPool", "import_path"]

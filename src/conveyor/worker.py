@@ -73,14 +73,12 @@ from conveyor.errors import (
     BackendUnavailable,
     InvalidArguments,
     JobTimeout,
-    NonRetryable,
-    RateLimited,
-    Retry,
     UnknownTask,
 )
 from conveyor.health import StoreHealth
 from conveyor.job import ChildOutcomes, JobState, Retention
 from conveyor.leases import HeldLeases, LeaseKeeper
+from conveyor.retry import NonRetryable, RateLimited, Retry
 from conveyor.sandbox import SandboxPool
 from conveyor.settings import WorkerSettings
 from conveyor.slots import Slots
