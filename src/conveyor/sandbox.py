@@ -59,7 +59,6 @@ import asyncio
 import atexit
 import contextlib
 import contextvars
-import importlib
 import inspect
 import logging
 import multiprocessing
@@ -79,35 +78,20 @@ from conveyor.arguments import Signature, encode
 from conveyor.backends.base import ClaimedJob, ProgressUpdate
 from conveyor.context import JobContext, enter_job
 from conveyor.errors import (
-    ConfigurationError,
     InvalidArguments,
     SandboxError,
     UnknownTask,
 )
+from conveyor.importing import import_path, resolve
 from conveyor.job import ChildOutcome, ChildOutcomes, Job
 from conveyor.retry import NonRetryable, RateLimited, Retry
 from conveyor.task import Task
 
-__all__ = ["SandboxPool", "import_path"]
+__all__ = ["SandboxPool"]
 
 log = logging.getLogger("conveyor.worker")
 
 START_METHOD: Final = "forkserver"  # not fork: the worker has threads
-
-
-def import_path(fn: Callable[..., Any]) -> tuple[str, str]:
-    """The module and qualified name a child imports ``fn`` by; raises
-    ``ConfigurationError`` for a function that no child could import."""
-    module = getattr(fn, "__module__", None)
-    qualname = getattr(fn, "__qualname__", None)
-    if not isinstance(module, str) or not isinstance(qualname, str):
-        raise ConfigurationError(f"sandbox=True needs a plain function, not {fn!r}")
-    if module == "__main__" or "<" in qualname:  # <locals>, <lambda>
-        raise ConfigurationError(
-            f"sandbox=True: {module}.{qualname} cannot be imported by a child process; "
-            "define it at the top level of an importable module"
-        )
-    return module, qualname
 
 
 # -- what crosses the pipe (JSON) ---------------------------------------------------
@@ -538,13 +522,7 @@ def _serve(
 
 def _load(module: str, qualname: str) -> tuple[Callable[..., Any], Signature]:
     try:
-        target: Any = importlib.import_module(module)
-        for name in qualname.split("."):
-            target = getattr(target, name)
-        if isinstance(target, Task):  # the name is bound to what @app.task returned
-            target = target.fn
-        if not callable(target):
-            raise TypeError(f"{module}.{qualname} is a {type(target).__name__}, not a function")
+        target = resolve(module, qualname)
         return target, Signature(target)
     except Exception as exc:
         raise NonRetryable(

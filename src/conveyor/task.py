@@ -25,6 +25,7 @@ from conveyor import validate
 from conveyor.arguments import Signature
 from conveyor.backends.base import NewJob
 from conveyor.errors import InvalidInput, PayloadTooLarge
+from conveyor.importing import import_path
 from conveyor.job import JobOptions, Retention
 from conveyor.limits import group_name
 from conveyor.retry import Backoff
@@ -61,6 +62,7 @@ class Task(Generic[P, R]):
     ) -> None:
         self.app = app
         self.fn = fn
+        self.__wrapped__ = fn  # what a sandbox's child finds under the task's name
         self.name = validate.name("name", name)
         self.queue = validate.name("queue", queue)
         self.retries = validate.retries(retries)
@@ -85,8 +87,6 @@ class Task(Generic[P, R]):
         if not isinstance(sandbox, bool):
             raise InvalidInput("sandbox", "must be true or false")
         if sandbox:  # a function no child can import: ConfigurationError now, not failed jobs
-            from conveyor.sandbox import import_path  # sandbox.py imports this module
-
             import_path(fn)
         self.sandbox = sandbox
         self.is_async = inspect.iscoroutinefunction(fn)
