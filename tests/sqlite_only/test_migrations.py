@@ -233,3 +233,44 @@ async def test_a_hand_edited_column_harms_only_its_own_job(
         finally:
             worker.stop()
             await asyncio.wait_for(running, 15)
+
+
+async def test_a_store_made_at_schema_5_upgrades_and_runs_its_jobs(tmp_path: Path) -> None:
+    """fixtures/schema-5.db was written by Conveyor at schema 5 (the commit
+    before 0006_dedup.sql) with a waiting job and a delayed one. Opened by
+    this code it is migrated in place to the fresh schema, and its jobs run."""
+    path = tmp_path / "old.db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "schema-5.db", path)
+    app = Conveyor(f"sqlite:///{path}")
+
+    @app.task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    async with app:
+        waiting = await app.get_job("old-waiting")
+        assert (waiting.state, waiting.args, waiting.priority) == ("waiting", {"a": 2, "b": 3}, 5)
+        assert (await app.get_job("old-delayed")).state == "delayed"
+        worker = Worker(app, WorkerSettings(concurrency=2))
+        running = asyncio.create_task(worker.run())
+        try:
+            job = await app.tasks["add"].configure().enqueue(4, 4)
+            assert (await job.wait(10)).result == 8
+            done = await app.get_job("old-waiting")
+            assert (done.state, done.result) == ("completed", 5)
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 15)
+    upgraded = _objects(path)
+    fresh = _schema(tmp_path / "fresh.db", fresh=True)[0]
+    assert upgraded == fresh
+
+
+def _objects(path: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(path) as conn:
+        return [
+            (kind, name, re.sub(r"\s+", " ", sql or ""))
+            for kind, name, sql in conn.execute(
+                "SELECT type, name, sql FROM sqlite_master ORDER BY type, name"
+            )
+        ]
