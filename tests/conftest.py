@@ -51,10 +51,24 @@ def redis_cluster_url(redis_cluster: RedisCluster) -> str:
     return redis_cluster.url
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    """Each store a test should pass on (the conformance suite adds Cluster)."""
-    url: str = request.getfixturevalue(f"{request.param}_url")
+STORES = ("sqlite", "redis")  # what a test using store_url runs on, unless its module sets STORES
+CONFORMANCE_STORES = (*STORES, "redis_cluster")  # tests/conformance/: every store
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One ``store_url`` fixture for every test, run on the stores its module
+    names in ``STORES`` (else the conformance suite's or the default ones)."""
+    if "store" in metafunc.fixturenames:
+        stores = getattr(metafunc.module, "STORES", None)
+        if stores is None:
+            in_conformance = "conformance" in metafunc.definition.path.parts
+            stores = CONFORMANCE_STORES if in_conformance else STORES
+        metafunc.parametrize("store", stores)
+
+
+@pytest.fixture
+def store_url(store: str, request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"{store}_url")
     return url
 
 

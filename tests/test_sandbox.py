@@ -24,10 +24,7 @@ from . import sandbox_app
 from .conftest import StartWorker, eventually
 from .processes import ROOT, exited
 
-
-@pytest.fixture
-def store_url(sqlite_url: str) -> str:
-    return sqlite_url
+STORES = ("sqlite",)  # the sandbox is the worker's, whatever the store
 
 
 def gone(pid: int) -> bool:

@@ -1,7 +1,8 @@
 """The conformance suite: every contract test runs against every backend.
 
-Backends are chosen by the ``store`` fixture's parameters; a new backend joins
-by adding a parameter that yields its URL. Time is moved with ``app.clock``
+Every test here runs on each store of ``CONFORMANCE_STORES`` (tests/conftest.py,
+which has the one ``store_url`` fixture); a new backend joins by a name there
+and a fixture ``<name>_url`` that yields its URL. Time is moved with ``app.clock``
 (an offset on the store's clock), never slept through.
 """
 
@@ -11,18 +12,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
-
 from conveyor import Conveyor
 from conveyor.backends.base import ClaimedJob, QueueSlots
-
-BACKENDS = ["sqlite", "redis", "redis_cluster"]
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue(f"{request.param}_url")
-    return url
 
 
 async def claim(
