@@ -19,7 +19,7 @@ from typing import Literal
 import msgspec
 
 from conveyor import validate
-from conveyor.errors import ConveyorError, InvalidInput
+from conveyor.errors import ConveyorError, InvalidArguments, InvalidInput, UnknownTask
 
 __all__ = ["Backoff"]
 
@@ -108,3 +108,9 @@ class RateLimited(ConveyorError):
         super().__init__(reason)
         self.delay = validate.seconds("delay", delay, allow_zero=False)
         self.group = bool(group)
+
+
+def is_final(exc: BaseException) -> bool:
+    """An error no retry can fix: the job fails at once, whatever attempts
+    remain (in the worker and in a sandbox's child alike)."""
+    return isinstance(exc, NonRetryable | InvalidArguments | UnknownTask)

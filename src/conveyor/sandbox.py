@@ -78,13 +78,11 @@ from conveyor.arguments import Signature, encode
 from conveyor.backends.base import ClaimedJob, ProgressUpdate
 from conveyor.context import JobContext, enter_job
 from conveyor.errors import (
-    InvalidArguments,
     SandboxError,
-    UnknownTask,
 )
 from conveyor.importing import import_path, resolve
 from conveyor.job import ChildOutcome, ChildOutcomes, Job
-from conveyor.retry import NonRetryable, RateLimited, Retry
+from conveyor.retry import NonRetryable, RateLimited, Retry, is_final
 from conveyor.task import Task
 
 __all__ = ["SandboxPool"]
@@ -506,8 +504,8 @@ def _serve(
             kind: Literal["error", "retry", "final", "limited"] = "limited"
         elif isinstance(exc, Retry):
             kind = "retry"
-        elif isinstance(exc, NonRetryable | InvalidArguments | UnknownTask):
-            kind = "final"  # as Worker._retry_delay decides
+        elif is_final(exc):
+            kind = "final"
         else:
             kind = "error"
         return _Failed(

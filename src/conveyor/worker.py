@@ -71,14 +71,12 @@ from conveyor.context import JobContext, current_job, enter_job
 from conveyor.errors import (
     BackendError,
     BackendUnavailable,
-    InvalidArguments,
     JobTimeout,
-    UnknownTask,
 )
 from conveyor.health import StoreHealth
 from conveyor.job import ChildOutcomes, JobState, Retention
 from conveyor.leases import HeldLeases, LeaseKeeper
-from conveyor.retry import NonRetryable, RateLimited, Retry
+from conveyor.retry import NonRetryable, RateLimited, Retry, is_final
 from conveyor.sandbox import SandboxPool
 from conveyor.settings import WorkerSettings
 from conveyor.slots import Slots
@@ -545,7 +543,7 @@ class Worker:
     def _retry_delay(self, claimed: ClaimedJob, exc: Exception) -> float | None:
         """Seconds until the next attempt, or ``None`` for no more attempts."""
         job = claimed.job
-        if isinstance(exc, NonRetryable | InvalidArguments | UnknownTask):
+        if is_final(exc):
             return None
         if job.attempts >= job.max_attempts:
             return None
