@@ -6,6 +6,10 @@ import re
 from importlib import resources
 
 import pytest
+import redis
+import redis.asyncio
+
+from conveyor.backends.redis.scripts import SOURCES
 
 SCRIPTS = sorted(
     f.name
@@ -23,3 +27,18 @@ def test_a_scripts_number_is_how_many_of_its_keys_are_fixed(name: str) -> None:
     fixed = int(name.removesuffix(".lua").rsplit("-", 1)[1])
     named = [int(i) for i in re.findall(r"KEYS\[(?:\d+\.\.)?(\d+)\]", body)]
     assert max(named, default=0) == fixed
+
+
+async def test_an_error_in_a_script_names_the_line_of_its_own_file(redis_url: str) -> None:
+    """lib.lua's helpers are prepended as one line joined to the script's
+    first, so Redis's "user_script:N" is line N of the script's file."""
+    name = next(n for n in SCRIPTS if n.startswith("enqueue-"))
+    body = resources.files("conveyor.backends.redis").joinpath("scripts", name).read_text()
+    failing = "local jobs = cjson.decode(ARGV[3 + nq])"  # nq is nil below: arithmetic fails
+    line = body.splitlines().index(failing) + 1
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        with pytest.raises(redis.exceptions.ResponseError, match=f"user_script:{line}:"):
+            await client.eval(SOURCES["enqueue"], 3, "s", "q", "l", 0, "not a number")
+    finally:
+        await client.aclose()

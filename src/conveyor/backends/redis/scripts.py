@@ -37,7 +37,19 @@ def _sources() -> dict[str, str]:
     folder = resources.files("conveyor.backends.redis").joinpath("scripts")
     files = {f.name: f.read_text("utf-8") for f in folder.iterdir() if f.name.endswith(".lua")}
     lib = _paragraphs(files.pop("lib.lua"))
-    return {name.split("-", 1)[0]: _needed(lib, body) + body for name, body in files.items()}
+    return {
+        name.split("-", 1)[0]: _one_line(_needed(lib, body)) + body for name, body in files.items()
+    }
+
+
+def _one_line(lua: str) -> str:
+    """Helpers as one line before a script's own first line, so that an error
+    inside the script names the line of its own file. (lib.lua keeps its
+    comments on lines of their own and no line starts with a parenthesis, so
+    joining its lines changes nothing.)"""
+    code = [line.strip() for line in lua.splitlines()]
+    code = [line for line in code if line and not line.startswith("--")]
+    return " ".join(code) + " " if code else ""
 
 
 def _paragraphs(lib: str) -> list[tuple[set[str], str]]:
