@@ -8,10 +8,13 @@ needs on its own app: ``app.task(sandbox=True)(sandbox_app.whoami)``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from conveyor import Conveyor, NonRetryable, Retry, current_job
 
@@ -25,6 +28,20 @@ def whoami(a: int, b: int) -> dict[str, int]:
 async def whoami_async(word: str) -> dict[str, object]:
     await asyncio.sleep(0)
     return {"pid": os.getpid(), "word": word.upper()}
+
+
+def doubled(fn: Callable[..., int]) -> Callable[..., int]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        return 2 * fn(*args, **kwargs)
+
+    return wrapper
+
+
+@doubled
+def add_doubled(a: int, b: int) -> int:
+    """Decorated with functools.wraps: the child must run the wrapper too."""
+    return a + b
 
 
 def spin_with_grandchild() -> None:

@@ -68,6 +68,17 @@ async def test_a_sandboxed_job_runs_in_a_reused_child_and_returns_its_result(
     assert second.result == {"pid": job.result["pid"], "word": "HEY"}  # the same child
 
 
+async def test_a_decorated_function_runs_decorated_in_the_child(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    """The child finds the function by name; one made with functools.wraps
+    is the wrapper there too, not the function it wraps."""
+    add = app.task(sandbox=True)(sandbox_app.add_doubled)
+    handle = await add.enqueue(2, 3)
+    await start_worker(concurrency=1)
+    assert (await handle.wait(10)).result == 10
+
+
 @pytest.mark.timeout(30)
 async def test_a_stuck_job_times_out_and_its_process_group_is_killed(
     app: Conveyor, start_worker: StartWorker

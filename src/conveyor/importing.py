@@ -9,6 +9,7 @@ Conveyor but its errors.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -34,11 +35,13 @@ def import_path(fn: Callable[..., Any]) -> tuple[str, str]:
 
 def resolve(module: str, qualname: str) -> Callable[..., Any]:
     """The function named so, imported; a name bound to what ``@app.task``
-    returned gives the function it wraps (``__wrapped__``)."""
+    returned (not a function) gives the function it wraps (``__wrapped__``).
+    A function is taken as it is, decorated or not."""
     target: Any = importlib.import_module(module)
     for name in qualname.split("."):
         target = getattr(target, name)
-    target = getattr(target, "__wrapped__", target)
+    if not inspect.isfunction(target):
+        target = getattr(target, "__wrapped__", target)
     if not callable(target):
         raise TypeError(f"{module}.{qualname} is a {type(target).__name__}, not a function")
     fn: Callable[..., Any] = target
