@@ -20,7 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
-from conveyor.backends.base import Backend, ClaimedJob
+from conveyor.backends.base import Backend
 from conveyor.backends.redis import claims, loops, renewal, wire
 from conveyor.backends.redis.batch import Batch, map_error
 from conveyor.backends.redis.claims import Registration
@@ -91,10 +91,9 @@ class RedisConnection(Backend):
         self._retry_at: dict[tuple[str, ...], int | None] = {}
         # Per queue: a job an enqueue made ready and named in the wake it sent.
         self._hints: dict[str, str] = {}
-        # Idle waits whose registration (claims.Registration) may stand: the
-        # leave under way of one an enqueue handed a job to, and those that
+        # Idle waits whose registration (claims.Registration) may stand: one an
+        # enqueue handed a job to (in its other queues' sets) or one that
         # failed; the next claim or wait ends them and runs what they hold.
-        self._leaving: tuple[asyncio.Future[list[ClaimedJob]], str, Registration] | None = None
         self._left: list[tuple[str, Registration]] = []
         # redis-py's cluster client fails a call past 100 connections per node
         # instead of waiting for one: keep script calls well below that.

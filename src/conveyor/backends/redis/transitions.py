@@ -403,7 +403,7 @@ class RedisTransitions(RedisConnection):
         wake = self.keys.wake(os.urandom(6).hex())
         registration = _registration(wake, wait, taker)
         markers = {self.keys.marker(q): q for q in queues}
-        popped, block = None, None
+        block = None
         timer = None
         try:
             now, looks = await self._peek([(queue, 0) for queue in queues], registration)
@@ -443,14 +443,13 @@ class RedisTransitions(RedisConnection):
         registration: claims.Registration | None,
         markers: dict[str, str],
     ) -> list[ClaimedJob]:
-        """After the block: the job an enqueue handed us (the wait leaves its
-        other queues' sets meanwhile), or nothing, the wait having left."""
+        """After the block: the job an enqueue handed us (the next claim or
+        wait leaves the other queues' sets), or nothing, the wait having left."""
         if popped is not None and popped[1] != b"1":
             key = popped[0].decode()
             if key == wake:  # an enqueue handed us a job
                 if registration is not None and len(registration.queues) > 1:
-                    leaving = asyncio.ensure_future(self._leave(wake, registration))
-                    self._leaving = (leaving, wake, registration)
+                    self._left.append((wake, registration))  # still in the other queues' sets
                 return await self._handed([popped[1]])
             if key in markers:  # an enqueue named the job
                 self._hints[markers[key]] = popped[1].decode()
@@ -491,12 +490,6 @@ class RedisTransitions(RedisConnection):
         """Jobs handed to past waits that did not return them: after the one a
         wait returned, or to a wait that failed (the store went away)."""
         handed: list[ClaimedJob] = []
-        if self._leaving is not None:
-            (leaving, wake, registration), self._leaving = self._leaving, None
-            try:
-                handed += await leaving
-            except Exception:  # the store went away, or the loop it ran on closed
-                self._left.append((wake, registration))
         while self._left:  # an error here fails the claim or wait: retried
             handed += await self._leave(*self._left[0])
             del self._left[0]
