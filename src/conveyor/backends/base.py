@@ -160,15 +160,12 @@ KEEP_ALL = Retention(max_count=None, max_age_s=None)
 PROMOTE_BATCH = 1000  # due delayed jobs a claim promotes at most, on every store
 
 
-def unreadable(job_id: str, exc: Exception) -> str:
+def unreadable(exc: UnreadableRecord) -> str:
     """The error of a job claimed with a record that cannot be read (written
     by hand, by another version, by a bug): it fails on its own, as
     ``failed`` with this error, and the rest of its claim runs."""
-    reason = (
-        exc.reason if isinstance(exc, UnreadableRecord) else UnreadableRecord(job_id, exc).reason
-    )
-    log.warning("job %s: %s; failed on its own", job_id, reason)
-    return reason
+    log.warning("job %s: %s; failed on its own", exc.job_id, exc.reason)
+    return exc.reason
 
 
 class Backend(abc.ABC):

@@ -67,6 +67,7 @@ from conveyor.backends.redis.record import (
     retention_member,
 )
 from conveyor.backends.redis.scripts import Code
+from conveyor.backends.rows import UnreadableRecord
 from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.job import JobState, Retention
 
@@ -287,12 +288,12 @@ class RedisTransitions(RedisConnection):
         None for one whose record cannot be read: it fails on its own."""
         try:
             job, arguments = job_from_fields(values, job_id)
-        except Exception as exc:
+        except UnreadableRecord as exc:
             self._owned[job_id] = (queue, "")  # its task is unknown: no retention to keep
             await self.fail(
                 job_id=job_id,
                 token=token,
-                error=unreadable(job_id, exc),
+                error=unreadable(exc),
                 traceback=None,
                 retry_in_ms=None,
                 retention=KEEP_ALL,

@@ -38,7 +38,7 @@ from conveyor.backends.base import (
     stalled_message,
     unreadable,
 )
-from conveyor.backends.rows import job_from_row
+from conveyor.backends.rows import UnreadableRecord, job_from_row
 from conveyor.backends.sqlite import adding, claims, connection, flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.clock import Clock
@@ -201,11 +201,11 @@ class SQLiteTransitions(Backend):
         for row in rows:
             try:
                 job = job_from_row(row[2:])
-            except Exception as exc:  # one bad record fails alone; the rest run
+            except UnreadableRecord as exc:  # one bad record fails alone; the rest run
                 await self.fail(
                     job_id=row[2],
                     token=row[1],
-                    error=unreadable(row[2], exc),
+                    error=unreadable(exc),
                     traceback=None,
                     retry_in_ms=None,
                     retention=KEEP_ALL,
