@@ -47,13 +47,17 @@ def encode(value: Any) -> bytes:
     return encoder.encode(value)
 
 
+def _alone(hint: Any) -> Any:
+    """The one type a hint names, alone or as ``T | None``; else the hint."""
+    found = [h for h in _members(hint) if h is not type(None)]
+    return found[0] if len(found) == 1 else hint
+
+
 def _pydantic_model(hint: Any) -> Any:
     """The pydantic model a hint names, alone or as ``Model | None``; else ``None``."""
-    members = [h for h in typing.get_args(hint) if h is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(members) == 1:
-        hint = members[0]
-    if isinstance(hint, type) and callable(getattr(hint, "model_validate", None)):
-        return hint
+    model = _alone(hint)
+    if isinstance(model, type) and callable(getattr(model, "model_validate", None)):
+        return model
     return None
 
 
@@ -251,10 +255,8 @@ def _takes(hint: Any, kind: type) -> bool:
 
 def _dataclass(hint: Any) -> Any:
     """The dataclass a hint names, alone or as ``Model | None``; else ``None``."""
-    found = [h for h in _members(hint) if h is not type(None)]
-    if len(found) == 1 and dataclasses.is_dataclass(found[0]) and isinstance(found[0], type):
-        return found[0]
-    return None
+    model = _alone(hint)
+    return model if isinstance(model, type) and dataclasses.is_dataclass(model) else None
 
 
 def _non_finite(value: Any) -> bool:
