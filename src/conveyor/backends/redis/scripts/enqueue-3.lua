@@ -90,7 +90,8 @@ local function replace(old, entry)
 end
 
 -- Enqueue numbers: LIFO order, and the count that groups' turns are numbered
--- above (claim-4.lua); a handed job's token is 'h' and its number., so this is taken for every job.
+-- above (claim-4.lua), so this is taken for every job; a job handed to an
+-- idle wait gets 'h' and its number as its lease token.
 local last = redis.call('INCRBY', KEYS[1], n)
 -- woken[q]: the queue gets a wake, naming its job made ready here if that is
 -- the one job waiting in it (the woken worker may claim it at once), else
