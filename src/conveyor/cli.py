@@ -244,7 +244,7 @@ def _app_and_arguments(
 def _json_arg(option: str, raw: str, kind: type[T]) -> T:
     try:
         value = json.loads(raw, parse_constant=_not_json)
-    except (json.JSONDecodeError, ValueError) as exc:
+    except ValueError as exc:  # json.JSONDecodeError, or NaN/Infinity (_not_json)
         raise CliError(f"{option} is not valid JSON: {exc}") from exc
     except RecursionError:
         raise CliError(f"{option} is nested too deeply") from None
