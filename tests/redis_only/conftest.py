@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,3 +21,19 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServ
     private.start()
     yield private
     private.stop()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def conveyor(*argv: str) -> subprocess.CompletedProcess[str]:
+    """The ``conveyor`` command, run as a user would, in a wide terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )

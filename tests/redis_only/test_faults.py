@@ -5,9 +5,6 @@ in the worker's own process; its crash tests kill workers instead.)"""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,8 +17,7 @@ from conveyor.backends.base import QueueSlots
 
 from ..conftest import eventually
 from ..redis_server import RedisServer
-
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import conveyor
 
 
 @pytest.fixture
@@ -154,16 +150,7 @@ async def test_risky_configuration_is_warned_about_in_info(tmp_path: Path) -> No
             assert any("persistence is off" in w for w in app.backend.warnings)
         async with app:  # connecting again does not find (and log) them again
             assert len(app.backend.warnings) == 2
-        info = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "conveyor", "info", "--url", volatile.url],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-            env={**os.environ, "COLUMNS": "200"},
-        )
+        info = await asyncio.to_thread(conveyor, "info", "--url", volatile.url)
         assert info.returncode == 0, info.stderr
         assert "warning: maxmemory-policy" in info.stdout
     finally:

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +12,8 @@ from conveyor import BackendError, Conveyor
 from conveyor.urls import shown
 
 from ..redis_server import RedisServer
+from .conftest import conveyor
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-Pa55"
 
 
@@ -34,18 +30,6 @@ SECRET = "s3cret-Pa55"
 )
 def test_a_shown_url_has_no_password(url: str, expected: str) -> None:
     assert shown(url) == expected
-
-
-def conveyor(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "conveyor", *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 @pytest.mark.parametrize("server", [("--requirepass", SECRET, "--appendonly", "no")], indirect=True)
