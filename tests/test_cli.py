@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import Conveyor, JobState, Limits, Rate, Retention, Worker, WorkerSettings
-from conveyor.backends.base import QueueSlots
+from conveyor.backends.values import QueueSlots
 
 from . import apps
 from .conftest import db_digest, eventually

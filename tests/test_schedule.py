@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conveyor import InvalidInput
-from conveyor.schedule import Schedule, checked, due_tick, next_tick
+from conveyor.cron import Schedule, checked, due_tick, next_tick
 
 SEEDS = {  # the examples, as written
     "daily 08:00 UTC": "0 8 * * *",

@@ -17,7 +17,7 @@ from conveyor import (
     SyncConveyor,
     flow,
 )
-from conveyor.scheduling import Schedules
+from conveyor.schedules import Schedules
 from conveyor.sync import SyncSchedules
 
 from .conftest import db_digest

@@ -14,7 +14,8 @@ job = await app.get_job(handle.id)
 """
 
 from conveyor.app import Conveyor, JobHandle
-from conveyor.backends.base import Backend, NewJob, QueueInfo, WorkerInfo
+from conveyor.backends.base import Backend
+from conveyor.backends.values import NewJob, QueueInfo, WorkerInfo
 from conveyor.clock import Clock
 from conveyor.context import JobContext, current_job
 from conveyor.errors import (

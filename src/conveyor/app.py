@@ -18,7 +18,7 @@ import msgspec
 
 from conveyor import validate
 from conveyor.backends import open_backend
-from conveyor.backends.base import NewJob, QueueInfo, WorkerInfo
+from conveyor.backends.values import NewJob, QueueInfo, WorkerInfo
 from conveyor.clock import Clock
 from conveyor.errors import (
     ConfigurationError,
@@ -39,7 +39,7 @@ from conveyor.job import (
 )
 from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
 from conveyor.retry import Backoff
-from conveyor.scheduling import Schedules
+from conveyor.schedules import Schedules
 from conveyor.task import Task
 
 __all__ = ["Conveyor", "JobHandle"]
@@ -121,7 +121,7 @@ class Conveyor:
     ) -> Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]:
         """Declare a schedule in code: ``@app.cron("0 8 * * *", tz="Europe/Paris")``
         on a function (registered as a task) or on a task. Saved in the store
-        when a worker starts; see ``conveyor.schedule`` for the policies."""
+        when a worker starts; see ``conveyor.cron`` for the policies."""
 
         def declare(target: Callable[P, R] | Task[P, R]) -> Task[P, R]:
             return self.schedules.declare(target, cron=expr, tz=tz, id=id, args=args, kwargs=kwargs)

@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.table import Table
 
-from conveyor.backends.base import QueueInfo, WorkerInfo
+from conveyor.backends.values import QueueInfo, WorkerInfo
+from conveyor.cron import ScheduleInfo
 from conveyor.job import Job, JobState
 from conveyor.limits import EVERY_GROUP, Limits
-from conveyor.schedule import ScheduleInfo
 
 __all__ = ["STATE_HEADERS", "print_info", "print_jobs", "print_schedules"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from conveyor import validate
 from conveyor.arguments import encode
-from conveyor.backends.base import ProgressUpdate
+from conveyor.backends.values import ProgressUpdate
 from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.job import ChildOutcomes, Job
 

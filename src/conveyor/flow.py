@@ -60,7 +60,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from conveyor.backends.base import NewJob, ParentRef
+from conveyor.backends.values import NewJob, ParentRef
 from conveyor.errors import InvalidInput
 from conveyor.job import POLICIES, OnFailure
 

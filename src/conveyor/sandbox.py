@@ -75,7 +75,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from conveyor.arguments import Signature, encode
-from conveyor.backends.base import ClaimedJob, ProgressUpdate
+from conveyor.backends.values import ClaimedJob, ProgressUpdate
 from conveyor.context import JobContext, enter_job
 from conveyor.errors import (
     SandboxError,

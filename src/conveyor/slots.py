@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from conveyor.backends.base import QueueSlots
+from conveyor.backends.values import QueueSlots
 
 __all__ = ["Slots"]
 

@@ -42,7 +42,7 @@ from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from conveyor.app import Conveyor, JobHandle
-from conveyor.scheduling import Schedules
+from conveyor.schedules import Schedules
 from conveyor.task import Call, Task
 
 __all__ = ["SyncConveyor", "SyncSchedules"]

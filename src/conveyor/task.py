@@ -23,7 +23,7 @@ import msgspec
 
 from conveyor import validate
 from conveyor.arguments import Signature
-from conveyor.backends.base import NewJob
+from conveyor.backends.values import NewJob
 from conveyor.errors import InvalidInput, PayloadTooLarge
 from conveyor.importing import import_path
 from conveyor.job import JobOptions, Retention

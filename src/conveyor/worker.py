@@ -66,7 +66,7 @@ import msgspec
 from conveyor import trimming
 from conveyor.app import Conveyor
 from conveyor.arguments import encode
-from conveyor.backends.base import ClaimedJob, ProgressUpdate, QueueSlots, Taker, WorkerInfo
+from conveyor.backends.values import ClaimedJob, ProgressUpdate, QueueSlots, Taker, WorkerInfo
 from conveyor.context import JobContext, current_job, enter_job
 from conveyor.errors import (
     BackendError,

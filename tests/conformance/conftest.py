@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from conveyor import Conveyor
-from conveyor.backends.base import ClaimedJob, QueueSlots
+from conveyor.backends.values import ClaimedJob, QueueSlots
 
 
 async def claim(

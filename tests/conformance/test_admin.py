@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from conveyor import Conveyor, InvalidInput, JobNotFound, JobState, Retention
-from conveyor.backends.base import ProgressUpdate
+from conveyor.backends.values import ProgressUpdate
 
 from .conftest import claim, extend
 

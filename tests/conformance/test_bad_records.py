@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conveyor import BackendError, Conveyor, JobState
-from conveyor.schedule import tick_job_id
+from conveyor.cron import tick_job_id
 
 from .conftest import claim
 

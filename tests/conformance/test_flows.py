@@ -23,7 +23,7 @@ from conveyor import (
     current_job,
     flow,
 )
-from conveyor.backends.base import ClaimedJob
+from conveyor.backends.values import ClaimedJob
 
 from ..conftest import StartWorker
 from .conftest import claim

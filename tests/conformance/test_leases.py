@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from conveyor import Conveyor, JobState, Retention
-from conveyor.backends.base import ProgressUpdate, stalled_message
+from conveyor.backends.base import stalled_message
+from conveyor.backends.values import ProgressUpdate
 
 from .conftest import claim, extend
 

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 from conveyor import Conveyor, JobState
-from conveyor.backends.base import QueueSlots
+from conveyor.backends.values import QueueSlots
 
 from ..conftest import StartWorker, eventually
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from conveyor import Conveyor, JobState, Retention
-from conveyor.backends.base import ProgressUpdate
+from conveyor.backends.values import ProgressUpdate
 
 from ..conftest import StartWorker, eventually
 from .conftest import claim

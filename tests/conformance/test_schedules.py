@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from conveyor import Conveyor, InvalidInput, JobState
+from conveyor.cron import tick_job_id
 from conveyor.errors import ScheduleNotFound
-from conveyor.schedule import tick_job_id
 
 
 def report_task(app: Conveyor) -> None:

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from conveyor import BackendUnavailable, Conveyor, JobState, Worker, WorkerSettings
-from conveyor.backends.base import QueueSlots
+from conveyor.backends.values import QueueSlots
 
 from ..conftest import eventually
 from ..redis_server import RedisServer

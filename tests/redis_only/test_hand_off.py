@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from conveyor import Conveyor, JobState, Worker, WorkerSettings
-from conveyor.backends.base import ClaimedJob, QueueSlots, Taker
 from conveyor.backends.redis.keys import Keys
+from conveyor.backends.values import ClaimedJob, QueueSlots, Taker
 
 from ..conftest import eventually
 from ..redis_server import RedisServer
@@ -140,7 +140,7 @@ async def test_jobs_handed_one_by_one_to_an_idle_worker_each_run_once(app: Conve
 DIES_WAITING = """
 import asyncio, os, sys
 from conveyor import Conveyor
-from conveyor.backends.base import Taker
+from conveyor.backends.values import Taker
 
 async def main() -> None:
     app = Conveyor(sys.argv[1])

@@ -51,7 +51,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import BackendUnavailable, Conveyor, Job, JobNotFound, JobState
-from conveyor.backends.base import NewJob
+from conveyor.backends.values import NewJob
 
 from .. import chaos_app
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import msgspec
 
+from conveyor.cron import Schedule
 from conveyor.errors import BackendError
 from conveyor.job import Job, JobOptions, JobState, from_ms, ms_to_datetime
-from conveyor.schedule import Schedule
 
 log = logging.getLogger("conveyor.store")
 

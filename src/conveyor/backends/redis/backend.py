@@ -11,14 +11,14 @@ from collections.abc import Sequence
 
 import msgspec
 
-from conveyor.backends.base import QueueInfo, WorkerInfo
 from conveyor.backends.redis.connection import mapped_errors
 from conveyor.backends.redis.record import FIELDS, job_from_fields, retention_member
 from conveyor.backends.redis.transitions import BATCH, RedisTransitions
 from conveyor.backends.rows import schedules_from
+from conveyor.backends.values import QueueInfo, WorkerInfo
+from conveyor.cron import Schedule
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, from_ms
 from conveyor.limits import Limits, Rate
-from conveyor.schedule import Schedule
 
 __all__ = ["RedisBackend"]
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from conveyor.backends import claiming
-from conveyor.backends.base import QueueSlots
 from conveyor.backends.redis.keys import Keys
+from conveyor.backends.values import QueueSlots
 
 GROUP_SCORE = 17592186044416  # 2^44: waiting scores are (100 - priority) * 2^44 + seq
 

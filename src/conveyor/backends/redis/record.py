@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 
-from conveyor.backends.base import NewJob, ParentRef
 from conveyor.backends.rows import UnreadableRecord, job_from_row
+from conveyor.backends.values import NewJob, ParentRef
 from conveyor.job import Job
 
 # The fields returned by ``read_job`` in lib.lua, in the same order.

@@ -41,18 +41,7 @@ from typing import Any
 
 import msgspec
 
-from conveyor.backends.base import (
-    KEEP_ALL,
-    PROMOTE_BATCH,
-    ClaimedJob,
-    NewJob,
-    ProgressUpdate,
-    QueueSlots,
-    ReclaimResult,
-    Taker,
-    WorkerInfo,
-    unreadable,
-)
+from conveyor.backends.base import KEEP_ALL, PROMOTE_BATCH, unreadable
 from conveyor.backends.claiming import Member
 from conveyor.backends.redis import claims
 from conveyor.backends.redis.connection import (
@@ -68,6 +57,15 @@ from conveyor.backends.redis.record import (
 )
 from conveyor.backends.redis.scripts import Code
 from conveyor.backends.rows import UnreadableRecord
+from conveyor.backends.values import (
+    ClaimedJob,
+    NewJob,
+    ProgressUpdate,
+    QueueSlots,
+    ReclaimResult,
+    Taker,
+    WorkerInfo,
+)
 from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.job import JobState, Retention
 

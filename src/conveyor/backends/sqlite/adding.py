@@ -9,8 +9,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from conveyor.backends.base import NewJob
 from conveyor.backends.sqlite import flows
+from conveyor.backends.values import NewJob
 
 DEDUP_CLEAN_BATCH = 100  # expired throttle keys deleted per enqueue that uses keys
 ORDER_SHIFT = 1 << 20  # a FIFO job's enqueue number, below its ready time, in ``seq``

@@ -12,14 +12,14 @@ from typing import Any
 
 import msgspec
 
-from conveyor.backends.base import QueueInfo, WorkerInfo
 from conveyor.backends.rows import COLUMNS, job_from_row, schedules_from
 from conveyor.backends.sqlite import adding, flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.transitions import RETRY_BATCH, SQLiteTransitions
+from conveyor.backends.values import QueueInfo, WorkerInfo
+from conveyor.cron import Schedule
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, from_ms
 from conveyor.limits import EVERY_GROUP, Limits, Rate
-from conveyor.schedule import Schedule
 
 __all__ = ["SQLiteBackend"]
 

@@ -17,10 +17,11 @@ from typing import Any, NamedTuple
 
 from conveyor import limits
 from conveyor.backends import claiming
-from conveyor.backends.base import PROMOTE_BATCH, QueueSlots
+from conveyor.backends.base import PROMOTE_BATCH
 from conveyor.backends.rows import COLUMNS
 from conveyor.backends.sqlite import flows
 from conveyor.backends.sqlite.connection import placeholders
+from conveyor.backends.values import QueueSlots
 
 # The queues of a claim that have anything to look at: a pause, a limit, a
 # hold or groups. The others (the common case) go straight to their jobs.

@@ -9,8 +9,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from conveyor.backends.base import NewJob
 from conveyor.backends.sqlite.connection import placeholders
+from conveyor.backends.values import NewJob
 
 
 class Outcome(NamedTuple):

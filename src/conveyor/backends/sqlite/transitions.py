@@ -25,9 +25,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from conveyor.backends.base import (
-    KEEP_ALL,
-    Backend,
+from conveyor.backends.base import KEEP_ALL, Backend, stalled_message, unreadable
+from conveyor.backends.rows import UnreadableRecord, job_from_row
+from conveyor.backends.sqlite import adding, claims, connection, flows
+from conveyor.backends.sqlite.connection import placeholders
+from conveyor.backends.values import (
     ClaimedJob,
     NewJob,
     ProgressUpdate,
@@ -35,12 +37,7 @@ from conveyor.backends.base import (
     ReclaimResult,
     Taker,
     WorkerInfo,
-    stalled_message,
-    unreadable,
 )
-from conveyor.backends.rows import UnreadableRecord, job_from_row
-from conveyor.backends.sqlite import adding, claims, connection, flows
-from conveyor.backends.sqlite.connection import placeholders
 from conveyor.clock import Clock
 from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
 from conveyor.job import JobState, Retention

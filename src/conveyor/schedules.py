@@ -1,7 +1,7 @@
 """``app.schedules``: managing schedules in the store, and firing them.
 
 What a schedule is and the policies (exactly one job per tick, catch-up,
-DST) are in ``schedule.py``. Here: adding, replacing (add again with the same
+DST) are in ``cron.py``. Here: adding, replacing (add again with the same
 id), pausing, resuming, removing and listing them, the ones declared in code
 with ``@app.cron`` / ``@app.every``, and ``fire_due``, which every worker
 runs about once a second.
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from conveyor import validate
-from conveyor.backends.base import NewJob
+from conveyor.backends.values import NewJob
+from conveyor.cron import Schedule, ScheduleInfo, checked, due_tick, next_tick, tick_job_id
 from conveyor.errors import InvalidInput, ScheduleNotFound
-from conveyor.schedule import Schedule, ScheduleInfo, checked, due_tick, next_tick, tick_job_id
 from conveyor.task import Task
 
 if TYPE_CHECKING:
