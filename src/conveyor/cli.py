@@ -23,7 +23,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 import msgspec
 
-from conveyor import logs, validate
+from conveyor import validate
 from conveyor.app import Conveyor
 from conveyor.cli_tables import print_info, print_jobs, print_schedules
 from conveyor.errors import (
@@ -37,7 +37,7 @@ from conveyor.job import Job
 from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
 from conveyor.settings import WorkerSettings, parse_queues
 from conveyor.urls import shown
-from conveyor.worker import Worker
+from conveyor.worker import Worker, logs
 
 T = TypeVar("T")
 

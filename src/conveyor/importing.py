@@ -1,7 +1,7 @@
 """How a child process finds a function: by its module and qualified name.
 
 A sandboxed task runs in a child process that imports its function afresh
-(``conveyor.sandbox``), so the function must be defined at the top level of
+(``conveyor.worker.sandbox``), so the function must be defined at the top level of
 an importable module. This module is a leaf: it imports nothing from
 Conveyor but its errors.
 """

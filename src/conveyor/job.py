@@ -56,7 +56,7 @@ class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_de
     """How many finished jobs to keep, and for how long (``None``: no limit).
 
     Per task and state; workers trim what is beyond it in bounded batches
-    (``conveyor.trimming``: a task may briefly hold a few hundred more than
+    (``conveyor.worker.trimming``: a task may briefly hold a few hundred more than
     ``max_count``, and is back within a second or two after a burst).
     """
 

@@ -1,5 +1,5 @@
 """Retention: what ``trim_finished`` deletes, and that a worker keeps every
-task at its retention at a flat cost (``conveyor.trimming``)."""
+task at its retention at a flat cost (``conveyor.worker.trimming``)."""
 
 from __future__ import annotations
 

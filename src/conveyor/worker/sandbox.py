@@ -58,32 +58,37 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import contextvars
-import inspect
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
 import threading
-import traceback
-from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 
-from conveyor.arguments import Signature, encode
+from conveyor.arguments import encode
 from conveyor.backends.values import ClaimedJob, ProgressUpdate
-from conveyor.context import JobContext, enter_job
+from conveyor.context import JobContext
 from conveyor.errors import (
     SandboxError,
 )
-from conveyor.importing import import_path, resolve
-from conveyor.job import ChildOutcome, ChildOutcomes, Job
-from conveyor.retry import NonRetryable, RateLimited, Retry, is_final
+from conveyor.importing import import_path
+from conveyor.retry import NonRetryable, RateLimited, Retry
 from conveyor.task import Task
+from conveyor.worker.sandbox_child import (
+    ChildMessage,
+    Done,
+    Failed,
+    Ready,
+    Report,
+    Run,
+    child_main,
+    message_decoder,
+)
 
 __all__ = ["SandboxPool"]
 
@@ -92,50 +97,11 @@ log = logging.getLogger("conveyor.worker")
 START_METHOD: Final = "forkserver"  # not fork: the worker has threads
 
 
-# -- what crosses the pipe (JSON) ---------------------------------------------------
-
-
-class _Run(msgspec.Struct, frozen=True):
-    """Worker to child: run this job."""
-
-    module: str
-    qualname: str
-    job: Job
-    payload: msgspec.Raw  # the arguments' JSON, as stored (a chain step's with its first)
-    children: list[ChildOutcome] = []  # a flow parent's children's outcomes
-
-
-class _Ready(msgspec.Struct, frozen=True, tag="ready"):
-    """Child to worker, once: it leads its own process group now."""
-
-
-class _Report(msgspec.Struct, frozen=True, tag="report"):
-    update: ProgressUpdate
-
-
-class _Done(msgspec.Struct, frozen=True, tag="done"):
-    result: msgspec.Raw  # the result's JSON
-
-
-class _Failed(msgspec.Struct, frozen=True, tag="failed"):
-    error_type: str
-    message: str
-    traceback: str
-    kind: Literal["error", "retry", "final", "limited"]  # final: never retried
-    delay: float | None = None  # Retry(delay=...), RateLimited(delay)
-    group: bool = False  # RateLimited(group=...)
-
-
 class _Died(msgspec.Struct, frozen=True):
     """Not sent: what the worker concludes when the child is gone."""
 
     exit_code: int | None
     starting: bool  # before it was ready: its stderr tells why (an import in the child?)
-
-
-_ChildMessage = _Ready | _Report | _Done | _Failed
-_run_decoder = msgspec.json.Decoder(_Run)
-_message_decoder: msgspec.json.Decoder[_ChildMessage] = msgspec.json.Decoder(_ChildMessage)
 
 
 # -- the worker's side ------------------------------------------------------------
@@ -161,7 +127,7 @@ class _Child:
         except (ProcessLookupError, PermissionError):  # gone (its id reused by another user's)
             pass
 
-    def receive(self) -> _ChildMessage | None:
+    def receive(self) -> ChildMessage | None:
         """The child's next message; ``None`` once it has died or closed its pipe."""
         ready = multiprocessing.connection.wait([self.conn, self.process.sentinel])
         if self.conn not in ready:  # messages sent before dying are read first
@@ -170,7 +136,7 @@ class _Child:
             data = self.conn.recv_bytes()
         except (EOFError, OSError):
             return None
-        return _message_decoder.decode(data)
+        return message_decoder.decode(data)
 
 
 class _Checkout:
@@ -208,7 +174,7 @@ class SandboxPool:
         Cancelling this (timeout, cancel, shutdown) kills the child at once."""
         module, qualname = import_path(task.fn)
         request = encode(
-            _Run(
+            Run(
                 module,
                 qualname,
                 claimed.job,
@@ -221,7 +187,7 @@ class SandboxPool:
             if self._closed:
                 raise SandboxError("the worker's sandbox pool is closed")
             checkout = _Checkout(self._idle.pop() if self._idle else None)
-        outcome: asyncio.Future[_Done | _Failed | _Died] = loop.create_future()
+        outcome: asyncio.Future[Done | Failed | _Died] = loop.create_future()
         # A daemon thread, not an executor's: a thread left waiting on a child
         # must never hold up the interpreter's exit.
         thread = threading.Thread(
@@ -239,9 +205,9 @@ class SandboxPool:
         except asyncio.CancelledError:
             self._abandon(checkout)
             raise
-        if isinstance(reply, _Done):
+        if isinstance(reply, Done):
             return reply.result
-        if isinstance(reply, _Failed):
+        if isinstance(reply, Failed):
             raise _rebuild(reply)
         when = " while starting" if reply.starting else ""
         raise SandboxError(f"sandbox process died{when} (exit code {reply.exit_code})")
@@ -279,12 +245,12 @@ class SandboxPool:
         request: bytes,
         context: JobContext,
         loop: asyncio.AbstractEventLoop,
-        outcome: asyncio.Future[_Done | _Failed | _Died],
+        outcome: asyncio.Future[Done | Failed | _Died],
     ) -> None:
         """In its own thread: hand the job to a child, forward its reports and
         pass back how it ended."""
         try:
-            result: _Done | _Failed | _Died | BaseException = self._talk(checkout, request, context)
+            result: Done | Failed | _Died | BaseException = self._talk(checkout, request, context)
         except BaseException as exc:  # a bug here must still end the job
             result = exc
         finally:
@@ -295,9 +261,9 @@ class SandboxPool:
 
     def _talk(
         self, checkout: _Checkout, request: bytes, context: JobContext
-    ) -> _Done | _Failed | _Died:
+    ) -> Done | Failed | _Died:
         child = checkout.child
-        reply: _ChildMessage | None = None
+        reply: ChildMessage | None = None
         code: int | None = None
         try:
             if child is None:
@@ -306,12 +272,12 @@ class SandboxPool:
                 go = not (checkout.abandoned or self._closed)
             if go and not child.leader:
                 reply = child.receive()
-                child.leader = isinstance(reply, _Ready)
+                child.leader = isinstance(reply, Ready)
                 go = child.leader
             if go:
                 child.conn.send_bytes(request)
-                while isinstance(reply := child.receive(), _Report | _Ready):
-                    if isinstance(reply, _Report) and not checkout.abandoned:
+                while isinstance(reply := child.receive(), Report | Ready):
+                    if isinstance(reply, Report) and not checkout.abandoned:
                         _forward(reply.update, context)
         except (OSError, msgspec.DecodeError) as exc:  # a broken pipe, a garbled message
             log.warning("job %s: sandbox pipe failed: %s", context.id, exc)
@@ -319,14 +285,14 @@ class SandboxPool:
         finally:
             with self._lock:
                 checkout.finished = True
-                healthy = isinstance(reply, _Done | _Failed)
+                healthy = isinstance(reply, Done | Failed)
                 keep = healthy and not checkout.abandoned and not self._closed
                 keep = keep and len(self._idle) < self.size
                 if keep and child is not None:
                     self._idle.append(child)
             if child is not None and not keep:
                 code = self._retire(child)
-        if isinstance(reply, _Done | _Failed):
+        if isinstance(reply, Done | Failed):
             return reply
         return _Died(code, starting=child is None or not child.leader)
 
@@ -334,7 +300,7 @@ class SandboxPool:
         mp = multiprocessing.get_context(START_METHOD)
         with self._starting:
             ours, theirs = mp.Pipe()
-            process = mp.Process(target=_child_main, args=(theirs,), name="conveyor-sandbox")
+            process = mp.Process(target=child_main, args=(theirs,), name="conveyor-sandbox")
             process.start()
         theirs.close()
         child = _Child(process, ours)
@@ -368,7 +334,7 @@ class SandboxPool:
 
 
 def _resolve(
-    future: asyncio.Future[_Done | _Failed | _Died], result: _Done | _Failed | _Died | BaseException
+    future: asyncio.Future[Done | Failed | _Died], result: Done | Failed | _Died | BaseException
 ) -> None:
     if future.done():
         return
@@ -399,7 +365,7 @@ class _ChildTraceback(Exception):
 _error_types: dict[tuple[str, type[Exception]], type[Exception]] = {}
 
 
-def _rebuild(failed: _Failed) -> Exception:
+def _rebuild(failed: Failed) -> Exception:
     """The worker's stand-in for a child's error: named like it, and a ``Retry``,
     ``NonRetryable`` or ``RateLimited`` when it was one, so the worker reads it alike."""
     if failed.kind == "limited":
@@ -420,109 +386,3 @@ def _rebuild(failed: _Failed) -> Exception:
         exc = kind(failed.message)
     exc.__cause__ = _ChildTraceback(failed.traceback)
     return exc
-
-
-# -- the child's side ---------------------------------------------------------------
-
-
-def _child_main(conn: Connection) -> None:
-    """A child's life: lead a new process group, then run jobs one at a time
-    until the worker closes the pipe (or dies)."""
-    os.setsid()
-    sending = threading.Lock()  # results from this thread, reports from the reports loop
-
-    def send(message: _ChildMessage) -> None:
-        data = encode(message)
-        with sending:
-            conn.send_bytes(data)
-
-    # Reports go out from a loop of their own, so a sync function and an async
-    # one alike run in the main thread and report while they run.
-    reports = asyncio.new_event_loop()
-    parent = multiprocessing.parent_process()
-    if parent is not None:  # the worker died, even by SIGKILL: take our group with us
-        reports.add_reader(parent.sentinel, os.killpg, 0, signal.SIGKILL)
-    threading.Thread(target=reports.run_forever, name="conveyor-reports", daemon=True).start()
-
-    running: list[str | None] = [None]  # the job whose reports may go out now
-
-    def writer(job_id: str) -> Callable[[ProgressUpdate], Awaitable[bool]]:
-        async def write(update: ProgressUpdate) -> bool:
-            data = encode(_Report(update))
-            with sending:  # a report that lost the race with its job's outcome is dropped
-                if running[0] != job_id:
-                    return False
-                conn.send_bytes(data)
-            return True  # the worker's context applies the lease token
-
-        return write
-
-    functions: dict[tuple[str, str], tuple[Callable[..., Any], Signature]] = {}
-    send(_Ready())
-    with asyncio.Runner() as runner:  # one loop for async jobs, kept between jobs
-        while True:
-            try:
-                request = _run_decoder.decode(conn.recv_bytes())
-            except (EOFError, OSError):
-                return  # the worker closed its end
-            running[0] = request.job.id
-            context = JobContext(
-                request.job,
-                loop=reports,
-                write=writer(request.job.id),
-                children=ChildOutcomes(request.children),
-            )
-            outcome = _serve(request, context, runner, functions)
-            asyncio.run_coroutine_threadsafe(context.flush(), reports).result()
-            data = encode(outcome)
-            with sending:  # no report of this job may follow its outcome on the pipe
-                running[0] = None
-                conn.send_bytes(data)
-
-
-def _serve(
-    request: _Run,
-    context: JobContext,
-    runner: asyncio.Runner,
-    functions: dict[tuple[str, str], tuple[Callable[..., Any], Signature]],
-) -> _Done | _Failed:
-    try:
-        key = (request.module, request.qualname)
-        if key not in functions:
-            functions[key] = _load(*key)
-        fn, signature = functions[key]
-        args, kwargs = signature.decode(request.payload)
-        scope = contextvars.copy_context()
-        scope.run(enter_job, context)
-        if inspect.iscoroutinefunction(fn):
-            result = runner.run(fn(*args, **kwargs), context=scope)
-        else:
-            result = scope.run(fn, *args, **kwargs)
-        return _Done(msgspec.Raw(encode(result)))
-    except Exception as exc:  # every job error goes back; SystemExit ends the child
-        if isinstance(exc, RateLimited):
-            kind: Literal["error", "retry", "final", "limited"] = "limited"
-        elif isinstance(exc, Retry):
-            kind = "retry"
-        elif is_final(exc):
-            kind = "final"
-        else:
-            kind = "error"
-        return _Failed(
-            error_type=type(exc).__name__,
-            message=str(exc),
-            traceback="".join(traceback.format_exception(exc)),
-            kind=kind,
-            delay=exc.delay if isinstance(exc, Retry | RateLimited) else None,
-            group=isinstance(exc, RateLimited) and exc.group,
-        )
-
-
-def _load(module: str, qualname: str) -> tuple[Callable[..., Any], Signature]:
-    try:
-        target = resolve(module, qualname)
-        return target, Signature(target)
-    except Exception as exc:
-        raise NonRetryable(
-            f"cannot import {module}.{qualname} in the sandbox process: {type(exc).__name__}: {exc}"
-        ) from exc

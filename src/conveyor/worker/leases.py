@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from conveyor.backends.base import Backend
 from conveyor.errors import BackendError, BackendUnavailable
-from conveyor.health import StoreHealth
+from conveyor.worker.health import StoreHealth
 
 log = logging.getLogger("conveyor.worker")
 
