@@ -13,7 +13,7 @@ job = await app.get_job(handle.id)
 ```
 """
 
-from conveyor.app import Conveyor, JobHandle
+from conveyor.app import Conveyor
 from conveyor.backends.base import Backend
 from conveyor.backends.values import NewJob, QueueInfo, WorkerInfo
 from conveyor.clock import Clock
@@ -32,6 +32,7 @@ from conveyor.errors import (
     UnknownTask,
 )
 from conveyor.flow import Flow, batch, chain, flow
+from conveyor.handle import JobHandle
 from conveyor.job import ChildOutcome, ChildOutcomes, Job, JobState, LogEntry, Retention
 from conveyor.limits import Limits, Rate
 from conveyor.retry import Backoff, NonRetryable, RateLimited, Retry

@@ -8,7 +8,6 @@ store by its deployment), else ``sqlite:///conveyor.db``.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -24,10 +23,9 @@ from conveyor.errors import (
     ConfigurationError,
     InvalidInput,
     JobNotFound,
-    JobTimeout,
-    UnknownTask,
 )
 from conveyor.flow import Flow, flatten
+from conveyor.handle import JobHandle
 from conveyor.job import (
     DEFAULT_BACKOFF,
     DEFAULT_KEEP_COMPLETED,
@@ -40,44 +38,15 @@ from conveyor.job import (
 from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
 from conveyor.retry import Backoff
 from conveyor.schedules import Schedules
-from conveyor.task import Task
+from conveyor.task import Task, find_task
 
-__all__ = ["Conveyor", "JobHandle"]
+__all__ = ["Conveyor"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_URL = "sqlite:///conveyor.db"
 DEFAULT_MAX_PAYLOAD = 512 * 1024
-
-
-class JobHandle:
-    """What ``enqueue`` returns: the job id, whether this call created it, and ways to read it."""
-
-    __slots__ = ("app", "created", "id")
-
-    def __init__(self, app: Conveyor, job_id: str, *, created: bool) -> None:
-        self.app = app
-        self.id = job_id
-        self.created = created
-
-    def __repr__(self) -> str:
-        return f"<JobHandle {self.id} created={self.created}>"
-
-    async def get(self) -> Job:
-        return await self.app.get_job(self.id)
-
-    async def wait(self, timeout: float = 60.0, *, poll: float = 0.05) -> Job:
-        """Poll until the job has finished; raise ``JobTimeout`` after ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            job = await self.get()
-            if job.state.finished:
-                return job
-            if loop.time() >= deadline:
-                raise JobTimeout(f"job {self.id} still {job.state} after {timeout}s")
-            await asyncio.sleep(poll)
 
 
 class Conveyor:
@@ -106,7 +75,9 @@ class Conveyor:
         self.backend = open_backend(self.url, clock=self.clock)
         self.max_payload_bytes = validate.count("max_payload_bytes", max_payload_bytes, minimum=1)
         self.tasks: dict[str, Task[Any, Any]] = {}
-        self.schedules = Schedules(self)  # add, pause, resume, remove, list; fired by workers
+        self.schedules = Schedules(
+            self.backend, self.tasks
+        )  # add, pause, resume, remove, list; fired by workers
 
     # -- set-up ------------------------------------------------------------------
 
@@ -124,7 +95,9 @@ class Conveyor:
         when a worker starts; see ``conveyor.cron`` for the policies."""
 
         def declare(target: Callable[P, R] | Task[P, R]) -> Task[P, R]:
-            return self.schedules.declare(target, cron=expr, tz=tz, id=id, args=args, kwargs=kwargs)
+            return self.schedules.declare(
+                self._as_task(target), cron=expr, tz=tz, id=id, args=args, kwargs=kwargs
+            )
 
         return declare
 
@@ -139,7 +112,9 @@ class Conveyor:
         """Declare a fixed-interval schedule in code, as ``cron`` does."""
 
         def declare(target: Callable[P, R] | Task[P, R]) -> Task[P, R]:
-            return self.schedules.declare(target, every=seconds, id=id, args=args, kwargs=kwargs)
+            return self.schedules.declare(
+                self._as_task(target), every=seconds, id=id, args=args, kwargs=kwargs
+            )
 
         return declare
 
@@ -186,7 +161,7 @@ class Conveyor:
         are kept per task by ``keep_completed`` (default: the newest 1000, for
         at most a day) and ``keep_failed`` (default: all; the dead-letter set).
         ``sandbox=True`` runs each job in a child process that its timeout or a
-        cancel kills (see ``conveyor.sandbox``); the function must be importable
+        cancel kills (see ``conveyor.worker.sandbox``); the function must be importable
         by its module and name.
         """
 
@@ -214,11 +189,11 @@ class Conveyor:
 
         return register if fn is None else register(fn)
 
+    def _as_task(self, target: Callable[P, R] | Task[P, R]) -> Task[P, R]:
+        return target if isinstance(target, Task) else self.task(target)
+
     def get_task(self, name: str) -> Task[Any, Any]:
-        try:
-            return self.tasks[name]
-        except KeyError:
-            raise UnknownTask(name) from None
+        return find_task(self.tasks, name)
 
     # -- connection ----------------------------------------------------------------
 

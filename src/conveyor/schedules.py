@@ -10,19 +10,17 @@ runs about once a second.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import msgspec
 
 from conveyor import validate
+from conveyor.backends.base import Backend
 from conveyor.backends.values import NewJob
 from conveyor.cron import Schedule, ScheduleInfo, checked, due_tick, next_tick, tick_job_id
 from conveyor.errors import InvalidInput, ScheduleNotFound
-from conveyor.task import Task
-
-if TYPE_CHECKING:
-    from conveyor.app import Conveyor
+from conveyor.task import Task, find_task
 
 __all__ = ["Schedules"]
 
@@ -30,15 +28,16 @@ log = logging.getLogger("conveyor.schedules")
 
 
 class Schedules:
-    def __init__(self, app: Conveyor) -> None:
-        self._app = app
+    def __init__(self, backend: Backend, tasks: Mapping[str, Task[Any, Any]]) -> None:
+        self._backend = backend
+        self._tasks = tasks  # the app's, as tasks are registered
         self.declared: dict[str, Schedule] = {}  # by id: saved when a worker starts
 
     # -- in code -------------------------------------------------------------------
 
     def declare(
         self,
-        target: Task[Any, Any] | Callable[..., Any],
+        task: Task[Any, Any],
         *,
         cron: str | None = None,
         every: float | None = None,
@@ -47,7 +46,6 @@ class Schedules:
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
     ) -> Task[Any, Any]:
-        task = target if isinstance(target, Task) else self._app.task(target)
         schedule = self._build(task, cron, every, tz, id, args, kwargs, paused=False, anchor=0)
         if schedule.id in self.declared:
             raise InvalidInput("id", f"schedule {schedule.id!r} is declared twice")
@@ -59,7 +57,7 @@ class Schedules:
         same definition keeps its interval anchor, last tick and pause."""
         if not self.declared:
             return
-        backend = self._app.backend
+        backend = self._backend
         stored = {s.id: s for s, _ in await backend.schedules()}
         now = await backend.now_ms()
         for schedule in self.declared.values():
@@ -87,10 +85,10 @@ class Schedules:
     ) -> Schedule:
         """Add a schedule, or replace the one with the same ``id`` (default:
         the task's name)."""
-        resolved = self._app.get_task(task) if isinstance(task, str) else task
-        now = await self._app.backend.now_ms()
+        resolved = find_task(self._tasks, task) if isinstance(task, str) else task
+        now = await self._backend.now_ms()
         schedule = self._build(resolved, cron, every, tz, id, args, kwargs, paused, anchor=now)
-        await self._app.backend.save_schedule(schedule=schedule)
+        await self._backend.save_schedule(schedule=schedule)
         return schedule
 
     async def pause(self, schedule_id: str) -> Schedule:
@@ -99,17 +97,15 @@ class Schedules:
     async def resume(self, schedule_id: str) -> Schedule:
         """Resume; ticks missed while paused make no jobs (the next one does)."""
         schedule = await self._set_paused(schedule_id, False)
-        await self._app.backend.mark_tick(
-            schedule_id=schedule_id, tick_ms=await self._app.backend.now_ms()
-        )
+        await self._backend.mark_tick(schedule_id=schedule_id, tick_ms=await self._backend.now_ms())
         return schedule
 
     async def remove(self, schedule_id: str) -> bool:
-        return await self._app.backend.remove_schedule(schedule_id=validate.name("id", schedule_id))
+        return await self._backend.remove_schedule(schedule_id=validate.name("id", schedule_id))
 
     async def list(self) -> list[ScheduleInfo]:
         """Every schedule with its last tick and next run (on the store's clock)."""
-        backend = self._app.backend
+        backend = self._backend
         listed = await backend.schedules()
         now = await backend.now_ms()
         return [
@@ -118,7 +114,7 @@ class Schedules:
         ]
 
     async def get(self, schedule_id: str) -> Schedule:
-        for schedule, _ in await self._app.backend.schedules():
+        for schedule, _ in await self._backend.schedules():
             if schedule.id == schedule_id:
                 return schedule
         raise ScheduleNotFound(f"no schedule {schedule_id!r}")
@@ -129,7 +125,7 @@ class Schedules:
         """Enqueue the job of each schedule's latest due tick (one per tick
         whatever the number of workers: the job id is the tick's). Returns how
         many ticks were enqueued by this call or another worker's."""
-        backend = self._app.backend
+        backend = self._backend
         listed = await backend.schedules()
         if not listed:
             return 0
@@ -143,7 +139,7 @@ class Schedules:
                 continue
             if tick is None:
                 continue
-            task = self._app.tasks.get(schedule.task)
+            task = self._tasks.get(schedule.task)
             if task is None:  # another app's task: a worker that has it fires it
                 continue
             call = task.configure()
@@ -200,7 +196,7 @@ class Schedules:
 
     async def _set_paused(self, schedule_id: str, paused: bool) -> Schedule:
         schedule = msgspec.structs.replace(await self.get(schedule_id), paused=paused)
-        await self._app.backend.save_schedule(schedule=schedule)
+        await self._backend.save_schedule(schedule=schedule)
         return schedule
 
 

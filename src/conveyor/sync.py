@@ -41,7 +41,8 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
-from conveyor.app import Conveyor, JobHandle
+from conveyor.app import Conveyor
+from conveyor.handle import JobHandle
 from conveyor.schedules import Schedules
 from conveyor.task import Call, Task
 

@@ -15,23 +15,21 @@ import inspect
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 import msgspec
 
 from conveyor import validate
 from conveyor.arguments import Signature
 from conveyor.backends.values import NewJob
-from conveyor.errors import InvalidInput, PayloadTooLarge
+from conveyor.errors import InvalidInput, PayloadTooLarge, UnknownTask
+from conveyor.handle import JobHandle
 from conveyor.importing import import_path
 from conveyor.job import JobOptions, Retention
 from conveyor.limits import group_name
 from conveyor.retry import Backoff
-
-if TYPE_CHECKING:
-    from conveyor.app import Conveyor, JobHandle
 
 __all__ = ["Call", "Task"]
 
@@ -42,12 +40,28 @@ R = TypeVar("R")
 _encode_options = msgspec.json.encode
 
 
+class Enqueuer(Protocol):
+    """What a task enqueues through (the app)."""
+
+    max_payload_bytes: int
+
+    async def enqueue_many(self, jobs: Iterable[NewJob]) -> list[JobHandle]: ...
+
+
+def find_task(tasks: Mapping[str, Task[Any, Any]], name: str) -> Task[Any, Any]:
+    """The task registered as ``name``; ``UnknownTask`` if there is none."""
+    try:
+        return tasks[name]
+    except KeyError:
+        raise UnknownTask(name) from None
+
+
 class Task(Generic[P, R]):
     """A function that runs as a job. Call it directly to run it in-process."""
 
     def __init__(
         self,
-        app: Conveyor,
+        app: Enqueuer,
         fn: Callable[P, R],
         *,
         name: str,
