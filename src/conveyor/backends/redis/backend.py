@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import msgspec
 
 from conveyor.backends.redis.connection import mapped_errors
+from conveyor.backends.redis.keys import limit_field, limit_scope, parse_limit_field
 from conveyor.backends.redis.record import FIELDS, job_from_fields, retention_member
 from conveyor.backends.redis.transitions import BATCH, RedisTransitions
 from conveyor.backends.rows import schedules_from
@@ -160,7 +161,7 @@ class RedisBackend(RedisTransitions):
     ) -> None:
         if self._client is None:
             await self.connect()
-        scope = queue if group is None else f"{queue}\0{group}"
+        scope = limit_scope(queue, group)
         changes: dict[str, str | None] = {}
         if max_active is not msgspec.UNSET:
             changes["a"] = None if max_active is None else str(max_active)
@@ -170,9 +171,9 @@ class RedisBackend(RedisTransitions):
             pipe.hsetnx(self.keys.queues, queue, "0")  # the queue is known even if empty
             for field, value in changes.items():
                 if value is None:
-                    pipe.hdel(self.keys.limits, f"{scope}\0{field}")
+                    pipe.hdel(self.keys.limits, limit_field(scope, field))
                 else:
-                    pipe.hset(self.keys.limits, f"{scope}\0{field}", value)
+                    pipe.hset(self.keys.limits, limit_field(scope, field), value)
             pipe.rpush(self.keys.marker(queue), "1")
             await pipe.execute()
 
@@ -182,12 +183,10 @@ class RedisBackend(RedisTransitions):
         async with mapped_errors():
             stored = await self.client.hgetall(self.keys.limits)
         fields: dict[str | None, dict[str, str]] = {}
-        prefix = f"{queue}\0"
         for raw, value in stored.items():
-            name = raw.decode()
-            if name.startswith(prefix):
-                scope, _, field = name[len(prefix) :].rpartition("\0")
-                fields.setdefault(scope or None, {})[field] = value.decode()
+            of, group, field = parse_limit_field(raw.decode())
+            if of == queue:
+                fields.setdefault(group, {})[field] = value.decode()
         found = {}
         for scope, values in sorted(fields.items(), key=lambda item: item[0] or ""):
             rate = None

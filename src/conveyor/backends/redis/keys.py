@@ -35,7 +35,9 @@ Layout (``P`` is ``cv:{namespace}``):
 - ``P:limits``: hash of limits, per scope (``queue``, or ``queue \0 group``
   with group ``*`` the default of every group): ``scope \0 a`` max active,
   ``scope \0 r`` ``max:window ms:per ms``, ``scope \0 h`` the end (ms) of
-  a hold set by a rate-limited job.
+  a hold set by a rate-limited job. Scopes and their fields are built by
+  ``limit_scope`` and ``limit_field`` below, and in the scripts by lib.lua's
+  functions of the same names.
 - ``P:turns``: hash, queue to the turn of its jobs without a group.
 - ``P:seq``: counter for FIFO order.
 - ``P:workers``: hash, worker id to its heartbeat JSON.
@@ -114,3 +116,22 @@ class Keys:
 
     def dedup(self, key: str) -> str:
         return f"{self.prefix}:dedup:{key}"
+
+
+def limit_scope(queue: str, group: str | None) -> str:
+    """A limit's scope in the limits hash: the queue's own (``group`` None) or
+    one of its groups' (group ``*``, ``EVERY_GROUP``: every group's default)."""
+    return queue if group is None else f"{queue}\0{group}"
+
+
+def limit_field(scope: str, field: str) -> str:
+    """A field of the limits hash: ``a`` max active, ``r`` rate, ``h`` hold."""
+    return f"{scope}\0{field}"
+
+
+def parse_limit_field(name: str) -> tuple[str, str | None, str]:
+    """The queue, group (None: the queue's own) and field of a limits hash
+    field (names have no NUL: see ``validate.name``)."""
+    scope, _, field = name.rpartition("\0")
+    queue, _, group = scope.partition("\0")
+    return queue, group or None, field

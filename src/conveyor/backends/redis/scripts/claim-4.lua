@@ -24,7 +24,7 @@ local function queue_state(q)
   if s then return s end
   local k, queue = 5 + 8 * q, ARGV[5 + q]
   s = {room = 1e15, rotated = redis.call('EXISTS', KEYS[k + 2]) == 1}
-  local max_active, rate_max, rate_ms, hold = scope_limits(KEYS[2], queue, now)
+  local max_active, rate_max, rate_ms, hold = queue_limits(KEYS[2], queue, now)
   if hold or redis.call('HGET', KEYS[1], queue) == '1' then
     s.room = 0
   else
@@ -39,9 +39,10 @@ local function queue_state(q)
 end
 
 local function group_state(q, group)
-  local s = groups[q .. '\0' .. group]
-  if s then return s end
   local k, queue = 5 + 8 * q, ARGV[5 + q]
+  local scope = limit_scope(queue, group)
+  local s = groups[scope]
+  if s then return s end
   s = {room = 1e15, q = q, group = group}
   local max_active, rate_max, rate_ms, hold = group_limits(KEYS[2], queue, group, now)
   if hold then
@@ -55,7 +56,7 @@ local function group_state(q, group)
       s.room = math.min(s.room, (group_rate_room(KEYS[k + 7], group, now, rate_max, rate_ms)))
     end
   end
-  groups[q .. '\0' .. group] = s
+  groups[scope] = s
   return s
 end
 

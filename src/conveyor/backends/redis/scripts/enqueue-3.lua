@@ -169,7 +169,7 @@ end
 local function hand_off(q, k, id)
   local queue = ARGV[3 + q]
   if redis.call('HGET', KEYS[2], queue) == '1' then return false end
-  local max_active, rate_max, _, hold = scope_limits(KEYS[3], queue, now)
+  local max_active, rate_max, _, hold = queue_limits(KEYS[3], queue, now)
   if max_active or rate_max or hold then return false end
   if not redis.call('ZSCORE', KEYS[k], id) then return false end  -- replaced meanwhile
   local waiter = redis.call('ZPOPMAX', KEYS[k + 6])

@@ -121,7 +121,17 @@ end
 -- group '*' is every group's default) the fields scope NUL 'a' (max active),
 -- scope NUL 'r' ('max:window ms:per ms', the window being the span starts
 -- are kept apart by: per and a margin, see limits.py) and scope NUL 'h' (the
--- end of a hold set by a job that was rate limited).
+-- end of a hold set by a job that was rate limited). Scopes and fields are
+-- built here and nowhere else in the scripts (keys.py builds the same).
+local function limit_scope(queue, group)
+  if group then return queue .. '\0' .. group end
+  return queue
+end
+
+local function limit_field(scope, field)
+  return scope .. '\0' .. field
+end
+
 local function parse_rate(r)
   if not r then return nil, nil end
   local rate_max, rate_ms = string.match(r, '^(%d+):(%d+):')
@@ -135,16 +145,19 @@ local function hold_ahead(h, now)
 end
 
 -- A queue's limits: max active, rate max, window ms, and its hold's end if ahead.
-local function scope_limits(limits, scope, now)
-  local v = redis.call('HMGET', limits, scope .. '\0a', scope .. '\0r', scope .. '\0h')
+local function queue_limits(limits, queue, now)
+  local own = limit_scope(queue)
+  local v = redis.call('HMGET', limits, limit_field(own, 'a'), limit_field(own, 'r'),
+    limit_field(own, 'h'))
   local rate_max, rate_ms = parse_rate(v[2])
   return tonumber(v[1]), rate_max, rate_ms, hold_ahead(v[3], now)
 end
 
 -- A group's: its own, each falling back to the queue's default for groups.
 local function group_limits(limits, queue, group, now)
-  local own, all = queue .. '\0' .. group .. '\0', queue .. '\0*\0'
-  local v = redis.call('HMGET', limits, own .. 'a', own .. 'r', own .. 'h', all .. 'a', all .. 'r')
+  local own, all = limit_scope(queue, group), limit_scope(queue, '*')
+  local v = redis.call('HMGET', limits, limit_field(own, 'a'), limit_field(own, 'r'),
+    limit_field(own, 'h'), limit_field(all, 'a'), limit_field(all, 'r'))
   local rate_max, rate_ms = parse_rate(v[2] or v[5])
   return tonumber(v[1] or v[4]), rate_max, rate_ms, hold_ahead(v[3], now)
 end

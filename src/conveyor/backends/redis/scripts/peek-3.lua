@@ -70,7 +70,7 @@ for q = 0, (#KEYS - 3) / 9 - 1 do
   local room, held, waiting, groups = 0, -1, {}, {}
   if not paused then
     room = want
-    local max_active, rate_max, rate_ms, hold = scope_limits(KEYS[2], queue, now)
+    local max_active, rate_max, rate_ms, hold = queue_limits(KEYS[2], queue, now)
     if hold then
       room, held = 0, hold
     else
