@@ -1,7 +1,9 @@
-"""The Redis store's connection: URLs, clients, loading and calling the Lua
-scripts (with NOSCRIPT reloads and driver errors mapped to Conveyor's), the
-server's clock, and reading a job's queue and task. The module docstring of
-``transitions.py`` describes the store as a whole.
+"""The Redis store's connection: the state every operation module takes as
+its first argument. URLs, clients, loading and calling the Lua scripts (with
+NOSCRIPT reloads and driver errors mapped to Conveyor's), blocking on lists,
+the server's clock, reading a job's queue and task, and what this process
+remembers of the jobs it claimed and the waits it ran. ``backend.py``'s
+docstring describes the store as a whole.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -20,10 +22,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
-from conveyor.backends.base import Backend
-from conveyor.backends.redis import claims, loops, renewal, wire
+from conveyor.backends.redis import loops, peek, renewal, wire
 from conveyor.backends.redis.batch import Batch, map_error
-from conveyor.backends.redis.claims import Registration
 from conveyor.backends.redis.direct import DirectCalls
 from conveyor.backends.redis.keys import Keys
 from conveyor.backends.redis.record import identity_of
@@ -38,7 +38,7 @@ NOSCRIPT_TRIES = 5
 RETRIES = 2  # quick retries of a command whose connection broke
 SOCKET_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 2.0  # a connect (TLS handshake included) that takes longer fails
-CLUSTER_IN_FLIGHT = 64  # script calls out at once on a Cluster (see _run)
+CLUSTER_IN_FLIGHT = 64  # script calls out at once on a Cluster (see run)
 COMPLETE_ARGS = 5  # arguments per job of the complete script, which takes many jobs
 BLOCK_MAX_S = 1.0  # idle: one BLPOP and one peek per second
 
@@ -70,12 +70,28 @@ def parse_url(url: str) -> tuple[str, str, bool]:
     return urlunsplit(parts._replace(query=rest)), namespace, cluster
 
 
-class RedisConnection(Backend):
-    """Connection and scripts; ``RedisTransitions`` adds every state change."""
+class RedisConnection:
+    """One backend's clients, keys and scripts, and its memory of the jobs it
+    claimed and the waits it ran.
 
-    def __init__(self, url: str, *, clock: Clock | None = None) -> None:
-        super().__init__(clock=clock)
+    ``follow_loop`` is the backend's ``Backend._follow_loop``: the gates here
+    (connecting, closing, the client, script calls) call it, and the
+    backend's ``_leave_loop`` calls ``leave_loop``. ``warnings`` is the
+    backend's list, which the first connect fills.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock,
+        follow_loop: Callable[[], None],
+        warnings: list[str],
+    ) -> None:
         self.url = url
+        self.clock = clock
+        self.warnings = warnings
+        self._follow_loop = follow_loop
         self._redis_url, namespace, self._cluster = parse_url(url)
         self.keys = Keys(namespace)
         self._client: aioredis.Redis | None = None
@@ -83,24 +99,24 @@ class RedisConnection(Backend):
         self._scripts: Scripts | None = None
         self._batch: Batch | None = None
         self._direct: DirectCalls | None = None  # lone calls, on a single node
-        self._owned: dict[str, tuple[str, str]] = {}  # job id -> (queue, task), claimed here
-        self._lean: set[str] = set()  # of those, jobs in no group and no flow
-        self._lease_queues: dict[str, str] = {}  # job id -> queue, of the last expired_leases
+        self.owned: dict[str, tuple[str, str]] = {}  # job id -> (queue, task), claimed here
+        self.lean: set[str] = set()  # of those, jobs in no group and no flow
+        self.lease_queues: dict[str, str] = {}  # job id -> queue, of the last expired_leases
         # Per set of queues (workers of one app share this backend): when a
         # limit the last claim met frees.
-        self._retry_at: dict[tuple[str, ...], int | None] = {}
+        self.retry_at: dict[tuple[str, ...], int | None] = {}
         # Per queue: a job an enqueue made ready and named in the wake it sent.
-        self._hints: dict[str, str] = {}
-        # Idle waits whose registration (claims.Registration) may stand: one an
+        self.hints: dict[str, str] = {}
+        # Idle waits whose registration (peek.Registration) may stand: one an
         # enqueue handed a job to (in its other queues' sets) or one that
         # failed; the next claim or wait ends them and runs what they hold.
-        self._left: list[tuple[str, Registration]] = []
+        self.left: list[tuple[str, peek.Registration]] = []
         # redis-py's cluster client fails a call past 100 connections per node
         # instead of waiting for one: keep script calls well below that.
         self._in_flight = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
         self._background: set[asyncio.Task[None]] = set()  # held until they end
         self._checked = False  # the server's config, once per backend (_check_config)
-        self._renewer = renewal.BlockingRenewer(
+        self.renewer = renewal.BlockingRenewer(
             self._redis_url, cluster=self._cluster, keys=self.keys
         )
 
@@ -134,7 +150,8 @@ class RedisConnection(Backend):
             self._batch = Batch(client, self._call, merged={complete.sha: COMPLETE_ARGS})
             self._direct = DirectCalls(client)
 
-    def _leave_loop(self, old: asyncio.AbstractEventLoop) -> None:
+    def leave_loop(self, old: asyncio.AbstractEventLoop) -> None:
+        """The backend's ``_leave_loop``."""
         # The asyncio clients, and all made with them, are ``old``'s: drop them
         # (see loops.py) and, if connected, open anew here at once (the server
         # keeps the scripts, and the config was checked). The blocking renewal
@@ -187,6 +204,7 @@ class RedisConnection(Backend):
             log.warning("%s (%s)", warning, shown(self.url))
 
     async def close(self) -> None:
+        """Close the clients; the backend then lets go of the loop."""
         self._follow_loop()  # on another loop: the old one's are dropped first
         client, blocking = self._client, self._blocking
         self._client = self._blocking = None
@@ -194,13 +212,15 @@ class RedisConnection(Backend):
         for c in (client, blocking):
             if c is not None:
                 await c.aclose()
-        self._renewer.close()
-        self._release_loop()
+        self.renewer.close()
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` in the background, held until it ends."""
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    # -- commands ----------------------------------------------------------------
 
     @property
     def client(self) -> aioredis.Redis:
@@ -210,13 +230,19 @@ class RedisConnection(Backend):
             raise BackendError("redis backend is not connected")
         return self._client
 
+    async def connected(self) -> aioredis.Redis:
+        """The client, connecting first if the backend is not connected."""
+        if self._client is None:
+            await self.connect()
+        return self.client
+
     @property
     def scripts(self) -> Scripts:
         if self._scripts is None:
             raise BackendError("redis backend is not connected")
         return self._scripts
 
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a script: every script call passes here (then through ``_batch``)."""
         self._follow_loop()
         if self._client is None:
@@ -246,32 +272,42 @@ class RedisConnection(Backend):
                     if attempt == NOSCRIPT_TRIES - 1:
                         raise
 
-    async def _fenced(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> bool:
+    async def fenced(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> bool:
         """Run a script that answers ``Code.DONE`` or ``Code.STALE``."""
-        return int(await self._run(name, keys, args)) == Code.DONE
+        return int(await self.run(name, keys, args)) == Code.DONE
+
+    async def block(self, keys: Sequence[str], timeout: float) -> tuple[bytes, bytes] | None:
+        """``BLPOP`` on the blocking client: the list and element popped, or
+        None at the timeout."""
+        assert self._blocking is not None
+        async with mapped_errors():
+            popped: tuple[bytes, bytes] | None = await self._blocking.blpop(keys, timeout=timeout)
+            return popped
+
+    # -- time and jobs -------------------------------------------------------------
 
     @property
-    def _offset(self) -> int:
+    def offset(self) -> int:
+        """The clock's test offset (ms), every script's first argument."""
         return self.clock.offset_ms
 
-    async def _now(self) -> int:
+    async def now(self) -> int:
         """The time on the server holding the namespace, plus the test offset, in ms."""
-        keys, args = claims.peek_call(self.keys, [], self._offset)
-        now, _ = claims.parse_peek(await self._run("peek", keys, args))
+        keys, args = peek.peek_call(self.keys, [], self.offset)
+        now, _ = peek.parse_peek(await self.run("peek", keys, args))
         return now
 
-    async def _identity(self, job_id: str) -> tuple[str, str] | None:
+    async def identity(self, job_id: str) -> tuple[str, str] | None:
         """A job's queue and task (immutable), from memory or the store."""
-        known = self._owned.get(job_id)
+        known = self.owned.get(job_id)
         if known is not None:
             return known
-        if self._client is None:
-            await self.connect()
+        client = await self.connected()
         async with mapped_errors():
-            data = await self.client.hget(self.keys.job(job_id), "data")
+            data = await client.hget(self.keys.job(job_id), "data")
         return None if data is None else identity_of(data)
 
-    async def _identities(self, job_ids: Sequence[str]) -> list[tuple[str, str] | None]:
+    async def identities(self, job_ids: Sequence[str]) -> list[tuple[str, str] | None]:
         """Each job's (queue, task), or None for a job that is gone; ``("", "")``
         for one whose record cannot be read."""
         async with mapped_errors(), self.client.pipeline(transaction=False) as pipe:
@@ -286,8 +322,17 @@ class RedisConnection(Backend):
                 identities.append(("", ""))
         return identities
 
-    async def _queue_names(self) -> list[str]:
-        if self._client is None:
-            await self.connect()
+    async def queue_names(self) -> list[str]:
+        client = await self.connected()
         async with mapped_errors():
-            return sorted(q.decode() for q in await self.client.hkeys(self.keys.queues))
+            return sorted(q.decode() for q in await client.hkeys(self.keys.queues))
+
+    def queue_of(self, job_id: str) -> str | None:
+        """The queue of a job claimed here; None if not known here."""
+        known = self.owned.get(job_id)
+        return None if known is None else known[0]
+
+    def forget(self, job_id: str) -> None:
+        """A job claimed here is done with (or given back)."""
+        self.owned.pop(job_id, None)
+        self.lean.discard(job_id)

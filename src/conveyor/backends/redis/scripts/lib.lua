@@ -120,7 +120,7 @@ end
 -- Limits. The limits hash has per scope (a queue, or queue NUL group, where
 -- group '*' is every group's default) the fields scope NUL 'a' (max active),
 -- scope NUL 'r' ('max:window ms:per ms', the window being the span starts
--- are kept apart by: per and a margin, see limits.py) and scope NUL 'h' (the
+-- are kept apart by: per and a margin, see conveyor/limits.py) and scope NUL 'h' (the
 -- end of a hold set by a job that was rate limited). Scopes and fields are
 -- built here and nowhere else in the scripts (keys.py builds the same).
 local function limit_scope(queue, group)

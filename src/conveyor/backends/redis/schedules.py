@@ -1,0 +1,45 @@
+"""Schedules in the store: each one's JSON in the ``schedules`` hash, and the
+last tick fired of each in ``schedule_ticks`` (``tick-1.lua`` records it,
+never moving it back).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from conveyor.backends.redis.connection import RedisConnection, mapped_errors
+from conveyor.backends.rows import schedules_from
+from conveyor.cron import Schedule
+
+
+async def save_schedule(conn: RedisConnection, *, schedule: Schedule) -> None:
+    client = await conn.connected()
+    async with mapped_errors():
+        await client.hset(conn.keys.schedules, schedule.id, msgspec.json.encode(schedule))
+
+
+async def remove_schedule(conn: RedisConnection, *, schedule_id: str) -> bool:
+    client = await conn.connected()
+    async with mapped_errors():
+        removed = await client.hdel(conn.keys.schedules, schedule_id)
+        await client.hdel(conn.keys.schedule_ticks, schedule_id)
+    return bool(removed)
+
+
+async def schedules(conn: RedisConnection) -> list[tuple[Schedule, int | None]]:
+    client = await conn.connected()
+    async with mapped_errors():
+        specs = await client.hgetall(conn.keys.schedules)
+        ticks = await client.hgetall(conn.keys.schedule_ticks) if specs else {}
+    return schedules_from(
+        (
+            key.decode(errors="replace"),
+            specs[key],
+            None if ticks.get(key) is None else int(ticks[key]),
+        )
+        for key in sorted(specs)
+    )
+
+
+async def mark_tick(conn: RedisConnection, *, schedule_id: str, tick_ms: int) -> None:
+    await conn.run("tick", [conn.keys.schedule_ticks], [schedule_id, tick_ms])
