@@ -1,4 +1,4 @@
-"""Every Redis key name Conveyor uses, built here and nowhere else.
+r"""Every Redis key name Conveyor uses, built here and nowhere else.
 
 All keys of a namespace (default ``conveyor``) share one hash tag,
 ``{conveyor}``, so every script's keys live in one Redis Cluster slot. That
@@ -28,7 +28,7 @@ Layout (``P`` is ``cv:{namespace}``):
 - ``P:wake:<waiter>``: list one idle wait blocks on besides the markers, pushed
   by that waiter's own timer when a delayed job falls due, and by an enqueue
   that handed it a job (the claim's reply, JSON); short-lived.
-- ``P:done:<task>:<state>``: zset of ``queue \\0 id`` by finished time (retention).
+- ``P:done:<task>:<state>``: zset of ``queue \0 id`` by finished time (retention).
 - ``P:trim:<task>:<state>``: string, the token of the trim under way of that
   set (expires on its own if its trimmer dies).
 - ``P:queues``: hash, queue name to paused flag.
@@ -42,9 +42,9 @@ Layout (``P`` is ``cv:{namespace}``):
 - ``P:seq``: counter for FIFO order.
 - ``P:workers``: hash, worker id to its heartbeat JSON.
 - ``P:outcomes:<id>``: hash, a flow parent's children's outcomes: child id to
-  ``state \0 ignored \0 task \0 error \0 result``.
+  ``state \0 ignored \0 task \0 result \0 error``.
 - ``P:outbox``: hash, child id to the outcome a finished child owes its parent,
-  ``parent \0 state \0 policy \0 task \0 error \0 result``, written in the
+  ``parent \0 state \0 policy \0 task \0 flow \0 result \0 error``, written in the
   child's own transition and applied by ``settle-10.lua``.
 - ``P:dedup:<key>``: hash of a dedup key: ``job`` (the job created last with
   it), its ``queue`` and, for a throttle key, ``until`` (the window's end, ms,
