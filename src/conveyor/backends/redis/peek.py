@@ -8,13 +8,22 @@ saw may be stale by the time it is acted on, so the claim re-checks it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from conveyor.backends import claiming
 from conveyor.backends.redis.keys import Keys
 
-if TYPE_CHECKING:  # connection.py imports this module
-    from conveyor.backends.redis.connection import RedisConnection
+
+class ScriptRunner(Protocol):
+    """What a peek runs through: ``RedisConnection``, which itself peeks for
+    the server's time (so this module does not import it)."""
+
+    keys: Keys
+
+    @property
+    def offset(self) -> int: ...
+
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any: ...
 
 
 class Rotation(NamedTuple):
@@ -44,7 +53,7 @@ class Registration(NamedTuple):
 
 
 async def peek(
-    conn: RedisConnection,
+    conn: ScriptRunner,
     rooms: Sequence[tuple[str, int]],
     registration: Registration | None = None,
 ) -> tuple[int, list[Look]]:
