@@ -63,12 +63,17 @@ def _paragraphs(lib: str) -> list[tuple[set[str], str]]:
     return found
 
 
+def _code(lua: str) -> str:
+    """Lua without its comments: a helper named in a comment is not used."""
+    return re.sub(r"--[^\n]*", "", lua)
+
+
 def _needed(lib: list[tuple[set[str], str]], body: str) -> str:
     """The paragraphs of lib.lua that ``body`` uses, directly or through others,
     in lib.lua's order. Every local a script defines costs each call of it (25
     small functions took about 5 us a call), so a script carries only its own."""
     used = [False] * len(lib)
-    text = body
+    text = _code(body)
     while True:
         more = [
             i
@@ -79,7 +84,7 @@ def _needed(lib: list[tuple[set[str], str]], body: str) -> str:
             return "".join(paragraph for i, (_, paragraph) in enumerate(lib) if used[i])
         for i in more:
             used[i] = True
-            text += lib[i][1]
+            text += _code(lib[i][1])
 
 
 SOURCES = _sources()
