@@ -25,7 +25,7 @@ import msgspec
 
 from conveyor import validate
 from conveyor.app import Conveyor
-from conveyor.cli_tables import print_info, print_jobs, print_schedules
+from conveyor.cli.tables import print_info, print_jobs, print_schedules
 from conveyor.errors import (
     ConfigurationError,
     ConveyorError,
