@@ -10,14 +10,12 @@ those.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -25,6 +23,17 @@ import msgspec
 
 from conveyor import validate
 from conveyor.app import Conveyor
+from conveyor.cli.common import (
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    CliError,
+    app_and_arguments,
+    app_from,
+    app_option,
+    load_app,
+    run,
+    url_option,
+)
 from conveyor.cli.tables import print_info, print_jobs, print_schedules
 from conveyor.errors import (
     ConfigurationError,
@@ -38,69 +47,6 @@ from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
 from conveyor.settings import WorkerSettings, parse_queues
 from conveyor.urls import shown
 from conveyor.worker import Worker, logs
-
-T = TypeVar("T")
-
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 1
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def load_app(target: str) -> Conveyor:
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise CliError(f"APP must look like module:attribute, got {target!r}")
-    if "" not in sys.path:
-        sys.path.insert(0, "")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CliError(f"cannot import {module_name!r}: {exc}") from exc
-    except Exception as exc:  # the module itself failed: a syntax error, a raise at import
-        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
-    except SystemExit as exc:
-        raise CliError(f"importing {module_name!r} exited (code {exc.code})") from None
-    app = getattr(module, attribute, None)
-    if not isinstance(app, Conveyor):
-        raise CliError(f"{target!r} is not a Conveyor app")
-    return app
-
-
-def _app_from(app: str | None, url: str | None) -> Conveyor:
-    if app:
-        return load_app(app)
-    return Conveyor(url)
-
-
-def _run(app: Conveyor, work: Callable[[], Coroutine[Any, Any, T]], *, create: bool = False) -> T:
-    """Run ``work`` on the app's store; a command that only reads or manages
-    what is stored (not ``create``) refuses a SQLite file that does not exist,
-    rather than creating an empty store at a mistyped path."""
-    path = getattr(app.backend, "path", None)
-    if not create and isinstance(path, str):
-        try:
-            found = Path(path).exists()
-        except OSError as exc:
-            raise CliError(f"cannot look for a store at {path}: {exc.strerror}", 1) from None
-        if not found:
-            raise CliError(f"no store at {path}", 1)
-
-    async def main() -> T:
-        async with app:
-            return await work()
-
-    return asyncio.run(main())
-
-
-_app_option = click.option(
-    "--app", "app_path", envvar="CONVEYOR_APP", help="module:attribute of the app."
-)
-_url_option = click.option("--url", envvar="CONVEYOR_URL", help="Store URL (without --app).")
 
 
 @click.group()
@@ -204,7 +150,7 @@ def _exit_before_start(signum: int, frame: object) -> None:
 
 @cli.command()
 @click.argument("task_name", metavar="TASK")
-@_app_option
+@app_option
 @click.option("--args", "args_json", default="[]", help="JSON array of positional arguments.")
 @click.option("--kwargs", "kwargs_json", default="{}", help="JSON object of keyword arguments.")
 @click.option("--delay", type=float, help="Seconds to wait before it may run.")
@@ -224,52 +170,26 @@ def enqueue(
     ttl: float | None,
 ) -> None:
     """Enqueue a job of TASK and print its id."""
-    app, args, kwargs = _app_and_arguments(app_path, args_json, kwargs_json)
+    app, args, kwargs = app_and_arguments(app_path, args_json, kwargs_json)
     task = app.get_task(task_name)
     call = task.configure(delay=delay, priority=priority, job_id=job_id, queue=queue, ttl=ttl)
-    handle = _run(app, lambda: call.enqueue(*args, **kwargs), create=True)
+    handle = run(app, lambda: call.enqueue(*args, **kwargs), create=True)
     click.echo(handle.id if handle.created else f"{handle.id} (already existed)")
 
 
-def _app_and_arguments(
-    app_path: str | None, args_json: str, kwargs_json: str
-) -> tuple[Conveyor, list[Any], dict[str, Any]]:
-    """The app (``--app`` is needed to find a task) and ``--args``/``--kwargs``."""
-    if not app_path:
-        raise CliError("--app (or CONVEYOR_APP) is required to find the task")
-    app = load_app(app_path)
-    return app, _json_arg("--args", args_json, list), _json_arg("--kwargs", kwargs_json, dict)
-
-
-def _json_arg(option: str, raw: str, kind: type[T]) -> T:
-    try:
-        value = json.loads(raw, parse_constant=_not_json)
-    except ValueError as exc:  # json.JSONDecodeError, or NaN/Infinity (_not_json)
-        raise CliError(f"{option} is not valid JSON: {exc}") from exc
-    except RecursionError:
-        raise CliError(f"{option} is nested too deeply") from None
-    if not isinstance(value, kind):
-        raise CliError(f"{option} must be a JSON {'array' if kind is list else 'object'}")
-    return value
-
-
-def _not_json(constant: str) -> None:
-    raise ValueError(f"{constant} is not JSON")
-
-
 @cli.command()
-@_app_option
-@_url_option
+@app_option
+@url_option
 def info(app_path: str | None, url: str | None) -> None:
     """Show queues (jobs per state, paused), their limits and live workers."""
-    app = _app_from(app_path, url)
+    app = app_from(app_path, url)
 
     async def gather() -> tuple[Any, Any, dict[str, dict[str | None, Limits]]]:
         queues = await app.queues()
         limits = {queue.name: await app.limits(queue.name) for queue in queues}
         return queues, await app.workers(), limits
 
-    queues, workers, limits = _run(app, gather)
+    queues, workers, limits = run(app, gather)
     print_info(shown(app.url), app.backend.warnings, queues, limits, workers)
 
 
@@ -279,8 +199,8 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@_app_option
-@_url_option
+@app_option
+@url_option
 @click.option("--state", "-s", default="waiting", show_default=True)
 @click.option("--queue", "-q")
 @click.option("--limit", default=50, type=click.IntRange(min=1), show_default=True)
@@ -296,8 +216,8 @@ def list_jobs(
     as_json: bool,
 ) -> None:
     """List jobs in one state."""
-    app = _app_from(app_path, url)
-    found = _run(app, lambda: app.list_jobs(state, queue=queue, offset=offset, limit=limit))
+    app = app_from(app_path, url)
+    found = run(app, lambda: app.list_jobs(state, queue=queue, offset=offset, limit=limit))
     if as_json:
         for job in found:
             click.echo(msgspec.json.encode(job))
@@ -307,16 +227,16 @@ def list_jobs(
 
 @jobs.command("show")
 @click.argument("job_id")
-@_app_option
-@_url_option
+@app_option
+@url_option
 def show(job_id: str, app_path: str | None, url: str | None) -> None:
     """Print one job as JSON, with its log."""
-    app = _app_from(app_path, url)
+    app = app_from(app_path, url)
 
     async def fetch() -> tuple[Job, Any]:
         return await app.get_job(job_id), await app.get_logs(job_id)
 
-    job, logs = _run(app, fetch)
+    job, logs = run(app, fetch)
     record = msgspec.to_builtins(job)
     record["logs"] = msgspec.to_builtins(logs)
     click.echo(json.dumps(record, indent=2))
@@ -326,13 +246,13 @@ def _manage(
     verb: str, action: Callable[[Conveyor], Callable[[str], Awaitable[bool]]]
 ) -> Callable[[str, str | None, str | None], None]:
     def command(job_id: str, app_path: str | None, url: str | None) -> None:
-        app = _app_from(app_path, url)
+        app = app_from(app_path, url)
 
         async def act() -> bool:
             await app.get_job(job_id)  # JobNotFound for a missing id
             return await action(app)(job_id)
 
-        if _run(app, act):
+        if run(app, act):
             click.echo(f"{verb} {job_id}")
         else:
             raise CliError(f"job {job_id} cannot be {verb} in its current state", EXIT_NOT_FOUND)
@@ -347,24 +267,24 @@ for _name, _verb, _action, _help in (
     ("promote", "promoted", lambda app: app.promote, "Run a delayed job now."),
 ):
     jobs.command(_name, help=_help)(
-        click.argument("job_id")(_app_option(_url_option(_manage(_verb, _action))))
+        click.argument("job_id")(app_option(url_option(_manage(_verb, _action))))
     )
 
 
 @jobs.command("retry-failed")
-@_app_option
-@_url_option
+@app_option
+@url_option
 @click.option("--queue", "-q")
 def retry_failed(app_path: str | None, url: str | None, queue: str | None) -> None:
     """Send every failed job (of a queue) back to waiting."""
-    app = _app_from(app_path, url)
-    click.echo(f"retried {_run(app, lambda: app.retry_failed(queue))} jobs")
+    app = app_from(app_path, url)
+    click.echo(f"retried {run(app, lambda: app.retry_failed(queue))} jobs")
 
 
 def _pausing(paused: bool) -> Callable[[str, str | None, str | None], None]:
     def command(queue: str, app_path: str | None, url: str | None) -> None:
-        app = _app_from(app_path, url)
-        _run(app, lambda: app.pause(queue) if paused else app.resume(queue), create=True)
+        app = app_from(app_path, url)
+        run(app, lambda: app.pause(queue) if paused else app.resume(queue), create=True)
         click.echo(f"{'paused' if paused else 'resumed'} {queue}")
 
     return command
@@ -375,14 +295,14 @@ for _name, _paused, _help in (
     ("resume", False, "Let workers claim jobs of QUEUE again."),
 ):
     cli.command(_name, help=_help)(
-        click.argument("queue")(_app_option(_url_option(_pausing(_paused))))
+        click.argument("queue")(app_option(url_option(_pausing(_paused))))
     )
 
 
 @cli.command("limit")
 @click.argument("queue")
-@_app_option
-@_url_option
+@app_option
+@url_option
 @click.option("--group", help="Limit one group of QUEUE, or '*' for each group's default.")
 @click.option(
     "--max-active", "max_active", help="Jobs running at once across all workers, or 'none'."
@@ -407,13 +327,13 @@ def limit(
     validate.name("queue", queue)
     if group is not None and group != EVERY_GROUP:
         group_name(group)
-    app = _app_from(app_path, url)
+    app = app_from(app_path, url)
 
     async def apply() -> dict[str | None, Limits]:
         await app.set_limits(queue, group=group, **changes)
         return await app.limits(queue)
 
-    limits = _run(app, apply, create=True).get(group, Limits())
+    limits = run(app, apply, create=True).get(group, Limits())
     click.echo(f"{queue if group is None else f'{queue} group {group}'}: {limits}")
 
 
@@ -426,6 +346,9 @@ def _whole(value: str) -> int:
     return validate.count("--max-active", number, minimum=1)
 
 
+T = TypeVar("T")
+
+
 def _none_or(value: str, option: str, parse: Callable[[str], T]) -> T | None:
     return None if value.lower() == "none" else parse(value)
 
@@ -436,17 +359,17 @@ def schedules() -> None:
 
 
 @schedules.command("list")
-@_app_option
-@_url_option
+@app_option
+@url_option
 def list_schedules(app_path: str | None, url: str | None) -> None:
     """Every schedule with its next run (store clock, UTC)."""
-    app = _app_from(app_path, url)
-    print_schedules(_run(app, app.schedules.list))
+    app = app_from(app_path, url)
+    print_schedules(run(app, app.schedules.list))
 
 
 @schedules.command("add")
 @click.argument("task_name", metavar="TASK")
-@_app_option
+@app_option
 @click.option("--cron", "cron_expr", help="Cron expression: 5 fields, or 6 with seconds first.")
 @click.option("--every", type=float, help="Interval in seconds (instead of --cron).")
 @click.option("--tz", default="UTC", show_default=True, help="IANA time zone of --cron.")
@@ -464,8 +387,8 @@ def add_schedule(
     kwargs_json: str,
 ) -> None:
     """Add a schedule of TASK, or replace the one with the same id."""
-    app, args, kwargs = _app_and_arguments(app_path, args_json, kwargs_json)
-    added = _run(
+    app, args, kwargs = app_and_arguments(app_path, args_json, kwargs_json)
+    added = run(
         app,
         lambda: app.schedules.add(
             task_name,
@@ -483,13 +406,13 @@ def add_schedule(
 
 def _schedule_action(verb: str) -> Callable[[str, str | None, str | None], None]:
     def command(schedule_id: str, app_path: str | None, url: str | None) -> None:
-        app = _app_from(app_path, url)
+        app = app_from(app_path, url)
         action = {
             "paused": app.schedules.pause,
             "resumed": app.schedules.resume,
             "removed": app.schedules.remove,
         }[verb]
-        if _run(app, lambda: action(schedule_id)) is False:
+        if run(app, lambda: action(schedule_id)) is False:
             raise CliError(f"no schedule {schedule_id!r}", EXIT_NOT_FOUND)
         click.echo(f"{verb} {schedule_id}")
 
@@ -502,7 +425,7 @@ for _name, _verb, _help in (
     ("remove", "removed", "Delete a schedule (jobs it made stay)."),
 ):
     schedules.command(_name, help=_help)(
-        click.argument("schedule_id")(_app_option(_url_option(_schedule_action(_verb))))
+        click.argument("schedule_id")(app_option(url_option(_schedule_action(_verb))))
     )
 
 
