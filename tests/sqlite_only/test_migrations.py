@@ -30,12 +30,7 @@ def _schema(path: Path, *, fresh: bool) -> Schema:
     conn = connection.connect(str(path))
     try:
         connection.migrate(conn, fresh_schema=fresh)
-        objects = [
-            (kind, name, re.sub(r"\s+", " ", sql or ""))
-            for kind, name, sql in conn.execute(
-                "SELECT type, name, sql FROM sqlite_master ORDER BY type, name"
-            )
-        ]
+        objects = _listed(conn)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         counters = conn.execute("SELECT * FROM counters ORDER BY name").fetchall()
         return objects, version, counters
@@ -268,9 +263,15 @@ async def test_a_store_made_at_schema_5_upgrades_and_runs_its_jobs(tmp_path: Pat
 
 def _objects(path: Path) -> list[tuple[str, str, str]]:
     with sqlite3.connect(path) as conn:
-        return [
-            (kind, name, re.sub(r"\s+", " ", sql or ""))
-            for kind, name, sql in conn.execute(
-                "SELECT type, name, sql FROM sqlite_master ORDER BY type, name"
-            )
-        ]
+        return _listed(conn)
+
+
+def _listed(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """Every object's SQL as stored, without its comments (they document, and
+    an old migration's may name what has since moved) and with spaces made one."""
+    return [
+        (kind, name, re.sub(r"\s+", " ", re.sub(r"--[^\n]*", "", sql or "")).strip())
+        for kind, name, sql in conn.execute(
+            "SELECT type, name, sql FROM sqlite_master ORDER BY type, name"
+        )
+    ]

@@ -2,6 +2,6 @@
 
 CREATE TABLE schedules (
     id TEXT PRIMARY KEY,
-    spec BLOB NOT NULL,                -- JSON of conveyor.cron.Schedule
+    spec BLOB NOT NULL,                -- JSON of conveyor.schedule.Schedule
     last_tick INTEGER                  -- epoch ms of the last tick that made a job
 );
