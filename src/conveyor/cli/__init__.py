@@ -22,7 +22,7 @@ from typing import NoReturn
 import click
 
 from conveyor.cli import jobs, queues, schedules, worker
-from conveyor.cli.common import EXIT_NOT_FOUND, EXIT_USAGE, CliError, load_app
+from conveyor.cli.common import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_USAGE, CliError, load_app
 from conveyor.errors import (
     ConfigurationError,
     ConveyorError,
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     except (InvalidInput, ConfigurationError) as exc:  # a bad URL among them
         _fail(str(exc), EXIT_USAGE)
     except ConveyorError as exc:
-        _fail(str(exc), 1)
+        _fail(str(exc), EXIT_FAILURE)
 
 
 def _fail(message: str, code: int) -> NoReturn:

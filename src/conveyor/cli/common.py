@@ -25,6 +25,7 @@ import click
 from conveyor.app import Conveyor
 
 __all__ = [
+    "EXIT_FAILURE",
     "EXIT_NOT_FOUND",
     "EXIT_USAGE",
     "CliError",
@@ -39,8 +40,9 @@ __all__ = [
 
 T = TypeVar("T")
 
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 1
+EXIT_USAGE = 2  # bad arguments
+EXIT_FAILURE = 1  # the store failed or refused, or has no such store, job or schedule
+EXIT_NOT_FOUND = EXIT_FAILURE
 
 
 class CliError(Exception):
@@ -88,9 +90,11 @@ def run(app: Conveyor, work: Callable[[], Coroutine[Any, Any, T]], *, create: bo
         try:
             found = Path(path).exists()
         except OSError as exc:
-            raise CliError(f"cannot look for a store at {path}: {exc.strerror}", 1) from None
+            raise CliError(
+                f"cannot look for a store at {path}: {exc.strerror}", EXIT_FAILURE
+            ) from None
         if not found:
-            raise CliError(f"no store at {path}", 1)
+            raise CliError(f"no store at {path}", EXIT_FAILURE)
 
     async def main() -> T:
         async with app:

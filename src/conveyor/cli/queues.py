@@ -83,9 +83,9 @@ def limit(
         raise CliError("give --max-active and/or --rate")
     changes: dict[str, Any] = {}
     if max_active is not None:
-        changes["max_active"] = _none_or(max_active, "--max-active", _whole)
+        changes["max_active"] = _none_or(max_active, _whole)
     if rate is not None:
-        changes["rate"] = _none_or(rate, "--rate", lambda v: Rate.parse(v, "--rate"))
+        changes["rate"] = _none_or(rate, lambda v: Rate.parse(v, "--rate"))
     validate.name("queue", queue)
     if group is not None and group != EVERY_GROUP:
         group_name(group)
@@ -108,5 +108,5 @@ def _whole(value: str) -> int:
     return validate.count("--max-active", number, minimum=1)
 
 
-def _none_or(value: str, option: str, parse: Callable[[str], T]) -> T | None:
+def _none_or(value: str, parse: Callable[[str], T]) -> T | None:
     return None if value.lower() == "none" else parse(value)
