@@ -21,7 +21,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
@@ -39,13 +38,9 @@ from conveyor.backends.values import (
     WorkerInfo,
 )
 from conveyor.clock import Clock
-from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
+from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.job import JobState, Retention
 
-# The writer touches the ends of its indexes and the rows just claimed or
-# finished: 8 MiB holds that working set; 32 MiB filled up with cold pages
-# over a long backlog (a 200,000-job run: 68 MB peak RSS against 42 MB).
-WRITER_CACHE_KIB = 8 * 1024
 EXTEND_TIMEOUT_S = 15.0  # a renewal waits out the writer's lock waits (10 s at most)
 RETRY_BATCH = 1000
 FAST_POLL_S = 0.002
@@ -53,19 +48,6 @@ SLOW_POLL_S = 0.1
 WARM_S = 1.0  # keep polling fast this long after the last sign of work
 
 _encode = msgspec.json.encode
-
-
-def parse_url(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/"):
-        raise ConfigurationError(f"expected sqlite:///path/to/file.db, got {url!r}")
-    path = parts.path[1:]
-    if not path or path == ":memory:":
-        raise ConfigurationError("sqlite URL needs a file path (workers share the file)")
-    synchronous = parse_qs(parts.query).get("synchronous", ["normal"])[0].upper()
-    if synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-        raise ConfigurationError(f"synchronous must be off, normal, full or extra: {url!r}")
-    return path, synchronous
 
 
 def _earliest(a: int | None, b: int | None) -> int | None:
@@ -89,7 +71,7 @@ class SQLiteTransitions(Backend):
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
         super().__init__(clock=clock)
         self.url = url
-        self.path, self._synchronous = parse_url(url)
+        self.path, self._synchronous = connection.parse_url(url)
         self._writer: connection.Writer | None = None
         self._readers: connection.Readers | None = None
         self._poll: sqlite3.Connection | None = None
@@ -107,15 +89,8 @@ class SQLiteTransitions(Backend):
             return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
 
-        def open_writer() -> sqlite3.Connection:
-            connection.check_store(self.path)
-            conn = connection.connect(self.path, synchronous=self._synchronous)
-            conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-            connection.migrate(conn)
-            return conn
-
         try:
-            conn = await asyncio.to_thread(open_writer)
+            conn = await asyncio.to_thread(connection.open_writer, self.path, self._synchronous)
         except sqlite3.Error as exc:
             raise connection.map_error(exc) from exc
         except OSError as exc:  # a directory we may not enter or create
