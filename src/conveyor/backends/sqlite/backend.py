@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 
 from conveyor.backends.rows import COLUMNS, job_from_row, schedules_from
-from conveyor.backends.sqlite import adding, flows
+from conveyor.backends.sqlite import adding, flows, limits
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.transitions import RETRY_BATCH, SQLiteTransitions
 from conveyor.backends.values import QueueInfo, WorkerInfo
 from conveyor.cron import Schedule
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, from_ms
-from conveyor.limits import EVERY_GROUP, Limits, Rate
+from conveyor.limits import Limits, Rate
 
 __all__ = ["SQLiteBackend"]
 
@@ -171,64 +170,15 @@ class SQLiteBackend(SQLiteTransitions):
         max_active: int | msgspec.UnsetType | None = msgspec.UNSET,
         rate: Rate | msgspec.UnsetType | None = msgspec.UNSET,
     ) -> None:
-        if group is None:
-            table, key, prefix = "queues", "name = ?", ""
-            params: tuple[str, ...] = (queue,)
-        elif group == EVERY_GROUP:
-            table, key, prefix = "queues", "name = ?", "group_"
-            params = (queue,)
-        else:
-            table, key, prefix = "groups", "queue = ? AND name = ?", ""
-            params = (queue, group)
-        changes: dict[str, int | None] = {}
-        if max_active is not msgspec.UNSET:
-            changes[f"{prefix}max_active"] = max_active
-        if rate is not msgspec.UNSET:
-            changes[f"{prefix}rate_max"] = None if rate is None else rate.max
-            changes[f"{prefix}rate_ms"] = None if rate is None else rate.per_ms
-
         def op(conn: sqlite3.Connection) -> None:
-            names = "name" if table == "queues" else "queue, name"
-            conn.execute(
-                f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({placeholders(len(params))})",
-                params,
-            )
-            if changes:
-                assignments = ", ".join(f"{column} = ?" for column in changes)
-                conn.execute(
-                    f"UPDATE {table} SET {assignments} WHERE {key}", (*changes.values(), *params)
-                )
+            limits.set_limits(conn, queue=queue, group=group, max_active=max_active, rate=rate)
 
         await self._write(op)
         self._wakeup.set()
 
     async def get_limits(self, *, queue: str) -> dict[str | None, Limits]:
         def op(conn: sqlite3.Connection) -> dict[str | None, Limits]:
-            found: dict[str | None, Limits] = {}
-            row = conn.execute(
-                "SELECT max_active, rate_max, rate_ms, group_max_active, group_rate_max,"
-                " group_rate_ms FROM queues WHERE name = ?",
-                (queue,),
-            ).fetchone()
-            scopes: list[tuple[str | None, tuple[Any, ...]]] = []
-            if row is not None:
-                scopes += [(None, row[:3]), (EVERY_GROUP, row[3:])]
-            scopes += [
-                (name, tuple(values))
-                for name, *values in conn.execute(
-                    "SELECT name, max_active, rate_max, rate_ms FROM groups WHERE queue = ?"
-                    " AND (max_active IS NOT NULL OR rate_max IS NOT NULL) ORDER BY name",
-                    (queue,),
-                )
-            ]
-            for scope, (max_active, rate_max, rate_ms) in scopes:
-                limits = Limits(
-                    max_active=max_active,
-                    rate=None if rate_max is None else Rate(rate_max, rate_ms),
-                )
-                if not limits.empty:
-                    found[scope] = limits
-            return found
+            return limits.get_limits(conn, queue=queue)
 
         return await self._read(op)
 

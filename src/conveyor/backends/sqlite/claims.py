@@ -15,13 +15,14 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from conveyor import limits
 from conveyor.backends import claiming
 from conveyor.backends.base import PROMOTE_BATCH
 from conveyor.backends.rows import COLUMNS
 from conveyor.backends.sqlite import flows
 from conveyor.backends.sqlite.connection import placeholders
+from conveyor.backends.sqlite.limits import Stored, own_or_default, scope_key
 from conveyor.backends.values import QueueSlots
+from conveyor.limits import window_ms
 
 # The queues of a claim that have anything to look at: a pause, a limit, a
 # hold or groups. The others (the common case) go straight to their jobs.
@@ -74,7 +75,7 @@ class Window:
         now: int,
     ) -> None:
         self.scope, self.rate_max = scope, rate_max
-        rate_ms = limits.window_ms(rate_ms)
+        rate_ms = window_ms(rate_ms)
         (last,) = conn.execute("SELECT max(n) FROM rate_log WHERE scope = ?", (scope,)).fetchone()
         self.last = last or 0
         first = self.last - rate_max  # start j of this claim displaces start first + j
@@ -111,10 +112,6 @@ def _candidates(rows: sqlite3.Cursor, queue: str, group: str | None) -> list[Can
     return [
         Candidate(priority, seq, id_, expires, queue, group) for priority, seq, id_, expires in rows
     ]
-
-
-def group_scope(queue: str, group: str) -> str:
-    return f"{queue}\0{group}"
 
 
 class Claim:
@@ -208,7 +205,7 @@ class Claim:
                 return []
             if blocked is not None and blocked > now:
                 self._note(blocked)
-                self.held[queue] = blocked
+                self.held[scope_key(queue)] = blocked
                 return []
             if max_active is not None:
                 (active,) = conn.execute(
@@ -216,7 +213,7 @@ class Claim:
                 ).fetchone()
                 room = min(room, max_active - active)
             if rate_max is not None and room > 0:
-                room = self._window(queue, rate_max, rate_ms, room)
+                room = self._window(scope_key(queue), rate_max, rate_ms, room)
         if room <= 0:
             return []
         members = [] if settings is None else self._members(queue, settings, room)
@@ -243,20 +240,18 @@ class Claim:
         first = rows.fetchone()
         if first is None:
             return []
-        group_max, group_rate_max, group_rate_ms, plain_turn = settings[6:]
+        default, plain_turn = Stored(*settings[6:9]), settings[9]
         for row in (first, *rows):
-            name, turn, waiting, active, max_active, rate_max, rate_ms, blocked = row
+            name, turn, waiting, active, *own, blocked = row
             if blocked is not None and blocked > now:
                 self._note(blocked)
                 continue
             group_room = room
-            cap = max_active if max_active is not None else group_max
+            cap, rate_max, rate_ms = own_or_default(Stored(*own), default)
             if cap is not None:
                 group_room = min(group_room, cap - active)
-            if rate_max is None:
-                rate_max, rate_ms = group_rate_max, group_rate_ms
-            if rate_max is not None and group_room > 0:
-                group_room = self._window(group_scope(queue, name), rate_max, rate_ms, group_room)
+            if rate_max is not None and rate_ms is not None and group_room > 0:
+                group_room = self._window(scope_key(queue, name), rate_max, rate_ms, group_room)
             if group_room > 0:
                 members.append(claiming.Member(name, turn, waiting, group_room))
                 if len(members) >= room:
@@ -275,10 +270,11 @@ class Claim:
         starts: dict[str, int] = {}
         served: dict[str, list[str | None]] = {}
         for c in chosen:
-            starts[c.queue] = starts.get(c.queue, 0) + 1
+            queue_key = scope_key(c.queue)
+            starts[queue_key] = starts.get(queue_key, 0) + 1
             if c.group is not None:
-                scope = group_scope(c.queue, c.group)
-                starts[scope] = starts.get(scope, 0) + 1
+                group_key = scope_key(c.queue, c.group)
+                starts[group_key] = starts.get(group_key, 0) + 1
             if c.queue in self.rotated:
                 served.setdefault(c.queue, []).append(c.group)
         for scope, count in starts.items():

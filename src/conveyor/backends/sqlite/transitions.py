@@ -28,6 +28,12 @@ from conveyor.backends.base import KEEP_ALL, Backend, stalled_message, unreadabl
 from conveyor.backends.rows import UnreadableRecord, job_from_row
 from conveyor.backends.sqlite import adding, claims, connection, flows
 from conveyor.backends.sqlite.connection import placeholders
+from conveyor.backends.sqlite.limits import (
+    GROUP_KEY_SQL,
+    GROUP_MAX_ACTIVE_SQL,
+    is_group_key,
+    scope_key,
+)
 from conveyor.backends.values import (
     ClaimedJob,
     NewJob,
@@ -57,7 +63,7 @@ def _earliest(a: int | None, b: int | None) -> int | None:
 class LastClaim(NamedTuple):
     version: int | None  # the data version just before it (None: not read)
     retry_at: int | None  # when a limit that held jobs back frees
-    held: dict[str, int]  # scopes held back (queue, or queue NUL group) until when
+    held: dict[str, int]  # scopes held back (``limits.scope_key``) until when
     short: bool  # it found fewer jobs than it asked for
 
 
@@ -257,8 +263,7 @@ class SQLiteTransitions(Backend):
         now = self.clock.now_ms()
         held = {scope: until for scope, until in held.items() if until > now}
         asked = tuple(queues)
-        closed = set(held)
-        closed.update(
+        closed = {
             name
             for (name,) in conn.execute(
                 f"SELECT name FROM queues WHERE name IN ({placeholders(len(asked))}) AND (paused"
@@ -266,8 +271,8 @@ class SQLiteTransitions(Backend):
                 " WHERE state = 'active' AND queue = name))",
                 (*asked, now),
             )
-        )
-        open_ = tuple(q for q in asked if q not in closed)
+        }
+        open_ = tuple(q for q in asked if q not in closed and scope_key(q) not in held)
         if not open_:
             return False
         marks = placeholders(len(open_))
@@ -277,15 +282,14 @@ class SQLiteTransitions(Backend):
             open_,
         ).fetchone():
             return True
-        groups_held = [scope for scope in held if "\0" in scope][:500]
+        groups_held = [key for key in held if is_group_key(key)][:500]
         return (
             conn.execute(
                 "SELECT 1 FROM groups AS g LEFT JOIN queues AS q ON q.name = g.queue"
                 f" WHERE g.waiting > 0 AND g.queue IN ({marks})"
-                " AND coalesce(g.blocked_until, 0) <= ? AND (coalesce(g.max_active,"
-                " q.group_max_active) IS NULL OR g.active < coalesce(g.max_active,"
-                " q.group_max_active))"
-                f" AND g.queue || char(0) || g.name NOT IN ({placeholders(len(groups_held))})"
+                f" AND coalesce(g.blocked_until, 0) <= ? AND ({GROUP_MAX_ACTIVE_SQL} IS NULL"
+                f" OR g.active < {GROUP_MAX_ACTIVE_SQL})"
+                f" AND {GROUP_KEY_SQL} NOT IN ({placeholders(len(groups_held))})"
                 " LIMIT 1",
                 (*open_, now, *groups_held),
             ).fetchone()
