@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import msgspec
 
@@ -54,6 +54,8 @@ SLOW_POLL_S = 0.1
 WARM_S = 1.0  # keep polling fast this long after the last sign of work
 
 _encode = msgspec.json.encode
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _earliest(a: int | None, b: int | None) -> int | None:
@@ -124,19 +126,33 @@ class SQLiteTransitions(Backend):
         if self._writer is not None:
             self._writer.drop_unsent()
 
-    async def _write(self, fn: connection.Operation[connection.T]) -> connection.T:
+    async def _write(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``fn(conn, *args, **kwargs)`` in one transaction on the writer thread."""
         self._follow_loop()
         if self._writer is None:
             await self.connect()
         assert self._writer is not None
-        return await self._writer.submit(fn)
+        return await self._writer.submit(lambda conn: fn(conn, *args, **kwargs))
 
-    async def _read(self, fn: connection.Operation[connection.T]) -> connection.T:
+    async def _read(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``fn(conn, *args, **kwargs)`` on a reader thread's connection."""
         self._follow_loop()
         if self._readers is None:
             await self.connect()
         assert self._readers is not None
-        return await self._readers.run(fn)
+        return await self._readers.run(lambda conn: fn(conn, *args, **kwargs))
 
     # -- producers -------------------------------------------------------------
 
