@@ -26,7 +26,7 @@ import msgspec
 
 from conveyor.backends.base import KEEP_ALL, Backend, stalled_message, unreadable
 from conveyor.backends.rows import UnreadableRecord, job_from_row
-from conveyor.backends.sqlite import adding, claims, connection, flows
+from conveyor.backends.sqlite import adding, admin, claims, connection, flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.limits import (
     GROUP_KEY_SQL,
@@ -48,7 +48,6 @@ from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.job import JobState, Retention
 
 EXTEND_TIMEOUT_S = 15.0  # a renewal waits out the writer's lock waits (10 s at most)
-RETRY_BATCH = 1000
 FAST_POLL_S = 0.002
 SLOW_POLL_S = 0.1
 WARM_S = 1.0  # keep polling fast this long after the last sign of work
@@ -83,11 +82,11 @@ class SQLiteTransitions(Backend):
         self._writer: connection.Writer | None = None
         self._readers: connection.Readers | None = None
         self._poll: sqlite3.Connection | None = None
-        self._wakeup = asyncio.Event()
-        self._last_work = 0.0
+        self.wakeup = asyncio.Event()
+        self.last_work = 0.0
         # What the last claim of each set of queues saw (workers of one app
         # share this backend).
-        self._last_claim: dict[tuple[str, ...], LastClaim] = {}
+        self.last_claim: dict[tuple[str, ...], LastClaim] = {}
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -122,11 +121,11 @@ class SQLiteTransitions(Backend):
     def _leave_loop(self, old: asyncio.AbstractEventLoop) -> None:
         # The writer thread, readers and poll connection serve any loop; the
         # wake-up event and writes queued on ``old`` (never sent) do not.
-        self._wakeup = asyncio.Event()
+        self.wakeup = asyncio.Event()
         if self._writer is not None:
             self._writer.drop_unsent()
 
-    async def _write(
+    async def write(
         self,
         fn: Callable[Concatenate[sqlite3.Connection, P], T],
         /,
@@ -140,7 +139,7 @@ class SQLiteTransitions(Backend):
         assert self._writer is not None
         return await self._writer.submit(lambda conn: fn(conn, *args, **kwargs))
 
-    async def _read(
+    async def read(
         self,
         fn: Callable[Concatenate[sqlite3.Connection, P], T],
         /,
@@ -164,8 +163,8 @@ class SQLiteTransitions(Backend):
         def op(conn: sqlite3.Connection) -> list[tuple[str, bool]]:
             return adding.add(conn, jobs, now)
 
-        added = await self._write(op)
-        self._wakeup.set()
+        added = await self.write(op)
+        self.wakeup.set()
         return added
 
     # -- workers ---------------------------------------------------------------
@@ -186,10 +185,10 @@ class SQLiteTransitions(Backend):
         # look (see wait_for_jobs); read only when this claim may well find
         # too little, as the last one of these queues did (it costs a few us).
         key = tuple(queue for room in slots for queue in room.queues)
-        last = self._last_claim.get(key)
-        version = self._data_version() if last is None or last.short else None
-        rows, claim = await self._write(op)
-        self._last_claim[key] = LastClaim(version, claim.retry_at, claim.held, len(rows) < limit)
+        last = self.last_claim.get(key)
+        version = self.data_version() if last is None or last.short else None
+        rows, claim = await self.write(op)
+        self.last_claim[key] = LastClaim(version, claim.retry_at, claim.held, len(rows) < limit)
         # Rows become Job values after the transaction, not while holding the lock.
         claimed = []
         for row in rows:
@@ -209,7 +208,7 @@ class SQLiteTransitions(Backend):
                 ClaimedJob(job=job, token=row[1], lease_expires_ms=row[0], payload=row[7])
             )
         if claimed:
-            self._last_work = time.monotonic()
+            self.last_work = time.monotonic()
         return claimed
 
     async def wait_for_jobs(
@@ -220,12 +219,12 @@ class SQLiteTransitions(Backend):
         return []
 
     async def _wait(self, queues: Sequence[str], timeout_s: float) -> None:
-        poll = await self._poll_connection()
+        poll = await self.poll_connection()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        self._wakeup.clear()
+        self.wakeup.clear()
         version = poll.execute("PRAGMA data_version").fetchone()[0]
-        claimed_at, next_due, held, _ = self._last_claim.get(tuple(queues), NO_CLAIM)
+        claimed_at, next_due, held, _ = self.last_claim.get(tuple(queues), NO_CLAIM)
         # Nothing committed since the last claim looked: it saw all there is.
         # Otherwise look again: a job may be ready, or delayed (a retry
         # written just after that claim) and due before anything it saw.
@@ -237,12 +236,12 @@ class SQLiteTransitions(Backend):
             now = loop.time()
             if now >= deadline:
                 return
-            idle = time.monotonic() - self._last_work
+            idle = time.monotonic() - self.last_work
             interval = FAST_POLL_S if idle < WARM_S else SLOW_POLL_S
             if next_due is not None:
                 interval = min(interval, max(0.0, (next_due - self.clock.now_ms()) / 1000))
             try:
-                await asyncio.wait_for(self._wakeup.wait(), min(interval, deadline - now))
+                await asyncio.wait_for(self.wakeup.wait(), min(interval, deadline - now))
                 return
             except TimeoutError:
                 pass
@@ -252,18 +251,18 @@ class SQLiteTransitions(Backend):
             if current != version:
                 version = current
                 if self._has_ready(poll, queues, held):
-                    self._last_work = time.monotonic()
+                    self.last_work = time.monotonic()
                     return
                 next_due = _earliest(next_due, self._next_due(poll, queues))
 
-    async def _poll_connection(self) -> sqlite3.Connection:
+    async def poll_connection(self) -> sqlite3.Connection:
         self._follow_loop()
         if self._poll is None:
             await self.connect()
         assert self._poll is not None
         return self._poll
 
-    def _data_version(self) -> int | None:
+    def data_version(self) -> int | None:
         """Changes whenever another connection (our writer too) commits."""
         if self._poll is None:
             return None
@@ -367,7 +366,7 @@ class SQLiteTransitions(Backend):
                 flows.settle(conn, job_id, now)
             return True
 
-        return await self._write(op)
+        return await self.write(op)
 
     async def fail(
         self,
@@ -401,7 +400,7 @@ class SQLiteTransitions(Backend):
                 flows.settle(conn, job_id, now)
             return True
 
-        return await self._write(op)
+        return await self.write(op)
 
     async def release(
         self, *, job_id: str, token: str, block_ms: int | None = None, block_group: bool = False
@@ -432,8 +431,8 @@ class SQLiteTransitions(Backend):
                     )
             return True
 
-        released = await self._write(op)
-        self._wakeup.set()
+        released = await self.write(op)
+        self.wakeup.set()
         return released
 
     async def apply_outcomes(self, *, child_ids: Sequence[str] | None, limit: int) -> int:
@@ -461,7 +460,7 @@ class SQLiteTransitions(Backend):
                 )
             return owned == 1
 
-        return await self._write(op)
+        return await self.write(op)
 
     async def expired_leases(self, *, limit: int) -> list[tuple[str, int]]:
         def op(conn: sqlite3.Connection) -> list[tuple[str, int]]:
@@ -472,7 +471,7 @@ class SQLiteTransitions(Backend):
             ).fetchall()
             return [(id_, expiry) for id_, expiry in rows]
 
-        return await self._read(op)
+        return await self.read(op)
 
     async def reclaim_expired(
         self, *, max_stalls: int, limit: int, suspects: Sequence[tuple[str, int]] | None = None
@@ -515,47 +514,22 @@ class SQLiteTransitions(Backend):
             )
             return ReclaimResult(requeued=[i for i, _ in requeue], failed=[i for i, _ in dead])
 
-        result = await self._write(op)
+        result = await self.write(op)
         if result.requeued:
-            self._wakeup.set()
+            self.wakeup.set()
         return result
 
     async def record_worker(self, *, worker: WorkerInfo | None, worker_id: str) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            if worker is None:
-                conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
-                return
-            conn.execute(
-                "INSERT INTO workers (id, info, last_seen) VALUES (?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET info = excluded.info,"
-                " last_seen = excluded.last_seen",
-                (worker_id, _encode(worker), worker.last_seen_ms),
-            )
-
-        await self._write(op)
+        await self.write(admin.record_worker, worker=worker, worker_id=worker_id)
 
     async def trim_finished(
         self, *, task: str, state: JobState, retention: Retention, limit: int
     ) -> int | None:
-        """One writer transaction: the writer lock keeps it alone across processes."""
-
-        def op(conn: sqlite3.Connection) -> int:
-            deleted = 0
-            if retention.max_age_s is not None:
-                cutoff = self.clock.now_ms() - int(retention.max_age_s * 1000)
-                deleted += conn.execute(
-                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE task = ?"
-                    " AND state = ? AND finished_at IS NOT NULL AND finished_at < ?"
-                    " ORDER BY finished_at LIMIT ?)",
-                    (task, state.value, cutoff, limit),
-                ).rowcount
-            if retention.max_count is not None and deleted < limit:
-                deleted += conn.execute(
-                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE task = ?"
-                    " AND state = ? AND finished_at IS NOT NULL"
-                    " ORDER BY finished_at DESC LIMIT ? OFFSET ?)",
-                    (task, state.value, limit - deleted, retention.max_count),
-                ).rowcount
-            return deleted
-
-        return await self._write(op)
+        return await self.write(
+            admin.trim_finished,
+            self.clock,
+            task=task,
+            state=state,
+            retention=retention,
+            limit=limit,
+        )

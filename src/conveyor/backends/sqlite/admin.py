@@ -1,0 +1,182 @@
+"""Managing the SQLite store: pausing queues, retrying, cancelling, removing
+and promoting jobs, deleting finished ones (by hand and by retention), and
+the workers' heartbeat rows. Each function but ``retry_jobs`` is one writer
+transaction; ``retry_jobs`` is a series of bounded ones.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from conveyor.backends.sqlite import adding, flows
+from conveyor.backends.sqlite.connection import placeholders
+from conveyor.backends.values import WorkerInfo
+from conveyor.clock import Clock
+from conveyor.job import JobState, Retention
+
+if TYPE_CHECKING:
+    from conveyor.backends.sqlite.backend import SQLiteBackend
+
+RETRY_BATCH = 1000  # jobs retried per transaction, to keep each one short
+
+
+def set_paused(conn: sqlite3.Connection, *, queue: str, paused: bool) -> None:
+    conn.execute(
+        "INSERT INTO queues (name, paused) VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+        (queue, int(paused)),
+    )
+
+
+async def retry_jobs(
+    backend: SQLiteBackend, *, job_ids: Sequence[str] | None, queue: str | None
+) -> int:
+    """The given failed or cancelled jobs, or every failed job (of the
+    queue), back to waiting as new: in transactions of ``RETRY_BATCH``."""
+    moved = total = await backend.write(_retry_batch, backend.clock, job_ids, queue)
+    while job_ids is None and moved == RETRY_BATCH:  # bounded transactions (FAILURES #12)
+        moved = await backend.write(_retry_batch, backend.clock, job_ids, queue)
+        total += moved
+    backend.wakeup.set()
+    return total
+
+
+def _retry_batch(
+    conn: sqlite3.Connection, clock: Clock, job_ids: Sequence[str] | None, queue: str | None
+) -> int:
+    now = clock.now_ms()
+    if job_ids is not None:
+        where = f"id IN ({placeholders(len(job_ids))}) AND state IN ('failed', 'cancelled')"
+        params: tuple[str, ...] = tuple(job_ids)
+    else:
+        where = "state = 'failed' AND finished_at IS NOT NULL" + (
+            " AND queue = ?" if queue is not None else ""
+        )
+        params = (queue,) if queue is not None else ()
+    ids = [
+        id_
+        for (id_,) in conn.execute(f"SELECT id FROM jobs WHERE {where} LIMIT {RETRY_BATCH}", params)
+    ]
+    if not ids:
+        return 0
+    (last,) = conn.execute(
+        "UPDATE counters SET value = value + ? WHERE name = 'seq' RETURNING value",
+        (len(ids),),
+    ).fetchone()
+    conn.executemany(
+        "UPDATE jobs SET state = CASE WHEN pending > 0 THEN 'waiting_children'"
+        " ELSE 'waiting' END, seq = ?, run_at = ?, attempts = 0,"
+        " stalls = 0, error = NULL, traceback = NULL, result = NULL, progress = 0,"
+        " progress_detail = NULL, started_at = NULL, finished_at = NULL,"
+        " worker_id = NULL WHERE id = ?",
+        [(adding.order(now, last - len(ids) + 1 + i), now, id_) for i, id_ in enumerate(ids)],
+    )
+    return len(ids)
+
+
+def cancel(conn: sqlite3.Connection, clock: Clock, *, job_id: str) -> bool:
+    now = clock.now_ms()
+    row = conn.execute(
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?, error = 'cancelled',"
+        " token = NULL, lease_expires_at = NULL, expires_at = NULL"
+        " WHERE id = ? AND state NOT IN ('completed', 'failed', 'cancelled')"
+        " RETURNING parent_id",
+        (now, job_id),
+    ).fetchone()
+    if row is not None and row[0] is not None:
+        flows.settle(conn, job_id, now)
+    return row is not None
+
+
+def remove(conn: sqlite3.Connection, clock: Clock, *, job_id: str) -> bool:
+    row = conn.execute(
+        "DELETE FROM jobs WHERE id = ? AND state != 'active'"
+        " RETURNING parent_id, task, state, on_failure, flow_id",
+        (job_id,),
+    ).fetchone()
+    if row is None:
+        return False
+    parent_id, task, state, policy, flow_id = row
+    if parent_id is not None and not JobState(state).finished:  # its parent waits for it
+        outcome = flows.Outcome(job_id, task, "cancelled", None, "removed", policy, flow_id)
+        flows.record(conn, parent_id, outcome, clock.now_ms())
+    return True
+
+
+def promote(conn: sqlite3.Connection, clock: Clock, *, job_id: str) -> bool:
+    now = clock.now_ms()
+    cursor = conn.execute(
+        f"UPDATE jobs SET state = 'waiting', run_at = ?, {adding.READY_AGAIN}"
+        " WHERE id = ? AND state = 'delayed'",
+        (now, now, job_id),
+    )
+    return cursor.rowcount == 1
+
+
+def clean(
+    conn: sqlite3.Connection,
+    clock: Clock,
+    *,
+    queue: str | None,
+    state: JobState,
+    older_than_ms: int,
+    keep: int,
+    limit: int,
+) -> int:
+    scope = "state = ? AND finished_at IS NOT NULL" + (
+        " AND queue = ?" if queue is not None else ""
+    )
+    params = (state.value, queue) if queue is not None else (state.value,)
+    # Skip the newest ``keep``, then delete what is old enough.
+    return conn.execute(
+        "DELETE FROM jobs WHERE id IN (SELECT id FROM (SELECT id, finished_at FROM jobs"
+        f" WHERE {scope} ORDER BY finished_at DESC LIMIT -1 OFFSET ?)"
+        " WHERE finished_at < ? LIMIT ?)",
+        (*params, keep, clock.now_ms() - older_than_ms, limit),
+    ).rowcount
+
+
+def trim_finished(
+    conn: sqlite3.Connection,
+    clock: Clock,
+    *,
+    task: str,
+    state: JobState,
+    retention: Retention,
+    limit: int,
+) -> int:
+    """One writer transaction: the writer lock keeps it alone across processes."""
+    deleted = 0
+    if retention.max_age_s is not None:
+        cutoff = clock.now_ms() - int(retention.max_age_s * 1000)
+        deleted += conn.execute(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE task = ?"
+            " AND state = ? AND finished_at IS NOT NULL AND finished_at < ?"
+            " ORDER BY finished_at LIMIT ?)",
+            (task, state.value, cutoff, limit),
+        ).rowcount
+    if retention.max_count is not None and deleted < limit:
+        deleted += conn.execute(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE task = ?"
+            " AND state = ? AND finished_at IS NOT NULL"
+            " ORDER BY finished_at DESC LIMIT ? OFFSET ?)",
+            (task, state.value, limit - deleted, retention.max_count),
+        ).rowcount
+    return deleted
+
+
+def record_worker(conn: sqlite3.Connection, *, worker: WorkerInfo | None, worker_id: str) -> None:
+    """The worker's heartbeat row, or none (``worker`` None: it stopped)."""
+    if worker is None:
+        conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+        return
+    conn.execute(
+        "INSERT INTO workers (id, info, last_seen) VALUES (?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET info = excluded.info,"
+        " last_seen = excluded.last_seen",
+        (worker_id, msgspec.json.encode(worker), worker.last_seen_ms),
+    )

@@ -1,0 +1,39 @@
+"""Schedules in the SQLite store: one ``schedules`` row each, its spec as
+JSON and the last tick fired (``conveyor.schedules`` decides when to fire).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import msgspec
+
+from conveyor.backends.rows import schedules_from
+from conveyor.cron import Schedule
+
+
+def save_schedule(conn: sqlite3.Connection, *, schedule: Schedule) -> None:
+    """Add the schedule, or replace the spec of the one by its id (keeping its last tick)."""
+    conn.execute(
+        "INSERT INTO schedules (id, spec) VALUES (?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET spec = excluded.spec",
+        (schedule.id, msgspec.json.encode(schedule)),
+    )
+
+
+def remove_schedule(conn: sqlite3.Connection, *, schedule_id: str) -> bool:
+    return conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,)).rowcount == 1
+
+
+def schedules(conn: sqlite3.Connection) -> list[tuple[Schedule, int | None]]:
+    """Every readable schedule by id, with its last tick (None: never fired)."""
+    rows = conn.execute("SELECT id, spec, last_tick FROM schedules ORDER BY id")
+    return schedules_from(rows.fetchall())
+
+
+def mark_tick(conn: sqlite3.Connection, *, schedule_id: str, tick_ms: int) -> None:
+    """Note ``tick_ms`` as fired; a later tick already noted stays."""
+    conn.execute(
+        "UPDATE schedules SET last_tick = max(coalesce(last_tick, ?), ?) WHERE id = ?",
+        (tick_ms, tick_ms, schedule_id),
+    )
