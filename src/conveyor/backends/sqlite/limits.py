@@ -1,12 +1,13 @@
-"""Limit scopes in the SQLite store: where each one's limits are stored, the
-key that names it, and reading and setting them.
+"""Limit scopes in the SQLite store: the row that holds each one's limits
+(``place``), the key that names it, and reading and setting its limits.
 
-A scope is a queue (``group`` None: the ``max_active`` and ``rate_`` columns
-of its ``queues`` row), every group of a queue (``EVERY_GROUP``: the same
-row's ``group_`` columns, each group's default), or one group (its ``groups``
-row, whose NULL columns fall back to that default field by field). A scope
-is named by ``scope_key`` in ``rate_log`` and in what a claim held back; SQL
-over ``groups AS g`` builds the same key with ``GROUP_KEY_SQL``.
+A scope is a queue (``group`` None: the ``max_active``, ``rate_`` and
+``blocked_until`` columns of its ``queues`` row), every group of a queue
+(``EVERY_GROUP``: the same row's ``group_`` columns, each group's default),
+or one group (its ``groups`` row, whose NULL limits fall back to that default
+field by field). A scope is named by ``scope_key`` in ``rate_log`` and in
+what a claim held back; SQL over ``groups AS g`` builds the same key with
+``GROUP_KEY_SQL``.
 """
 
 from __future__ import annotations
@@ -52,22 +53,22 @@ def own_or_default(own: Stored, default: Stored) -> Stored:
     return Stored(max_active, own.rate_max, own.rate_ms)
 
 
-class _Place(NamedTuple):
-    """Where a scope's limits are stored: the row and its columns' prefix."""
+class Place(NamedTuple):
+    """The row that holds a scope's limits and hold, and its columns' prefix."""
 
     table: str
     names: str  # the key columns, to insert the row
-    where: str
+    where: str  # the row, with ``params``
     params: tuple[str, ...]
-    prefix: str
+    prefix: str  # of the limit columns: ``group_`` for every group's default
 
 
-def _place(queue: str, group: str | None) -> _Place:
+def place(queue: str, group: str | None) -> Place:
     if group is None:
-        return _Place("queues", "name", "name = ?", (queue,), "")
+        return Place("queues", "name", "name = ?", (queue,), "")
     if group == EVERY_GROUP:
-        return _Place("queues", "name", "name = ?", (queue,), "group_")
-    return _Place("groups", "queue, name", "queue = ? AND name = ?", (queue, group), "")
+        return Place("queues", "name", "name = ?", (queue,), "group_")
+    return Place("groups", "queue, name", "queue = ? AND name = ?", (queue, group), "")
 
 
 def set_limits(
@@ -79,23 +80,22 @@ def set_limits(
     rate: Rate | msgspec.UnsetType | None,
 ) -> None:
     """Set the scope's fields given (``UNSET``: left as they are)."""
-    place = _place(queue, group)
+    row = place(queue, group)
     changes: dict[str, int | None] = {}
     if max_active is not msgspec.UNSET:
-        changes[f"{place.prefix}max_active"] = max_active
+        changes[f"{row.prefix}max_active"] = max_active
     if rate is not msgspec.UNSET:
-        changes[f"{place.prefix}rate_max"] = None if rate is None else rate.max
-        changes[f"{place.prefix}rate_ms"] = None if rate is None else rate.per_ms
+        changes[f"{row.prefix}rate_max"] = None if rate is None else rate.max
+        changes[f"{row.prefix}rate_ms"] = None if rate is None else rate.per_ms
     conn.execute(
-        f"INSERT OR IGNORE INTO {place.table} ({place.names})"
-        f" VALUES ({placeholders(len(place.params))})",
-        place.params,
+        f"INSERT OR IGNORE INTO {row.table} ({row.names}) VALUES ({placeholders(len(row.params))})",
+        row.params,
     )
     if changes:
         assignments = ", ".join(f"{column} = ?" for column in changes)
         conn.execute(
-            f"UPDATE {place.table} SET {assignments} WHERE {place.where}",
-            (*changes.values(), *place.params),
+            f"UPDATE {row.table} SET {assignments} WHERE {row.where}",
+            (*changes.values(), *row.params),
         )
 
 

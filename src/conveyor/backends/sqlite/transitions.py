@@ -24,9 +24,9 @@ from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import msgspec
 
-from conveyor.backends.base import KEEP_ALL, Backend, stalled_message, unreadable
+from conveyor.backends.base import KEEP_ALL, Backend, unreadable
 from conveyor.backends.rows import UnreadableRecord, job_from_row
-from conveyor.backends.sqlite import adding, admin, claims, connection, flows
+from conveyor.backends.sqlite import adding, admin, claims, connection, finishing, reclaim
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.limits import (
     GROUP_KEY_SQL,
@@ -47,7 +47,6 @@ from conveyor.clock import Clock
 from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.job import JobState, Retention
 
-EXTEND_TIMEOUT_S = 15.0  # a renewal waits out the writer's lock waits (10 s at most)
 FAST_POLL_S = 0.002
 SLOW_POLL_S = 0.1
 WARM_S = 1.0  # keep polling fast this long after the last sign of work
@@ -326,47 +325,21 @@ class SQLiteTransitions(Backend):
             return []
         if self._writer is None:
             raise BackendError("sqlite backend is not connected")
+
+        def op(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            return reclaim.extend_leases(conn, self.clock, leases, lease_ms)
+
         try:
-            return self._writer.run_blocking(self._extend(leases, lease_ms), EXTEND_TIMEOUT_S)
+            return self._writer.run_blocking(op, reclaim.EXTEND_TIMEOUT_S)
         except TimeoutError as exc:
             raise BackendUnavailable("sqlite: lease renewal timed out") from exc
-
-    def _extend(
-        self, leases: Sequence[tuple[str, str]], lease_ms: int
-    ) -> connection.Operation[list[tuple[str, str]]]:
-        def op(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-            expires = self.clock.now_ms() + lease_ms
-            lost = []
-            for job_id, token in leases:
-                cursor = conn.execute(
-                    "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND token = ?"
-                    " AND state = 'active'",
-                    (expires, job_id, token),
-                )
-                if cursor.rowcount == 0:
-                    lost.append((job_id, token))
-            return lost
-
-        return op
 
     async def complete(
         self, *, job_id: str, token: str, result: bytes, retention: Retention
     ) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            now = self.clock.now_ms()
-            row = conn.execute(
-                "UPDATE jobs SET state = 'completed', result = ?, finished_at = ?, error = NULL,"
-                " traceback = NULL, token = NULL, lease_expires_at = NULL"
-                " WHERE id = ? AND token = ? AND state = 'active' RETURNING task, parent_id",
-                (result, now, job_id, token),
-            ).fetchone()
-            if row is None:
-                return False
-            if row[1] is not None:
-                flows.settle(conn, job_id, now)
-            return True
-
-        return await self.write(op)
+        return await self.write(
+            finishing.complete, self.clock, job_id=job_id, token=token, result=result
+        )
 
     async def fail(
         self,
@@ -378,60 +351,27 @@ class SQLiteTransitions(Backend):
         retry_in_ms: int | None,
         retention: Retention,
     ) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            now = self.clock.now_ms()
-            if retry_in_ms is not None:
-                row = conn.execute(
-                    f"UPDATE jobs SET state = 'delayed', run_at = ?, {adding.READY_AGAIN},"
-                    " error = ?, traceback = ?, token = NULL, lease_expires_at = NULL"
-                    " WHERE id = ? AND token = ? AND state = 'active' RETURNING task",
-                    (now + retry_in_ms, now + retry_in_ms, error, traceback, job_id, token),
-                ).fetchone()
-                return row is not None
-            row = conn.execute(
-                "UPDATE jobs SET state = 'failed', finished_at = ?, error = ?, traceback = ?,"
-                " token = NULL, lease_expires_at = NULL"
-                " WHERE id = ? AND token = ? AND state = 'active' RETURNING task, parent_id",
-                (now, error, traceback, job_id, token),
-            ).fetchone()
-            if row is None:
-                return False
-            if row[1] is not None:
-                flows.settle(conn, job_id, now)
-            return True
-
-        return await self.write(op)
+        return await self.write(
+            finishing.fail,
+            self.clock,
+            job_id=job_id,
+            token=token,
+            error=error,
+            traceback=traceback,
+            retry_in_ms=retry_in_ms,
+        )
 
     async def release(
         self, *, job_id: str, token: str, block_ms: int | None = None, block_group: bool = False
     ) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                "UPDATE jobs SET state = 'waiting', attempts = max(attempts - 1, 0),"
-                " token = NULL, lease_expires_at = NULL, worker_id = NULL"
-                " WHERE id = ? AND token = ? AND state = 'active' RETURNING queue, grp",
-                (job_id, token),
-            ).fetchone()
-            if row is None:
-                return False
-            if block_ms is not None:
-                until = self.clock.now_ms() + block_ms
-                queue, group = row
-                if block_group and group is not None:
-                    conn.execute(
-                        "UPDATE groups SET blocked_until = max(coalesce(blocked_until, 0), ?)"
-                        " WHERE queue = ? AND name = ?",
-                        (until, queue, group),
-                    )
-                else:
-                    conn.execute(
-                        "UPDATE queues SET blocked_until = max(coalesce(blocked_until, 0), ?)"
-                        " WHERE name = ?",
-                        (until, queue),
-                    )
-            return True
-
-        released = await self.write(op)
+        released = await self.write(
+            finishing.release,
+            self.clock,
+            job_id=job_id,
+            token=token,
+            block_ms=block_ms,
+            block_group=block_group,
+        )
         self.wakeup.set()
         return released
 
@@ -439,82 +379,23 @@ class SQLiteTransitions(Backend):
         return 0  # applied inside each child's own transaction (flows.py)
 
     async def report_progress(self, *, job_id: str, token: str, update: ProgressUpdate) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            now = self.clock.now_ms()
-            owned = conn.execute(
-                "UPDATE jobs SET progress = coalesce(?, progress),"
-                " progress_detail = coalesce(?, progress_detail), logged = max(logged, ?)"
-                " WHERE id = ? AND token = ? AND state = 'active'",
-                (
-                    update.progress,
-                    None if update.detail is None else _encode(update.detail),
-                    int(bool(update.logs)),
-                    job_id,
-                    token,
-                ),
-            ).rowcount
-            if owned and update.logs:
-                conn.executemany(
-                    "INSERT INTO job_logs (job_id, at, message) VALUES (?, ?, ?)",
-                    [(job_id, now, message) for message in update.logs],
-                )
-            return owned == 1
-
-        return await self.write(op)
+        return await self.write(
+            finishing.report_progress, self.clock, job_id=job_id, token=token, update=update
+        )
 
     async def expired_leases(self, *, limit: int) -> list[tuple[str, int]]:
-        def op(conn: sqlite3.Connection) -> list[tuple[str, int]]:
-            rows = conn.execute(
-                "SELECT id, lease_expires_at FROM jobs WHERE state = 'active'"
-                " AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?",
-                (self.clock.now_ms(), limit),
-            ).fetchall()
-            return [(id_, expiry) for id_, expiry in rows]
-
-        return await self.read(op)
+        return await self.read(reclaim.expired_leases, self.clock, limit=limit)
 
     async def reclaim_expired(
         self, *, max_stalls: int, limit: int, suspects: Sequence[tuple[str, int]] | None = None
     ) -> ReclaimResult:
-        def op(conn: sqlite3.Connection) -> ReclaimResult:
-            now = self.clock.now_ms()
-            if suspects is None:
-                expired = conn.execute(
-                    "SELECT id, stalls FROM jobs WHERE state = 'active' AND lease_expires_at < ?"
-                    " ORDER BY lease_expires_at LIMIT ?",
-                    (now, limit),
-                ).fetchall()
-            else:
-                expired = []
-                for job_id, expiry in suspects[:limit]:
-                    expired += conn.execute(
-                        "SELECT id, stalls FROM jobs WHERE id = ? AND state = 'active'"
-                        " AND lease_expires_at = ? AND lease_expires_at < ?",
-                        (job_id, expiry, now),
-                    ).fetchall()
-            requeue = [(id_, stalls) for id_, stalls in expired if stalls < max_stalls]
-            dead = [(id_, stalls) for id_, stalls in expired if stalls >= max_stalls]
-            conn.executemany(
-                "UPDATE jobs SET state = 'waiting', stalls = stalls + 1, logged = 1,"
-                " attempts = max(attempts - 1, 0), token = NULL, lease_expires_at = NULL,"
-                " worker_id = NULL WHERE id = ?",
-                [(id_,) for id_, _ in requeue],
-            )
-            conn.executemany(
-                "UPDATE jobs SET state = 'failed', stalls = stalls + 1, finished_at = ?,"
-                " logged = 1, error = 'stalled', token = NULL, lease_expires_at = NULL"
-                " WHERE id = ?",
-                [(now, id_) for id_, _ in dead],
-            )
-            for id_, _ in dead:
-                flows.settle(conn, id_, now)
-            conn.executemany(
-                "INSERT INTO job_logs (job_id, at, message) VALUES (?, ?, ?)",
-                [(id_, now, stalled_message(stalls + 1, max_stalls)) for id_, stalls in expired],
-            )
-            return ReclaimResult(requeued=[i for i, _ in requeue], failed=[i for i, _ in dead])
-
-        result = await self.write(op)
+        result = await self.write(
+            reclaim.reclaim_expired,
+            self.clock,
+            max_stalls=max_stalls,
+            limit=limit,
+            suspects=suspects,
+        )
         if result.requeued:
             self.wakeup.set()
         return result
