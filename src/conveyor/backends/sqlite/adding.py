@@ -1,6 +1,6 @@
 """Adding jobs to the SQLite store: the rows of one ``enqueue``, with its
-dedup keys, groups and flows, in the writer's transaction (``transitions.py``
-runs it).
+dedup keys, groups and flows, in one writer transaction (``add``), and the
+``seq`` that orders waiting jobs.
 """
 
 from __future__ import annotations

@@ -1,26 +1,300 @@
-"""The embedded SQLite job store, part two: reading and managing jobs and queues.
+"""The embedded SQLite job store: the default, for one host.
 
-The module docstring of ``transitions.py`` describes the store as a whole: the
-URL, the one writer thread, and how idle workers wait.
+URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``;
+``?synchronous=full`` trades speed for durability against power loss (the
+default ``normal`` in WAL mode survives any process crash, which is what
+at-least-once delivery needs).
+
+Each operation of the contract is one function run inside one transaction on
+the writer thread, or on a reader thread's connection for reads (see
+``connection.py``: the one writer per process, group commit, the limits of
+one host). Idle workers poll ``PRAGMA data_version`` on a connection of
+their own, well under 1 % of a core each (``waiting.py``); writes from the
+same process that may free work wake them at once.
+
+``SQLiteBackend`` is the contract's face and holds the store's state: the
+writer, readers and poll connection, the clock, the wake-up event, and what
+the last claim of each set of queues saw. Each method hands its work to a
+module named for what it does: ``adding`` (enqueue), ``claims``, ``waiting``,
+``finishing`` (and ``flows``, children reaching their parents), ``reclaim``
+(leases), ``limits``, ``admin``, ``schedules`` and ``reading``. A transaction
+is a function of the connection it runs on, given to ``write`` or ``read``
+with its arguments; the claim, the idle wait and the batched retry, which
+use more of the state, are functions of the backend.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 import msgspec
 
-from conveyor.backends.sqlite import admin, limits, reading, schedules
-from conveyor.backends.sqlite.transitions import SQLiteTransitions
-from conveyor.backends.values import QueueInfo, WorkerInfo
+from conveyor.backends.base import Backend
+from conveyor.backends.sqlite import (
+    adding,
+    admin,
+    claims,
+    connection,
+    finishing,
+    limits,
+    reading,
+    reclaim,
+    schedules,
+    waiting,
+)
+from conveyor.backends.values import (
+    ClaimedJob,
+    NewJob,
+    ProgressUpdate,
+    QueueInfo,
+    QueueSlots,
+    ReclaimResult,
+    Taker,
+    WorkerInfo,
+)
+from conveyor.clock import Clock
 from conveyor.cron import Schedule
-from conveyor.job import ChildOutcome, Job, JobState, LogEntry
+from conveyor.errors import BackendError, BackendUnavailable
+from conveyor.job import ChildOutcome, Job, JobState, LogEntry, Retention
 from conveyor.limits import Limits, Rate
 
 __all__ = ["SQLiteBackend"]
 
+P = ParamSpec("P")
+T = TypeVar("T")
 
-class SQLiteBackend(SQLiteTransitions):
+
+class SQLiteBackend(Backend):
+    """The SQLite store, and the state its modules share: ``write``, ``read``,
+    ``poll_connection`` and ``data_version`` reach the connections; ``wakeup``
+    ends this process's idle waits; ``last_work`` is when work was last seen
+    (``time.monotonic``); ``last_claim`` is what the last claim of each set of
+    queues saw (workers of one app share this backend)."""
+
+    def __init__(self, url: str, *, clock: Clock | None = None) -> None:
+        super().__init__(clock=clock)
+        self.url = url
+        self.path, self._synchronous = connection.parse_url(url)
+        self._writer: connection.Writer | None = None
+        self._readers: connection.Readers | None = None
+        self._poll: sqlite3.Connection | None = None
+        self.wakeup = asyncio.Event()
+        self.last_work = 0.0
+        self.last_claim: dict[tuple[str, ...], waiting.LastClaim] = {}
+
+    # -- lifecycle and the connections -----------------------------------------
+
+    async def connect(self) -> None:
+        self._follow_loop()
+        if self._writer is not None:
+            return
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = await asyncio.to_thread(connection.open_writer, self.path, self._synchronous)
+        except sqlite3.Error as exc:
+            raise connection.map_error(exc) from exc
+        except OSError as exc:  # a directory we may not enter or create
+            raise BackendError(f"sqlite: cannot open {self.path}: {exc.strerror}") from None
+        self._writer = connection.Writer(conn)
+        self._readers = connection.Readers(self.path)
+        self._poll = connection.connect(self.path)
+
+    async def close(self) -> None:
+        self._follow_loop()
+        writer, readers, poll = self._writer, self._readers, self._poll
+        self._writer = self._readers = self._poll = None
+        if writer is not None:
+            await asyncio.to_thread(writer.stop)
+        if readers is not None:
+            await asyncio.to_thread(readers.close)
+        if poll is not None:
+            poll.close()
+        self._release_loop()
+
+    def _leave_loop(self, old: asyncio.AbstractEventLoop) -> None:
+        # The writer thread, readers and poll connection serve any loop; the
+        # wake-up event and writes queued on ``old`` (never sent) do not.
+        self.wakeup = asyncio.Event()
+        if self._writer is not None:
+            self._writer.drop_unsent()
+
+    async def write(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``fn(conn, *args, **kwargs)`` in one transaction on the writer thread."""
+        self._follow_loop()
+        if self._writer is None:
+            await self.connect()
+        assert self._writer is not None
+        return await self._writer.submit(lambda conn: fn(conn, *args, **kwargs))
+
+    async def write_then_wake(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``write``, then end this process's idle waits: for a write that
+        may leave a job ready to claim."""
+        done = await self.write(fn, *args, **kwargs)
+        self.wakeup.set()
+        return done
+
+    async def read(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``fn(conn, *args, **kwargs)`` on a reader thread's connection."""
+        self._follow_loop()
+        if self._readers is None:
+            await self.connect()
+        assert self._readers is not None
+        return await self._readers.run(lambda conn: fn(conn, *args, **kwargs))
+
+    async def poll_connection(self) -> sqlite3.Connection:
+        """The connection idle waits poll, on the event loop's thread."""
+        self._follow_loop()
+        if self._poll is None:
+            await self.connect()
+        assert self._poll is not None
+        return self._poll
+
+    def data_version(self) -> int | None:
+        """Changes whenever another connection (our writer too) commits;
+        None when not connected."""
+        if self._poll is None:
+            return None
+        version: int = self._poll.execute("PRAGMA data_version").fetchone()[0]
+        return version
+
+    # -- producers -------------------------------------------------------------
+
+    async def enqueue(self, *, jobs: Sequence[NewJob]) -> list[tuple[str, bool]]:
+        if not jobs:
+            return []
+        return await self.write_then_wake(adding.add, jobs, self.clock.now_ms())
+
+    # -- workers ---------------------------------------------------------------
+
+    async def claim(
+        self, *, slots: Sequence[QueueSlots], worker_id: str, lease_ms: int
+    ) -> list[ClaimedJob]:
+        return await claims.claim(self, slots=slots, worker_id=worker_id, lease_ms=lease_ms)
+
+    async def wait_for_jobs(
+        self, *, queues: Sequence[str], timeout_s: float, taker: Taker | None = None
+    ) -> list[ClaimedJob]:
+        """Hands no jobs over: a claim costs no round trip here."""
+        await waiting.wait(self, queues, timeout_s)
+        return []
+
+    def extend_leases_blocking(
+        self, *, leases: Sequence[tuple[str, str]], lease_ms: int
+    ) -> list[tuple[str, str]]:
+        if not leases:
+            return []
+        if self._writer is None:
+            raise BackendError("sqlite backend is not connected")
+
+        def op(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            return reclaim.extend_leases(conn, self.clock, leases, lease_ms)
+
+        try:
+            return self._writer.run_blocking(op, reclaim.EXTEND_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise BackendUnavailable("sqlite: lease renewal timed out") from exc
+
+    async def complete(
+        self, *, job_id: str, token: str, result: bytes, retention: Retention
+    ) -> bool:
+        return await self.write(
+            finishing.complete, self.clock, job_id=job_id, token=token, result=result
+        )
+
+    async def fail(
+        self,
+        *,
+        job_id: str,
+        token: str,
+        error: str,
+        traceback: str | None,
+        retry_in_ms: int | None,
+        retention: Retention,
+    ) -> bool:
+        return await self.write(
+            finishing.fail,
+            self.clock,
+            job_id=job_id,
+            token=token,
+            error=error,
+            traceback=traceback,
+            retry_in_ms=retry_in_ms,
+        )
+
+    async def release(
+        self, *, job_id: str, token: str, block_ms: int | None = None, block_group: bool = False
+    ) -> bool:
+        return await self.write_then_wake(
+            finishing.release,
+            self.clock,
+            job_id=job_id,
+            token=token,
+            block_ms=block_ms,
+            block_group=block_group,
+        )
+
+    async def apply_outcomes(self, *, child_ids: Sequence[str] | None, limit: int) -> int:
+        return 0  # applied inside each child's own transaction (flows.py)
+
+    async def report_progress(self, *, job_id: str, token: str, update: ProgressUpdate) -> bool:
+        return await self.write(
+            finishing.report_progress, self.clock, job_id=job_id, token=token, update=update
+        )
+
+    async def expired_leases(self, *, limit: int) -> list[tuple[str, int]]:
+        return await self.read(reclaim.expired_leases, self.clock, limit=limit)
+
+    async def reclaim_expired(
+        self, *, max_stalls: int, limit: int, suspects: Sequence[tuple[str, int]] | None = None
+    ) -> ReclaimResult:
+        result = await self.write(
+            reclaim.reclaim_expired,
+            self.clock,
+            max_stalls=max_stalls,
+            limit=limit,
+            suspects=suspects,
+        )
+        if result.requeued:
+            self.wakeup.set()
+        return result
+
+    async def record_worker(self, *, worker: WorkerInfo | None, worker_id: str) -> None:
+        await self.write(admin.record_worker, worker=worker, worker_id=worker_id)
+
+    async def trim_finished(
+        self, *, task: str, state: JobState, retention: Retention, limit: int
+    ) -> int | None:
+        return await self.write(
+            admin.trim_finished,
+            self.clock,
+            task=task,
+            state=state,
+            retention=retention,
+            limit=limit,
+        )
+
     # -- inspection ------------------------------------------------------------
 
     async def get_job(self, *, job_id: str) -> Job | None:
@@ -46,11 +320,13 @@ class SQLiteBackend(SQLiteTransitions):
         since = self.clock.now_ms() - seen_within_ms
         return await self.read(reading.workers, seen_since_ms=since)
 
+    async def now_ms(self) -> int:
+        return self.clock.now_ms()
+
     # -- administration ----------------------------------------------------------
 
     async def set_paused(self, *, queue: str, paused: bool) -> None:
-        await self.write(admin.set_paused, queue=queue, paused=paused)
-        self.wakeup.set()
+        await self.write_then_wake(admin.set_paused, queue=queue, paused=paused)
 
     async def set_limits(
         self,
@@ -60,10 +336,9 @@ class SQLiteBackend(SQLiteTransitions):
         max_active: int | msgspec.UnsetType | None = msgspec.UNSET,
         rate: Rate | msgspec.UnsetType | None = msgspec.UNSET,
     ) -> None:
-        await self.write(
+        await self.write_then_wake(
             limits.set_limits, queue=queue, group=group, max_active=max_active, rate=rate
         )
-        self.wakeup.set()
 
     async def get_limits(self, *, queue: str) -> dict[str | None, Limits]:
         return await self.read(limits.get_limits, queue=queue)
@@ -78,9 +353,7 @@ class SQLiteBackend(SQLiteTransitions):
         return await self.write(admin.remove, self.clock, job_id=job_id)
 
     async def promote(self, *, job_id: str) -> bool:
-        promoted = await self.write(admin.promote, self.clock, job_id=job_id)
-        self.wakeup.set()
-        return promoted
+        return await self.write_then_wake(admin.promote, self.clock, job_id=job_id)
 
     async def clean(
         self, *, queue: str | None, state: JobState, older_than_ms: int, keep: int, limit: int
@@ -108,6 +381,3 @@ class SQLiteBackend(SQLiteTransitions):
 
     async def mark_tick(self, *, schedule_id: str, tick_ms: int) -> None:
         await self.write(schedules.mark_tick, schedule_id=schedule_id, tick_ms=tick_ms)
-
-    async def now_ms(self) -> int:
-        return self.clock.now_ms()

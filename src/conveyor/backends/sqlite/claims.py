@@ -1,28 +1,36 @@
 """The SQLite claim: one writer transaction that promotes due jobs, reads
 every limit in play, picks jobs (``claiming`` decides the order) and leases
-them, logging each start against the rate limits it counts for.
+them, logging each start against the rate limits it counts for. ``claim``
+runs it, notes what it saw for the idle wait (``waiting.LastClaim``) and
+turns its rows into jobs once the transaction is over.
 
 Rate limits are sliding windows: a scope with ``rate_max`` starts per
 ``rate_ms`` keeps its last ``rate_max`` starts numbered in ``rate_log``, and a
 new start is allowed while the start ``rate_max`` places back is at least a
-window old (``rate_ms`` and its margin, ``limits.window_ms``). Every lookup
-is by primary key, whatever the rate.
+window old (``rate_ms`` and its margin, ``conveyor.limits.window_ms``). Every
+lookup is by primary key, whatever the rate.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from conveyor.backends import claiming
-from conveyor.backends.base import PROMOTE_BATCH
-from conveyor.backends.rows import COLUMNS
+from conveyor.backends.base import KEEP_ALL, PROMOTE_BATCH, unreadable
+from conveyor.backends.rows import COLUMNS, UnreadableRecord, job_from_row
 from conveyor.backends.sqlite import flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.limits import Stored, own_or_default, scope_key
-from conveyor.backends.values import QueueSlots
+from conveyor.backends.sqlite.waiting import LastClaim, claim_key
+from conveyor.backends.values import ClaimedJob, QueueSlots
+from conveyor.clock import Clock
 from conveyor.limits import window_ms
+
+if TYPE_CHECKING:
+    from conveyor.backends.sqlite.backend import SQLiteBackend
 
 # The queues of a claim that have anything to look at: a pause, a limit, a
 # hold or groups. The others (the common case) go straight to their jobs.
@@ -298,3 +306,58 @@ class Claim:
                         (turn, queue, member),
                     )
             first += len(members)
+
+
+def _run(
+    conn: sqlite3.Connection,
+    clock: Clock,
+    slots: Sequence[QueueSlots],
+    worker_id: str,
+    lease_ms: int,
+) -> tuple[list[tuple[Any, ...]], Claim]:
+    transaction = Claim(conn, clock.now_ms())
+    return transaction.run(slots, worker_id, lease_ms), transaction
+
+
+async def claim(
+    backend: SQLiteBackend, *, slots: Sequence[QueueSlots], worker_id: str, lease_ms: int
+) -> list[ClaimedJob]:
+    """The contract's ``claim``: one ``Claim`` transaction, what it saw kept
+    in ``backend.last_claim``, then its rows as jobs."""
+    slots = [room for room in slots if room.free > 0 and room.queues]
+    if not slots:
+        return []
+    limit = sum(room.free for room in slots)
+    # The data version before a claim lets an idle wait skip a needless
+    # look (see waiting.py); read only when this claim may well find too
+    # little, as the last one of these queues did (it costs a few us).
+    key = claim_key(queue for room in slots for queue in room.queues)
+    last = backend.last_claim.get(key)
+    version = backend.data_version() if last is None or last.short else None
+    rows, done = await backend.write(_run, backend.clock, slots, worker_id, lease_ms)
+    backend.last_claim[key] = LastClaim(version, done.retry_at, done.held, len(rows) < limit)
+    claimed = await _jobs(backend, rows)
+    if claimed:
+        backend.last_work = time.monotonic()
+    return claimed
+
+
+async def _jobs(backend: SQLiteBackend, rows: list[tuple[Any, ...]]) -> list[ClaimedJob]:
+    """The leased rows as jobs, after the transaction rather than while it
+    holds the lock; a row that cannot be read fails alone and the rest run."""
+    claimed = []
+    for row in rows:
+        try:
+            job = job_from_row(row[2:])
+        except UnreadableRecord as exc:
+            await backend.fail(
+                job_id=row[2],
+                token=row[1],
+                error=unreadable(exc),
+                traceback=None,
+                retry_in_ms=None,
+                retention=KEEP_ALL,
+            )
+            continue
+        claimed.append(ClaimedJob(job=job, token=row[1], lease_expires_ms=row[0], payload=row[7]))
+    return claimed
