@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from conveyor.backends.sqlite import adding, flows
 from conveyor.backends.sqlite.connection import placeholders
+from conveyor.backends.sqlite.state import State
 from conveyor.backends.values import WorkerInfo
 from conveyor.clock import Clock
 from conveyor.job import JobState, Retention
-
-if TYPE_CHECKING:
-    from conveyor.backends.sqlite.backend import SQLiteBackend
 
 RETRY_BATCH = 1000  # jobs retried per transaction, to keep each one short
 
@@ -32,9 +29,7 @@ def set_paused(conn: sqlite3.Connection, *, queue: str, paused: bool) -> None:
     )
 
 
-async def retry_jobs(
-    backend: SQLiteBackend, *, job_ids: Sequence[str] | None, queue: str | None
-) -> int:
+async def retry_jobs(backend: State, *, job_ids: Sequence[str] | None, queue: str | None) -> int:
     """The given failed or cancelled jobs, or every failed job (of the
     queue), back to waiting as new: in transactions of ``RETRY_BATCH``."""
     moved = total = await backend.write(_retry_batch, backend.clock, job_ids, queue)

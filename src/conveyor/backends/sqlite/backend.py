@@ -20,7 +20,7 @@ module named for what it does: ``adding`` (enqueue), ``claims``, ``waiting``,
 (leases), ``limits``, ``admin``, ``schedules`` and ``reading``. A transaction
 is a function of the connection it runs on, given to ``write`` or ``read``
 with its arguments; the claim, the idle wait and the batched retry, which
-use more of the state, are functions of the backend.
+use more of the state, take the backend as a ``state.State``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from conveyor.backends.sqlite import (
     schedules,
     waiting,
 )
+from conveyor.backends.sqlite.state import LastClaim
 from conveyor.backends.values import (
     ClaimedJob,
     NewJob,
@@ -84,7 +85,7 @@ class SQLiteBackend(Backend):
         self._poll: sqlite3.Connection | None = None
         self.wakeup = asyncio.Event()
         self.last_work = 0.0
-        self.last_claim: dict[tuple[str, ...], waiting.LastClaim] = {}
+        self.last_claim: dict[tuple[str, ...], LastClaim] = {}
 
     # -- lifecycle and the connections -----------------------------------------
 

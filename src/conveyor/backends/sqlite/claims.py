@@ -1,7 +1,7 @@
 """The SQLite claim: one writer transaction that promotes due jobs, reads
 every limit in play, picks jobs (``claiming`` decides the order) and leases
 them, logging each start against the rate limits it counts for. ``claim``
-runs it, notes what it saw for the idle wait (``waiting.LastClaim``) and
+runs it, notes what it saw for the idle wait (``state.LastClaim``) and
 turns its rows into jobs once the transaction is over.
 
 Rate limits are sliding windows: a scope with ``rate_max`` starts per
@@ -16,21 +16,19 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from conveyor.backends import claiming
-from conveyor.backends.base import KEEP_ALL, PROMOTE_BATCH, unreadable
+from conveyor.backends.base import PROMOTE_BATCH, unreadable
 from conveyor.backends.rows import COLUMNS, UnreadableRecord, job_from_row
-from conveyor.backends.sqlite import flows
+from conveyor.backends.sqlite import finishing, flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.limits import Stored, own_or_default, scope_key
-from conveyor.backends.sqlite.waiting import LastClaim, claim_key
+from conveyor.backends.sqlite.state import LastClaim, State
+from conveyor.backends.sqlite.waiting import claim_key
 from conveyor.backends.values import ClaimedJob, QueueSlots
 from conveyor.clock import Clock
 from conveyor.limits import window_ms
-
-if TYPE_CHECKING:
-    from conveyor.backends.sqlite.backend import SQLiteBackend
 
 # The queues of a claim that have anything to look at: a pause, a limit, a
 # hold or groups. The others (the common case) go straight to their jobs.
@@ -320,7 +318,7 @@ def _run(
 
 
 async def claim(
-    backend: SQLiteBackend, *, slots: Sequence[QueueSlots], worker_id: str, lease_ms: int
+    backend: State, *, slots: Sequence[QueueSlots], worker_id: str, lease_ms: int
 ) -> list[ClaimedJob]:
     """The contract's ``claim``: one ``Claim`` transaction, what it saw kept
     in ``backend.last_claim``, then its rows as jobs."""
@@ -342,7 +340,7 @@ async def claim(
     return claimed
 
 
-async def _jobs(backend: SQLiteBackend, rows: list[tuple[Any, ...]]) -> list[ClaimedJob]:
+async def _jobs(backend: State, rows: list[tuple[Any, ...]]) -> list[ClaimedJob]:
     """The leased rows as jobs, after the transaction rather than while it
     holds the lock; a row that cannot be read fails alone and the rest run."""
     claimed = []
@@ -350,13 +348,14 @@ async def _jobs(backend: SQLiteBackend, rows: list[tuple[Any, ...]]) -> list[Cla
         try:
             job = job_from_row(row[2:])
         except UnreadableRecord as exc:
-            await backend.fail(
+            await backend.write(
+                finishing.fail,
+                backend.clock,
                 job_id=row[2],
                 token=row[1],
                 error=unreadable(exc),
                 traceback=None,
                 retry_in_ms=None,
-                retention=KEEP_ALL,
             )
             continue
         claimed.append(ClaimedJob(job=job, token=row[1], lease_expires_ms=row[0], payload=row[7]))

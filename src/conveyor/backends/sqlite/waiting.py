@@ -17,7 +17,6 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
 
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.limits import (
@@ -26,26 +25,12 @@ from conveyor.backends.sqlite.limits import (
     is_group_key,
     scope_key,
 )
+from conveyor.backends.sqlite.state import NO_CLAIM, State
 from conveyor.clock import Clock
-
-if TYPE_CHECKING:
-    from conveyor.backends.sqlite.backend import SQLiteBackend
 
 FAST_POLL_S = 0.002
 SLOW_POLL_S = 0.1
 WARM_S = 1.0  # keep polling fast this long after the last sign of work
-
-
-class LastClaim(NamedTuple):
-    """What the last claim of one set of queues saw."""
-
-    version: int | None  # the data version just before it (None: not read)
-    retry_at: int | None  # when a limit that held jobs back frees
-    held: dict[str, int]  # scopes held back (``limits.scope_key``) until when
-    short: bool  # it found fewer jobs than it asked for
-
-
-NO_CLAIM = LastClaim(None, None, {}, True)
 
 
 def claim_key(queues: Iterable[str]) -> tuple[str, ...]:
@@ -57,7 +42,7 @@ def _earliest(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-async def wait(backend: SQLiteBackend, queues: Sequence[str], timeout_s: float) -> None:
+async def wait(backend: State, queues: Sequence[str], timeout_s: float) -> None:
     """Return when one of ``queues`` may well have a job to claim, or at
     ``timeout_s``."""
     poll = await backend.poll_connection()
