@@ -33,7 +33,7 @@ async def retry_jobs(backend: State, *, job_ids: Sequence[str] | None, queue: st
     """The given failed or cancelled jobs, or every failed job (of the
     queue), back to waiting as new: in transactions of ``RETRY_BATCH``."""
     moved = total = await backend.write(_retry_batch, backend.clock, job_ids, queue)
-    while job_ids is None and moved == RETRY_BATCH:  # bounded transactions (FAILURES #12)
+    while job_ids is None and moved == RETRY_BATCH:  # short: no writer waits long
         moved = await backend.write(_retry_batch, backend.clock, job_ids, queue)
         total += moved
     backend.wakeup.set()

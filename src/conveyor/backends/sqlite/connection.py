@@ -37,7 +37,11 @@ from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], T]
 
-BUSY_TIMEOUT_MS = 10_000  # well under the default 30 s lease (FAILURES.md #13)
+# Another process holding the write lock is waited for this long, well under
+# the default 30 s lease: a writer that gives up at once fails the call (a
+# deferred BEGIN that reads then writes would, whatever the timeout: each
+# write transaction here begins IMMEDIATE).
+BUSY_TIMEOUT_MS = 10_000
 MAX_GROUP = 256  # operations committed together at most
 # The writer touches the ends of its indexes and the rows just claimed or
 # finished: 8 MiB holds that working set; 32 MiB filled up with cold pages
