@@ -101,9 +101,10 @@ async def test_a_readme_example_runs(sqlite_url: str, index: int) -> None:
 
 
 def test_the_layout_section_names_every_module() -> None:
-    """A module added without a word in the README's layout fails here."""
+    """A module or folder added without a word in the README's layout fails here."""
     layout = README.split("## Layout", 1)[1].split("\n## ", 1)[0]
     package = Path(__file__).resolve().parents[1] / "src" / "conveyor"
     modules = {p.name for p in package.rglob("*.py")} - {"__init__.py", "__main__.py"}
-    missing = sorted(name for name in modules if f"`{name}`" not in layout)
+    folders = {f"{p.parent.name}/" for p in package.rglob("__init__.py") if p.parent != package}
+    missing = sorted(name for name in modules | folders if f"`{name}`" not in layout)
     assert missing == []
