@@ -5,13 +5,16 @@ it names defined first, and what it claims to do is checked."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import re
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conveyor import Conveyor, JobState, Limits, Rate
+from conveyor import Conveyor, JobState, Limits, Rate, Retention
+from conveyor.backends.values import QueueSlots
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, re.DOTALL)[1:]
@@ -74,13 +77,17 @@ async def _run(block: str, names: dict[str, Any]) -> None:
 
 
 def test_the_readme_has_the_blocks_this_test_runs() -> None:
-    assert len(BLOCKS) == 4
+    assert len(BLOCKS) == 5
     assert "set_limits" in BLOCKS[1] and "add_flow" in BLOCKS[2] and "cron" in BLOCKS[3]
+    assert "app.events" in BLOCKS[4]
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 async def test_a_readme_example_runs(sqlite_url: str, index: int) -> None:
     async with Conveyor(sqlite_url) as app:
+        if index == 4:  # events: the loop ends at the first completion it sees
+            await _subscribed(app, _run(BLOCKS[index], _names(app)))
+            return
         await _run(BLOCKS[index], _names(app))
         counts = {q.name: q.counts for q in await app.queues()}
         if index == 0:  # enqueueing
@@ -98,6 +105,22 @@ async def test_a_readme_example_runs(sqlite_url: str, index: int) -> None:
         else:  # schedules
             listed = {info.schedule.id for info in await app.schedules.list()}
             assert listed == {"digest", "cleanup"}
+
+
+async def _subscribed(app: Conveyor, subscriber: Coroutine[Any, Any, None]) -> None:
+    """Run ``subscriber`` while a pdf job completes: it must end, having seen it."""
+    listening = asyncio.create_task(subscriber)
+    await asyncio.sleep(0)  # it subscribes (from now) before the job is added
+    while not listening.done():
+        handle = await app.tasks["render_pdf"].enqueue("doc")
+        (claimed,) = await app.backend.claim(
+            slots=[QueueSlots(("pdf",), 1)], worker_id="w", lease_ms=30_000
+        )
+        await app.backend.complete(
+            job_id=handle.id, token=claimed.token, result=b'"doc"', retention=Retention()
+        )
+        await asyncio.wait([listening], timeout=1)
+    await listening
 
 
 def test_the_layout_section_names_every_module() -> None:

@@ -63,7 +63,8 @@ def coroutine_methods(cls: type) -> set[str]:
     ("async_cls", "sync_cls", "without", "written_out", "known"),
     [
         # connect: the facade connects when it is made; close also stops its loop.
-        (Conveyor, SyncConveyor, {"connect"}, {"close"}, {"counts", "pause", "clean"}),
+        # wait and result are written out: their call lasts their own timeout too.
+        (Conveyor, SyncConveyor, {"connect"}, {"close", "wait", "result"}, {"counts", "clean"}),
         # save_declared and fire_due are what workers run, not a producer's calls.
         (Schedules, SyncSchedules, {"save_declared", "fire_due"}, set(), {"add", "list"}),
     ],

@@ -22,8 +22,10 @@ from conveyor.clock import Clock
 from conveyor.errors import (
     ConfigurationError,
     InvalidInput,
+    JobFailed,
     JobNotFound,
 )
+from conveyor.events import EventKind, EventSettings
 from conveyor.flow import Flow, flatten
 from conveyor.handle import JobHandle
 from conveyor.job import (
@@ -38,6 +40,7 @@ from conveyor.job import (
 from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
 from conveyor.retry import Backoff
 from conveyor.schedules import Schedules
+from conveyor.stream import Subscription, wait_finished
 from conveyor.task import Task, find_task
 
 __all__ = ["Conveyor"]
@@ -69,15 +72,19 @@ class Conveyor:
         *,
         clock: Clock | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+        events: EventSettings | bool = True,
     ) -> None:
         self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
         self.clock = clock or Clock()
-        self.backend = open_backend(self.url, clock=self.clock)
+        if isinstance(events, bool):
+            events = EventSettings(enabled=events)
+        elif not isinstance(events, EventSettings):
+            raise InvalidInput("events", "must be a bool or an EventSettings")
+        self.backend = open_backend(self.url, clock=self.clock, events=events)
         self.max_payload_bytes = validate.count("max_payload_bytes", max_payload_bytes, minimum=1)
         self.tasks: dict[str, Task[Any, Any]] = {}
-        self.schedules = Schedules(
-            self.backend, self.tasks
-        )  # add, pause, resume, remove, list; fired by workers
+        # add, pause, resume, remove, list; fired by workers
+        self.schedules = Schedules(self.backend, self.tasks)
 
     # -- set-up ------------------------------------------------------------------
 
@@ -247,6 +254,31 @@ class Conveyor:
         if job is None:
             raise JobNotFound(job_id)
         return job
+
+    def events(
+        self,
+        queue: str | None = None,
+        job_id: str | None = None,
+        kinds: Iterable[EventKind | str] | None = None,
+        after: str | None = None,
+    ) -> Subscription:
+        """Every process's job events from now on (or after the event id
+        ``after``), in order, each once: ``async for event in app.events():``.
+        See ``conveyor.events`` for the kinds and the ``gap`` marker."""
+        return Subscription(self.backend, queue=queue, job_id=job_id, kinds=kinds, after=after)
+
+    async def wait(self, job_id: str, timeout: float = 60.0) -> Job:
+        """The job once it has finished (completed, failed or cancelled),
+        woken by its events, not by polling; ``JobTimeout`` after ``timeout``."""
+        return await wait_finished(self.events(job_id=job_id), self.get_job, timeout)
+
+    async def result(self, job_id: str, timeout: float = 60.0) -> Any:
+        """The result of the job once completed; ``JobFailed`` when it failed
+        for good or was cancelled; ``JobTimeout`` after ``timeout``."""
+        job = await self.wait(job_id, timeout)
+        if job.state is not JobState.COMPLETED:
+            raise JobFailed(job.id, job.state, job.error)
+        return job.result
 
     async def get_logs(self, job_id: str) -> list[LogEntry]:
         return await self.backend.get_logs(job_id=validate.name("job_id", job_id))

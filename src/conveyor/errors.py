@@ -18,6 +18,7 @@ __all__ = [
     "ConveyorError",
     "InvalidArguments",
     "InvalidInput",
+    "JobFailed",
     "JobNotFound",
     "JobTimeout",
     "PayloadTooLarge",
@@ -84,7 +85,18 @@ class BackendUnavailable(BackendError):
 
 
 class JobTimeout(ConveyorError, TimeoutError):
-    """A job ran longer than its ``timeout``; counted as a failed attempt."""
+    """A job ran longer than its ``timeout`` (counted as a failed attempt), or
+    did not finish within the time a caller waited for it."""
+
+
+class JobFailed(ConveyorError):
+    """``result()`` of a job that failed for good or was cancelled."""
+
+    def __init__(self, job_id: str, state: str, error: str | None) -> None:
+        super().__init__(f"job {job_id} {state}: {error}")
+        self.job_id = job_id
+        self.state = state
+        self.error = error
 
 
 class SandboxError(ConveyorError):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Protocol
+from typing import Any, Protocol
 
-from conveyor.errors import JobTimeout
 from conveyor.job import Job
 
 __all__ = ["JobHandle", "JobSource"]
@@ -15,6 +13,10 @@ class JobSource(Protocol):
     """Where a handle reads its job from (the app)."""
 
     async def get_job(self, job_id: str) -> Job: ...
+
+    async def wait(self, job_id: str, timeout: float = ...) -> Job: ...
+
+    async def result(self, job_id: str, timeout: float = ...) -> Any: ...
 
 
 class JobHandle:
@@ -33,14 +35,12 @@ class JobHandle:
     async def get(self) -> Job:
         return await self.app.get_job(self.id)
 
-    async def wait(self, timeout: float = 60.0, *, poll: float = 0.05) -> Job:
-        """Poll until the job has finished; raise ``JobTimeout`` after ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            job = await self.get()
-            if job.state.finished:
-                return job
-            if loop.time() >= deadline:
-                raise JobTimeout(f"job {self.id} still {job.state} after {timeout}s")
-            await asyncio.sleep(poll)
+    async def wait(self, timeout: float = 60.0) -> Job:
+        """The job once it has finished (completed, failed or cancelled),
+        woken by its events; ``JobTimeout`` after ``timeout`` seconds."""
+        return await self.app.wait(self.id, timeout)
+
+    async def result(self, timeout: float = 60.0) -> Any:
+        """The job's result once it has completed; ``JobFailed`` if it failed
+        for good or was cancelled, ``JobTimeout`` after ``timeout`` seconds."""
+        return await self.app.result(self.id, timeout)

@@ -153,7 +153,7 @@ class Schedules:
                 max_attempts=call.max_attempts,
             )
             await backend.enqueue(jobs=[job])
-            await backend.mark_tick(schedule_id=schedule.id, tick_ms=tick)
+            await backend.mark_tick(schedule_id=schedule.id, tick_ms=tick, fired=job)
             fired += 1
         return fired
 

@@ -11,8 +11,9 @@ managing: ``pause``, ``resume``, ``set_limits``, ``retry``, ``retry_failed``,
 ``add_flow``) and of ``app.schedules`` (``client.schedules.add``, ``pause``,
 ``resume``, ``remove``, ``list``, ``get``) has a blocking twin made by
 ``_blocking`` from the async method itself, with the same parameters,
-docstring and result. ``enqueue`` is the one written out: it validates the
-arguments in the caller's thread. Connecting happens when the facade is made;
+docstring and result. ``enqueue`` is written out (it validates the arguments in
+the caller's thread), and so are ``wait`` and ``result``, whose call may
+last their own ``timeout`` on top of the facade's. Connecting happens when the facade is made;
 ``close`` closes the app and stops the loop.
 
 An app is used from one event loop at a time: while the facade is open, its
@@ -20,8 +21,8 @@ loop is the app's, so use that app only through the facade (a call from
 another loop meanwhile fails with ``ConfigurationError``), or give the facade
 an app of its own. Before the facade is made and after ``close``, the app may
 be used on other loops; each reconnects (see ``Conveyor``). A ``JobHandle``
-it returns is for its ``id``; its ``get``/``wait`` are coroutines (use
-``client.get_job(handle.id)``).
+it returns is for its ``id``; its ``get``/``wait``/``result`` are coroutines
+(use ``client.get_job(handle.id)``, ``client.result(handle.id)``).
 
 ```python
 client = SyncConveyor(app)
@@ -43,6 +44,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from conveyor.app import Conveyor
 from conveyor.handle import JobHandle
+from conveyor.job import Job
 from conveyor.schedules import Schedules
 from conveyor.task import Call, Task
 
@@ -64,8 +66,10 @@ class _Loop:
         )
         self.thread.start()
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(self.timeout)
+    def run(self, coroutine: Coroutine[Any, Any, T], *, longer: float = 0.0) -> T:
+        """The coroutine's result, waited for ``timeout`` (plus ``longer``) seconds."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return future.result(self.timeout + longer)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -131,6 +135,15 @@ class SyncConveyor(_Facade[Conveyor]):
 
     enqueue_many = _blocking(Conveyor.enqueue_many)
     add_flow = _blocking(Conveyor.add_flow)
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> Job:
+        """The job once it has finished, woken by its events (``Conveyor.wait``)."""
+        return self._loop.run(self.app.wait(job_id, timeout), longer=timeout)
+
+    def result(self, job_id: str, timeout: float = 60.0) -> Any:
+        """The job's result once completed; ``JobFailed``, ``JobTimeout`` as
+        ``Conveyor.result`` raises them."""
+        return self._loop.run(self.app.result(job_id, timeout), longer=timeout)
 
     get_job = _blocking(Conveyor.get_job)
     get_logs = _blocking(Conveyor.get_logs)

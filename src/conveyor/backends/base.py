@@ -47,6 +47,7 @@ from conveyor.backends.values import (
 from conveyor.clock import Clock
 from conveyor.cron import Schedule
 from conveyor.errors import ConfigurationError
+from conveyor.events import EventPage, EventSettings
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, Retention
 from conveyor.limits import Limits, Rate
 
@@ -80,8 +81,9 @@ class Backend(abc.ABC):
 
     url: str
 
-    def __init__(self, *, clock: Clock | None = None) -> None:
+    def __init__(self, *, clock: Clock | None = None, events: EventSettings | None = None) -> None:
         self.clock = clock or Clock()
+        self.events = events or EventSettings()  # whether this app's changes write events
         # Conditions found at connect that put jobs at risk (e.g. Redis eviction);
         # logged once and shown by ``conveyor info``.
         self.warnings: list[str] = []
@@ -349,6 +351,26 @@ class Backend(abc.ABC):
     async def queues(self) -> list[QueueInfo]:
         """Every known queue with its paused flag and per-state counts."""
 
+    # -- events ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def read_events(self, *, after: str | None, limit: int) -> EventPage:
+        """Up to ``limit`` events after the id ``after`` (None: from the oldest
+        kept), oldest first, with ``gap`` set when some after ``after`` were
+        trimmed away. Every change of a job this contract makes writes its
+        event atomically with the change (see ``conveyor.events``), unless
+        ``self.events.enabled`` is off. An ``after`` that is no id of this
+        store raises ``InvalidInput``."""
+
+    @abc.abstractmethod
+    async def last_event_id(self) -> str | None:
+        """The newest event's id (None: none kept): where "from now" starts."""
+
+    @abc.abstractmethod
+    async def wait_for_events(self, *, after: str | None, timeout_s: float) -> None:
+        """Return soon after events newer than ``after`` may exist (spurious
+        returns allowed), or after ``timeout_s``."""
+
     # -- schedules ---------------------------------------------------------------
 
     @abc.abstractmethod
@@ -364,8 +386,12 @@ class Backend(abc.ABC):
         """Every schedule, by id, with the last tick fired (epoch ms) or None."""
 
     @abc.abstractmethod
-    async def mark_tick(self, *, schedule_id: str, tick_ms: int) -> None:
-        """Record that ``tick_ms`` fired; an older tick never replaces a newer one."""
+    async def mark_tick(
+        self, *, schedule_id: str, tick_ms: int, fired: NewJob | None = None
+    ) -> None:
+        """Record that ``tick_ms`` fired; an older tick never replaces a newer one.
+        ``fired``: the tick's job, just enqueued, for the ``tick`` event (None:
+        the tick is noted without firing, as a resume does)."""
 
     @abc.abstractmethod
     async def now_ms(self) -> int:

@@ -52,6 +52,7 @@ from conveyor.backends.redis import (
     adding,
     admin,
     claims,
+    events,
     finishing,
     flows,
     limits,
@@ -74,6 +75,7 @@ from conveyor.backends.values import (
 )
 from conveyor.clock import Clock
 from conveyor.cron import Schedule
+from conveyor.events import EventPage, EventSettings
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, Retention
 from conveyor.limits import Limits, Rate
 
@@ -83,11 +85,17 @@ __all__ = ["RedisBackend"]
 class RedisBackend(Backend):
     """The Redis store (see the module docstring)."""
 
-    def __init__(self, url: str, *, clock: Clock | None = None) -> None:
-        super().__init__(clock=clock)
+    def __init__(
+        self, url: str, *, clock: Clock | None = None, events: EventSettings | None = None
+    ) -> None:
+        super().__init__(clock=clock, events=events)
         self.url = url
         self._conn = RedisConnection(
-            url, clock=self.clock, follow_loop=self._follow_loop, warnings=self.warnings
+            url,
+            clock=self.clock,
+            follow_loop=self._follow_loop,
+            warnings=self.warnings,
+            events=self.events,
         )
 
     @property
@@ -286,5 +294,18 @@ class RedisBackend(Backend):
     async def schedules(self) -> list[tuple[Schedule, int | None]]:
         return await schedules.schedules(self._conn)
 
-    async def mark_tick(self, *, schedule_id: str, tick_ms: int) -> None:
-        await schedules.mark_tick(self._conn, schedule_id=schedule_id, tick_ms=tick_ms)
+    async def mark_tick(
+        self, *, schedule_id: str, tick_ms: int, fired: NewJob | None = None
+    ) -> None:
+        await schedules.mark_tick(self._conn, schedule_id=schedule_id, tick_ms=tick_ms, fired=fired)
+
+    # -- events ----------------------------------------------------------------
+
+    async def read_events(self, *, after: str | None, limit: int) -> EventPage:
+        return await events.page(self._conn, after, limit)
+
+    async def last_event_id(self) -> str | None:
+        return await events.last_id(self._conn)
+
+    async def wait_for_events(self, *, after: str | None, timeout_s: float) -> None:
+        await events.wait(self._conn, after, timeout_s)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence, Set
 from typing import Any
 
 from redis import exceptions as redis_errors
@@ -40,10 +40,17 @@ class Batch:
     client).
     """
 
-    def __init__(self, client: Any, single: Call, merged: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        single: Call,
+        merged: Mapping[str, int] | None = None,
+        tailed: Set[str] = frozenset(),
+    ) -> None:
         self._client = client
         self._single = single
         self._merged = dict(merged or {})
+        self._tailed = tailed  # scripts whose last key and argument are every call's own
         self._pending: list[Pending] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._senders = 0  # tasks sending pipelines (each sends one at a time)
@@ -113,13 +120,20 @@ class Batch:
             if per_item is None:
                 commands.append((script.sha, list(keys), list(args), [(i, -1)]))
                 continue
+            tail = 1 if script.sha in self._tailed else 0  # kept once, at the end
             at = groups.setdefault((script.sha, args[0]), len(commands))
             if at == len(commands):
-                commands.append((script.sha, [], [args[0]], []))
+                commands.append((script.sha, list(keys[len(keys) - tail :]), [args[0]], []))
+                commands[at][2].extend(args[len(args) - tail :])
             _, merged_keys, merged_args, owners = commands[at]
-            owners.append((i, (len(args) - 1) // per_item))  # this caller's share of answers
-            merged_keys += keys
-            merged_args += args[1:]
+            share = (len(args) - 1 - tail) // per_item
+            owners.append((i, share))  # this caller's share of answers
+            merged_keys[len(merged_keys) - tail : len(merged_keys) - tail] = keys[
+                : len(keys) - tail
+            ]
+            merged_args[len(merged_args) - tail : len(merged_args) - tail] = args[
+                1 : len(args) - tail
+            ]
         async with self._client.pipeline(transaction=False) as pipe:
             for sha, keys, args, _ in commands:
                 pipe.evalsha(sha, len(keys), *keys, *args)
@@ -134,6 +148,11 @@ class Batch:
                     results[i] = answer[start : start + share]
                     start += share
         return results
+
+
+def _insert(into: list[Any], items: Sequence[Any], tail: int) -> None:
+    """``items`` into ``into`` before its last ``tail`` elements."""
+    into[len(into) - tail : len(into) - tail] = items
 
 
 async def _settle(future: asyncio.Future[Any], result: Awaitable[Any]) -> None:

@@ -27,9 +27,10 @@ from conveyor.backends.redis.batch import Batch, map_error
 from conveyor.backends.redis.direct import DirectCalls
 from conveyor.backends.redis.keys import Keys
 from conveyor.backends.redis.record import identity_of
-from conveyor.backends.redis.scripts import Code, Scripts
+from conveyor.backends.redis.scripts import EMITS, Code, Scripts
 from conveyor.clock import Clock
 from conveyor.errors import BackendError, ConfigurationError
+from conveyor.events import EventSettings
 from conveyor.urls import shown
 
 log = logging.getLogger("conveyor.redis")
@@ -87,6 +88,7 @@ class RedisConnection:
         clock: Clock,
         follow_loop: Callable[[], None],
         warnings: list[str],
+        events: EventSettings,
     ) -> None:
         self.url = url
         self.clock = clock
@@ -94,6 +96,10 @@ class RedisConnection:
         self._follow_loop = follow_loop
         self._redis_url, namespace, self._cluster = parse_url(url)
         self.keys = Keys(namespace)
+        # What every script that writes events gets last (lib.lua's emit).
+        self.event_bounds = (
+            f"{events.max_count} {int(events.max_age_s * 1000)}" if events.enabled else ""
+        )
         self._client: aioredis.Redis | None = None
         self._blocking: aioredis.Redis | None = None
         self._scripts: Scripts | None = None
@@ -147,7 +153,12 @@ class RedisConnection:
         self._scripts = Scripts(client)
         if not self._cluster:
             complete = self._scripts["complete"]
-            self._batch = Batch(client, self._call, merged={complete.sha: COMPLETE_ARGS})
+            self._batch = Batch(
+                client,
+                self._call,
+                merged={complete.sha: COMPLETE_ARGS},
+                tailed={self.scripts[name].sha for name in EMITS},
+            )
             self._direct = DirectCalls(client)
 
     def leave_loop(self, old: asyncio.AbstractEventLoop) -> None:
@@ -248,6 +259,8 @@ class RedisConnection:
         if self._client is None:
             await self.connect()
         script = self.scripts[name]
+        if name in EMITS:
+            keys, args = [*keys, self.keys.events], [*args, self.event_bounds]
         if self._batch is not None:
             return await self._batch.run(script, keys, args)
         async with self._in_flight:  # Cluster: no pipelines of scripts, one connection each
@@ -283,6 +296,16 @@ class RedisConnection:
         async with mapped_errors():
             popped: tuple[bytes, bytes] | None = await self._blocking.blpop(keys, timeout=timeout)
             return popped
+
+    async def block_on_stream(self, key: str, after: str, timeout: float) -> None:
+        """``XREAD BLOCK`` on the blocking client: returns once ``key`` has an
+        entry after ``after``, or at the timeout."""
+        self._follow_loop()
+        if self._blocking is None:
+            await self.connect()
+        assert self._blocking is not None
+        async with mapped_errors():
+            await self._blocking.xread({key: after}, count=1, block=max(1, int(timeout * 1000)))
 
     # -- time and jobs -------------------------------------------------------------
 

@@ -30,6 +30,7 @@ async def report_progress(
         token,
         "" if update.progress is None else update.progress,
         "" if update.detail is None else msgspec.json.encode(update.detail),
+        job_id,
         *update.logs,
     ]
     return await conn.fenced("progress", keys, args)

@@ -72,6 +72,7 @@ class Keys:
         self.outbox = f"{self.prefix}:outbox"
         self.schedules = f"{self.prefix}:schedules"  # schedule id -> its JSON
         self.schedule_ticks = f"{self.prefix}:schedule_ticks"  # schedule id -> last tick fired
+        self.events = f"{self.prefix}:events"  # the stream of job events (conveyor.events)
         self._states: dict[tuple[str, str], str] = {}
 
     def job(self, job_id: str) -> str:

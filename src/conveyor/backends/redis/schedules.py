@@ -1,6 +1,6 @@
 """Schedules in the store: each one's JSON in the ``schedules`` hash, and the
-last tick fired of each in ``schedule_ticks`` (``tick-1.lua`` records it,
-never moving it back).
+last tick fired of each in ``schedule_ticks`` (``tick-2.lua`` records it,
+never moving it back, with the tick's event).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import msgspec
 
 from conveyor.backends.redis.connection import RedisConnection, mapped_errors
 from conveyor.backends.rows import schedules_from
+from conveyor.backends.values import NewJob
 from conveyor.cron import Schedule
 
 
@@ -41,5 +42,9 @@ async def schedules(conn: RedisConnection) -> list[tuple[Schedule, int | None]]:
     )
 
 
-async def mark_tick(conn: RedisConnection, *, schedule_id: str, tick_ms: int) -> None:
-    await conn.run("tick", [conn.keys.schedule_ticks], [schedule_id, tick_ms])
+async def mark_tick(
+    conn: RedisConnection, *, schedule_id: str, tick_ms: int, fired: NewJob | None
+) -> None:
+    job_key = conn.keys.schedule_ticks if fired is None else conn.keys.job(fired.id)
+    args = [schedule_id, tick_ms, "" if fired is None else fired.id, conn.offset]
+    await conn.run("tick", [conn.keys.schedule_ticks, job_key], args)

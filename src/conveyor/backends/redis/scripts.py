@@ -88,6 +88,9 @@ def _needed(lib: list[tuple[set[str], str]], body: str) -> str:
 
 
 SOURCES = _sources()
+# The scripts that write events: their callers append the stream's key and
+# the bounds (lib.lua's emit takes them off again).
+EMITS = frozenset(name for name, source in SOURCES.items() if "EVENT_BOUNDS" in source)
 
 
 class Scripts:

@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from conveyor.backends.sqlite import flows
+from conveyor.backends.sqlite import events, flows
 from conveyor.backends.values import NewJob
 
 DEDUP_CLEAN_BATCH = 100  # expired throttle keys deleted per enqueue that uses keys
@@ -131,11 +131,15 @@ def _add_with_dedup(
                 continue
             until = now + job.dedup_ttl_ms
         elif job.debounce and entry is not None:
-            conn.execute(
-                "DELETE FROM jobs WHERE id = ? AND state IN ('delayed', 'waiting')"
-                " AND started_at IS NULL AND parent_id IS NULL AND children = 0",
-                (entry[0],),
+            replaced = (
+                conn.execute(
+                    "DELETE FROM jobs WHERE id = ? AND state IN ('delayed', 'waiting')"
+                    " AND started_at IS NULL AND parent_id IS NULL AND children = 0"
+                    " RETURNING id, queue, task",
+                    (entry[0],),
+                ).fetchall()
             )  # its logs go with it (trigger jobs_delete_logs); a flow's job is not the key's
+            events.removed(conn, replaced)
         conn.execute(insert, row)
         conn.execute(
             "INSERT INTO dedup_keys (key, job_id, until) VALUES (?, ?, ?) ON CONFLICT (key)"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from conveyor.backends.sqlite import adding, flows
+from conveyor.backends.sqlite import adding, events, flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.state import State
 from conveyor.backends.values import WorkerInfo
@@ -90,12 +90,13 @@ def cancel(conn: sqlite3.Connection, clock: Clock, *, job_id: str) -> bool:
 def remove(conn: sqlite3.Connection, clock: Clock, *, job_id: str) -> bool:
     row = conn.execute(
         "DELETE FROM jobs WHERE id = ? AND state != 'active'"
-        " RETURNING parent_id, task, state, on_failure, flow_id",
+        " RETURNING parent_id, task, state, on_failure, flow_id, queue",
         (job_id,),
     ).fetchone()
     if row is None:
         return False
-    parent_id, task, state, policy, flow_id = row
+    parent_id, task, state, policy, flow_id, queue = row
+    events.removed(conn, [(job_id, queue, task)])
     if parent_id is not None and not JobState(state).finished:  # its parent waits for it
         outcome = flows.Outcome(job_id, task, "cancelled", None, "removed", policy, flow_id)
         flows.record(conn, parent_id, outcome, clock.now_ms())
@@ -127,12 +128,14 @@ def clean(
     )
     params = (state.value, queue) if queue is not None else (state.value,)
     # Skip the newest ``keep``, then delete what is old enough.
-    return conn.execute(
+    gone = conn.execute(
         "DELETE FROM jobs WHERE id IN (SELECT id FROM (SELECT id, finished_at FROM jobs"
         f" WHERE {scope} ORDER BY finished_at DESC LIMIT -1 OFFSET ?)"
-        " WHERE finished_at < ? LIMIT ?)",
+        " WHERE finished_at < ? LIMIT ?) RETURNING id, queue, task",
         (*params, keep, clock.now_ms() - older_than_ms, limit),
-    ).rowcount
+    ).fetchall()
+    events.removed(conn, gone)
+    return len(gone)
 
 
 def trim_finished(

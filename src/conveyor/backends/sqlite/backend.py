@@ -39,6 +39,7 @@ from conveyor.backends.sqlite import (
     admin,
     claims,
     connection,
+    events,
     finishing,
     limits,
     reading,
@@ -60,6 +61,7 @@ from conveyor.backends.values import (
 from conveyor.clock import Clock
 from conveyor.cron import Schedule
 from conveyor.errors import BackendError, BackendUnavailable
+from conveyor.events import EventPage, EventSettings
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, Retention
 from conveyor.limits import Limits, Rate
 
@@ -76,8 +78,10 @@ class SQLiteBackend(Backend):
     (``time.monotonic``); ``last_claim`` is what the last claim of each set of
     queues saw (workers of one app share this backend)."""
 
-    def __init__(self, url: str, *, clock: Clock | None = None) -> None:
-        super().__init__(clock=clock)
+    def __init__(
+        self, url: str, *, clock: Clock | None = None, events: EventSettings | None = None
+    ) -> None:
+        super().__init__(clock=clock, events=events)
         self.url = url
         self.path, self._synchronous = connection.parse_url(url)
         self._writer: connection.Writer | None = None
@@ -103,6 +107,7 @@ class SQLiteBackend(Backend):
         self._writer = connection.Writer(conn)
         self._readers = connection.Readers(self.path)
         self._poll = connection.connect(self.path)
+        await self.write(events.configure, self.events)
 
     async def close(self) -> None:
         self._follow_loop()
@@ -380,5 +385,18 @@ class SQLiteBackend(Backend):
     async def schedules(self) -> list[tuple[Schedule, int | None]]:
         return await self.read(schedules.schedules)
 
-    async def mark_tick(self, *, schedule_id: str, tick_ms: int) -> None:
-        await self.write(schedules.mark_tick, schedule_id=schedule_id, tick_ms=tick_ms)
+    async def mark_tick(
+        self, *, schedule_id: str, tick_ms: int, fired: NewJob | None = None
+    ) -> None:
+        await self.write(schedules.mark_tick, schedule_id=schedule_id, tick_ms=tick_ms, fired=fired)
+
+    # -- events ----------------------------------------------------------------
+
+    async def read_events(self, *, after: str | None, limit: int) -> EventPage:
+        return await self.read(events.page, after, limit)
+
+    async def last_event_id(self) -> str | None:
+        return await self.read(events.last_id)
+
+    async def wait_for_events(self, *, after: str | None, timeout_s: float) -> None:
+        await events.wait(self, timeout_s)

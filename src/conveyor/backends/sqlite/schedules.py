@@ -9,6 +9,8 @@ import sqlite3
 import msgspec
 
 from conveyor.backends.rows import schedules_from
+from conveyor.backends.sqlite import events
+from conveyor.backends.values import NewJob
 from conveyor.cron import Schedule
 
 
@@ -31,9 +33,14 @@ def schedules(conn: sqlite3.Connection) -> list[tuple[Schedule, int | None]]:
     return schedules_from(rows.fetchall())
 
 
-def mark_tick(conn: sqlite3.Connection, *, schedule_id: str, tick_ms: int) -> None:
-    """Note ``tick_ms`` as fired; a later tick already noted stays."""
-    conn.execute(
-        "UPDATE schedules SET last_tick = max(coalesce(last_tick, ?), ?) WHERE id = ?",
-        (tick_ms, tick_ms, schedule_id),
-    )
+def mark_tick(
+    conn: sqlite3.Connection, *, schedule_id: str, tick_ms: int, fired: NewJob | None
+) -> None:
+    """Note ``tick_ms`` as fired (its ``tick`` event with it); a later tick
+    already noted stays."""
+    moved = conn.execute(
+        "UPDATE schedules SET last_tick = ? WHERE id = ? AND coalesce(last_tick, -1) < ?",
+        (tick_ms, schedule_id, tick_ms),
+    ).rowcount
+    if moved and fired is not None:
+        events.ticked(conn, schedule_id, fired.id, fired.task, fired.queue)

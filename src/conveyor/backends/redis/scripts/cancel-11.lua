@@ -23,6 +23,7 @@ redis.call('ZREM', KEYS[10], id)
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', now, 'error', ARGV[4])
 redis.call('HDEL', KEYS[1], 'token', 'lease_expires_at', 'expires_at')
 redis.call('ZADD', KEYS[5], now, id)
+emit(now, 'cancelled', id, KEYS[1], 'cancelled', 'e', ARGV[4])
 redis.call('ZADD', KEYS[6], now, ARGV[2])
 child_done(KEYS[1], id, 'cancelled', ARGV[4], nil, KEYS[11])
 return 1

@@ -24,6 +24,7 @@ for j = 0, (#ARGV - 1) / 5 - 1 do
   else
     local id = ARGV[a + 3]
     redis.call('HSET', KEYS[k], 'state', 'completed', 'result', ARGV[a + 1], 'finished_at', now)
+    emit(now, 'completed', id, KEYS[k], 'completed', 'res', ARGV[a + 1])
     redis.call('HDEL', KEYS[k], 'token', 'lease_expires_at', 'error', 'traceback')
     redis.call('ZREM', KEYS[k + 1], id)
     redis.call('ZADD', KEYS[k + 2], now, id)

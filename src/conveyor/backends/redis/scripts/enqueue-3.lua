@@ -84,6 +84,7 @@ local function replace(old, entry)
       and not job[4] then
     from_waiting(job_key, old, waiting, gwaiting, groups)
     redis.call('ZREM', delayed, old)
+    emit(now, 'removed', old, job_key, nil)
     redis.call('DEL', job_key)
     if logs then redis.call('DEL', logs) end
   end
@@ -123,12 +124,13 @@ for j = 1, n do
     if job[4] == 1 then sub = lifo_seq(last - n + j) end
     if job[11] > 0 then state = 'waiting_children' end
     redis.call('HSET', job_key, 'data', ARGV[3 + nq + j], 'state', state,
-      'priority', priority, 'seq', sub, 'run_at', run_at, 'created_at', now)
+      'priority', priority, 'seq', sub, 'run_at', run_at, 'created_at', now,
+      'queue', ARGV[3 + q], 'task', job[12])
     if job[7] ~= cjson.null then redis.call('HSET', job_key, 'expires_at', now + job[7]) end
     local group = job[8] ~= cjson.null and job[8]
     if group then redis.call('HSET', job_key, 'group', group) end
     if job[9] ~= cjson.null then
-      redis.call('HSET', job_key, 'parent', job[9], 'policy', job[10], 'task', job[12])
+      redis.call('HSET', job_key, 'parent', job[9], 'policy', job[10])
     end
     if job[13] ~= cjson.null then redis.call('HSET', job_key, 'flow', job[13]) end
     local k = 4 + 8 * q
@@ -149,6 +151,7 @@ for j = 1, n do
       -- Due before anything an idle worker waits for: wake one to look again.
       if woken[q] == nil and redis.call('ZRANK', KEYS[k + 1], id) == 0 then woken[q] = true end
     end
+    emit(now, 'enqueued', id, job_key, state, 'r', run_at)
     created[j] = 1
     ours[id] = {first_job_key + j - 1, q, j, job[7] ~= cjson.null}
     if entry then

@@ -17,10 +17,12 @@ if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[1], 'state', 'delayed', 'run_at', due,
     'seq', ready_again(KEYS[1], due))
   redis.call('ZADD', KEYS[3], due, id)
+  emit(now, 'retrying', id, KEYS[1], 'delayed', 'r', due, 'e', ARGV[3])
   -- Due before anything an idle worker waits for: wake one to look again.
   if redis.call('ZRANK', KEYS[3], id) == 0 then wake(KEYS[8]) end
 else
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', now)
+  emit(now, 'failed', id, KEYS[1], 'failed', 'e', ARGV[3])
   redis.call('ZADD', KEYS[4], now, id)
   if ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], now, ARGV[6]) end
   child_done(KEYS[1], id, 'failed', ARGV[3], nil, KEYS[7])

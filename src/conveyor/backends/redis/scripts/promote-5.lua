@@ -17,6 +17,7 @@ for i = 3, #ARGV do
       redis.call('HSET', job_key, 'run_at', now, 'seq', ready_again(job_key, now))
     end
     to_waiting(job_key, id, KEYS[2], KEYS[4], KEYS[5])
+    emit(now, 'waiting', id, job_key, 'waiting')
     promoted = promoted + 1
   end
 end

@@ -28,6 +28,7 @@ for c = 0, (#KEYS - 8) / 3 - 1 do
         'attempts', math.max(tonumber(job[2] or 0) - 1, 0))
       redis.call('HDEL', job_key, 'worker_id')
       to_waiting(job_key, id, KEYS[2], KEYS[5], KEYS[6])
+      emit(now, 'stalled', id, job_key, 'waiting')
       requeued[#requeued + 1] = id
       message = 'stalled: lease expired; back to waiting (stall ' .. stalls .. ' of '
         .. max_stalls .. ')'
@@ -36,6 +37,7 @@ for c = 0, (#KEYS - 8) / 3 - 1 do
         'error', 'stalled')
       redis.call('ZADD', KEYS[3], now, id)
       redis.call('ZADD', KEYS[k + 1], now, ARGV[a + 1])
+      emit(now, 'stalled', id, job_key, 'failed', 'e', 'stalled')
       dead[#dead + 1] = id
       child_done(job_key, id, 'failed', 'stalled', nil, KEYS[8])
       message = 'stalled: lease expired; failed after ' .. stalls .. ' stalls (max_stalls '

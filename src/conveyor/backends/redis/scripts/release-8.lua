@@ -15,6 +15,7 @@ redis.call('HDEL', KEYS[1], 'token', 'lease_expires_at', 'worker_id')
 redis.call('ZREM', KEYS[2], ARGV[3])
 left_active(job[4], KEYS[7])
 to_waiting(KEYS[1], ARGV[3], KEYS[3], KEYS[5], KEYS[6])
+emit(now_ms(ARGV[1]), 'waiting', ARGV[3], KEYS[1], 'waiting')
 if ARGV[4] ~= '' then
   local held = ARGV[5] == '1' and job[4]  -- the group held, or false: the queue
   local field = limit_field(limit_scope(ARGV[6], held), 'h')

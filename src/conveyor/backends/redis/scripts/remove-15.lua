@@ -16,6 +16,7 @@ if state ~= 'completed' and state ~= 'failed' and state ~= 'cancelled' then
   child_done(KEYS[1], ARGV[4], 'cancelled', 'removed', nil, KEYS[14])  -- its parent waits
 end
 redis.call('ZREM', KEYS[13], ARGV[4])
+emit(nil, 'removed', ARGV[4], KEYS[1], nil)
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[15])
 for i = 4, 7 do redis.call('ZREM', KEYS[i], ARGV[4]) end
 for i = 8, 10 do redis.call('ZREM', KEYS[i], ARGV[1]) end

@@ -20,8 +20,10 @@ redis.call('ZREM', KEYS[7], ARGV[2])
 if tonumber(redis.call('HGET', KEYS[1], 'pending') or 0) > 0 then
   redis.call('HSET', KEYS[1], 'state', 'waiting_children')
   redis.call('ZADD', KEYS[10], now, id)
+  emit(now, 'waiting_children', id, KEYS[1], 'waiting_children')
   return 1
 end
 to_waiting(KEYS[1], id, KEYS[4], KEYS[8], KEYS[9])
+emit(now, 'waiting', id, KEYS[1], 'waiting')
 wake(KEYS[5])
 return 1

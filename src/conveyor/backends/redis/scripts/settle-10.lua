@@ -35,6 +35,7 @@ if state == 'completed' or policy ~= 'fail' then
     redis.call('HSET', KEYS[3], 'state', 'waiting', 'run_at', now)
     redis.call('ZREM', KEYS[8], ARGV[3])
     to_waiting(KEYS[3], ARGV[3], KEYS[4], KEYS[5], KEYS[6])
+    emit(now, 'waiting', ARGV[3], KEYS[3], 'waiting')
     wake(KEYS[7])
   end
   return 1
@@ -43,6 +44,7 @@ local error = 'child ' .. ARGV[2] .. ' ' .. state .. ': ' .. e[7]
 redis.call('HSET', KEYS[3], 'state', 'failed', 'finished_at', now, 'error', error)
 redis.call('ZREM', KEYS[8], ARGV[3])
 redis.call('ZADD', KEYS[9], now, ARGV[3])
+emit(now, 'failed', ARGV[3], KEYS[3], 'failed', 'e', error)
 redis.call('ZADD', KEYS[10], now, ARGV[4])
 child_done(KEYS[3], ARGV[3], 'failed', error, nil, KEYS[1])
 return 2

@@ -1,0 +1,137 @@
+"""Job events on SQLite: the ``events`` table the schema's triggers write in
+the transaction of each change (``schema.sql``), the few events no trigger
+can tell (a removal, a schedule's tick), reading them in pages, and waiting
+for more by watching ``PRAGMA data_version``, which moves at every commit of
+any connection to the file (our own writer's too)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from conveyor.backends.sqlite.state import State
+from conveyor.errors import InvalidInput
+from conveyor.events import EventKind, EventPage, EventSettings, JobEvent
+from conveyor.job import JobState
+
+__all__ = ["configure", "last_id", "page", "removed", "ticked", "wait"]
+
+POLL_S = 0.01  # how often a waiting subscriber looks at the data version
+
+_NOW = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+_ON = "(SELECT value FROM counters WHERE name = 'events')"
+
+
+class _Data(msgspec.Struct):
+    """The ``data`` column: what the kind of an event carries."""
+
+    attempt: int | None = None
+    run_at_ms: int | None = None
+    progress: float | None = None
+    detail: dict[str, Any] | None = None
+    error: str | None = None
+    schedule: str | None = None
+
+
+_data = msgspec.json.Decoder(_Data)
+
+
+def configure(conn: sqlite3.Connection, settings: EventSettings) -> None:
+    """The store's event settings, as this app has them (the last app to connect wins)."""
+    conn.executemany(
+        "UPDATE counters SET value = ? WHERE name = ? AND value != ?",
+        [
+            (value, name, value)
+            for name, value in (
+                ("events", int(settings.enabled)),
+                ("events_max_count", settings.max_count),
+                ("events_max_age_ms", int(settings.max_age_s * 1000)),
+            )
+        ],
+    )
+
+
+def removed(conn: sqlite3.Connection, jobs: Iterable[tuple[str, str, str]]) -> None:
+    """``removed`` events for deleted ``(id, queue, task)`` jobs."""
+    conn.executemany(
+        "INSERT INTO events (at, kind, job_id, queue, task, state, data)"
+        f" SELECT {_NOW}, 'removed', ?, ?, ?, NULL, '{{}}' WHERE {_ON}",
+        list(jobs),
+    )
+
+
+def ticked(conn: sqlite3.Connection, schedule_id: str, job_id: str, task: str, queue: str) -> None:
+    """A ``tick`` event: the schedule fired and made (or found) ``job_id``."""
+    conn.execute(
+        "INSERT INTO events (at, kind, job_id, queue, task, state, data)"
+        f" SELECT {_NOW}, 'tick', ?, ?, ?, NULL, json_object('schedule', ?) WHERE {_ON}",
+        (job_id, queue, task, schedule_id),
+    )
+
+
+def _cursor(after: str | None) -> int:
+    if after is None:
+        return 0
+    try:
+        number = int(after)
+    except ValueError:
+        raise InvalidInput("after", f"not an event id of this store: {after!r}") from None
+    if number < 0:
+        raise InvalidInput("after", f"not an event id of this store: {after!r}")
+    return number
+
+
+def page(conn: sqlite3.Connection, after: str | None, limit: int) -> EventPage:
+    """Up to ``limit`` events after ``after`` (None: the oldest kept), oldest
+    first. Ids run without holes, so a first id past ``after + 1`` means
+    the ones between were trimmed: a gap."""
+    cursor = _cursor(after)
+    rows = conn.execute(
+        "SELECT id, at, kind, job_id, queue, task, state, data, result FROM events"
+        " WHERE id > ? ORDER BY id LIMIT ?",
+        (cursor, limit),
+    ).fetchall()
+    gap = after is not None and bool(rows) and rows[0][0] > cursor + 1
+    return EventPage([_event(row) for row in rows], gap=gap)
+
+
+def last_id(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT max(id) FROM events").fetchone()
+    return None if row[0] is None else str(row[0])
+
+
+def _event(row: tuple[Any, ...]) -> JobEvent:
+    number, at, kind, job_id, queue, task, state, data, result = row
+    fields = _data.decode(data)
+    return JobEvent(
+        id=str(number),
+        kind=EventKind(kind),
+        job_id=job_id,
+        queue=queue,
+        task=task,
+        at_ms=at,
+        state=None if state is None else JobState(state),
+        attempt=fields.attempt,
+        run_at_ms=fields.run_at_ms,
+        progress=fields.progress,
+        detail=fields.detail,
+        result=None if result is None else msgspec.json.decode(result),
+        error=fields.error,
+        schedule=fields.schedule,
+    )
+
+
+async def wait(state: State, timeout_s: float) -> None:
+    """Return at the next commit to the file by anyone, or after ``timeout_s``."""
+    await state.poll_connection()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    seen = state.data_version()
+    while loop.time() < deadline:
+        await asyncio.sleep(min(POLL_S, max(0.0, deadline - loop.time())))
+        if state.data_version() != seen:
+            return
