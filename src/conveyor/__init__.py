@@ -25,12 +25,14 @@ from conveyor.errors import (
     ConveyorError,
     InvalidArguments,
     InvalidInput,
+    JobFailed,
     JobNotFound,
     JobTimeout,
     PayloadTooLarge,
     SandboxError,
     UnknownTask,
 )
+from conveyor.events import EventKind, EventSettings, JobEvent
 from conveyor.flow import Flow, batch, chain, flow
 from conveyor.handle import JobHandle
 from conveyor.job import ChildOutcome, ChildOutcomes, Job, JobState, LogEntry, Retention
@@ -53,11 +55,15 @@ __all__ = [
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",
+    "EventKind",
+    "EventSettings",
     "Flow",
     "InvalidArguments",
     "InvalidInput",
     "Job",
     "JobContext",
+    "JobEvent",
+    "JobFailed",
     "JobHandle",
     "JobNotFound",
     "JobState",
