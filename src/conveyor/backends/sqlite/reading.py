@@ -15,16 +15,7 @@ from conveyor.job import ChildOutcome, Job, JobState, LogEntry, from_ms
 
 # Counts per queue and state, each part read from a covering partial index
 # (grouped waiting jobs from their groups' counts).
-_COUNTS = """
-SELECT queue, 'waiting', count(*) FROM jobs WHERE state = 'waiting' AND grp IS NULL GROUP BY queue
-UNION ALL SELECT queue, 'waiting', sum(waiting) FROM groups WHERE waiting > 0 GROUP BY queue
-UNION ALL SELECT queue, 'delayed', count(*) FROM jobs WHERE state = 'delayed' GROUP BY queue
-UNION ALL SELECT queue, 'active', count(*) FROM jobs WHERE state = 'active' GROUP BY queue
-UNION ALL SELECT queue, 'waiting_children', count(*) FROM jobs WHERE state = 'waiting_children'
-    GROUP BY queue
-UNION ALL SELECT queue, state, count(*) FROM jobs WHERE finished_at IS NOT NULL
-    GROUP BY queue, state
-"""
+_COUNTS = "SELECT queue, state, n FROM job_counts WHERE n > 0"  # kept by triggers (schema.sql)
 
 
 def get_job(conn: sqlite3.Connection, *, job_id: str) -> Job | None:
