@@ -27,6 +27,14 @@ QUEUE = "default"  # a plain @app.task's queue, and a worker's default
 KEEP_ALL = Retention(max_count=None, max_age_s=None)
 IO_URL_ENV = "CONVEYOR_BENCH_IO_URL"  # the bench's own redis-server, for the I/O job
 IO_KEY = "bench:io"
+# "off": the app writes no job events (Conveyor(url, events=False)). NOT the
+# default: a comparison, to measure what events cost; the JSON says which ran.
+EVENTS_ENV = "CONVEYOR_BENCH_EVENTS"
+
+
+def events_on() -> bool:
+    return os.environ.get(EVENTS_ENV, "on") != "off"
+
 
 # Kinds of process rows: the task each runs, and a note for the README and the JSON.
 KINDS: dict[str, str] = {
@@ -93,7 +101,7 @@ class BenchApp:
 
 
 def build_app(url: str) -> BenchApp:
-    app = Conveyor(url)
+    app = Conveyor(url, events=events_on())
 
     @app.task(name="bench.noop")
     async def noop(i: int) -> None:

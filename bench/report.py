@@ -7,6 +7,7 @@ import platform
 import sqlite3
 from typing import Any
 
+from jobs import events_on
 from workers import source_digest
 
 TARGETS: dict[str, dict[str, float]] = {
@@ -55,7 +56,7 @@ def by_row(rows: dict[str, Any], field: str) -> dict[str, Any]:
 
 
 def summarize(results: dict[str, Any], backend: str) -> dict[str, Any]:
-    summary: dict[str, Any] = {}
+    summary: dict[str, Any] = {"events": "on" if events_on() else "off (NOT the default)"}
     if "enqueue_single" in results:
         summary["enqueue_single_per_s"] = results["enqueue_single"]["per_s"]
     if "enqueue_bulk" in results:
