@@ -38,6 +38,7 @@ from conveyor.job import (
     Retention,
 )
 from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
+from conveyor.middleware import Middleware, call_hooks
 from conveyor.retry import Backoff
 from conveyor.schedules import Schedules
 from conveyor.stream import Subscription, wait_finished
@@ -85,6 +86,7 @@ class Conveyor:
         self.tasks: dict[str, Task[Any, Any]] = {}
         # add, pause, resume, remove, list; fired by workers
         self.schedules = Schedules(self.backend, self.tasks)
+        self.middleware: list[Middleware] = []  # app.use(...): conveyor.middleware
 
     # -- set-up ------------------------------------------------------------------
 
@@ -196,6 +198,13 @@ class Conveyor:
 
         return register if fn is None else register(fn)
 
+    def use(self, middleware: Middleware) -> None:
+        """Add hooks around every enqueue and every attempt of this app's
+        workers (``conveyor.middleware``); called in the order added."""
+        if not isinstance(middleware, Middleware):
+            raise InvalidInput("middleware", "must be a conveyor.middleware.Middleware")
+        self.middleware.append(middleware)
+
     def _as_task(self, target: Callable[P, R] | Task[P, R]) -> Task[P, R]:
         return target if isinstance(target, Task) else self.task(target)
 
@@ -235,6 +244,9 @@ class Conveyor:
                     "jobs", f"must hold task.call(...) values, not {type(job).__name__}"
                 )
         added = await self.backend.enqueue(jobs=batch)  # a throttled job: the existing id
+        if self.middleware:
+            created = [made for _, made in added]
+            await call_hooks(self.middleware, lambda m: m.enqueued(batch, created), "enqueued")
         return [JobHandle(self, job_id, created=made) for job_id, made in added]
 
     async def add_flow(self, root: Flow) -> JobHandle:
@@ -244,8 +256,12 @@ class Conveyor:
         if not isinstance(root, Flow):
             raise InvalidInput("flow", "must be made by flow(), chain() or batch()")
         jobs = flatten(root)
-        (job_id, created), *_ = await self.backend.enqueue(jobs=jobs)
-        return JobHandle(self, job_id, created=created)
+        added = await self.backend.enqueue(jobs=jobs)
+        if self.middleware:
+            created = [made for _, made in added]
+            await call_hooks(self.middleware, lambda m: m.enqueued(jobs, created), "enqueued")
+        (job_id, made), *_ = added
+        return JobHandle(self, job_id, created=made)
 
     # -- reading -------------------------------------------------------------------
 

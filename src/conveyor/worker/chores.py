@@ -17,6 +17,7 @@ stops the worker.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -26,6 +27,7 @@ from conveyor.app import Conveyor
 from conveyor.backends.values import WorkerInfo
 from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.job import JobState, Retention
+from conveyor.middleware import Middleware, call_hooks
 from conveyor.settings import WorkerSettings
 from conveyor.task import Task
 from conveyor.worker.health import StoreHealth
@@ -53,6 +55,10 @@ def retentions(tasks: Iterable[Task[..., Any]]) -> list[tuple[str, JobState, Ret
             (JobState.FAILED, task.options.keep_failed),
         )
     ]
+
+
+async def _stalled(middleware: Middleware, *, ids: list[str], failed: bool) -> None:
+    await middleware.stalled(ids, failed)
 
 
 class Chores:
@@ -112,6 +118,11 @@ class Chores:
         for job_id in result.requeued + result.failed:
             self._suspects.pop(job_id, None)
             log.warning("job %s stalled: its lease expired unrenewed", job_id)
+        hooks = self.app.middleware
+        for ids, failed in ((result.requeued, False), (result.failed, True)):
+            if ids and hooks:
+                tell = functools.partial(_stalled, ids=ids, failed=failed)
+                await call_hooks(hooks, tell, "stalled")
         if result.requeued:
             log.warning("reclaimed %d jobs with expired leases", len(result.requeued))
         if result.failed:

@@ -18,6 +18,7 @@ import contextvars
 import functools
 import logging
 import random
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,8 @@ from conveyor.arguments import encode
 from conveyor.backends.values import ClaimedJob
 from conveyor.context import JobContext, current_job, enter_job
 from conveyor.errors import BackendError, BackendUnavailable, JobTimeout
-from conveyor.job import ChildOutcomes, JobState
+from conveyor.job import ChildOutcomes, Job, JobState
+from conveyor.middleware import Ending, Outcome, call_hooks
 from conveyor.retry import NonRetryable, RateLimited, Retry, is_final
 from conveyor.worker.health import StoreHealth
 from conveyor.worker.sandbox import SandboxPool
@@ -92,16 +94,31 @@ class Attempts:
         """Run the attempt and write its outcome; no job error escapes."""
         claimed, context = running.claimed, running.context
         enter_job(context)
+        hooks = self.app.middleware
+        if hooks:
+            await call_hooks(hooks, lambda m: m.started(claimed.job), "started")
         outcome: bytes | Exception
+        started = time.monotonic()
         try:
             if claimed.job.children:
                 claimed = await self._with_children(claimed, context)
             outcome = encode(await self._call(running, claimed))
         except asyncio.CancelledError:
-            raise  # shutdown or a lost lease: whoever cancelled decides what to write
+            if hooks:  # shutdown or a lost lease: whoever cancelled writes what comes next
+                await self._tell(running, _outcome(claimed.job, "lost", started, None))
+            raise
         except Exception as exc:  # every job error is recorded; none escapes
             outcome = exc
-        await self._settle(running, outcome)
+        ending = await self._settle(running, outcome)
+        if hooks:
+            await self._tell(running, _outcome(claimed.job, ending, started, outcome))
+
+    async def _tell(self, running: Running, outcome: Outcome) -> None:
+        """The attempt's end to the app's middleware (``retrying`` first, if so)."""
+        hooks, job = self.app.middleware, running.claimed.job
+        if outcome.ending == "retrying":
+            await call_hooks(hooks, lambda m: m.retrying(job, outcome), "retrying")
+        await call_hooks(hooks, lambda m: m.finished(job, outcome), "finished")
 
     async def _with_children(self, claimed: ClaimedJob, context: JobContext) -> ClaimedJob:
         """A flow's parent: its children's outcomes at hand, and for a chain
@@ -175,7 +192,7 @@ class Attempts:
 
         thread.add_done_callback(on_loop)
 
-    async def _settle(self, running: Running, outcome: bytes | Exception) -> None:
+    async def _settle(self, running: Running, outcome: bytes | Exception) -> Ending:
         """Write how the attempt ended: complete, retry later, or fail for good."""
         job = running.claimed.job
         running.finishing = True
@@ -191,8 +208,9 @@ class Attempts:
             retry_in = self._retry_delay(claimed, outcome)
             finished = JobState.FAILED if retry_in is None else None
             write = self._failure(claimed, outcome, retry_in)
-        written = await self._write_final(job.id, running.context, write)
-        if written and finished is not None:
+        if not await self._write_final(job.id, running.context, write):
+            return "lost"
+        if finished is not None:
             options = job.options
             retention = (
                 options.keep_completed if finished is JobState.COMPLETED else options.keep_failed
@@ -200,6 +218,11 @@ class Attempts:
             self._trimmer.finished(job.task, finished, retention)
             if job.parent_id is not None:
                 await self._tell_parent(job.id)
+        if isinstance(outcome, bytes):
+            return "completed"
+        if isinstance(outcome, RateLimited):
+            return "released"
+        return "failed" if finished is not None else "retrying"
 
     def _completion(self, claimed: ClaimedJob, result: bytes) -> Write:
         job = claimed.job
@@ -294,3 +317,14 @@ class Attempts:
         if isinstance(exc, Retry) and exc.delay is not None:
             return exc.delay
         return job.options.backoff.delay(job.attempts, self._rng)
+
+
+def _outcome(job: Job, ending: Ending, started: float, result: bytes | Exception | None) -> Outcome:
+    """What the middleware hears of an attempt that ended as ``ending``."""
+    wait_s = 0.0
+    if job.started_at is not None:
+        wait_s = max(0.0, (job.started_at - job.run_at).total_seconds())
+    error = None
+    if isinstance(result, Exception):
+        error = f"{type(result).__name__}: {result}"
+    return Outcome(ending=ending, run_s=time.monotonic() - started, wait_s=wait_s, error=error)
