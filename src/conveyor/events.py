@@ -48,7 +48,7 @@ import msgspec
 from conveyor import validate
 from conveyor.job import JobState
 
-__all__ = ["EventKind", "EventPage", "EventSettings", "JobEvent"]
+__all__ = ["EventKind", "EventPage", "EventSettings", "JobEvent", "matches"]
 
 
 class EventKind(enum.StrEnum):
@@ -66,14 +66,6 @@ class EventKind(enum.StrEnum):
     REMOVED = "removed"
     TICK = "tick"
     GAP = "gap"  # not stored: events were missed before the next one
-
-    @property
-    def final(self) -> bool:
-        """The job has finished (or is gone): no more events of this run."""
-        return self in _FINAL
-
-
-_FINAL = frozenset({EventKind.COMPLETED, EventKind.FAILED, EventKind.CANCELLED, EventKind.REMOVED})
 
 
 class JobEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -113,9 +105,10 @@ class EventPage(msgspec.Struct, frozen=True):
 class EventSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Whether this app's changes write events, and how many a store keeps.
 
-    ``enabled=False`` writes none (subscribers of the store then see no
-    changes this app makes). On SQLite the bounds are the store's: the app
-    that connects last sets them for every process of the file.
+    ``enabled=False`` writes none: subscribers then see no change this app
+    makes. On Redis these are each app's own; on SQLite the store's, held
+    in the file: the app that connects last sets them for every process
+    using it (so a worker and its producers should agree).
     """
 
     enabled: bool = True
