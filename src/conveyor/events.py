@@ -32,7 +32,9 @@ One event per change, named for it:
 ==================  =========================================================
 
 Bounds: a store keeps the newest ``EventSettings.max_count`` events (default
-10,000) for at most ``max_age_s`` (default an hour). A subscriber that falls
+10,000; about as many on Redis, whose streams trim in whole nodes), and every
+worker drops those older than ``max_age_s`` (default an hour) every few
+seconds. A subscriber that falls
 further behind, or resumes after an id that is gone, gets a ``gap`` event
 first: events were missed, so read the jobs again; it never skips silently.
 """

@@ -14,6 +14,7 @@ from conveyor.backends.values import ProgressUpdate
 from conveyor.errors import InvalidInput, JobFailed, JobTimeout
 from conveyor.events import EventKind, EventSettings, JobEvent
 
+from ..conftest import eventually
 from .conftest import claim
 
 KEEP = Retention()
@@ -211,6 +212,35 @@ async def test_a_subscriber_left_behind_by_trimming_gets_a_gap_first(store_url: 
         assert after_gap.kind is EventKind.ENQUEUED
         kept = await _after_all(app)
         assert 10 <= len(kept) < 400
+
+
+async def test_events_past_their_age_are_dropped(store_url: str) -> None:
+    app = Conveyor(store_url, events=EventSettings(max_age_s=0.05))
+
+    @app.task
+    async def work() -> None: ...
+
+    async with app:
+        first = await work.enqueue()
+        second = await work.enqueue()
+        last = await work.enqueue()
+        everything = await _after_all(app)
+        assert [e.job_id for e in everything] == [first.id, second.id, last.id]
+        start = everything[0].id
+
+        async def aged() -> bool:
+            await app.backend.trim_events()
+            kept = await _after_all(app)
+            return len(kept) <= 1 and all(e.job_id == last.id for e in kept)
+
+        await eventually(aged)  # SQLite keeps the newest: its ids never come back
+        behind = app.events(after=start)
+        newer = await work.enqueue()
+        assert (await anext(behind)).kind is EventKind.GAP
+        after_gap = await anext(behind)
+        if after_gap.job_id == last.id:  # SQLite's newest was kept
+            after_gap = await anext(behind)
+        assert after_gap.job_id == newer.id
 
 
 async def _after_all(app: Conveyor) -> list[JobEvent]:

@@ -363,6 +363,12 @@ class Backend(abc.ABC):
         store raises ``InvalidInput``."""
 
     @abc.abstractmethod
+    async def trim_events(self) -> None:
+        """Drop the events older than ``self.events.max_age_s`` (the count
+        bound holds as they are written); every worker calls it now and then.
+        SQLite keeps the newest, so that its ids never come back."""
+
+    @abc.abstractmethod
     async def last_event_id(self) -> str | None:
         """The newest event's id (None: none kept): where "from now" starts."""
 

@@ -8,7 +8,8 @@
 - The heartbeat (``heartbeat_s``): the worker's record, read by
   ``conveyor workers`` and ``app.workers()``.
 - Due schedule ticks (``SCHEDULE_CHECK_S``), flow outcomes nobody applied yet
-  (``OUTCOME_CHECK_S``) and trims to retention (``trimming.TICK_S``).
+  (``OUTCOME_CHECK_S``), trims to retention (``trimming.TICK_S``) and of
+  events past their max age (``EVENT_TRIM_S``).
 
 A chore that fails is logged and runs again at its next interval; it never
 stops the worker.
@@ -40,6 +41,7 @@ log = logging.getLogger("conveyor.worker")
 SCHEDULE_CHECK_S = 1.0  # how often due schedule ticks are looked for
 OUTCOME_CHECK_S = 1.0  # how often outcomes owed to flow parents are looked for
 OUTCOME_BATCH = 100
+EVENT_TRIM_S = 10.0  # how often events older than their max age are dropped
 EXPIRED_BATCH = 1000  # expired leases looked at per check
 
 Chore = Callable[[], Awaitable[bool | None]]
@@ -88,6 +90,7 @@ class Chores:
             asyncio.create_task(self._every(SCHEDULE_CHECK_S, self.fire_schedules)),
             asyncio.create_task(self._every(OUTCOME_CHECK_S, self.apply_outcomes)),
             asyncio.create_task(self._every(TICK_S, self.trim)),
+            asyncio.create_task(self._every(EVENT_TRIM_S, self.trim_events)),
         ]
 
     async def _every(self, interval: float, chore: Chore) -> None:
@@ -156,6 +159,9 @@ class Chores:
         (a child cancelled or stalled out, a worker that died in between)."""
         while await self.app.backend.apply_outcomes(child_ids=None, limit=OUTCOME_BATCH):
             pass
+
+    async def trim_events(self) -> None:
+        await self.app.backend.trim_events()
 
     async def trim(self) -> bool:
         return await self._trimmer.tick()

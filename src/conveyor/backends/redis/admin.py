@@ -143,7 +143,8 @@ async def _remove(
         k.outbox,
         k.outcomes(job_id),
     ]
-    args = [retention_member(queue, job_id), state, "" if latest is None else latest, job_id]
+    latest_ms = "" if latest is None else latest
+    args = [retention_member(queue, job_id), state, latest_ms, job_id, conn.offset]
     return await conn.fenced("remove", keys, args)
 
 

@@ -304,6 +304,9 @@ class RedisBackend(Backend):
     async def read_events(self, *, after: str | None, limit: int) -> EventPage:
         return await events.page(self._conn, after, limit)
 
+    async def trim_events(self) -> None:
+        await events.trim(self._conn)
+
     async def last_event_id(self) -> str | None:
         return await events.last_id(self._conn)
 

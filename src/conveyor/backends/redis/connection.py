@@ -97,9 +97,8 @@ class RedisConnection:
         self._redis_url, namespace, self._cluster = parse_url(url)
         self.keys = Keys(namespace)
         # What every script that writes events gets last (lib.lua's emit).
-        self.event_bounds = (
-            f"{events.max_count} {int(events.max_age_s * 1000)}" if events.enabled else ""
-        )
+        self.event_bounds = str(events.max_count) if events.enabled else ""
+        self.events = events
         self._client: aioredis.Redis | None = None
         self._blocking: aioredis.Redis | None = None
         self._scripts: Scripts | None = None

@@ -1,7 +1,8 @@
 """Job events on Redis: one stream per namespace (``Keys.events``, under the
 namespace's hash tag, so a Cluster keeps it beside every other key), written
 by the scripts that change jobs (lib.lua's ``emit``), capped with ``XADD
-MAXLEN ~`` and trimmed by age with ``XTRIM MINID ~``. Reading takes a page
+MAXLEN ~`` as they are written and trimmed by age by workers (``trim``:
+``XTRIM MINID``, on the server's clock, which stream ids are made of). Reading takes a page
 and the oldest id kept at one instant (``events-1.lua``): a reader whose
 last id is older than that may have lost its next entries to trimming, a
 gap (reported too when the trim took only the reader's own last entry:
@@ -15,12 +16,12 @@ from typing import Any
 
 import msgspec
 
-from conveyor.backends.redis.connection import RedisConnection
+from conveyor.backends.redis.connection import RedisConnection, mapped_errors
 from conveyor.errors import InvalidInput
 from conveyor.events import EventKind, EventPage, JobEvent
 from conveyor.job import JobState
 
-__all__ = ["last_id", "page", "wait"]
+__all__ = ["last_id", "page", "trim", "wait"]
 
 _ID = re.compile(r"^(\d+)-(\d+)$")
 
@@ -42,8 +43,20 @@ async def page(conn: RedisConnection, after: str | None, limit: int) -> EventPag
 
 async def last_id(conn: RedisConnection) -> str | None:
     client = await conn.connected()
-    newest = await client.xrevrange(conn.keys.events, count=1)
+    async with mapped_errors():
+        newest = await client.xrevrange(conn.keys.events, count=1)
     return newest[0][0].decode() if newest else None
+
+
+async def trim(conn: RedisConnection) -> None:
+    """Drop the events older than the app's ``max_age_s``, by the server's own
+    clock, which stream ids are made of (exactly: this runs now and then, not
+    with every event)."""
+    client = await conn.connected()
+    async with mapped_errors():
+        seconds, micros = await client.time()
+        cutoff = seconds * 1000 + micros // 1000 - int(conn.events.max_age_s * 1000)
+        await client.xtrim(conn.keys.events, minid=cutoff, approximate=False)
 
 
 async def wait(conn: RedisConnection, after: str | None, timeout_s: float) -> None:

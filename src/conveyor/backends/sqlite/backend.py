@@ -395,6 +395,9 @@ class SQLiteBackend(Backend):
     async def read_events(self, *, after: str | None, limit: int) -> EventPage:
         return await self.read(events.page, after, limit)
 
+    async def trim_events(self) -> None:
+        await self.write(events.trim)
+
     async def last_event_id(self) -> str | None:
         return await self.read(events.last_id)
 

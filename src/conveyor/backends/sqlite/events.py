@@ -18,7 +18,7 @@ from conveyor.errors import InvalidInput
 from conveyor.events import EventKind, EventPage, EventSettings, JobEvent
 from conveyor.job import JobState
 
-__all__ = ["configure", "last_id", "page", "removed", "ticked", "wait"]
+__all__ = ["configure", "last_id", "page", "removed", "ticked", "trim", "wait"]
 
 POLL_S = 0.01  # how often a waiting subscriber looks at the data version
 
@@ -52,6 +52,15 @@ def configure(conn: sqlite3.Connection, settings: EventSettings) -> None:
                 ("events_max_age_ms", int(settings.max_age_s * 1000)),
             )
         ],
+    )
+
+
+def trim(conn: sqlite3.Connection) -> None:
+    """Drop events older than the store's ``events_max_age_ms``, but the newest
+    (so ids never come back); the count bound is the schema's trigger's."""
+    conn.execute(
+        f"DELETE FROM events WHERE at < {_NOW} - (SELECT value FROM counters"
+        " WHERE name = 'events_max_age_ms') AND id < (SELECT max(id) FROM events)"
     )
 
 

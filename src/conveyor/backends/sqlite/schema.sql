@@ -139,12 +139,14 @@ END;
 -- Job events (conveyor.events): one row per change, written by these triggers
 -- in the transaction that makes the change, so none is seen without the
 -- other. 'events' in counters turns them on and off; the newest
--- 'events_max_count' rows are kept, for 'events_max_age_ms' at most (the app
--- that connects last sets the three). AUTOINCREMENT: ids never come back, so
--- a reader that finds its next id gone knows it missed events. The time is
--- the host's clock, the store's on one host.
+-- 'events_max_count' rows are kept (trimmed here every 100 events), and
+-- workers drop those older than 'events_max_age_ms' but the newest (the app
+-- that connects last sets the three). Ids run without holes (a rolled-back
+-- event frees its id for the next) and the newest row is never trimmed, so
+-- ids never come back: a reader that finds its next id gone knows it missed
+-- events. The time is the host's clock, the store's on one host.
 CREATE TABLE events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     at INTEGER NOT NULL,               -- epoch ms
     kind TEXT NOT NULL,
     job_id TEXT NOT NULL,
@@ -158,8 +160,7 @@ INSERT INTO counters (name, value) VALUES ('events', 1), ('events_max_count', 10
     ('events_max_age_ms', 3600000);
 CREATE TRIGGER events_trim AFTER INSERT ON events WHEN new.id % 100 = 0 BEGIN
     DELETE FROM events WHERE id <= new.id - (SELECT value FROM counters
-        WHERE name = 'events_max_count') OR at < new.at - (SELECT value FROM counters
-        WHERE name = 'events_max_age_ms');
+        WHERE name = 'events_max_count');
 END;
 CREATE TRIGGER jobs_event_added AFTER INSERT ON jobs
     WHEN (SELECT value FROM counters WHERE name = 'events') BEGIN

@@ -19,24 +19,19 @@ end
 
 -- Events (conveyor.events): a script that changes a job writes its event to
 -- the namespace's stream in that same step. Its caller appends the stream to
--- KEYS and, to ARGV, 'max count SPACE max age ms', or '' when its app writes
--- no events (connection.py, for every script that uses emit: scripts.py);
--- both come off here, before the script reads its own. The stream is capped
--- at about max count entries and trimmed by age on the server's own clock
--- (entry ids are its time); 'at' is the store's clock, the test offset in it.
--- The job's queue and task are its hash's (kept from the enqueue), so emit
--- comes before a job's hash is deleted. Data: 'a' attempt, 'r' run at, 'p'
+-- KEYS and, to ARGV, the stream's max count, or '' when its app writes no
+-- events (connection.py, for every script that uses emit: scripts.py); both
+-- come off here, before the script reads its own. XADD caps the stream at
+-- about max count entries; workers trim it by age (events.py). The job's
+-- queue and task are its hash's (kept from the enqueue), so emit comes
+-- before a job's hash is deleted. Data: 'a' attempt, 'r' run at, 'p'
 -- progress, 'd' detail JSON, 'res' result JSON, 'e' error, 'sch' schedule.
 local EVENTS, EVENT_BOUNDS = table.remove(KEYS), table.remove(ARGV)
 local function emit(now, kind, id, job_key, state, ...)
   if EVENT_BOUNDS == '' then return end
-  local max_count, max_age = string.match(EVENT_BOUNDS, '^(%d+) (%d+)$')
   local j = redis.call('HMGET', job_key, 'queue', 'task')
-  local t = redis.call('TIME')
-  local real = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('XADD', EVENTS, 'MAXLEN', '~', max_count, '*', 'k', kind, 'j', id,
-    'q', j[1] or '', 't', j[2] or '', 's', state or '', 'at', now or real, ...)
-  redis.call('XTRIM', EVENTS, 'MINID', '~', real - tonumber(max_age))
+  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENT_BOUNDS, '*', 'k', kind, 'j', id,
+    'q', j[1] or '', 't', j[2] or '', 's', state or '', 'at', now, ...)
 end
 
 -- One element in a queue's marker list wakes one blocked worker: '1', or
