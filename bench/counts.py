@@ -13,13 +13,11 @@ import argparse
 import asyncio
 import json
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from conveyor import Conveyor
-from stores import Stores
+from stores import one_store
 from workers import log
 
 BATCH = 10_000
@@ -62,13 +60,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--calls", type=int, default=20)
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp,
-        Stores(args.backend, Path(tmp)) as stores,
-    ):
-        store = stores.fresh("counts")
+    with one_store(args.backend, "counts") as url:
         log(f"counts: {args.jobs} jobs, {args.calls} calls each")
-        result = asyncio.run(measure(store.url, args.jobs, args.calls))
+        result = asyncio.run(measure(url, args.jobs, args.calls))
     print(json.dumps({"backend": args.backend, **result}, indent=1))
 
 

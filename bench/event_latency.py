@@ -19,13 +19,11 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from conveyor import Conveyor
-from stores import Stores
+from stores import one_store
 from workers import log
 
 
@@ -97,13 +95,9 @@ def main() -> None:
     if args.subscribe:
         asyncio.run(subscribe(args.subscribe, args.jobs))
         return
-    with (
-        tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp,
-        Stores(args.backend, Path(tmp)) as stores,
-    ):
-        store = stores.fresh("events")
+    with one_store(args.backend, "events") as url:
         log(f"event latency: {args.jobs} enqueues at {args.rate}/s, subscriber in a child")
-        result = asyncio.run(measure(store.url, args.jobs, args.rate))
+        result = asyncio.run(measure(url, args.jobs, args.rate))
     print(json.dumps({"backend": args.backend, **result}, indent=1))
 
 

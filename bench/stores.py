@@ -13,8 +13,10 @@ progress through Conveyor's public API (``app.counts``), never from the keys.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +219,13 @@ def _hiredis_version() -> str | None:
     except ImportError:
         return None
     return str(hiredis.__version__)
+
+
+@contextlib.contextmanager
+def one_store(backend: str, name: str) -> Iterator[str]:
+    """The URL of one fresh store of ``backend``, its servers and files gone after."""
+    with (
+        tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp,
+        Stores(backend, Path(tmp)) as stores,
+    ):
+        yield stores.fresh(name).url
