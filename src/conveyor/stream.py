@@ -25,6 +25,8 @@ __all__ = ["Subscription", "wait_finished"]
 
 PAGE = 500  # events read per store call at most
 WAIT_S = 5.0  # a caught-up subscriber's longest wait on the store before it reads again
+RECHECK_S = 5.0  # a waiting handle reads its job this often even without an event
+POLL_S = 0.05  # and this often when its app writes no events
 
 
 class Subscription:
@@ -40,7 +42,7 @@ class Subscription:
         kinds: Iterable[EventKind | str] | None = None,
         after: str | None = None,
     ) -> None:
-        self._backend = backend
+        self.backend = backend
         self.queue = None if queue is None else validate.name("queue", queue)
         self.job_id = None if job_id is None else validate.name("job_id", job_id)
         self.kinds = None if kinds is None else _kinds(kinds)
@@ -58,9 +60,9 @@ class Subscription:
     async def start(self) -> Subscription:
         if not self._started:
             if self._cursor is None:
-                self._cursor = await self._backend.last_event_id()
+                self._cursor = await self.backend.last_event_id()
             else:  # a bad id fails here, not at the first event
-                await self._backend.read_events(after=self._cursor, limit=0)
+                await self.backend.read_events(after=self._cursor, limit=0)
             self._started = True
         return self
 
@@ -70,7 +72,7 @@ class Subscription:
     async def __anext__(self) -> JobEvent:
         await self.start()
         while not self._pending:
-            page = await self._backend.read_events(after=self._cursor, limit=PAGE)
+            page = await self.backend.read_events(after=self._cursor, limit=PAGE)
             if page.gap:
                 self._pending.append(JobEvent(id=self._cursor or "", kind=EventKind.GAP))
             for event in page.events:
@@ -78,7 +80,7 @@ class Subscription:
                 if matches(event, queue=self.queue, job_id=self.job_id, kinds=self.kinds):
                     self._pending.append(event)
             if not self._pending and len(page.events) < PAGE:
-                await self._backend.wait_for_events(after=self._cursor, timeout_s=WAIT_S)
+                await self.backend.wait_for_events(after=self._cursor, timeout_s=WAIT_S)
         return self._pending.popleft()
 
 
@@ -104,12 +106,19 @@ async def wait_finished(
     assert job_id is not None
     timeout = validate.seconds("timeout", timeout)
     job: Job | None = None
+    # Without events (this app writes none; on SQLite, the store), read the
+    # job at a short pace instead; with them, still now and then.
+    recheck = RECHECK_S if subscription.backend.events.enabled else POLL_S
     try:
         async with asyncio.timeout(timeout):
             await subscription.start()
             job = await get_job(job_id)
             while not job.state.finished:
-                event = await anext(subscription)
+                try:
+                    event = await asyncio.wait_for(anext(subscription), recheck)
+                except TimeoutError:
+                    job = await get_job(job_id)
+                    continue
                 finished = event.state is not None and event.state.finished
                 if finished or event.kind in (EventKind.GAP, EventKind.REMOVED):
                     job = await get_job(job_id)  # JobNotFound once removed

@@ -309,3 +309,21 @@ async def test_bad_subscriptions_name_their_field(app: Conveyor) -> None:
         await app.events(after="not-an-id").start()
     with pytest.raises(InvalidInput, match="queue"):
         app.events(queue="")
+
+
+async def test_wait_without_events_reads_the_job_instead(store_url: str) -> None:
+    app = Conveyor(store_url, events=False)
+
+    @app.task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    async with app:
+        worker = Worker(app, WorkerSettings(concurrency=1))
+        running = asyncio.create_task(worker.run())
+        try:
+            handle = await add.enqueue(1, 2)
+            assert await handle.result(5) == 3  # well before the 5 s recheck
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 15)
