@@ -79,16 +79,9 @@ class Worker:
         return len(self._running)
 
     async def run(self) -> None:
-        """Run until ``stop()``; then drain and return."""
+        """Run until ``stop()``; then drain and return. A store that does not
+        answer at the start is waited for, as through any outage."""
         settings = self.settings
-        backend = self.app.backend
-        await self.app.connect()
-        self._started_ms = await backend.now_ms()
-        log.info(
-            "worker %s started: %s",
-            self.id,
-            ", ".join(f"{'+'.join(queues)} {slots} slots" for queues, slots in settings.pools),
-        )
         keeper = LeaseKeeper(
             self.app.backend,
             self._leases,
@@ -96,13 +89,18 @@ class Worker:
             lease_ms=self._lease_ms,
             on_lost=self._leases_lost,
         )
-        chores = self._chores.start()
+        chores: list[asyncio.Task[None]] = []
         stop_wait = asyncio.create_task(self._stopping.wait())
-        keeper.start()
         try:
-            await self._chores.heartbeat()
-            await self.app.schedules.save_declared()
-            await self._claim_loop(stop_wait)
+            if await self._come_up(stop_wait):
+                log.info(
+                    "worker %s started: %s",
+                    self.id,
+                    ", ".join(f"{'+'.join(q)} {slots} slots" for q, slots in settings.pools),
+                )
+                chores = self._chores.start()
+                keeper.start()
+                await self._claim_loop(stop_wait)
         finally:
             await self._drain()
             await self._trimmer.close()
@@ -116,10 +114,26 @@ class Worker:
                 chore.cancel()
             await asyncio.gather(stop_wait, *chores, return_exceptions=True)
             try:
-                await backend.record_worker(worker=None, worker_id=self.id)
+                await self.app.backend.record_worker(worker=None, worker_id=self.id)
             except BackendError as exc:
                 log.warning("could not remove worker record: %s", exc)
             log.info("worker %s stopped after %d jobs", self.id, self.processed)
+
+    async def _come_up(self, stop_wait: asyncio.Task[Any]) -> bool:
+        """Connect, note the start on the store's clock, write the first
+        heartbeat and the schedules declared in code; through an outage,
+        again at ``StoreHealth``'s pace. False: stopped before the store answered."""
+        while not self._stopping.is_set():
+            try:
+                await self.app.connect()
+                self._started_ms = await self.app.backend.now_ms()
+                await self._chores.heartbeat()
+                await self.app.schedules.save_declared()
+                self._health.ok()
+                return True
+            except BackendUnavailable as exc:
+                await asyncio.wait([stop_wait], timeout=self._health.failed("starting", exc))
+        return False
 
     async def _claim_loop(self, stop_wait: asyncio.Task[Any]) -> None:
         """Claim into the free slots until stopped; after a claim that took

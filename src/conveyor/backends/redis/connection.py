@@ -132,8 +132,12 @@ class RedisConnection:
         if self._client is not None:
             return
         client = self._from_url(socket_timeout=SOCKET_TIMEOUT_S)
-        async with mapped_errors():
-            await client.ping()
+        try:
+            async with mapped_errors():
+                await client.ping()
+        except BaseException:  # a store that does not answer: leave no pool open
+            await client.aclose()
+            raise
         self._open(client)
         if not self._cluster:  # redis-py's cluster pipelines cannot carry scripts
             async with mapped_errors():
