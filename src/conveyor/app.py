@@ -243,11 +243,16 @@ class Conveyor:
                 raise InvalidInput(
                     "jobs", f"must hold task.call(...) values, not {type(job).__name__}"
                 )
-        added = await self.backend.enqueue(jobs=batch)  # a throttled job: the existing id
+        added = await self._add(batch)  # a throttled job: the existing id
+        return [JobHandle(self, job_id, created=made) for job_id, made in added]
+
+    async def _add(self, jobs: list[NewJob]) -> list[tuple[str, bool]]:
+        """Write ``jobs`` in one step, then tell the middleware."""
+        added = await self.backend.enqueue(jobs=jobs)
         if self.middleware:
             created = [made for _, made in added]
-            await call_hooks(self.middleware, lambda m: m.enqueued(batch, created), "enqueued")
-        return [JobHandle(self, job_id, created=made) for job_id, made in added]
+            await call_hooks(self.middleware, lambda m: m.enqueued(jobs, created), "enqueued")
+        return added
 
     async def add_flow(self, root: Flow) -> JobHandle:
         """Add a flow (``conveyor.flow``: ``flow``, ``chain``, ``batch``) in one
@@ -256,11 +261,7 @@ class Conveyor:
         if not isinstance(root, Flow):
             raise InvalidInput("flow", "must be made by flow(), chain() or batch()")
         jobs = flatten(root)
-        added = await self.backend.enqueue(jobs=jobs)
-        if self.middleware:
-            created = [made for _, made in added]
-            await call_hooks(self.middleware, lambda m: m.enqueued(jobs, created), "enqueued")
-        (job_id, made), *_ = added
+        (job_id, made), *_ = await self._add(jobs)
         return JobHandle(self, job_id, created=made)
 
     # -- reading -------------------------------------------------------------------

@@ -23,14 +23,10 @@ def complete(
     row = conn.execute(
         "UPDATE jobs SET state = 'completed', result = ?, finished_at = ?, error = NULL,"
         " traceback = NULL, token = NULL, lease_expires_at = NULL"
-        " WHERE id = ? AND token = ? AND state = 'active' RETURNING task, parent_id",
+        " WHERE id = ? AND token = ? AND state = 'active' RETURNING parent_id",
         (result, now, job_id, token),
     ).fetchone()
-    if row is None:
-        return False
-    if row[1] is not None:
-        flows.settle(conn, job_id, now)
-    return True
+    return _ended(conn, row, job_id, now)
 
 
 def fail(
@@ -56,12 +52,18 @@ def fail(
     row = conn.execute(
         "UPDATE jobs SET state = 'failed', finished_at = ?, error = ?, traceback = ?,"
         " token = NULL, lease_expires_at = NULL"
-        " WHERE id = ? AND token = ? AND state = 'active' RETURNING task, parent_id",
+        " WHERE id = ? AND token = ? AND state = 'active' RETURNING parent_id",
         (now, error, traceback, job_id, token),
     ).fetchone()
+    return _ended(conn, row, job_id, now)
+
+
+def _ended(conn: sqlite3.Connection, row: tuple[str | None] | None, job_id: str, now: int) -> bool:
+    """Whether the run ended (the token was current: ``row``, its parent id);
+    a flow's child hands its outcome to its parent in the same transaction."""
     if row is None:
         return False
-    if row[1] is not None:
+    if row[0] is not None:
         flows.settle(conn, job_id, now)
     return True
 
