@@ -77,9 +77,9 @@ async def _run(block: str, names: dict[str, Any]) -> None:
 
 
 def test_the_readme_has_the_blocks_this_test_runs() -> None:
-    assert len(BLOCKS) == 5
+    assert len(BLOCKS) == 6
     assert "set_limits" in BLOCKS[1] and "add_flow" in BLOCKS[2] and "cron" in BLOCKS[3]
-    assert "app.events" in BLOCKS[4]
+    assert "app.events" in BLOCKS[4] and "app.stats" in BLOCKS[5]
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
@@ -87,6 +87,12 @@ async def test_a_readme_example_runs(sqlite_url: str, index: int) -> None:
     async with Conveyor(sqlite_url) as app:
         if index == 4:  # events: the loop ends at the first completion it sees
             await _subscribed(app, _run(BLOCKS[index], _names(app)))
+            return
+        if index == 5:  # statistics: of a pdf job that completed
+            names = _names(app)
+            await _complete_a_pdf_job(app)
+            await _run(BLOCKS[index], names)
+            assert (await app.totals())["pdf"].completed == 1
             return
         await _run(BLOCKS[index], _names(app))
         counts = {q.name: q.counts for q in await app.queues()}
@@ -112,15 +118,19 @@ async def _subscribed(app: Conveyor, subscriber: Coroutine[Any, Any, None]) -> N
     listening = asyncio.create_task(subscriber)
     await asyncio.sleep(0)  # it subscribes (from now) before the job is added
     while not listening.done():
-        handle = await app.tasks["render_pdf"].enqueue("doc")
-        (claimed,) = await app.backend.claim(
-            slots=[QueueSlots(("pdf",), 1)], worker_id="w", lease_ms=30_000
-        )
-        await app.backend.complete(
-            job_id=handle.id, token=claimed.token, result=b'"doc"', retention=Retention()
-        )
+        await _complete_a_pdf_job(app)
         await asyncio.wait([listening], timeout=1)
     await listening
+
+
+async def _complete_a_pdf_job(app: Conveyor) -> None:
+    handle = await app.tasks["render_pdf"].enqueue("doc")
+    (claimed,) = await app.backend.claim(
+        slots=[QueueSlots(("pdf",), 1)], worker_id="w", lease_ms=30_000
+    )
+    await app.backend.complete(
+        job_id=handle.id, token=claimed.token, result=b'"doc"', retention=Retention()
+    )
 
 
 def test_the_layout_section_names_every_module() -> None:

@@ -39,6 +39,7 @@ from conveyor.job import ChildOutcome, ChildOutcomes, Job, JobState, LogEntry, R
 from conveyor.limits import Limits, Rate
 from conveyor.retry import Backoff, NonRetryable, RateLimited, Retry
 from conveyor.settings import WorkerSettings
+from conveyor.stats import Stats, StatsPoint
 from conveyor.sync import SyncConveyor
 from conveyor.task import Call, Task
 from conveyor.worker import Worker
@@ -79,6 +80,8 @@ __all__ = [
     "Retention",
     "Retry",
     "SandboxError",
+    "Stats",
+    "StatsPoint",
     "SyncConveyor",
     "Task",
     "UnknownTask",

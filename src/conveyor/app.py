@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -41,6 +42,7 @@ from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
 from conveyor.middleware import Middleware, call_hooks
 from conveyor.retry import Backoff
 from conveyor.schedules import Schedules
+from conveyor.stats import Span, Stats, StatsPoint
 from conveyor.stream import Subscription, wait_finished
 from conveyor.task import Task, find_task
 
@@ -296,6 +298,32 @@ class Conveyor:
         if job.state is not JobState.COMPLETED:
             raise JobFailed(job.id, job.state, job.error)
         return job.result
+
+    async def stats(
+        self,
+        queue: str | None = None,
+        task: str | None = None,
+        *,
+        since: datetime | timedelta | None = None,
+        until: datetime | None = None,
+        step: timedelta | float = 60.0,
+    ) -> list[StatsPoint]:
+        """The outcomes of a queue and task (None: all) per ``step`` (a whole
+        number of minutes) from ``since`` (a datetime, or how long before
+        ``until``; default an hour) to ``until`` (default now), a point for
+        every step, empty ones zero. See ``conveyor.stats``."""
+        span = Span.of(since, until, step, now_ms=await self.backend.now_ms())
+        minutes = await self.backend.read_stats(
+            since_ms=span.since_ms,
+            until_ms=span.until_ms,
+            queue=None if queue is None else validate.name("queue", queue),
+            task=None if task is None else validate.name("task", task),
+        )
+        return span.series(minutes)
+
+    async def totals(self) -> dict[str, Stats]:
+        """Each queue's outcomes ever (counts only), by queue name."""
+        return await self.backend.totals()
 
     async def get_logs(self, job_id: str) -> list[LogEntry]:
         return await self.backend.get_logs(job_id=validate.name("job_id", job_id))

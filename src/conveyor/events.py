@@ -105,10 +105,12 @@ class EventPage(msgspec.Struct, frozen=True):
 
 
 class EventSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """Whether this app's changes write events, and how many a store keeps.
+    """Whether this app's changes write events, how many a store keeps, and
+    how long it keeps the per-minute statistics (``conveyor.stats``, counted
+    whether events are on or not; default 7 days).
 
-    ``enabled=False`` writes none: subscribers then see no change this app
-    makes. On Redis these are each app's own; on SQLite the store's, held
+    ``enabled=False`` writes no events: subscribers then see no change this
+    app makes. On Redis these are each app's own; on SQLite the store's, held
     in the file: the app that connects last sets them for every process
     using it (so a worker and its producers should agree).
     """
@@ -116,10 +118,12 @@ class EventSettings(msgspec.Struct, frozen=True, kw_only=True):
     enabled: bool = True
     max_count: int = 10_000
     max_age_s: float = 3600.0
+    stats_max_age_s: float = 7 * 86400.0
 
     def __post_init__(self) -> None:
         validate.count("max_count", self.max_count, minimum=1)
         validate.seconds("max_age_s", self.max_age_s, allow_zero=False)
+        validate.seconds("stats_max_age_s", self.stats_max_age_s, allow_zero=False)
 
 
 def matches(

@@ -152,6 +152,8 @@ class SyncConveyor(_Facade[Conveyor]):
     counts = _blocking(Conveyor.counts)
     workers = _blocking(Conveyor.workers)
     limits = _blocking(Conveyor.limits)
+    stats = _blocking(Conveyor.stats)
+    totals = _blocking(Conveyor.totals)
 
     pause = _blocking(Conveyor.pause)
     resume = _blocking(Conveyor.resume)

@@ -229,7 +229,7 @@ async def test_events_past_their_age_are_dropped(store_url: str) -> None:
         start = everything[0].id
 
         async def aged() -> bool:
-            await app.backend.trim_events()
+            await app.backend.trim_history()
             kept = await _after_all(app)
             return len(kept) <= 1 and all(e.job_id == last.id for e in kept)
 

@@ -36,9 +36,11 @@ async def test_an_error_in_a_script_names_the_line_of_its_own_file(redis_url: st
     body = resources.files("conveyor.backends.redis").joinpath("scripts", name).read_text()
     failing = "local jobs = cjson.decode(ARGV[3 + nq])"  # nq is nil below: arithmetic fails
     line = body.splitlines().index(failing) + 1
+    # 3 keys and 2 values for the script, then emit's tail (3 keys, 2 values)
+    keys, args = ("s", "q", "l", "st", "tot", "ev"), (0, "not a number", 60, "")
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
         with pytest.raises(redis.exceptions.ResponseError, match=f"user_script:{line}:"):
-            await client.eval(SOURCES["enqueue"], 3, "s", "q", "l", 0, "not a number")
+            await client.eval(SOURCES["enqueue"], len(keys), *keys, *args)
     finally:
         await client.aclose()

@@ -46,12 +46,14 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from conveyor import BackendUnavailable, Conveyor, Job, JobNotFound, JobState
 from conveyor.backends.values import NewJob
+from conveyor.stats import Stats, add
 
 from .. import chaos_app
 
@@ -416,6 +418,9 @@ class Outcome:
     enqueue_retries: int
     stderr: str
     jobs: dict[str, Job]
+    events: list[Event]  # the execution log's
+    totals: Stats  # the store's outcomes of the queue, ever (conveyor.stats)
+    counted: Stats  # and the sum of its minutes over the run
     wall_s: float
 
     def summary(self, store: str) -> str:
@@ -522,6 +527,10 @@ async def run_chaos(
                         await producing
             exit_codes = await asyncio.to_thread(workers.stop)
             jobs = await final_jobs(app, producer.acknowledged)
+            totals = (await app.totals()).get("default", Stats())
+            counted = add(
+                *await app.stats("default", since=timedelta(seconds=time.monotonic() - began + 120))
+            )
         events, malformed = workers.events()
         verdict = classify(
             producer.acknowledged,
@@ -533,6 +542,7 @@ async def run_chaos(
         )
         return Outcome(
             plan=plan,
+            events=events,
             seed=seed,
             verdict=verdict,
             kills=workers.killed,
@@ -542,6 +552,8 @@ async def run_chaos(
             enqueue_retries=producer.retries,
             stderr=workers.errors(),
             jobs=jobs,
+            totals=totals,
+            counted=counted,
             wall_s=time.monotonic() - began,
         )
     finally:

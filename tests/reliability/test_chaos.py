@@ -160,6 +160,23 @@ def assert_no_loss_and_duplicates_explained(outcome: Outcome) -> None:
     assert error_lines(outcome) == [], context  # warnings are expected; errors are not
 
 
+def assert_stats_agree_with_the_log(outcome: Outcome) -> None:
+    """The store's statistics against the log the jobs wrote outside it:
+    one completion per job (however many runs it took), a stall for every
+    run that began and did not complete, as many as the jobs' own stall
+    counts, and the minutes of the run summing to the totals."""
+    starts = sum(1 for event in outcome.events if event.kind == "start")
+    ended = {event.job_id for event in outcome.events if event.kind == "end"}
+    totals, context = outcome.totals, outcome.context()
+    assert totals.completed == len(ended) == outcome.verdict.jobs, context
+    assert totals.stalled == sum(job.stalls for job in outcome.jobs.values()), context
+    assert starts - totals.completed <= totals.stalled, context
+    assert (totals.failed, totals.retried, totals.cancelled) == (0, 0, 0), context
+    counted = outcome.counted
+    assert (counted.completed, counted.stalled) == (totals.completed, totals.stalled), context
+    assert counted.runs == totals.completed, context  # a stalled run never ended
+
+
 def error_lines(outcome: Outcome, limit: int = 10) -> list[str]:
     """The workers' ERROR and CRITICAL log lines and tracebacks."""
     found = [
@@ -193,6 +210,7 @@ async def test_sigkilled_workers_lose_nothing(
     outcome = await run_chaos(plan, store_url, tmp_path / "chaos", chaos_seed())
     report(request.config, outcome.summary(store_name(store_url)))
     assert_no_loss_and_duplicates_explained(outcome)
+    assert_stats_agree_with_the_log(outcome)
     assert outcome.kills >= plan.min_ticks, outcome.context()
     assert outcome.crashes == [], outcome.context()
 

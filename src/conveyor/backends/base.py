@@ -50,6 +50,7 @@ from conveyor.errors import ConfigurationError
 from conveyor.events import EventPage, EventSettings
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, Retention
 from conveyor.limits import Limits, Rate
+from conveyor.stats import Stats
 
 log = logging.getLogger("conveyor.store")
 
@@ -363,10 +364,11 @@ class Backend(abc.ABC):
         store raises ``InvalidInput``."""
 
     @abc.abstractmethod
-    async def trim_events(self) -> None:
+    async def trim_history(self) -> None:
         """Drop the events older than ``self.events.max_age_s`` (the count
-        bound holds as they are written); every worker calls it now and then.
-        SQLite keeps the newest, so that its ids never come back."""
+        bound holds as they are written) and the statistics older than its
+        ``stats_max_age_s``; every worker calls it now and then. SQLite keeps
+        the newest event, so that its ids never come back."""
 
     @abc.abstractmethod
     async def last_event_id(self) -> str | None:
@@ -376,6 +378,22 @@ class Backend(abc.ABC):
     async def wait_for_events(self, *, after: str | None, timeout_s: float) -> None:
         """Return soon after events newer than ``after`` may exist (spurious
         returns allowed), or after ``timeout_s``."""
+
+    # -- statistics (conveyor.stats) ------------------------------------------------
+
+    @abc.abstractmethod
+    async def read_stats(
+        self, *, since_ms: int, until_ms: int, queue: str | None, task: str | None
+    ) -> dict[int, Stats]:
+        """The outcomes of each minute from ``since_ms`` to ``until_ms`` (keys:
+        the minute's start, epoch ms; minutes with none left out) of a queue
+        and task (None: all). Every outcome this contract makes is counted in
+        its minute atomically with the change."""
+
+    @abc.abstractmethod
+    async def totals(self) -> dict[str, Stats]:
+        """The outcomes of each queue that had any, ever (``runs``, ``run_ms``
+        and ``wait_ms`` are not kept ever: 0)."""
 
     # -- schedules ---------------------------------------------------------------
 

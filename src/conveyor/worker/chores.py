@@ -90,7 +90,7 @@ class Chores:
             asyncio.create_task(self._every(SCHEDULE_CHECK_S, self.fire_schedules)),
             asyncio.create_task(self._every(OUTCOME_CHECK_S, self.apply_outcomes)),
             asyncio.create_task(self._every(TICK_S, self.trim)),
-            asyncio.create_task(self._every(EVENT_TRIM_S, self.trim_events)),
+            asyncio.create_task(self._every(EVENT_TRIM_S, self.trim_history)),
         ]
 
     async def _every(self, interval: float, chore: Chore) -> None:
@@ -160,8 +160,8 @@ class Chores:
         while await self.app.backend.apply_outcomes(child_ids=None, limit=OUTCOME_BATCH):
             pass
 
-    async def trim_events(self) -> None:
-        await self.app.backend.trim_events()
+    async def trim_history(self) -> None:
+        await self.app.backend.trim_history()
 
     async def trim(self) -> bool:
         return await self._trimmer.tick()

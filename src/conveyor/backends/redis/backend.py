@@ -59,6 +59,7 @@ from conveyor.backends.redis import (
     reading,
     reclaim,
     schedules,
+    stats,
     waiting,
 )
 from conveyor.backends.redis.connection import RedisConnection
@@ -78,6 +79,7 @@ from conveyor.cron import Schedule
 from conveyor.events import EventPage, EventSettings
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, Retention
 from conveyor.limits import Limits, Rate
+from conveyor.stats import Stats
 
 __all__ = ["RedisBackend"]
 
@@ -304,7 +306,7 @@ class RedisBackend(Backend):
     async def read_events(self, *, after: str | None, limit: int) -> EventPage:
         return await events.page(self._conn, after, limit)
 
-    async def trim_events(self) -> None:
+    async def trim_history(self) -> None:
         await events.trim(self._conn)
 
     async def last_event_id(self) -> str | None:
@@ -312,3 +314,13 @@ class RedisBackend(Backend):
 
     async def wait_for_events(self, *, after: str | None, timeout_s: float) -> None:
         await events.wait(self._conn, after, timeout_s)
+
+    # -- statistics --------------------------------------------------------------
+
+    async def read_stats(
+        self, *, since_ms: int, until_ms: int, queue: str | None, task: str | None
+    ) -> dict[int, Stats]:
+        return await stats.minutes(self._conn, since_ms, until_ms, queue, task)
+
+    async def totals(self) -> dict[str, Stats]:
+        return await stats.totals(self._conn)

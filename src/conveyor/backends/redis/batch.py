@@ -12,6 +12,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.commands.core import AsyncScript
 
+from conveyor.backends.redis.scripts import TAIL_ARGS, TAIL_KEYS
 from conveyor.errors import BackendError, BackendUnavailable
 
 MAX_BATCH = 1000  # calls in one pipeline at most
@@ -50,7 +51,7 @@ class Batch:
         self._client = client
         self._single = single
         self._merged = dict(merged or {})
-        self._tailed = tailed  # scripts whose last key and argument are every call's own
+        self._tailed = tailed  # scripts whose last keys and arguments are every call's own
         self._pending: list[Pending] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._senders = 0  # tasks sending pipelines (each sends one at a time)
@@ -120,20 +121,16 @@ class Batch:
             if per_item is None:
                 commands.append((script.sha, list(keys), list(args), [(i, -1)]))
                 continue
-            tail = 1 if script.sha in self._tailed else 0  # kept once, at the end
+            tail_keys, tail_args = (TAIL_KEYS, TAIL_ARGS) if script.sha in self._tailed else (0, 0)
             at = groups.setdefault((script.sha, args[0]), len(commands))
-            if at == len(commands):
-                commands.append((script.sha, list(keys[len(keys) - tail :]), [args[0]], []))
-                commands[at][2].extend(args[len(args) - tail :])
+            if at == len(commands):  # the tail, kept once at the end
+                commands.append((script.sha, list(keys[len(keys) - tail_keys :]), [args[0]], []))
+                commands[at][2].extend(args[len(args) - tail_args :])
             _, merged_keys, merged_args, owners = commands[at]
-            share = (len(args) - 1 - tail) // per_item
+            share = (len(args) - 1 - tail_args) // per_item
             owners.append((i, share))  # this caller's share of answers
-            merged_keys[len(merged_keys) - tail : len(merged_keys) - tail] = keys[
-                : len(keys) - tail
-            ]
-            merged_args[len(merged_args) - tail : len(merged_args) - tail] = args[
-                1 : len(args) - tail
-            ]
+            _insert(merged_keys, keys[: len(keys) - tail_keys], tail_keys)
+            _insert(merged_args, args[1 : len(args) - tail_args], tail_args)
         async with self._client.pipeline(transaction=False) as pipe:
             for sha, keys, args, _ in commands:
                 pipe.evalsha(sha, len(keys), *keys, *args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -96,8 +97,13 @@ class RedisConnection:
         self._follow_loop = follow_loop
         self._redis_url, namespace, self._cluster = parse_url(url)
         self.keys = Keys(namespace)
-        # What every script that writes events gets last (lib.lua's emit).
-        self.event_bounds = str(events.max_count) if events.enabled else ""
+        # What every script that writes events gets last (lib.lua's emit): the
+        # statistics' time to live (s: an hour's hash holds its last minute
+        # for the whole age), then the stream's bound ('' for none).
+        self.tail_args = (
+            str(math.ceil(events.stats_max_age_s) + 3600),
+            str(events.max_count) if events.enabled else "",
+        )
         self.events = events
         self._client: aioredis.Redis | None = None
         self._blocking: aioredis.Redis | None = None
@@ -262,8 +268,10 @@ class RedisConnection:
         if self._client is None:
             await self.connect()
         script = self.scripts[name]
-        if name in EMITS:
-            keys, args = [*keys, self.keys.events], [*args, self.event_bounds]
+        if name in EMITS:  # the hour by this host's clock: readers look an hour either side
+            hour = self.clock.now_ms() // 3_600_000
+            keys = [*keys, self.keys.stats(hour), self.keys.totals, self.keys.events]
+            args = [*args, *self.tail_args]
         if self._batch is not None:
             return await self._batch.run(script, keys, args)
         async with self._in_flight:  # Cluster: no pipelines of scripts, one connection each

@@ -46,6 +46,10 @@ Layout (``P`` is ``cv:{namespace}``):
 - ``P:outbox``: hash, child id to the outcome a finished child owes its parent,
   ``parent \0 state \0 policy \0 task \0 flow \0 result \0 error``, written in the
   child's own transition and applied by ``settle-10.lua``.
+- ``P:events``: stream of job events (``conveyor.events``).
+- ``P:stats:<hour>``: hash, the outcomes of one hour since the epoch, by
+  minute, queue, task and metric (see lib.lua's ``tally``); expires on its own.
+- ``P:totals``: hash, outcomes per queue and metric since the namespace began.
 - ``P:dedup:<key>``: hash of a dedup key: ``job`` (the job created last with
   it), its ``queue`` and, for a throttle key, ``until`` (the window's end, ms,
   by the store's clock; the hash also expires then, in Redis's own time). A
@@ -73,6 +77,7 @@ class Keys:
         self.schedules = f"{self.prefix}:schedules"  # schedule id -> its JSON
         self.schedule_ticks = f"{self.prefix}:schedule_ticks"  # schedule id -> last tick fired
         self.events = f"{self.prefix}:events"  # the stream of job events (conveyor.events)
+        self.totals = f"{self.prefix}:totals"  # outcomes per queue, ever (conveyor.stats)
         self._states: dict[tuple[str, str], str] = {}
 
     def job(self, job_id: str) -> str:
@@ -114,6 +119,10 @@ class Keys:
 
     def trim_lock(self, task: str, state: JobState | str) -> str:
         return f"{self.prefix}:trim:{task}:{JobState(state).value}"
+
+    def stats(self, hour: int) -> str:
+        """The outcomes of an hour (since the epoch) per minute (conveyor.stats)."""
+        return f"{self.prefix}:stats:{hour}"
 
     def dedup(self, key: str) -> str:
         return f"{self.prefix}:dedup:{key}"

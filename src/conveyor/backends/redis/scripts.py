@@ -88,9 +88,11 @@ def _needed(lib: list[tuple[set[str], str]], body: str) -> str:
 
 
 SOURCES = _sources()
-# The scripts that write events: their callers append the stream's key and
-# the bounds (lib.lua's emit takes them off again).
+# The scripts that write events and count outcomes: their callers append
+# TAIL_KEYS keys and TAIL_ARGS arguments (lib.lua's emit takes them off again).
 EMITS = frozenset(name for name, source in SOURCES.items() if "EVENT_BOUNDS" in source)
+TAIL_KEYS = 3  # this hour's statistics, the totals, the event stream
+TAIL_ARGS = 2  # the statistics' time to live, the stream's bound
 
 
 class Scripts:

@@ -45,6 +45,7 @@ from conveyor.backends.sqlite import (
     reading,
     reclaim,
     schedules,
+    stats,
     waiting,
 )
 from conveyor.backends.sqlite.state import LastClaim
@@ -64,6 +65,7 @@ from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.events import EventPage, EventSettings
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, Retention
 from conveyor.limits import Limits, Rate
+from conveyor.stats import Stats
 
 __all__ = ["SQLiteBackend"]
 
@@ -395,11 +397,22 @@ class SQLiteBackend(Backend):
     async def read_events(self, *, after: str | None, limit: int) -> EventPage:
         return await self.read(events.page, after, limit)
 
-    async def trim_events(self) -> None:
+    async def trim_history(self) -> None:
         await self.write(events.trim)
+        await self.write(stats.trim, self.clock.now_ms())
 
     async def last_event_id(self) -> str | None:
         return await self.read(events.last_id)
 
     async def wait_for_events(self, *, after: str | None, timeout_s: float) -> None:
         await events.wait(self, timeout_s)
+
+    # -- statistics --------------------------------------------------------------
+
+    async def read_stats(
+        self, *, since_ms: int, until_ms: int, queue: str | None, task: str | None
+    ) -> dict[int, Stats]:
+        return await self.read(stats.minutes, since_ms, until_ms, queue, task)
+
+    async def totals(self) -> dict[str, Stats]:
+        return await self.read(stats.totals)

@@ -41,7 +41,8 @@ _data = msgspec.json.Decoder(_Data)
 
 
 def configure(conn: sqlite3.Connection, settings: EventSettings) -> None:
-    """The store's event settings, as this app has them (the last app to connect wins)."""
+    """The store's event and statistics settings, as this app has them (the
+    last app to connect wins)."""
     conn.executemany(
         "UPDATE counters SET value = ? WHERE name = ? AND value != ?",
         [
@@ -50,6 +51,7 @@ def configure(conn: sqlite3.Connection, settings: EventSettings) -> None:
                 ("events", int(settings.enabled)),
                 ("events_max_count", settings.max_count),
                 ("events_max_age_ms", int(settings.max_age_s * 1000)),
+                ("stats_max_age_ms", int(settings.stats_max_age_s * 1000)),
             )
         ],
     )

@@ -14,10 +14,10 @@ redis.call('ZREM', KEYS[2], id)
 left_active(job[3], KEYS[6])
 if ARGV[5] ~= '' then
   local due = now + tonumber(ARGV[5])
+  emit(now, 'retrying', id, KEYS[1], 'delayed', 'r', due, 'e', ARGV[3])  -- reads the old run_at
   redis.call('HSET', KEYS[1], 'state', 'delayed', 'run_at', due,
     'seq', ready_again(KEYS[1], due))
   redis.call('ZADD', KEYS[3], due, id)
-  emit(now, 'retrying', id, KEYS[1], 'delayed', 'r', due, 'e', ARGV[3])
   -- Due before anything an idle worker waits for: wake one to look again.
   if redis.call('ZRANK', KEYS[3], id) == 0 then wake(KEYS[8]) end
 else

@@ -17,19 +17,50 @@ local function now_ms(offset)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(offset)
 end
 
--- Events (conveyor.events): a script that changes a job writes its event to
--- the namespace's stream in that same step. Its caller appends the stream to
--- KEYS and, to ARGV, the stream's max count, or '' when its app writes no
--- events (connection.py, for every script that uses emit: scripts.py); both
--- come off here, before the script reads its own. XADD caps the stream at
--- about max count entries; workers trim it by age (events.py). The job's
--- queue and task are its hash's (kept from the enqueue), so emit comes
--- before a job's hash is deleted. Data: 'a' attempt, 'r' run at, 'p'
--- progress, 'd' detail JSON, 'res' result JSON, 'e' error, 'sch' schedule.
-local EVENTS, EVENT_BOUNDS = table.remove(KEYS), table.remove(ARGV)
+-- Events (conveyor.events) and statistics (conveyor.stats): a script that
+-- changes a job writes its event to the namespace's stream, and counts an
+-- outcome, in that same step. Its caller appends three keys to KEYS (this
+-- hour's statistics hash, the lifetime totals hash, the stream) and two values
+-- to ARGV (the statistics' time to live in seconds; the stream's max count, or
+-- '' when its app writes no events) (connection.py, for every script that
+-- uses emit: scripts.py); all come off here, before the script reads its own.
+-- XADD caps the stream at about max count entries; workers trim it by age
+-- (events.py). The job's queue and task are its hash's (kept from the
+-- enqueue), so emit comes before a job's hash is deleted, and before a retry
+-- moves its 'run_at'. Data: 'a' attempt, 'r' run at, 'p' progress, 'd' detail
+-- JSON, 'res' result JSON, 'e' error, 'sch' schedule.
+-- Statistics: fields 'minute NUL queue NUL task NUL metric' of the hash of
+-- the hour the caller saw (readers look an hour either side): metric 'c'
+-- completed, 'f' failed, 'r' retried, 's' stalled, 'x' cancelled; 'rt' and
+-- 'rn' the ms and number of runs that ended (completed, failed, retried),
+-- 'wt' the ms of their waits (from ready to start). Totals: 'queue NUL metric'.
+local EVENTS, TOTALS, STATS = table.remove(KEYS), table.remove(KEYS), table.remove(KEYS)
+local EVENT_BOUNDS, STATS_TTL = table.remove(ARGV), table.remove(ARGV)
+local OUTCOMES = {completed = 'c', failed = 'f', retrying = 'r', stalled = 's', cancelled = 'x'}
+local function tally(now, kind, job_key, queue, task, state)
+  local metric = OUTCOMES[kind]
+  if not metric then return end
+  local at = math.floor(now / 60000) .. '\0' .. queue .. '\0' .. task .. '\0'
+  redis.call('HINCRBY', STATS, at .. metric, 1)
+  redis.call('HINCRBY', TOTALS, queue .. '\0' .. metric, 1)
+  if kind == 'stalled' and state == 'failed' then
+    redis.call('HINCRBY', STATS, at .. 'f', 1)
+    redis.call('HINCRBY', TOTALS, queue .. '\0f', 1)
+  elseif metric ~= 's' and metric ~= 'x' then
+    local t = redis.call('HMGET', job_key, 'started_at', 'run_at')
+    local started = tonumber(t[1])
+    if started then
+      redis.call('HINCRBY', STATS, at .. 'rt', math.max(now - started, 0))
+      redis.call('HINCRBY', STATS, at .. 'rn', 1)
+      redis.call('HINCRBY', STATS, at .. 'wt', math.max(started - tonumber(t[2] or started), 0))
+    end
+  end
+  redis.call('EXPIRE', STATS, STATS_TTL, 'NX')
+end
 local function emit(now, kind, id, job_key, state, ...)
-  if EVENT_BOUNDS == '' then return end
   local j = redis.call('HMGET', job_key, 'queue', 'task')
+  tally(now, kind, job_key, j[1] or '', j[2] or '', state)
+  if EVENT_BOUNDS == '' then return end
   redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENT_BOUNDS, '*', 'k', kind, 'j', id,
     'q', j[1] or '', 't', j[2] or '', 's', state or '', 'at', now, ...)
 end
