@@ -37,30 +37,28 @@ end
 local EVENTS, TOTALS, STATS = table.remove(KEYS), table.remove(KEYS), table.remove(KEYS)
 local EVENT_BOUNDS, STATS_TTL = table.remove(ARGV), table.remove(ARGV)
 local OUTCOMES = {completed = 'c', failed = 'f', retrying = 'r', stalled = 's', cancelled = 'x'}
-local function tally(now, kind, job_key, queue, task, state)
-  local metric = OUTCOMES[kind]
-  if not metric then return end
+local function tally(now, metric, queue, task, state, started, run_at)
   local at = math.floor(now / 60000) .. '\0' .. queue .. '\0' .. task .. '\0'
   redis.call('HINCRBY', STATS, at .. metric, 1)
   redis.call('HINCRBY', TOTALS, queue .. '\0' .. metric, 1)
-  if kind == 'stalled' and state == 'failed' then
+  if metric == 's' and state == 'failed' then
     redis.call('HINCRBY', STATS, at .. 'f', 1)
     redis.call('HINCRBY', TOTALS, queue .. '\0f', 1)
-  elseif metric ~= 's' and metric ~= 'x' then
-    local t = redis.call('HMGET', job_key, 'started_at', 'run_at')
-    local started = tonumber(t[1])
-    if started then
-      redis.call('HINCRBY', STATS, at .. 'rt', math.max(now - started, 0))
-      redis.call('HINCRBY', STATS, at .. 'rn', 1)
-      redis.call('HINCRBY', STATS, at .. 'wt', math.max(started - tonumber(t[2] or started), 0))
-    end
+  elseif metric ~= 's' and metric ~= 'x' and started then
+    redis.call('HINCRBY', STATS, at .. 'rt', math.max(now - started, 0))
+    redis.call('HINCRBY', STATS, at .. 'rn', 1)
+    redis.call('HINCRBY', STATS, at .. 'wt', math.max(started - (run_at or started), 0))
   end
   redis.call('EXPIRE', STATS, STATS_TTL, 'NX')
 end
 local function emit(now, kind, id, job_key, state, ...)
-  local j = redis.call('HMGET', job_key, 'queue', 'task')
-  tally(now, kind, job_key, j[1] or '', j[2] or '', state)
+  local metric, j = OUTCOMES[kind], nil
+  if metric then
+    j = redis.call('HMGET', job_key, 'queue', 'task', 'started_at', 'run_at')
+    tally(now, metric, j[1] or '', j[2] or '', state, tonumber(j[3]), tonumber(j[4]))
+  end
   if EVENT_BOUNDS == '' then return end
+  j = j or redis.call('HMGET', job_key, 'queue', 'task')
   redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENT_BOUNDS, '*', 'k', kind, 'j', id,
     'q', j[1] or '', 't', j[2] or '', 's', state or '', 'at', now, ...)
 end
