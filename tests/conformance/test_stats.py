@@ -25,6 +25,19 @@ async def _all(app: Conveyor, queue: str | None = None, task: str | None = None)
     return add(*await app.stats(queue, task, until=until, **WIDE))  # type: ignore[arg-type]
 
 
+async def _complete_one(app: Conveyor) -> None:
+    """A job of a task ``work`` enqueued, claimed and completed."""
+
+    @app.task
+    async def work() -> None: ...
+
+    await work.enqueue()
+    (claimed,) = await claim(app)
+    assert await app.backend.complete(
+        job_id=claimed.job.id, token=claimed.token, result=b"1", retention=KEEP
+    )
+
+
 async def test_each_outcome_is_counted_once(app: Conveyor) -> None:
     @app.task(queue="mail", retries=1)
     async def send() -> None: ...
@@ -122,14 +135,7 @@ async def test_stats_are_per_queue_and_task(app: Conveyor) -> None:
 
 
 async def test_a_series_has_a_point_for_every_step(app: Conveyor) -> None:
-    @app.task
-    async def work() -> None: ...
-
-    await work.enqueue()
-    (claimed,) = await claim(app)
-    assert await app.backend.complete(
-        job_id=claimed.job.id, token=claimed.token, result=b"1", retention=KEEP
-    )
+    await _complete_one(app)
     now_ms = await app.backend.now_ms()
     until = datetime.fromtimestamp(now_ms / 1000, UTC)
     points = await app.stats(since=timedelta(hours=1), until=until, step=timedelta(minutes=5))
@@ -163,14 +169,7 @@ async def test_a_bad_span_is_refused(app: Conveyor, kwargs: dict[str, object], f
 
 
 async def test_minutes_are_kept_for_their_age_then_dropped(app: Conveyor) -> None:
-    @app.task
-    async def work() -> None: ...
-
-    await work.enqueue()
-    (claimed,) = await claim(app)
-    assert await app.backend.complete(
-        job_id=claimed.job.id, token=claimed.token, result=b"1", retention=KEEP
-    )
+    await _complete_one(app)
     week = app.backend.events.stats_max_age_s
     assert week == 7 * 86400
     if app.url.startswith("sqlite"):
