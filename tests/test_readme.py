@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conveyor import Conveyor, JobState, Limits, Rate, Retention
@@ -77,9 +78,10 @@ async def _run(block: str, names: dict[str, Any]) -> None:
 
 
 def test_the_readme_has_the_blocks_this_test_runs() -> None:
-    assert len(BLOCKS) == 6
+    assert len(BLOCKS) == 7
     assert "set_limits" in BLOCKS[1] and "add_flow" in BLOCKS[2] and "cron" in BLOCKS[3]
     assert "app.events" in BLOCKS[4] and "app.stats" in BLOCKS[5]
+    assert "metrics_app" in BLOCKS[6]
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
@@ -93,6 +95,15 @@ async def test_a_readme_example_runs(sqlite_url: str, index: int) -> None:
             await _complete_a_pdf_job(app)
             await _run(BLOCKS[index], names)
             assert (await app.totals())["pdf"].completed == 1
+            return
+        if index == 6:  # metrics: an ASGI app that serves them, here mounted under /ops
+            names = _names(app)
+            await _run(BLOCKS[index], names)
+            await _complete_a_pdf_job(app)
+            transport = httpx.ASGITransport(app=names["asgi"], root_path="/ops")
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+                text = (await http.get("/ops/metrics")).text
+            assert 'conveyor_queue_processed_total{outcome="completed",queue="pdf"} 1.0' in text
             return
         await _run(BLOCKS[index], _names(app))
         counts = {q.name: q.counts for q in await app.queues()}

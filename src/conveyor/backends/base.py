@@ -425,6 +425,11 @@ class Backend(abc.ABC):
     async def workers(self, *, seen_within_ms: int) -> list[WorkerInfo]:
         """Workers whose last heartbeat is within ``seen_within_ms``."""
 
+    async def memory_bytes(self) -> tuple[int | None, int | None]:
+        """The memory the store's server uses and its limit, in bytes (None:
+        not known, or no limit): Redis's ``INFO memory``; none for SQLite."""
+        return None, None
+
     # -- administration ----------------------------------------------------------
 
     @abc.abstractmethod

@@ -9,8 +9,8 @@ those.
 This module holds the root group and ``main``, which folds every error into
 that one line and its exit code; the commands live one module per family:
 ``worker``, ``jobs`` (``enqueue`` and ``jobs ...``), ``queues`` (``info``,
-``pause``, ``resume``, ``limit``) and ``schedules``, on what ``common`` shares,
-printing through ``tables``. Each command is a plain decorated function named
+``pause``, ``resume``, ``limit``), ``schedules`` and ``metrics``, on what
+``common`` shares, printing through ``tables``. Each command is a plain decorated function named
 after it (``def cancel``), even where several differ by one word.
 """
 
@@ -21,7 +21,7 @@ from typing import NoReturn
 
 import click
 
-from conveyor.cli import jobs, queues, schedules, worker
+from conveyor.cli import jobs, metrics, queues, schedules, worker
 from conveyor.cli.common import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_USAGE, CliError, load_app
 from conveyor.errors import (
     ConfigurationError,
@@ -49,6 +49,7 @@ for _command in (
     queues.resume,
     queues.limit,
     schedules.schedules,
+    metrics.metrics,
 ):
     cli.add_command(_command)
 

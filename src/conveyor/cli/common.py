@@ -34,6 +34,7 @@ __all__ = [
     "app_option",
     "json_arg",
     "load_app",
+    "refuse_missing_store",
     "run",
     "url_option",
 ]
@@ -85,8 +86,20 @@ def run(app: Conveyor, work: Callable[[], Coroutine[Any, Any, T]], *, create: bo
     """Run ``work`` on the app's store; a command that only reads or manages
     what is stored (not ``create``) refuses a SQLite file that does not exist,
     rather than creating an empty store at a mistyped path."""
+    if not create:
+        refuse_missing_store(app)
+
+    async def main() -> T:
+        async with app:
+            return await work()
+
+    return asyncio.run(main())
+
+
+def refuse_missing_store(app: Conveyor) -> None:
+    """A CliError when the app's store is a SQLite file that does not exist."""
     path = getattr(app.backend, "path", None)
-    if not create and isinstance(path, str):
+    if isinstance(path, str):
         try:
             found = Path(path).exists()
         except OSError as exc:
@@ -95,12 +108,6 @@ def run(app: Conveyor, work: Callable[[], Coroutine[Any, Any, T]], *, create: bo
             ) from None
         if not found:
             raise CliError(f"no store at {path}", EXIT_FAILURE)
-
-    async def main() -> T:
-        async with app:
-            return await work()
-
-    return asyncio.run(main())
 
 
 app_option = click.option(

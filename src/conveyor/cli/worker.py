@@ -7,6 +7,9 @@ loop's handlers are installed exits 0, nothing having been claimed. Sync jobs
 still running on threads at the end cannot be stopped: the process leaves with
 ``os._exit(0)`` rather than wait for them, and their jobs run again once their
 leases expire, as for a killed worker.
+
+``--metrics-port`` serves the app's metrics and health checks (``conveyor.cli.metrics``)
+from the worker's process until the worker has stopped.
 """
 
 from __future__ import annotations
@@ -15,15 +18,20 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from conveyor.app import Conveyor
 from conveyor.cli.common import CliError, load_app
+from conveyor.cli.metrics import metrics_server
 from conveyor.settings import WorkerSettings, parse_queues
 from conveyor.worker import Worker, logs
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = ["worker"]
 
@@ -52,6 +60,14 @@ __all__ = ["worker"]
     show_default=True,
     help="json: one object per line, with the job's id, task, queue and attempt.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve /metrics and the health checks on this port (needs conveyor[metrics]).",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address of --metrics-port."
+)
 def worker(
     app_path: str,
     queues: str | None,
@@ -60,6 +76,8 @@ def worker(
     grace: float | None,
     log_level: str,
     log_format: str,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Run a worker until SIGTERM or SIGINT."""
     # Until the loop's handlers are installed a signal ends the worker at
@@ -78,14 +96,20 @@ def worker(
         logs.configure(log_level, json_lines=log_format == "json")
     except ValueError as exc:
         raise CliError(f"--log-level: {exc}") from exc
+    http = None
+    if metrics_port is not None:  # before the worker: its histograms are middleware
+        http = metrics_server(app, metrics_host, metrics_port)
     runner = Worker(app, settings)
-    asyncio.run(_serve(app, runner))
+    asyncio.run(_serve(app, runner, http))
     if runner.threads_running:
         _exit_leaving_threads(runner.threads_running)
 
 
-async def _serve(app: Conveyor, runner: Worker) -> None:
-    """Run ``runner`` with the signal handlers of the module docstring, then close ``app``."""
+async def _serve(
+    app: Conveyor, runner: Worker, http: tuple[uvicorn.Server, socket.socket] | None
+) -> None:
+    """Run ``runner`` with the signal handlers of the module docstring (and
+    the metrics server ``http`` until it is done), then close ``app``."""
     loop = asyncio.get_running_loop()
     signals = {"count": 0}
 
@@ -99,9 +123,13 @@ async def _serve(app: Conveyor, runner: Worker) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    served = None if http is None else asyncio.create_task(http[0].serve([http[1]]))
     try:
         await runner.run()
     finally:
+        if served is not None and http is not None:
+            http[0].should_exit = True
+            await served
         await app.close()
 
 

@@ -238,6 +238,9 @@ class RedisBackend(Backend):
     async def workers(self, *, seen_within_ms: int) -> list[WorkerInfo]:
         return await reading.workers(self._conn, seen_within_ms=seen_within_ms)
 
+    async def memory_bytes(self) -> tuple[int | None, int | None]:
+        return await reading.memory_bytes(self._conn)
+
     async def now_ms(self) -> int:
         return await self._conn.now()
 

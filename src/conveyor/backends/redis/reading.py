@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import msgspec
+from redis.asyncio.cluster import RedisCluster
 
 from conveyor.backends.redis import claims
 from conveyor.backends.redis.connection import RedisConnection, mapped_errors
@@ -113,3 +114,17 @@ async def workers(conn: RedisConnection, *, seen_within_ms: int) -> list[WorkerI
         raw = await client.hgetall(conn.keys.workers)
     infos = [msgspec.json.decode(v, type=WorkerInfo) for v in raw.values()]
     return sorted((w for w in infos if w.last_seen_ms >= since), key=lambda w: w.id)
+
+
+async def memory_bytes(conn: RedisConnection) -> tuple[int | None, int | None]:
+    """``used_memory`` and ``maxmemory`` (0 means none: None here) of the
+    server holding the namespace (on a Cluster, the node of its slot)."""
+    client = await conn.connected()
+    async with mapped_errors():
+        if isinstance(client, RedisCluster):
+            node = client.get_node_from_key(conn.keys.workers)
+            info = await client.info("memory", target_nodes=node)
+        else:
+            info = await client.info("memory")
+    used, limit = int(info.get("used_memory", -1)), int(info.get("maxmemory", 0))
+    return (used if used >= 0 else None), (limit or None)
