@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import msgspec
 import pytest
 
 from conveyor import Backoff, Conveyor, Job, JobState, Worker, WorkerSettings
 from conveyor.backends.values import NewJob, QueueSlots
 from conveyor.errors import InvalidInput
-from conveyor.middleware import Middleware, Outcome
+from conveyor.flow import chain
+from conveyor.middleware import Middleware, Outcome, with_headers
 
 from .conftest import eventually
 
@@ -119,3 +121,48 @@ async def test_a_reclaim_tells_the_stalled_hook(store_url: str) -> None:
 def test_use_takes_only_middleware(sqlite_url: str) -> None:
     with pytest.raises(InvalidInput, match="middleware"):
         Conveyor(sqlite_url).use(object())  # type: ignore[arg-type]
+
+
+class Stamp(Middleware):
+    """Adds a header to every job, and a priority: what enqueuing may change."""
+
+    async def enqueuing(self, jobs: list[NewJob]) -> list[NewJob]:
+        return [
+            msgspec.structs.replace(with_headers(job, {"tenant": "acme"}), priority=7)
+            for job in jobs
+        ]
+
+
+class Swap(Middleware):
+    """A faulty hook: it replaces the jobs with others."""
+
+    async def enqueuing(self, jobs: list[NewJob]) -> list[NewJob]:
+        return [msgspec.structs.replace(job, id=f"other-{job.id}") for job in jobs]
+
+
+class Raises(Middleware):
+    async def enqueuing(self, jobs: list[NewJob]) -> list[NewJob]:
+        raise RuntimeError("a hook's own bug")
+
+
+async def test_enqueuing_changes_the_jobs_written(store_url: str) -> None:
+    app = Conveyor(store_url)
+    recorder = Recorder()
+    for middleware in (Raises(), Swap(), Stamp(), recorder):  # the faulty ones change nothing
+        app.use(middleware)
+
+    @app.task
+    async def work() -> None: ...
+
+    async with app:
+        handles = await app.enqueue_many([work.call(), work.call()])
+        flow = await app.add_flow(chain(work.call(), work.call()))
+        for handle in [*handles, flow]:
+            job = await app.get_job(handle.id)
+            assert job.options.headers == {"tenant": "acme"}
+            assert job.priority == 7
+        enqueued = [job_id for hook, job_id, _ in recorder.seen if hook == "enqueued"]
+        assert enqueued[:2] == [h.id for h in handles]  # the written jobs, under their own ids
+        counts = await app.counts("default")
+        assert counts[JobState.WAITING] + counts[JobState.WAITING_CHILDREN] == 4  # no more
+        assert await app.backend.get_job(job_id=f"other-{handles[0].id}") is None

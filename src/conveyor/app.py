@@ -39,7 +39,7 @@ from conveyor.job import (
     Retention,
 )
 from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
-from conveyor.middleware import Middleware, call_hooks
+from conveyor.middleware import Middleware, call_hooks, prepare
 from conveyor.retry import Backoff
 from conveyor.schedules import Schedules
 from conveyor.stats import Span, Stats, StatsPoint
@@ -249,7 +249,9 @@ class Conveyor:
         return [JobHandle(self, job_id, created=made) for job_id, made in added]
 
     async def _add(self, jobs: list[NewJob]) -> list[tuple[str, bool]]:
-        """Write ``jobs`` in one step, then tell the middleware."""
+        """Write ``jobs`` in one step, as the middleware prepared them, then tell it."""
+        if self.middleware:
+            jobs = await prepare(self.middleware, jobs)
         added = await self.backend.enqueue(jobs=jobs)
         if self.middleware:
             created = [made for _, made in added]

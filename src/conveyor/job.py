@@ -92,6 +92,9 @@ class JobOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     backoff: Backoff = DEFAULT_BACKOFF
     keep_completed: Retention = DEFAULT_KEEP_COMPLETED
     keep_failed: Retention = DEFAULT_KEEP_FAILED
+    # What middleware carries with the job from its enqueue to its attempts
+    # (``conveyor.tracing``: the W3C ``traceparent``); strings only, small.
+    headers: dict[str, str] = {}
 
 
 class LogEntry(msgspec.Struct, frozen=True):

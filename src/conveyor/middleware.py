@@ -5,8 +5,11 @@ Subclass ``Middleware``, override the hooks you need, and add it with
 it calls them, in the order added. The role of BullMQ's ``worker.on(...)``:
 tracing, metrics (``conveyor.monitor`` uses these), logging of your own.
 
-- ``enqueued(jobs, created)``: after an enqueue (or a flow) was written;
-  ``created[i]`` is False where a job with that id already existed.
+- ``enqueuing(jobs)``: before an enqueue (or a flow) is written; returns
+  the jobs to write, the same or changed (``with_headers`` adds what the
+  job should carry to its attempts, as ``conveyor.tracing`` does).
+- ``enqueued(jobs, created)``: after they were written; ``created[i]`` is
+  False where a job with that id already existed.
 - ``started(job)``: in the worker, just before the attempt's function runs
   (``job.attempts`` is this attempt's number).
 - ``finished(job, outcome)``: after its outcome was written (or lost): an
@@ -25,15 +28,15 @@ changes a job's outcome.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal
 
 import msgspec
 
 from conveyor.backends.values import NewJob
-from conveyor.job import Job
+from conveyor.job import Job, JobOptions
 
-__all__ = ["Middleware", "Outcome", "call_hooks"]
+__all__ = ["Middleware", "Outcome", "call_hooks", "prepare", "with_headers"]
 
 log = logging.getLogger("conveyor.middleware")
 
@@ -54,6 +57,9 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
 class Middleware:
     """Hooks with nothing in them: override the ones you need."""
 
+    async def enqueuing(self, jobs: list[NewJob]) -> list[NewJob]:
+        return jobs
+
     async def enqueued(self, jobs: Sequence[NewJob], created: Sequence[bool]) -> None:
         return None
 
@@ -68,6 +74,35 @@ class Middleware:
 
     async def stalled(self, job_ids: Sequence[str], failed: bool) -> None:
         return None
+
+
+async def prepare(middleware: Sequence[Middleware], jobs: list[NewJob]) -> list[NewJob]:
+    """The jobs each middleware's ``enqueuing`` returns, in order; one that
+    raises is logged and leaves them as they were."""
+    for each in middleware:
+        try:
+            prepared = await each.enqueuing(jobs)
+        except Exception:
+            log.exception("middleware %s.enqueuing failed", type(each).__name__)
+            continue
+        if [p.id for p in prepared] != [j.id for j in jobs]:
+            log.error("middleware %s.enqueuing changed which jobs to add", type(each).__name__)
+            continue
+        jobs = prepared
+    return jobs
+
+
+def with_headers(job: NewJob, headers: Mapping[str, str]) -> NewJob:
+    """``job`` carrying ``headers`` too (``JobOptions.headers``), to its attempts."""
+    options = _decode_options(job.options)
+    merged = {**options.headers, **headers}
+    return msgspec.structs.replace(
+        job, options=_encode(msgspec.structs.replace(options, headers=merged))
+    )
+
+
+_decode_options = msgspec.json.Decoder(JobOptions).decode
+_encode = msgspec.json.encode
 
 
 async def call_hooks(

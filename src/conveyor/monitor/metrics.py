@@ -29,7 +29,6 @@ last snapshot: ``await monitor.refresh()`` before exposing them, as
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib import metadata
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -46,6 +45,7 @@ from conveyor.app import Conveyor
 from conveyor.job import Job, JobState
 from conveyor.middleware import Middleware, Outcome
 from conveyor.monitor.snapshot import CACHE_S, TIMEOUT_S, Snapshot, Snapshots
+from conveyor.version import version
 
 __all__ = ["BUCKETS", "JobMetrics", "Monitor", "StoreCollector"]
 
@@ -92,7 +92,7 @@ class StoreCollector(Collector):
         info = GaugeMetricFamily(
             "conveyor_build_info", "Conveyor's version and store.", labels=["version", "backend"]
         )
-        info.add_metric([_version(), self.backend], 1.0)
+        info.add_metric([version(), self.backend], 1.0)
         yield info
         if snapshot.up:
             yield from _queue_metrics(snapshot)
@@ -145,13 +145,6 @@ def _memory_metrics(snapshot: Snapshot) -> Iterator[Metric]:
             gauge = GaugeMetricFamily(name, what)
             gauge.add_metric([], value)
             yield gauge
-
-
-def _version() -> str:
-    try:
-        return metadata.version("conveyor")
-    except metadata.PackageNotFoundError:  # run from a source tree
-        return "unknown"
 
 
 class JobMetrics(Middleware):
