@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor import WorkerSettings
+from conveyor import EventSettings, WorkerSettings
+from conveyor.errors import InvalidInput
 from conveyor.settings import parse_queues
 
 SEEDS = "email-sender:5,pdf-processing:2,csv-export:1,thumbnails:4"
@@ -49,3 +50,18 @@ def test_conveyor_queues_sets_counts_and_a_queues_flag_replaces_them(
     assert from_env.slots == 12
     flag = WorkerSettings.from_env(queues=("other",), queue_concurrency={})
     assert (flag.queues, flag.queue_concurrency) == (("other",), {})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"enabled": "yes"}, "enabled"),
+        ({"stats": 1}, "stats"),
+        ({"max_count": 0}, "max_count"),
+        ({"max_age_s": 0}, "max_age_s"),
+        ({"stats_max_age_s": -1}, "stats_max_age_s"),
+    ],
+)
+def test_bad_event_settings_name_their_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidInput, match=field):
+        EventSettings(**kwargs)  # type: ignore[arg-type]

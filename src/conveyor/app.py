@@ -79,8 +79,8 @@ class Conveyor:
     ) -> None:
         self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
         self.clock = clock or Clock()
-        if isinstance(events, bool):
-            events = EventSettings(enabled=events)
+        if isinstance(events, bool):  # False: neither events nor statistics
+            events = EventSettings(enabled=events, stats=events)
         elif not isinstance(events, EventSettings):
             raise InvalidInput("events", "must be a bool or an EventSettings")
         self.backend = open_backend(self.url, clock=self.clock, events=events)

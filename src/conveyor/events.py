@@ -48,6 +48,7 @@ from typing import Any
 import msgspec
 
 from conveyor import validate
+from conveyor.errors import InvalidInput
 from conveyor.job import JobState
 
 __all__ = ["EventKind", "EventPage", "EventSettings", "JobEvent", "matches"]
@@ -106,21 +107,28 @@ class EventPage(msgspec.Struct, frozen=True):
 
 class EventSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Whether this app's changes write events, how many a store keeps, and
-    how long it keeps the per-minute statistics (``conveyor.stats``, counted
-    whether events are on or not; default 7 days).
+    whether and how long it counts the statistics (``conveyor.stats``: per
+    minute for 7 days by default, and per queue ever).
 
     ``enabled=False`` writes no events: subscribers then see no change this
-    app makes. On Redis these are each app's own; on SQLite the store's, held
-    in the file: the app that connects last sets them for every process
-    using it (so a worker and its producers should agree).
+    app makes. ``stats=False`` counts no outcome: ``app.stats()`` and the
+    totals then miss what this app's workers do. ``Conveyor(url,
+    events=False)`` turns off both. On Redis these are each app's own; on
+    SQLite the store's, held in the file: the app that connects last sets
+    them for every process using it (so a worker and its producers should
+    agree).
     """
 
     enabled: bool = True
+    stats: bool = True
     max_count: int = 10_000
     max_age_s: float = 3600.0
     stats_max_age_s: float = 7 * 86400.0
 
     def __post_init__(self) -> None:
+        for name in ("enabled", "stats"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidInput(name, "must be true or false")
         validate.count("max_count", self.max_count, minimum=1)
         validate.seconds("max_age_s", self.max_age_s, allow_zero=False)
         validate.seconds("stats_max_age_s", self.stats_max_age_s, allow_zero=False)

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conveyor import Conveyor, Retention, Stats, StatsPoint
+from conveyor import Conveyor, EventSettings, JobState, Retention, Stats, StatsPoint
 from conveyor.errors import InvalidInput
+from conveyor.flow import flow
 from conveyor.stats import add
 
 from .conftest import claim
@@ -70,6 +71,59 @@ async def test_each_outcome_is_counted_once(app: Conveyor) -> None:
     totals = (await app.totals())["mail"]
     assert (totals.completed, totals.failed, totals.retried) == (1, 1, 1)
     assert (totals.stalled, totals.cancelled) == (1, 1)
+
+
+async def test_failures_without_a_run_count_no_run(app: Conveyor) -> None:
+    """A job that stalled too often, and a flow's parent failed by its child,
+    failed without a run that ended: counted as failed, not as runs."""
+
+    @app.task
+    async def work(name: str) -> None: ...
+
+    stalls = await work.enqueue("stalls")
+    await claim(app, lease_ms=1000)
+    app.clock.advance(2)
+    assert (await app.backend.reclaim_expired(max_stalls=0, limit=10)).failed == [stalls.id]
+    parent = await app.add_flow(flow(work.call("parent"), children=[work.call("child")]))
+    (child,) = await claim(app)
+    assert await app.backend.fail(
+        job_id=child.job.id,
+        token=child.token,
+        error="E: no",
+        traceback=None,
+        retry_in_ms=None,
+        retention=KEEP,
+    )
+    await app.backend.apply_outcomes(child_ids=[child.job.id], limit=1)
+    assert (await app.get_job(parent.id)).state is JobState.FAILED
+
+    counted = await _all(app)
+    assert (counted.failed, counted.stalled, counted.runs) == (3, 1, 1)  # the child ran
+    totals = (await app.totals())["default"]
+    assert (totals.failed, totals.stalled) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    "events", [EventSettings(stats=False), False], ids=["stats-off", "events-off"]
+)
+async def test_an_app_with_statistics_off_counts_nothing(
+    store_url: str, events: EventSettings | bool
+) -> None:
+    app = Conveyor(store_url, events=events)
+
+    @app.task
+    async def work() -> None: ...
+
+    async with app:
+        handle = await work.enqueue()
+        await app.cancel(handle.id)
+        await work.enqueue()
+        (claimed,) = await claim(app)
+        assert await app.backend.complete(
+            job_id=claimed.job.id, token=claimed.token, result=b"1", retention=KEEP
+        )
+        assert await _all(app) == Stats()
+        assert await app.totals() == {}
 
 
 async def test_a_change_that_did_not_happen_counts_nothing(app: Conveyor) -> None:

@@ -99,9 +99,9 @@ class RedisConnection:
         self.keys = Keys(namespace)
         # What every script that writes events gets last (lib.lua's emit): the
         # statistics' time to live (s: an hour's hash holds its last minute
-        # for the whole age), then the stream's bound ('' for none).
+        # for the whole age; '' for none), then the stream's bound ('' for none).
         self.tail_args = (
-            str(math.ceil(events.stats_max_age_s) + 3600),
+            str(math.ceil(events.stats_max_age_s) + 3600) if events.stats else "",
             str(events.max_count) if events.enabled else "",
         )
         self.events = events

@@ -49,6 +49,7 @@ def configure(conn: sqlite3.Connection, settings: EventSettings) -> None:
             (value, name, value)
             for name, value in (
                 ("events", int(settings.enabled)),
+                ("stats", int(settings.stats)),
                 ("events_max_count", settings.max_count),
                 ("events_max_age_ms", int(settings.max_age_s * 1000)),
                 ("stats_max_age_ms", int(settings.stats_max_age_s * 1000)),

@@ -216,10 +216,10 @@ CREATE TRIGGER jobs_count_removed AFTER DELETE ON jobs BEGIN
 END;
 
 -- Outcomes per minute, queue and task (conveyor.stats), counted by this
--- trigger in the transaction of each outcome; workers drop the minutes older
--- than 'stats_max_age_ms' (default 7 days). run_ms and runs: the runs that
--- ended (completed, failed, retried); wait_ms: their waits, from ready to
--- start. Times are the jobs' own (finished_at) or, for a retry, the host's
+-- trigger in the transaction of each outcome ('stats' 0 in counters turns it
+-- off); workers drop the minutes older than 'stats_max_age_ms' (default 7
+-- days). run_ms and runs: the runs that ended (completed, failed, retried);
+-- wait_ms: their waits, from ready to start. Times are the jobs' own (finished_at) or, for a retry, the host's
 -- clock, the store's on one host.
 CREATE TABLE job_stats (
     minute INTEGER NOT NULL,           -- since the epoch
@@ -244,10 +244,11 @@ CREATE TABLE queue_totals (
     stalled INTEGER NOT NULL,
     cancelled INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT INTO counters (name, value) VALUES ('stats_max_age_ms', 604800000);
+INSERT INTO counters (name, value) VALUES ('stats', 1), ('stats_max_age_ms', 604800000);
 CREATE TRIGGER jobs_stats_moved AFTER UPDATE OF state ON jobs
     WHEN new.state != old.state AND (new.state IN ('completed', 'failed', 'cancelled')
-        OR new.stalls > old.stalls OR (old.state = 'active' AND new.state = 'delayed')) BEGIN
+        OR new.stalls > old.stalls OR (old.state = 'active' AND new.state = 'delayed'))
+        AND (SELECT value FROM counters WHERE name = 'stats') BEGIN
     INSERT INTO job_stats (minute, queue, task, completed, failed, retried, stalled, cancelled,
         run_ms, runs, wait_ms)
     SELECT t / 60000, new.queue, new.task, new.state = 'completed', new.state = 'failed',

@@ -21,8 +21,8 @@ end
 -- changes a job writes its event to the namespace's stream, and counts an
 -- outcome, in that same step. Its caller appends three keys to KEYS (this
 -- hour's statistics hash, the lifetime totals hash, the stream) and two values
--- to ARGV (the statistics' time to live in seconds; the stream's max count, or
--- '' when its app writes no events) (connection.py, for every script that
+-- to ARGV (the statistics' time to live in seconds, or '' when its app counts
+-- none; the stream's max count, or '' when its app writes no events) (connection.py, for every script that
 -- uses emit: scripts.py); all come off here, before the script reads its own.
 -- XADD caps the stream at about max count entries; workers trim it by age
 -- (events.py). The job's queue and task are its hash's (kept from the
@@ -53,7 +53,7 @@ local function tally(now, metric, queue, task, state, started, run_at)
 end
 local function emit(now, kind, id, job_key, state, ...)
   local metric, j = OUTCOMES[kind], nil
-  if metric then
+  if metric and STATS_TTL ~= '' then
     j = redis.call('HMGET', job_key, 'queue', 'task', 'started_at', 'run_at')
     tally(now, metric, j[1] or '', j[2] or '', state, tonumber(j[3]), tonumber(j[4]))
   end
