@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from enqueue import bench_enqueue_bulk, bench_enqueue_single, bench_latency
-from jobs import KINDS
+from jobs import KINDS, OBSERVE
 from phases import bench_backlog, bench_idle, bench_process, bench_scaling
 from report import TARGETS, machine_info, row_key, summarize
 from stores import BACKENDS, Stores, sqlite_url
@@ -101,8 +101,10 @@ PROCESS_PHASES = {
     "process_sync": "sync",
     "process_io": "io",
     "process_keep_all": "noop_keep_all",
+    "process_bare": "noop_bare",
+    "process_monitored": "noop_monitored",
 }
-PHASES = ("single", "bulk", *PROCESS_PHASES, "latency", "idle", "backlog", "scaling")
+PHASES = ("single", "bulk", "bulk_bare", *PROCESS_PHASES, "latency", "idle", "backlog", "scaling")
 DEFAULT_PHASES = {
     "sqlite": tuple(p for p in PHASES if p != "scaling"),
     "redis": PHASES,
@@ -130,12 +132,15 @@ async def run_all(plan: Plan, stores: Stores) -> dict[str, Any]:
         results["enqueue_single"] = await bench_enqueue_single(store, sizes.single)
         await store.close()
         log(f"  -> {results['enqueue_single']['per_s']} jobs/s")
-    if "bulk" in phases:
-        log(f"enqueue bulk: {sizes.bulk} jobs in batches of {sizes.bulk_batch}")
-        store = stores.fresh("bulk")
-        results["enqueue_bulk"] = await bench_enqueue_bulk(store, sizes.bulk, sizes.bulk_batch)
+    for phase, observe in (("bulk", "default"), ("bulk_bare", "bare")):
+        if phase not in phases:
+            continue
+        key = "enqueue_bulk" if observe == "default" else f"enqueue_bulk_{observe}"
+        log(f"{key}: {sizes.bulk} jobs in batches of {sizes.bulk_batch} ({OBSERVE[observe]})")
+        store = stores.fresh(phase)
+        results[key] = await bench_enqueue_bulk(store, sizes.bulk, sizes.bulk_batch, observe)
         await store.close()
-        log(f"  -> {results['enqueue_bulk']['per_s']} jobs/s")
+        log(f"  -> {results[key]['per_s']} jobs/s")
     for phase, kind in PROCESS_PHASES.items():
         if phase not in phases:
             continue

@@ -51,8 +51,10 @@ async def bench_enqueue_single(store: Store, n: int) -> dict[str, Any]:
     return {"n": n, "seconds": round(elapsed, 3), "per_s": round(n / elapsed, 1)}
 
 
-async def bench_enqueue_bulk(store: Store, n: int, batch: int) -> dict[str, Any]:
-    bench = build_app(store.url)
+async def bench_enqueue_bulk(
+    store: Store, n: int, batch: int, observe: str = "default"
+) -> dict[str, Any]:
+    bench = build_app(store.url, observe)
     async with bench.app:
         await bench.app.enqueue_many([bench.noop.call(i) for i in range(min(100, n))])  # warm-up
         build_s = store_s = 0.0
@@ -67,6 +69,7 @@ async def bench_enqueue_bulk(store: Store, n: int, batch: int) -> dict[str, Any]
             store_s += t2 - t1
         elapsed = time.perf_counter() - start
     return {
+        "observe": observe,
         "n": n,
         "batch": batch,
         "seconds": round(elapsed, 3),

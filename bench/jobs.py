@@ -27,14 +27,15 @@ QUEUE = "default"  # a plain @app.task's queue, and a worker's default
 KEEP_ALL = Retention(max_count=None, max_age_s=None)
 IO_URL_ENV = "CONVEYOR_BENCH_IO_URL"  # the bench's own redis-server, for the I/O job
 IO_KEY = "bench:io"
-# "off": the app writes no job events (Conveyor(url, events=False)). NOT the
-# default: a comparison, to measure what events cost; the JSON says which ran.
-EVENTS_ENV = "CONVEYOR_BENCH_EVENTS"
-
-
-def events_on() -> bool:
-    return os.environ.get(EVENTS_ENV, "on") != "off"
-
+# How much of what Conveyor records an app runs with: the defaults, or one of
+# the two comparisons that tell what events, statistics and metrics cost.
+OBSERVE = {
+    "default": "the defaults: a job event and the statistics written with each change",
+    "bare": "Conveyor(url, events=False): no events, no statistics (NOT the default)",
+    "monitored": "the defaults plus conveyor.monitor.Monitor(app), as `conveyor worker "
+    "--metrics-port` runs: the job histograms too (NOT the default)",
+}
+OBSERVE_ENV = "CONVEYOR_BENCH_OBSERVE"  # the worker process's level, from its parent
 
 # Kinds of process rows: the task each runs, and a note for the README and the JSON.
 KINDS: dict[str, str] = {
@@ -42,7 +43,15 @@ KINDS: dict[str, str] = {
     "sync": "sync no-op (a plain def: runs in the worker's thread pool)",
     "io": "one network round trip: async INCR on the bench's own redis-server",
     "noop_keep_all": "async no-op, keep_completed=Retention(None, None): NOT the default",
+    "noop_bare": f"async no-op; {OBSERVE['bare']}",
+    "noop_monitored": f"async no-op; {OBSERVE['monitored']}",
 }
+
+
+def observe_of(kind: str) -> str:
+    """The ``OBSERVE`` level a kind of row runs its apps with."""
+    level = kind.rpartition("_")[2]
+    return level if level in OBSERVE else "default"
 
 
 class Span:
@@ -100,8 +109,12 @@ class BenchApp:
         return self.tasks["noop"]
 
 
-def build_app(url: str) -> BenchApp:
-    app = Conveyor(url, events=events_on())
+def build_app(url: str, observe: str = "default") -> BenchApp:
+    app = Conveyor(url, events=observe != "bare")
+    if observe == "monitored":
+        from conveyor.monitor import Monitor
+
+        Monitor(app)  # its histograms are the app's middleware from now on
 
     @app.task(name="bench.noop")
     async def noop(i: int) -> None:
@@ -135,6 +148,8 @@ def build_app(url: str) -> BenchApp:
         "sync": sync_noop,
         "io": io,
         "noop_keep_all": noop_keep_all,
+        "noop_bare": noop,
+        "noop_monitored": noop,
     }
     assert tasks.keys() == KINDS.keys()
     return BenchApp(app=app, tasks=tasks, stamp=stamp)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor import Conveyor, Task
-from jobs import QUEUE, build_app
+from jobs import QUEUE, build_app, observe_of
 from stores import Store, Stores, diff
 from workers import WorkerProcess, cpu_seconds, log, spans, wait_workers
 
@@ -165,14 +165,17 @@ def sql_figures(result: dict[str, Any], sql: dict[str, Any] | None, jobs: int) -
 async def bench_process(
     stores: Stores, store: Store, kind: str, n: int, concurrency: int, *, trace_sql: bool
 ) -> dict[str, Any]:
-    bench = build_app(store.url)
+    observe = observe_of(kind)
+    bench = build_app(store.url, observe)
     async with bench.app:
         await prefill(bench.app, bench.tasks[kind], n)
     io_url = stores.io_url() if kind == "io" else None
     log(f"  {n} jobs enqueued; starting worker (concurrency={concurrency})")
     server = StoreCalls(store)
     await server.start()
-    worker = WorkerProcess(store.url, concurrency, io_url=io_url, trace_sql=trace_sql)
+    worker = WorkerProcess(
+        store.url, concurrency, io_url=io_url, trace_sql=trace_sql, observe=observe
+    )
     try:
         seen = await drain(store, n, [worker])
         calls = server.stop(seen.polls)
@@ -181,6 +184,7 @@ async def bench_process(
         worker.kill()
     result = {
         "kind": kind,
+        "observe": observe,
         "retention": retention_name(kind),
         "concurrency": concurrency,
         **rates([report], seen, n),

@@ -7,7 +7,6 @@ import platform
 import sqlite3
 from typing import Any
 
-from jobs import events_on
 from workers import source_digest
 
 TARGETS: dict[str, dict[str, float]] = {
@@ -29,11 +28,14 @@ TARGETS: dict[str, dict[str, float]] = {
 
 
 def row_key(kind: str, concurrency: int | str) -> str:
-    """``process_c50``, ``process_sync_c50``, ``process_io_c50``, ``process_c50_keep_all``."""
+    """``process_c50``, ``process_sync_c50``, ``process_io_c50``, ``process_c50_keep_all``,
+    ``process_c50_bare``, ``process_c50_monitored``."""
     if kind == "noop":
         return f"process_c{concurrency}"
     if kind == "noop_keep_all":
         return f"process_c{concurrency}_keep_all"
+    if kind in ("noop_bare", "noop_monitored"):
+        return f"process_c{concurrency}_{kind.removeprefix('noop_')}"
     return f"process_{kind}_c{concurrency}"
 
 
@@ -56,7 +58,7 @@ def by_row(rows: dict[str, Any], field: str) -> dict[str, Any]:
 
 
 def summarize(results: dict[str, Any], backend: str) -> dict[str, Any]:
-    summary: dict[str, Any] = {"events": "on" if events_on() else "off (NOT the default)"}
+    summary: dict[str, Any] = {}
     if "enqueue_single" in results:
         summary["enqueue_single_per_s"] = results["enqueue_single"]["per_s"]
     if "enqueue_bulk" in results:
@@ -73,6 +75,8 @@ def summarize(results: dict[str, Any], backend: str) -> dict[str, Any]:
             if values := by_row(rows, field):
                 summary[field] = values
         summary["worker_peak_rss_mb"] = {k: worker_rss_mb(v["worker"]) for k, v in rows.items()}
+    if cost := observability_cost(results):
+        summary["observability_cost_percent"] = cost
     # The process target: the async no-op on the default retention (never a keep_all row).
     default_noop = {
         k: v["per_s"] for k, v in rows.items() if v["kind"] == "noop" and v.get("per_s")
@@ -113,6 +117,25 @@ def summarize(results: dict[str, Any], backend: str) -> dict[str, Any]:
         summary["source_changed_during_run"] = digests
     summary["targets_met"] = targets_met(results, backend, default_noop, best, summary)
     return summary
+
+
+def observability_cost(results: dict[str, Any]) -> dict[str, float]:
+    """How much slower than the bare rows (no events, no statistics) the
+    defaults and the monitored rows (defaults plus the job histograms) ran,
+    in percent, from rows of this one run."""
+    cost: dict[str, float] = {}
+
+    def slower(row: str, bare: str) -> None:
+        if results.get(row, {}).get("per_s") and results.get(bare, {}).get("per_s"):
+            cost[row] = round((1 - results[row]["per_s"] / results[bare]["per_s"]) * 100, 1)
+
+    for key in results:
+        if key.startswith("process_c") and key.endswith("_bare"):
+            base = key.removesuffix("_bare")
+            slower(base, key)
+            slower(f"{base}_monitored", key)
+    slower("enqueue_bulk", "enqueue_bulk_bare")
+    return cost
 
 
 def targets_met(

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import Conveyor, Worker, WorkerSettings
-from jobs import IO_URL_ENV, SPAN, STAMPS, build_app, close_io
+from jobs import IO_URL_ENV, OBSERVE_ENV, SPAN, STAMPS, build_app, close_io
 
 WORKER_START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 60.0
@@ -114,7 +114,7 @@ async def worker_main(url: str, concurrency: int, trace_sql: bool) -> None:
     trace = SqlTrace() if trace_sql else None
     if trace is not None:
         trace.install()
-    bench = build_app(url)
+    bench = build_app(url, os.environ.get(OBSERVE_ENV, "default"))
     worker = Worker(bench.app, WorkerSettings(concurrency=concurrency))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -166,9 +166,16 @@ class WorkerProcess:
     """One worker in its own OS process (``bench.py --worker URL``)."""
 
     def __init__(
-        self, url: str, concurrency: int, *, io_url: str | None = None, trace_sql: bool = False
+        self,
+        url: str,
+        concurrency: int,
+        *,
+        io_url: str | None = None,
+        trace_sql: bool = False,
+        observe: str = "default",
     ) -> None:
         env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_URL"}
+        env[OBSERVE_ENV] = observe
         if io_url is not None:
             env[IO_URL_ENV] = io_url
         cmd = [
