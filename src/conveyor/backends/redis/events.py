@@ -66,14 +66,14 @@ async def wait(conn: RedisConnection, after: str | None, timeout_s: float) -> No
 def _event(entry: tuple[bytes, list[bytes]]) -> JobEvent:
     event_id, flat = entry
     f = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
-    state = f.get("s", b"").decode()
+    kind, job_id, queue, task, state, at = f["h"].decode().split("\0")  # lib.lua's emit
     return JobEvent(
         id=event_id.decode(),
-        kind=EventKind(f["k"].decode()),
-        job_id=f["j"].decode(),
-        queue=f.get("q", b"").decode(),
-        task=f.get("t", b"").decode(),
-        at_ms=int(f.get("at", b"0")),
+        kind=EventKind(kind),
+        job_id=job_id,
+        queue=queue,
+        task=task,
+        at_ms=int(at),
         state=JobState(state) if state else None,
         attempt=_int(f.get("a")),
         run_at_ms=_int(f.get("r")),

@@ -11,22 +11,31 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import msgspec
+
 from conveyor.backends.redis.connection import RedisConnection, mapped_errors
 from conveyor.stats import MINUTE_MS, Stats
 
 __all__ = ["minutes", "totals"]
 
 HOUR_MS = 3_600_000
-_METRICS = {
-    b"c": "completed",
-    b"f": "failed",
-    b"r": "retried",
-    b"s": "stalled",
-    b"x": "cancelled",
-    b"rn": "runs",
-    b"rt": "run_ms",
-    b"wt": "wait_ms",
-}
+_METRICS = frozenset((b"c", b"f", b"fx", b"r", b"s", b"x", b"rt", b"wt"))  # lib.lua's
+
+
+def _stats(raw: dict[bytes, int]) -> Stats:
+    """The ``Stats`` of lib.lua's metrics: a failure after a run (``f``) is
+    one of the runs, with the completions and the retries."""
+    done, ran_and_failed, retried = raw.get(b"c", 0), raw.get(b"f", 0), raw.get(b"r", 0)
+    return Stats(
+        completed=done,
+        failed=ran_and_failed + raw.get(b"fx", 0),
+        retried=retried,
+        stalled=raw.get(b"s", 0),
+        cancelled=raw.get(b"x", 0),
+        runs=done + ran_and_failed + retried,
+        run_ms=raw.get(b"rt", 0),
+        wait_ms=raw.get(b"wt", 0),
+    )
 
 
 async def minutes(
@@ -40,7 +49,7 @@ async def minutes(
             pipe.hgetall(conn.keys.stats(hour))
         hashes = await pipe.execute()
     want = (None if queue is None else queue.encode(), None if task is None else task.encode())
-    found: defaultdict[int, dict[str, int]] = defaultdict(dict)
+    found: defaultdict[int, dict[bytes, int]] = defaultdict(dict)
     for fields in hashes:
         for name, value in fields.items():
             minute, q, t, metric = name.split(b"\0")
@@ -49,18 +58,18 @@ async def minutes(
             if want[1] not in (None, t) or metric not in _METRICS:
                 continue
             counted = found[int(minute) * MINUTE_MS]
-            key = _METRICS[metric]
-            counted[key] = counted.get(key, 0) + int(value)
-    return {at: Stats(**counted) for at, counted in sorted(found.items())}
+            counted[metric] = counted.get(metric, 0) + int(value)
+    return {at: _stats(counted) for at, counted in sorted(found.items())}
 
 
 async def totals(conn: RedisConnection) -> dict[str, Stats]:
     client = await conn.connected()
     async with mapped_errors():
         fields = await client.hgetall(conn.keys.totals)
-    found: defaultdict[str, dict[str, int]] = defaultdict(dict)
+    found: defaultdict[str, dict[bytes, int]] = defaultdict(dict)
     for name, value in fields.items():
         queue, _, metric = name.rpartition(b"\0")
         if metric in _METRICS:
-            found[queue.decode()][_METRICS[metric]] = int(value)
-    return {queue: Stats(**counted) for queue, counted in sorted(found.items())}
+            found[queue.decode()][metric] = int(value)
+    # totals keep counts only: no times, so no runs either
+    return {q: msgspec.structs.replace(_stats(c), runs=0) for q, c in sorted(found.items())}

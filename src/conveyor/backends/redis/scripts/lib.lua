@@ -22,34 +22,45 @@ end
 -- outcome, in that same step. Its caller appends three keys to KEYS (this
 -- hour's statistics hash, the lifetime totals hash, the stream) and two values
 -- to ARGV (the statistics' time to live in seconds, or '' when its app counts
--- none; the stream's max count, or '' when its app writes no events) (connection.py, for every script that
--- uses emit: scripts.py); all come off here, before the script reads its own.
--- XADD caps the stream at about max count entries; workers trim it by age
--- (events.py). The job's queue and task are its hash's (kept from the
--- enqueue), so emit comes before a job's hash is deleted, and before a retry
--- moves its 'run_at'. Data: 'a' attempt, 'r' run at, 'p' progress, 'd' detail
--- JSON, 'res' result JSON, 'e' error, 'sch' schedule.
+-- none; the stream's max count, or '' when its app writes no events)
+-- (connection.py, for every script that uses emit: scripts.py); all come off
+-- here, before the script reads its own. XADD caps the stream at about max
+-- count entries; workers trim it by age (events.py). The job's queue and
+-- task are its hash's (kept from the enqueue), so emit comes before a job's
+-- hash is deleted, and before a retry moves its 'run_at'. An entry is 'h',
+-- its head 'kind NUL id NUL queue NUL task NUL state NUL at' (one field: the
+-- AOF writes every argument), then the kind's data: 'a' attempt, 'r' run at,
+-- 'p' progress, 'd' detail JSON, 'res' result JSON, 'e' error, 'sch' schedule.
 -- Statistics: fields 'minute NUL queue NUL task NUL metric' of the hash of
 -- the hour the caller saw (readers look an hour either side): metric 'c'
--- completed, 'f' failed, 'r' retried, 's' stalled, 'x' cancelled; 'rt' and
--- 'rn' the ms and number of runs that ended (completed, failed, retried),
--- 'wt' the ms of their waits (from ready to start). Totals: 'queue NUL metric'.
+-- completed, 'f' failed after a run, 'fx' failed without one (a stall, a
+-- flow's failed child), 'r' retried, 's' stalled, 'x' cancelled; 'rt' the ms
+-- of the runs that ended (completed, 'f', retried: their number is the sum
+-- of those), 'wt' the ms of their waits (from ready to start). Totals:
+-- 'queue NUL metric'. The hash's time to live is set with each new field, so
+-- it outlives its last minute by the whole age.
 local EVENTS, TOTALS, STATS = table.remove(KEYS), table.remove(KEYS), table.remove(KEYS)
 local EVENT_BOUNDS, STATS_TTL = table.remove(ARGV), table.remove(ARGV)
 local OUTCOMES = {completed = 'c', failed = 'f', retrying = 'r', stalled = 's', cancelled = 'x'}
+local function count(field, metric, queue, by)
+  if redis.call('HINCRBY', STATS, field .. metric, by) == by then
+    redis.call('EXPIRE', STATS, STATS_TTL)
+  end
+  redis.call('HINCRBY', TOTALS, queue .. '\0' .. metric, by)
+end
 local function tally(now, metric, queue, task, state, started, run_at)
   local at = math.floor(now / 60000) .. '\0' .. queue .. '\0' .. task .. '\0'
-  redis.call('HINCRBY', STATS, at .. metric, 1)
-  redis.call('HINCRBY', TOTALS, queue .. '\0' .. metric, 1)
-  if metric == 's' and state == 'failed' then
-    redis.call('HINCRBY', STATS, at .. 'f', 1)
-    redis.call('HINCRBY', TOTALS, queue .. '\0f', 1)
-  elseif metric ~= 's' and metric ~= 'x' and started then
+  if metric == 's' then
+    count(at, 's', queue, 1)
+    if state == 'failed' then count(at, 'fx', queue, 1) end
+    return
+  end
+  if metric == 'f' and not started then metric = 'fx' end
+  count(at, metric, queue, 1)
+  if metric ~= 'x' and metric ~= 'fx' then
     redis.call('HINCRBY', STATS, at .. 'rt', math.max(now - started, 0))
-    redis.call('HINCRBY', STATS, at .. 'rn', 1)
     redis.call('HINCRBY', STATS, at .. 'wt', math.max(started - (run_at or started), 0))
   end
-  redis.call('EXPIRE', STATS, STATS_TTL, 'NX')
 end
 local function emit(now, kind, id, job_key, state, ...)
   local metric, j = OUTCOMES[kind], nil
@@ -59,8 +70,9 @@ local function emit(now, kind, id, job_key, state, ...)
   end
   if EVENT_BOUNDS == '' then return end
   j = j or redis.call('HMGET', job_key, 'queue', 'task')
-  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENT_BOUNDS, '*', 'k', kind, 'j', id,
-    'q', j[1] or '', 't', j[2] or '', 's', state or '', 'at', now, ...)
+  local head = kind .. '\0' .. id .. '\0' .. (j[1] or '') .. '\0' .. (j[2] or '') .. '\0'
+    .. (state or '') .. '\0' .. now
+  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENT_BOUNDS, '*', 'h', head, ...)
 end
 
 -- One element in a queue's marker list wakes one blocked worker: '1', or
