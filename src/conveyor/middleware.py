@@ -80,6 +80,8 @@ async def prepare(middleware: Sequence[Middleware], jobs: list[NewJob]) -> list[
     """The jobs each middleware's ``enqueuing`` returns, in order; one that
     raises is logged and leaves them as they were."""
     for each in middleware:
+        if type(each).enqueuing is Middleware.enqueuing:
+            continue
         try:
             prepared = await each.enqueuing(jobs)
         except Exception:
@@ -108,8 +110,12 @@ _encode = msgspec.json.encode
 async def call_hooks(
     middleware: Sequence[Middleware], hook: Callable[[Middleware], Awaitable[None]], name: str
 ) -> None:
-    """Run one hook of each middleware in order; one that raises is logged."""
+    """Run one hook of each middleware in order (those that override it); one
+    that raises is logged."""
+    unchanged = getattr(Middleware, name)
     for each in middleware:
+        if getattr(type(each), name, None) is unchanged:
+            continue  # the base class's nothing: no need to await it
         try:
             await hook(each)
         except Exception:  # a hook never changes what happens to the job

@@ -11,10 +11,11 @@ import httpx
 import pytest
 
 from conveyor import Backoff, Conveyor, JobState
+from conveyor.middleware import Outcome
 from conveyor.monitor import Monitor, metrics_app
 
 from ..conftest import StartWorker, eventually
-from .conftest import Samples, scrape, value
+from .conftest import Samples, parse, scrape, value
 
 STORES = ("sqlite", "redis", "redis_cluster")
 pytestmark = pytest.mark.timeout(60)
@@ -185,3 +186,25 @@ async def test_only_get_and_head_are_served(http: httpx.AsyncClient) -> None:
     head = await http.head("/health/live")
     assert head.status_code == 200
     assert head.content == b""
+
+
+async def test_histograms_put_each_attempt_in_its_buckets(app: Conveyor) -> None:
+    @app.task(queue="pdf")
+    async def render() -> None: ...
+
+    monitor = Monitor(app, cache_s=0)
+    job = await app.get_job((await render.enqueue()).id)
+    for run_s in (0.3, 0.3, 42.0, 7200.0):  # the last one past every bound
+        await monitor.jobs.finished(job, Outcome(ending="completed", run_s=run_s, wait_s=0.0))
+    samples = parse((await monitor.exposition()).decode())
+    labels = {"queue": "pdf", "task": "render", "outcome": "completed"}
+    name = "conveyor_job_duration_seconds"
+
+    def bucket(le: str) -> float | None:
+        return value(samples, f"{name}_bucket", le=le, **labels)
+
+    assert (bucket("0.25"), bucket("0.5"), bucket("30"), bucket("60")) == (0, 2, 2, 3)
+    assert (bucket("3600"), bucket("+Inf")) == (3, 4)
+    assert value(samples, f"{name}_count", **labels) == 4
+    assert value(samples, f"{name}_sum", **labels) == pytest.approx(7242.6)
+    assert value(samples, "conveyor_job_wait_seconds_bucket", le="0.005", **labels) == 4

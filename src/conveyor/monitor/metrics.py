@@ -28,17 +28,23 @@ last snapshot: ``await monitor.refresh()`` before exposing them, as
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
+from itertools import accumulate
 
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
     PROCESS_COLLECTOR,
     CollectorRegistry,
-    Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from conveyor.app import Conveyor
@@ -147,30 +153,49 @@ def _memory_metrics(snapshot: Snapshot) -> Iterator[Metric]:
             yield gauge
 
 
-class JobMetrics(Middleware):
-    """Histograms of each attempt this process's workers run."""
+class JobMetrics(Middleware, Collector):
+    """Histograms of each attempt this process's workers run: a middleware
+    that counts them and the collector that reports them.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        labels = ("queue", "task", "outcome")
-        self.duration = Histogram(
-            "conveyor_job_duration_seconds",
-            "How long attempts ran.",
-            labels,
-            buckets=BUCKETS,
-            registry=registry,
-        )
-        self.wait = Histogram(
-            "conveyor_job_wait_seconds",
-            "How long jobs were ready before an attempt started.",
-            labels,
-            buckets=BUCKETS,
-            registry=registry,
-        )
+    Counted in plain lists on the worker's event loop, not with
+    ``prometheus_client.Histogram`` (its locks and label lookups cost a
+    no-op job's worker a quarter of its speed); read by copying them."""
+
+    def __init__(self) -> None:
+        # (queue, task, outcome) -> per bucket (the last one +Inf), then the sum
+        self.duration: dict[tuple[str, str, str], list[float]] = {}
+        self.wait: dict[tuple[str, str, str], list[float]] = {}
 
     async def finished(self, job: Job, outcome: Outcome) -> None:
-        labels = (job.queue, job.task, outcome.ending)
-        self.duration.labels(*labels).observe(outcome.run_s)
-        self.wait.labels(*labels).observe(outcome.wait_s)
+        key = (job.queue, job.task, outcome.ending)
+        for series, value in ((self.duration, outcome.run_s), (self.wait, outcome.wait_s)):
+            counts = series.get(key)
+            if counts is None:
+                counts = series[key] = [0.0] * (len(BUCKETS) + 2)
+            counts[bisect_left(BUCKETS, value)] += 1
+            counts[-1] += value
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        for name, what, series in (
+            ("conveyor_job_duration_seconds", "How long attempts ran.", self.duration),
+            (
+                "conveyor_job_wait_seconds",
+                "How long jobs were ready before an attempt started.",
+                self.wait,
+            ),
+        ):
+            family = HistogramMetricFamily(name, what, labels=["queue", "task", "outcome"])
+            for key, counts in list(series.items()):
+                counts = list(counts)
+                cumulative = list(accumulate(counts[:-1]))
+                bounds = [*(f"{b:g}" for b in BUCKETS), "+Inf"]
+                family.add_metric(
+                    list(key), list(zip(bounds, cumulative, strict=True)), sum_value=counts[-1]
+                )
+            yield family
 
 
 class Monitor:
@@ -194,7 +219,8 @@ class Monitor:
         self.registry = registry
         self.snapshots = Snapshots(app, cache_s=cache_s, timeout_s=timeout_s)
         registry.register(StoreCollector(self.snapshots, app.url.split(":", 1)[0]))
-        self.jobs = JobMetrics(registry)
+        self.jobs = JobMetrics()
+        registry.register(self.jobs)
         app.use(self.jobs)
 
     async def refresh(self) -> Snapshot:
