@@ -191,6 +191,38 @@ async def test_a_subscriber_resumes_after_an_id(app: Conveyor) -> None:
     assert resumed.last_id == got[-1].id
 
 
+async def test_the_events_of_one_call_read_in_pages_and_resume_inside(app: Conveyor) -> None:
+    """A claim of five jobs writes five events in one step (on Redis, one
+    stream entry): pages of two, and resuming after any of them, read each
+    once, in order."""
+
+    @app.task
+    async def work() -> None: ...
+
+    handles = [await work.enqueue() for _ in range(5)]
+    start = await app.backend.last_event_id()
+    claimed = await claim(app, limit=5)
+    assert len(claimed) == 5
+    pages, cursor = [], start
+    for _ in range(3):
+        page = await app.backend.read_events(after=cursor, limit=2)
+        assert not page.gap
+        pages.append(page.events)
+        cursor = page.events[-1].id
+    assert [len(p) for p in pages] == [2, 2, 1]
+    actives = [e for p in pages for e in p]
+    assert {e.kind for e in actives} == {EventKind.ACTIVE}
+    assert sorted(e.job_id for e in actives) == sorted(h.id for h in handles)
+    assert len({e.id for e in actives}) == 5
+    assert await app.backend.last_event_id() == actives[-1].id
+    assert (await app.backend.read_events(after=actives[-1].id, limit=10)).events == []
+    for i, event in enumerate(actives):  # from inside the step, the rest of it
+        rest = await app.backend.read_events(after=event.id, limit=10)
+        assert [e.id for e in rest.events] == [e.id for e in actives[i + 1 :]]
+    resumed = app.events(after=actives[1].id)
+    assert [(await anext(resumed)).id for _ in range(3)] == [e.id for e in actives[2:]]
+
+
 async def test_a_subscriber_left_behind_by_trimming_gets_a_gap_first(store_url: str) -> None:
     app = Conveyor(store_url, events=EventSettings(max_count=10))
 

@@ -2,12 +2,15 @@
 namespace's hash tag, so a Cluster keeps it beside every other key), written
 by the scripts that change jobs (lib.lua's ``emit``), capped with ``XADD
 MAXLEN ~`` as they are written and trimmed by age by workers (``trim``:
-``XTRIM MINID``, on the server's clock, which stream ids are made of). Reading takes a page
-and the oldest id kept at one instant (``events-1.lua``): a reader whose
-last id is older than that may have lost its next entries to trimming, a
-gap (reported too when the trim took only the reader's own last entry:
-stream ids say nothing of what lay between two of them). A caught-up
-reader blocks in ``XREAD`` until the next entry."""
+``XTRIM MINID``, on the server's clock, which stream ids are made of). An
+entry holds the events of one script call (a claim of many jobs, a batch of
+completions: one XADD for all); an event's id is its entry's, with
+``:<index>`` when the entry holds several. Reading takes a page and the
+oldest id kept at one instant (``events-1.lua``): a reader whose last
+entry is older than that may have lost its next entries to trimming, a gap
+(reported too when the trim took only the reader's own last entry: stream
+ids say nothing of what lay between two of them). A caught-up reader
+blocks in ``XREAD`` until the next entry."""
 
 from __future__ import annotations
 
@@ -23,29 +26,55 @@ from conveyor.job import JobState
 
 __all__ = ["last_id", "page", "trim", "wait"]
 
-_ID = re.compile(r"^(\d+)-(\d+)$")
+# An event's id: its stream entry's, and for an entry of several events
+# (one script call's: lib.lua's flush_events) ":<index>" in it.
+_ID = re.compile(r"^(\d+)-(\d+)(?::(\d+))?$")
 
 
-def _order(event_id: str) -> tuple[int, int]:
+def _position(event_id: str) -> tuple[int, int, int | None]:
+    """An event id's entry (ms, seq) and index in it (None: a lone event's)."""
     match = _ID.match(event_id)
     if match is None:
         raise InvalidInput("after", f"not an event id of this store: {event_id!r}")
-    return int(match[1]), int(match[2])
+    index = None if match[3] is None else int(match[3])
+    return int(match[1]), int(match[2]), index
+
+
+def _entry(event_id: str) -> str:
+    return event_id.partition(":")[0]
 
 
 async def page(conn: RedisConnection, after: str | None, limit: int) -> EventPage:
+    start, within = "-", None  # XRANGE's start; the entry read into last, and how far
     if after is not None:
-        _order(after)
-    oldest, entries = await conn.run("events", [conn.keys.events], [after or "", limit])
-    gap = after is not None and bool(oldest) and _order(oldest.decode()) > _order(after)
-    return EventPage([_event(entry) for entry in entries], gap=gap)
+        ms, seq, index = _position(after)
+        # within an entry: read it again, from the event after the one read last
+        start = f"({ms}-{seq}" if index is None else f"{ms}-{seq}"
+        within = None if index is None else (f"{ms}-{seq}", index + 1)
+    oldest, entries = await conn.run("events", [conn.keys.events], [start, limit])
+    gap = False
+    if after is not None and oldest:
+        gap = _position(oldest.decode())[:2] > _position(after)[:2]
+    found: list[JobEvent] = []
+    for entry in entries:
+        events = _events(entry)
+        if within is not None and entry[0].decode() == within[0]:
+            events = events[within[1] :]
+        found += events
+        if len(found) >= limit:
+            break
+    return EventPage(found[:limit], gap=gap)
 
 
 async def last_id(conn: RedisConnection) -> str | None:
     client = await conn.connected()
     async with mapped_errors():
         newest = await client.xrevrange(conn.keys.events, count=1)
-    return newest[0][0].decode() if newest else None
+    if not newest:
+        return None
+    entry_id, fields = newest[0]  # parsed to a dict: of its events, only 'n' holds
+    count = int(fields.get(b"n", 1))
+    return entry_id.decode() if count == 1 else f"{entry_id.decode()}:{count - 1}"
 
 
 async def trim(conn: RedisConnection) -> None:
@@ -60,15 +89,30 @@ async def trim(conn: RedisConnection) -> None:
 
 
 async def wait(conn: RedisConnection, after: str | None, timeout_s: float) -> None:
-    await conn.block_on_stream(conn.keys.events, after or "0-0", timeout_s)
+    await conn.block_on_stream(conn.keys.events, _entry(after or "0-0"), timeout_s)
 
 
-def _event(entry: tuple[bytes, list[bytes]]) -> JobEvent:
-    event_id, flat = entry
-    f = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+def _events(entry: tuple[bytes, list[bytes]]) -> list[JobEvent]:
+    """The events of one stream entry: each starts at its 'h' field."""
+    raw_id, flat = entry
+    entry_id = raw_id.decode()
+    fields: list[dict[str, bytes]] = []
+    for i in range(0, len(flat), 2):
+        name = flat[i].decode()
+        if name == "h":
+            fields.append({})
+        elif not fields:  # the entry's own 'n', before its first event
+            continue
+        fields[-1][name] = flat[i + 1]
+    if len(fields) == 1:
+        return [_event(entry_id, fields[0])]
+    return [_event(f"{entry_id}:{n}", f) for n, f in enumerate(fields)]
+
+
+def _event(event_id: str, f: dict[str, bytes]) -> JobEvent:
     kind, job_id, queue, task, state, at = f["h"].decode().split("\0")  # lib.lua's emit
     return JobEvent(
-        id=event_id.decode(),
+        id=event_id,
         kind=EventKind(kind),
         job_id=job_id,
         queue=queue,

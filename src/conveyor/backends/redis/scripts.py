@@ -5,6 +5,10 @@ A script's file is ``<transition>-<n>.lua``, ``n`` being how many of its KEYS
 are fixed (``KEYS[1]`` to ``KEYS[n]``, named in its header); the groups of keys
 that repeat after them (per queue, per job) are stated once in the header.
 
+A script that writes events runs as a function of its own, after which
+lib.lua's ``flush_events`` adds the events it made to the stream in one
+entry; its first line stays the first line of its file.
+
 Scripts are registered with redis-py's ``register_script``, which calls
 EVALSHA and reloads a script transparently when Redis answers NOSCRIPT (after a
 restart, a failover or ``SCRIPT FLUSH``).
@@ -30,6 +34,7 @@ class Code(enum.IntEnum):
     PARENT_FAILED = 2  # settle: applied, and the parent failed: its own outcome is due
 
 
+_THEN_FLUSH = "local r__ = main__() flush_events() return r__"
 _DEFINES = re.compile(r"^local (?:function )?(\w+)", re.MULTILINE)
 
 
@@ -37,9 +42,13 @@ def _sources() -> dict[str, str]:
     folder = resources.files("conveyor.backends.redis").joinpath("scripts")
     files = {f.name: f.read_text("utf-8") for f in folder.iterdir() if f.name.endswith(".lua")}
     lib = _paragraphs(files.pop("lib.lua"))
-    return {
-        name.split("-", 1)[0]: _one_line(_needed(lib, body)) + body for name, body in files.items()
-    }
+    sources = {}
+    for name, body in files.items():
+        helpers = _needed(lib, body)
+        if "flush_events" in helpers:  # it emits: its events go out as it ends
+            body = f"local function main__() {body}\nend {_THEN_FLUSH}"
+        sources[name.split("-", 1)[0]] = _one_line(helpers) + body
+    return sources
 
 
 def _one_line(lua: str) -> str:

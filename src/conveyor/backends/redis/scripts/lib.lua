@@ -27,10 +27,15 @@ end
 -- here, before the script reads its own. XADD caps the stream at about max
 -- count entries; workers trim it by age (events.py). The job's queue and
 -- task are its hash's (kept from the enqueue), so emit comes before a job's
--- hash is deleted, and before a retry moves its 'run_at'. An entry is 'h',
+-- hash is deleted, and before a retry moves its 'run_at'. The events of one
+-- call go into one stream entry, written as the script ends (scripts.py
+-- wraps each script so flush_events runs after it): a claim of 50 jobs or
+-- a batch of completions is one XADD, not one each. An event in it is 'h',
 -- its head 'kind NUL id NUL queue NUL task NUL state NUL at' (one field: the
 -- AOF writes every argument), then the kind's data: 'a' attempt, 'r' run at,
 -- 'p' progress, 'd' detail JSON, 'res' result JSON, 'e' error, 'sch' schedule.
+-- An entry of n > 1 events starts with 'n' (so its last event's id is known
+-- without reading it whole) and caps the stream at about max count / n entries.
 -- Statistics: fields 'minute NUL queue NUL task NUL metric' of the hash of
 -- the hour the caller saw (readers look an hour either side): metric 'c'
 -- completed, 'f' failed after a run, 'fx' failed without one (a stall, a
@@ -42,25 +47,46 @@ end
 local EVENTS, TOTALS, STATS = table.remove(KEYS), table.remove(KEYS), table.remove(KEYS)
 local EVENT_BOUNDS, STATS_TTL = table.remove(ARGV), table.remove(ARGV)
 local OUTCOMES = {completed = 'c', failed = 'f', retrying = 'r', stalled = 's', cancelled = 'x'}
-local function count(field, metric, queue, by)
-  if redis.call('HINCRBY', STATS, field .. metric, by) == by then
+local function count(field, metric, queue)
+  if redis.call('HINCRBY', STATS, field .. metric, 1) == 1 then
     redis.call('EXPIRE', STATS, STATS_TTL)
   end
-  redis.call('HINCRBY', TOTALS, queue .. '\0' .. metric, by)
+  redis.call('HINCRBY', TOTALS, queue .. '\0' .. metric, 1)
 end
 local function tally(now, metric, queue, task, state, started, run_at)
   local at = math.floor(now / 60000) .. '\0' .. queue .. '\0' .. task .. '\0'
   if metric == 's' then
-    count(at, 's', queue, 1)
-    if state == 'failed' then count(at, 'fx', queue, 1) end
+    count(at, 's', queue)
+    if state == 'failed' then count(at, 'fx', queue) end
     return
   end
   if metric == 'f' and not started then metric = 'fx' end
-  count(at, metric, queue, 1)
+  count(at, metric, queue)
   if metric ~= 'x' and metric ~= 'fx' then
     redis.call('HINCRBY', STATS, at .. 'rt', math.max(now - started, 0))
     redis.call('HINCRBY', STATS, at .. 'wt', math.max(started - (run_at or started), 0))
   end
+end
+-- This call's events, not yet in the stream, and how many.
+local PENDING, PENDED = {}, 0
+local function flush_events()
+  if PENDED == 0 then return end
+  local bound = math.max(1, math.ceil(tonumber(EVENT_BOUNDS) / PENDED))
+  if PENDED == 1 then
+    redis.call('XADD', EVENTS, 'MAXLEN', '~', bound, '*', unpack(PENDING))
+  else
+    redis.call('XADD', EVENTS, 'MAXLEN', '~', bound, '*', 'n', PENDED, unpack(PENDING))
+  end
+  PENDING, PENDED = {}, 0
+end
+local function event(now, kind, id, queue, task, state, ...)
+  local head = kind .. '\0' .. id .. '\0' .. queue .. '\0' .. task .. '\0' .. (state or '')
+    .. '\0' .. now
+  local n = #PENDING
+  PENDING[n + 1], PENDING[n + 2] = 'h', head
+  for i = 1, select('#', ...) do PENDING[n + 2 + i] = (select(i, ...)) end
+  PENDED = PENDED + 1
+  if #PENDING >= 4000 then flush_events() end
 end
 local function emit(now, kind, id, job_key, state, ...)
   local metric, j = OUTCOMES[kind], nil
@@ -70,9 +96,7 @@ local function emit(now, kind, id, job_key, state, ...)
   end
   if EVENT_BOUNDS == '' then return end
   j = j or redis.call('HMGET', job_key, 'queue', 'task')
-  local head = kind .. '\0' .. id .. '\0' .. (j[1] or '') .. '\0' .. (j[2] or '') .. '\0'
-    .. (state or '') .. '\0' .. now
-  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENT_BOUNDS, '*', 'h', head, ...)
+  event(now, kind, id, j[1] or '', j[2] or '', state, ...)
 end
 
 -- One element in a queue's marker list wakes one blocked worker: '1', or
@@ -90,13 +114,20 @@ end
 
 -- Lease a job just taken out of its queue's waiting order (its attempt starts
 -- now): the reply a worker gets for it, {token, lease expiry, job fields, id}.
+-- Its 'active' event takes the queue and task from the same read.
+local FIELDS_NAMED = {unpack(FIELDS)}
+FIELDS_NAMED[#FIELDS + 1], FIELDS_NAMED[#FIELDS + 2] = 'queue', 'task'
 local function lease(job_key, id, active, token, expires, worker_id, now)
   local attempt = redis.call('HINCRBY', job_key, 'attempts', 1)
   redis.call('HSET', job_key, 'state', 'active', 'token', token, 'lease_expires_at', expires,
     'worker_id', worker_id, 'started_at', now)
   redis.call('ZADD', active, expires, id)
-  emit(now, 'active', id, job_key, 'active', 'a', attempt)
-  return {token, expires, read_job(job_key), id}
+  local row = redis.call('HMGET', job_key, unpack(FIELDS_NAMED))
+  local task, queue = table.remove(row), table.remove(row)
+  if EVENT_BOUNDS ~= '' then
+    event(now, 'active', id, queue or '', task or '', 'active', 'a', attempt)
+  end
+  return {token, expires, row, id}
 end
 
 -- Waiting order: higher priority first, then the job's 'seq'. LIFO jobs come
