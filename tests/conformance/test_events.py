@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 import pytest
 
@@ -221,6 +222,20 @@ async def test_the_events_of_one_call_read_in_pages_and_resume_inside(app: Conve
         assert [e.id for e in rest.events] == [e.id for e in actives[i + 1 :]]
     resumed = app.events(after=actives[1].id)
     assert [(await anext(resumed)).id for _ in range(3)] == [e.id for e in actives[2:]]
+
+
+async def test_a_wait_after_an_older_id_returns_at_once(app: Conveyor) -> None:
+    """An event written between a reader's last page and its wait must end
+    the wait at once, not after the wait's whole timeout."""
+
+    @app.task
+    async def work() -> None: ...
+
+    before = await app.backend.last_event_id()
+    await work.enqueue()  # committed before the wait below begins
+    started = time.monotonic()
+    await asyncio.wait_for(app.backend.wait_for_events(after=before, timeout_s=30), 10)
+    assert time.monotonic() - started < 2
 
 
 async def test_a_subscriber_left_behind_by_trimming_gets_a_gap_first(store_url: str) -> None:

@@ -405,7 +405,10 @@ class SQLiteBackend(Backend):
         return await self.read(events.last_id)
 
     async def wait_for_events(self, *, after: str | None, timeout_s: float) -> None:
-        await events.wait(self, timeout_s)
+        async def caught_up() -> bool:
+            return await self.last_event_id() == after
+
+        await events.wait(self, timeout_s, caught_up)
 
     # -- statistics --------------------------------------------------------------
 

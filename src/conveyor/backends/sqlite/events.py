@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -137,12 +137,17 @@ def _event(row: tuple[Any, ...]) -> JobEvent:
     )
 
 
-async def wait(state: State, timeout_s: float) -> None:
-    """Return at the next commit to the file by anyone, or after ``timeout_s``."""
+async def wait(state: State, timeout_s: float, caught_up: Callable[[], Awaitable[bool]]) -> None:
+    """Return at the next commit to the file by anyone, or after ``timeout_s``;
+    at once if ``caught_up()``, asked once the data version is noted, says
+    an event came since the caller's last read (else a commit between that
+    read and this wait would go unnoticed for the whole timeout)."""
     await state.poll_connection()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     seen = state.data_version()
+    if not await caught_up():
+        return
     while loop.time() < deadline:
         await asyncio.sleep(min(POLL_S, max(0.0, deadline - loop.time())))
         if state.data_version() != seen:
