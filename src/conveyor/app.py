@@ -39,7 +39,7 @@ from conveyor.job import (
     Retention,
 )
 from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
-from conveyor.middleware import Middleware, call_hooks, prepare
+from conveyor.middleware import Middleware, call_hooks, hooked, prepare
 from conveyor.retry import Backoff
 from conveyor.schedules import Schedules
 from conveyor.stats import Span, Stats, StatsPoint
@@ -89,6 +89,7 @@ class Conveyor:
         # add, pause, resume, remove, list; fired by workers
         self.schedules = Schedules(self.backend, self.tasks)
         self.middleware: list[Middleware] = []  # app.use(...): conveyor.middleware
+        self.hooks = hooked(self.middleware)  # per hook, the middleware that have it
 
     # -- set-up ------------------------------------------------------------------
 
@@ -206,6 +207,7 @@ class Conveyor:
         if not isinstance(middleware, Middleware):
             raise InvalidInput("middleware", "must be a conveyor.middleware.Middleware")
         self.middleware.append(middleware)
+        self.hooks = hooked(self.middleware)
 
     def _as_task(self, target: Callable[P, R] | Task[P, R]) -> Task[P, R]:
         return target if isinstance(target, Task) else self.task(target)
@@ -250,12 +252,12 @@ class Conveyor:
 
     async def _add(self, jobs: list[NewJob]) -> list[tuple[str, bool]]:
         """Write ``jobs`` in one step, as the middleware prepared them, then tell it."""
-        if self.middleware:
-            jobs = await prepare(self.middleware, jobs)
+        if self.hooks["enqueuing"]:
+            jobs = await prepare(self.hooks["enqueuing"], jobs)
         added = await self.backend.enqueue(jobs=jobs)
-        if self.middleware:
+        if told := self.hooks["enqueued"]:
             created = [made for _, made in added]
-            await call_hooks(self.middleware, lambda m: m.enqueued(jobs, created), "enqueued")
+            await call_hooks(told, lambda m: m.enqueued(jobs, created), "enqueued")
         return added
 
     async def add_flow(self, root: Flow) -> JobHandle:

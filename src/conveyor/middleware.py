@@ -36,7 +36,7 @@ import msgspec
 from conveyor.backends.values import NewJob
 from conveyor.job import Job, JobOptions
 
-__all__ = ["Middleware", "Outcome", "call_hooks", "prepare", "with_headers"]
+__all__ = ["HOOKS", "Middleware", "Outcome", "call_hooks", "hooked", "prepare", "with_headers"]
 
 log = logging.getLogger("conveyor.middleware")
 
@@ -76,12 +76,22 @@ class Middleware:
         return None
 
 
+HOOKS = ("enqueuing", "enqueued", "started", "retrying", "finished", "stalled")
+
+
+def hooked(middleware: Sequence[Middleware]) -> dict[str, list[Middleware]]:
+    """For each hook of ``HOOKS``, the middleware that override it, in
+    order: a hook left as the base class's nothing is not even awaited."""
+    return {
+        name: [m for m in middleware if getattr(type(m), name) is not getattr(Middleware, name)]
+        for name in HOOKS
+    }
+
+
 async def prepare(middleware: Sequence[Middleware], jobs: list[NewJob]) -> list[NewJob]:
     """The jobs each middleware's ``enqueuing`` returns, in order; one that
     raises is logged and leaves them as they were."""
     for each in middleware:
-        if type(each).enqueuing is Middleware.enqueuing:
-            continue
         try:
             prepared = await each.enqueuing(jobs)
         except Exception:
@@ -110,12 +120,8 @@ _encode = msgspec.json.encode
 async def call_hooks(
     middleware: Sequence[Middleware], hook: Callable[[Middleware], Awaitable[None]], name: str
 ) -> None:
-    """Run one hook of each middleware in order (those that override it); one
-    that raises is logged."""
-    unchanged = getattr(Middleware, name)
+    """Run one hook of each middleware in order; one that raises is logged."""
     for each in middleware:
-        if getattr(type(each), name, None) is unchanged:
-            continue  # the base class's nothing: no need to await it
         try:
             await hook(each)
         except Exception:  # a hook never changes what happens to the job

@@ -121,7 +121,7 @@ class Chores:
         for job_id in result.requeued + result.failed:
             self._suspects.pop(job_id, None)
             log.warning("job %s stalled: its lease expired unrenewed", job_id)
-        hooks = self.app.middleware
+        hooks = self.app.hooks["stalled"]
         for ids, failed in ((result.requeued, False), (result.failed, True)):
             if ids and hooks:
                 tell = functools.partial(_stalled, ids=ids, failed=failed)

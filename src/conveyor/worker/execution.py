@@ -94,9 +94,10 @@ class Attempts:
         """Run the attempt and write its outcome; no job error escapes."""
         claimed, context = running.claimed, running.context
         enter_job(context)
-        hooks = self.app.middleware
-        if hooks:
-            await call_hooks(hooks, lambda m: m.started(claimed.job), "started")
+        hooks = self.app.hooks
+        if hooks["started"]:
+            await call_hooks(hooks["started"], lambda m: m.started(claimed.job), "started")
+        told = hooks["finished"] or hooks["retrying"]  # else no Outcome is made
         outcome: bytes | Exception
         started = time.monotonic()
         try:
@@ -104,21 +105,22 @@ class Attempts:
                 claimed = await self._with_children(claimed, context)
             outcome = encode(await self._call(running, claimed))
         except asyncio.CancelledError:
-            if hooks:  # shutdown or a lost lease: whoever cancelled writes what comes next
+            if told:  # shutdown or a lost lease: whoever cancelled writes what comes next
                 await self._tell(running, _outcome(claimed.job, "lost", started, None))
             raise
         except Exception as exc:  # every job error is recorded; none escapes
             outcome = exc
         ending = await self._settle(running, outcome)
-        if hooks:
+        if told:
             await self._tell(running, _outcome(claimed.job, ending, started, outcome))
 
     async def _tell(self, running: Running, outcome: Outcome) -> None:
         """The attempt's end to the app's middleware (``retrying`` first, if so)."""
-        hooks, job = self.app.middleware, running.claimed.job
-        if outcome.ending == "retrying":
-            await call_hooks(hooks, lambda m: m.retrying(job, outcome), "retrying")
-        await call_hooks(hooks, lambda m: m.finished(job, outcome), "finished")
+        hooks, job = self.app.hooks, running.claimed.job
+        if outcome.ending == "retrying" and hooks["retrying"]:
+            await call_hooks(hooks["retrying"], lambda m: m.retrying(job, outcome), "retrying")
+        if hooks["finished"]:
+            await call_hooks(hooks["finished"], lambda m: m.finished(job, outcome), "finished")
 
     async def _with_children(self, claimed: ClaimedJob, context: JobContext) -> ClaimedJob:
         """A flow's parent: its children's outcomes at hand, and for a chain
