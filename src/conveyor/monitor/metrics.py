@@ -55,28 +55,10 @@ from conveyor.version import version
 
 __all__ = ["BUCKETS", "JobMetrics", "Monitor", "StoreCollector"]
 
-# Seconds, from a quick job to an hour's report: jobs run far longer than
-# requests, so the library's default buckets (up to 10 s) would not do.
-BUCKETS = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1,
-    2.5,
-    5,
-    10,
-    30,
-    60,
-    120,
-    300,
-    600,
-    1800,
-    3600,
-)
+# Seconds: prometheus_client's default buckets (up to 10 s, made for requests),
+# then longer ones, up to an hour's report: jobs run far longer than requests.
+_REQUESTS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BUCKETS = (*_REQUESTS, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 OUTCOMES = ("completed", "failed", "retried", "stalled", "cancelled")
 
 
