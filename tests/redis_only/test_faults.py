@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from conveyor import BackendUnavailable, Conveyor, JobState, Worker, WorkerSettings
-from conveyor.backends.values import QueueSlots
+from conveyor.backends.redis import peek, waiting
+from conveyor.backends.values import QueueSlots, Taker
 
 from ..conftest import eventually
 from ..redis_server import RedisServer
@@ -137,6 +138,32 @@ async def test_worker_rides_out_an_outage_and_resumes(
     finally:
         worker.stop()
         await asyncio.wait_for(running, 15)
+
+
+async def test_a_wait_whose_leave_failed_gets_the_job_handed_to_it_later(
+    app: Conveyor, server: RedisServer
+) -> None:
+    """An idle wait registered for hand-offs, and its leave failed: the
+    server died. Restarted, it still holds the registration and an enqueue
+    hands it a job; the next wait must take that job at once, not leave it
+    active until its lease runs out (as it did, now and then, in CI)."""
+    with server.client() as client:  # the registration survives the kill
+        client.config_set("appendfsync", "always")
+    conn = app.backend._conn  # type: ignore[attr-defined]
+    taker = Taker(worker_id="w1", lease_ms=30_000, queues=("default",))
+    wake = conn.keys.wake("gone")
+    registration = waiting._registration(wake, 5.0, taker)  # lapses in 6 s
+    await peek.peek(conn, [("default", 0)], registration)
+    await asyncio.to_thread(server.kill)
+    with pytest.raises(BackendUnavailable):
+        await waiting.leave(conn, wake, registration)
+    await asyncio.to_thread(server.start)
+    handle = await app.tasks["add"].enqueue(3, 3)
+    assert (await app.get_job(handle.id)).state is JobState.ACTIVE  # handed to the gone wait
+    started = time.monotonic()
+    again = await app.backend.wait_for_jobs(queues=["default"], timeout_s=5.0, taker=taker)
+    assert [c.job.id for c in again] == [handle.id]
+    assert time.monotonic() - started < 2
 
 
 async def test_risky_configuration_is_warned_about_in_info(tmp_path: Path) -> None:

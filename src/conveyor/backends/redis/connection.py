@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -30,7 +31,7 @@ from conveyor.backends.redis.keys import Keys
 from conveyor.backends.redis.record import identity_of
 from conveyor.backends.redis.scripts import EMITS, Code, Scripts
 from conveyor.clock import Clock
-from conveyor.errors import BackendError, ConfigurationError
+from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
 from conveyor.events import EventSettings
 from conveyor.urls import shown
 
@@ -122,6 +123,9 @@ class RedisConnection:
         # enqueue handed a job to (in its other queues' sets) or one that
         # failed; the next claim or wait ends them and runs what they hold.
         self.left: list[tuple[str, peek.Registration]] = []
+        # Registrations left lately, until they would have lapsed (monotonic
+        # s): a restarted server may bring them back (``outage``).
+        self.recent: list[tuple[float, str, peek.Registration]] = []
         # redis-py's cluster client fails a call past 100 connections per node
         # instead of waiting for one: keep script calls well below that.
         self._in_flight = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
@@ -272,10 +276,24 @@ class RedisConnection:
             hour = self.clock.now_ms() // 3_600_000
             keys = [*keys, self.keys.stats(hour), self.keys.totals, self.keys.events]
             args = [*args, *self.tail_args]
-        if self._batch is not None:
-            return await self._batch.run(script, keys, args)
-        async with self._in_flight:  # Cluster: no pipelines of scripts, one connection each
-            return await self._call(script, keys, args)
+        try:
+            if self._batch is not None:
+                return await self._batch.run(script, keys, args)
+            async with self._in_flight:  # Cluster: no pipelines of scripts, one connection each
+                return await self._call(script, keys, args)
+        except BackendUnavailable:
+            self.outage()
+            raise
+
+    def outage(self) -> None:
+        """The store did not answer. If it went down, it may come back without
+        its last second of writes (AOF everysec), among them the leave of an
+        idle wait's registration: an enqueue could then hand a job to a wait
+        that is over, and the job would sit until its lease ran out. So the
+        registrations left lately are left again by the next claim or wait."""
+        now = time.monotonic()
+        self.left += [(wake, reg) for until, wake, reg in self.recent if until > now]
+        self.recent = []
 
     async def _call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """One script call on its own, reloading the script if the server lost it:

@@ -7,8 +7,10 @@ registers, in the peek before it blocks, in its queues' ``idle`` sets,
 and blocks on a list of its own too: an enqueue may claim a job for that
 wait's worker and push the claim's reply there (``enqueue-3.lua``). The wait
 leaves the sets when it ends (``leave-1.lua``), taking the jobs handed to it
-meanwhile; a registration that could not be left is kept in
-``RedisConnection.left`` and left by the next claim or wait.
+meanwhile; a registration that could not be left (the store went away
+mid-way) is kept in ``RedisConnection.left`` and left by the next claim or
+wait, and so, after an outage, are those left lately (a restart may bring
+back one whose leave it lost: ``RedisConnection.outage``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,9 +86,11 @@ async def wait_for_jobs(
             await asyncio.wait([block], timeout=CANCEL_WAIT_S)
         await _give_back(conn, wake, registration, block)
         raise
-    except BaseException:
-        if registration is not None:  # the next claim or wait ends it
-            conn.left.append((wake, registration))
+    except BaseException as exc:
+        if registration is not None and (wake, registration) not in conn.left:
+            conn.left.append((wake, registration))  # the next claim or wait ends it
+        if isinstance(exc, BackendError):  # the block, not a script, failed: as run does
+            conn.outage()
         raise
     finally:
         if timer is not None:
@@ -146,16 +151,24 @@ async def leave(
     if registration is None:
         return []
     keys = [wake, *(conn.keys.queue(queue, "idle") for queue in registration.queues)]
-    return await _handed(conn, await conn.run("leave", keys, [registration.member]))
+    try:
+        replies = await conn.run("leave", keys, [registration.member])
+    except BaseException:  # the next claim or wait leaves it: a job may be handed to it
+        if (wake, registration) not in conn.left:
+            conn.left.append((wake, registration))
+        raise
+    now = time.monotonic()  # remembered while a restart could bring it back (conn.outage)
+    conn.recent = [r for r in conn.recent if r[0] > now]
+    conn.recent.append((now + registration.ttl_ms / 1000 + 1, wake, registration))
+    return await _handed(conn, replies)
 
 
 async def handed_meanwhile(conn: RedisConnection) -> list[ClaimedJob]:
     """Jobs handed to past waits that did not return them: after the one a
     wait returned, or to a wait that failed (the store went away)."""
     handed: list[ClaimedJob] = []
-    while conn.left:  # an error here fails the claim or wait: retried
-        handed += await leave(conn, *conn.left[0])
-        del conn.left[0]
+    while conn.left:  # an error here fails the claim or wait (retried): leave keeps it
+        handed += await leave(conn, *conn.left.pop(0))
     return handed
 
 
@@ -176,7 +189,7 @@ async def _give_back(
             await finishing.release(conn, job_id=job.job.id, token=job.token)
     except BackendError as exc:  # the next claim or wait takes them
         log.warning("could not release jobs handed to a cancelled wait: %s", exc)
-        if registration is not None:
+        if registration is not None and (wake, registration) not in conn.left:
             conn.left.append((wake, registration))
     finally:
         if block is not None:
