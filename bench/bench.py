@@ -121,6 +121,7 @@ class Plan:
     phases: tuple[str, ...]
     concurrencies: tuple[int, ...]
     trace_sql: bool
+    rounds: int = 1  # each process row this many times, in a rotating order
 
 
 async def run_all(plan: Plan, stores: Stores) -> dict[str, Any]:
@@ -141,21 +142,32 @@ async def run_all(plan: Plan, stores: Stores) -> dict[str, Any]:
         results[key] = await bench_enqueue_bulk(store, sizes.bulk, sizes.bulk_batch, observe)
         await store.close()
         log(f"  -> {results[key]['per_s']} jobs/s")
-    for phase, kind in PROCESS_PHASES.items():
-        if phase not in phases:
-            continue
-        for concurrency in plan.concurrencies:
+    rows = [
+        (kind, concurrency)
+        for phase, kind in PROCESS_PHASES.items()
+        if phase in phases
+        for concurrency in plan.concurrencies
+    ]
+    rounds: dict[str, list[dict[str, Any]]] = {}
+    for number in range(plan.rounds):
+        # Each round starts one row further on: a machine that drifts during
+        # a run then slows every row alike, not the last ones most.
+        shift = number % len(rows) if rows else 0
+        for kind, concurrency in rows[shift:] + rows[:shift]:
             key = row_key(kind, concurrency)
             log(f"{key}: {sizes.process} jobs ({KINDS[kind]}), one worker, c{concurrency}")
-            results[key] = await process_row(stores, key, kind, sizes.process, concurrency)
-            log(f"  -> {describe(results[key])}")
-            if plan.trace_sql and stores.backend == "sqlite":
+            row = await process_row(stores, key, kind, sizes.process, concurrency)
+            log(f"  -> {describe(row)}")
+            if number == 0 and plan.trace_sql and stores.backend == "sqlite":
                 # Tracing costs ~1 us per statement (~5 % of a no-op job's CPU): the
                 # statements are counted in a second run, not in the timed one.
                 log(f"  {key} again, counting the worker's SQLite statements")
                 traced = await process_row(stores, key, kind, sizes.process, concurrency, True)
-                add_sql_counts(results[key], traced)
-                log(f"  -> {describe(results[key])} (traced run: {traced['per_s']} jobs/s)")
+                add_sql_counts(row, traced)
+                log(f"  -> {describe(row)} (traced run: {traced['per_s']} jobs/s)")
+            rounds.setdefault(key, []).append(row)
+    for key, runs in rounds.items():
+        results[key] = median_row(runs)
     if "latency" in phases:
         log(f"latency: {sizes.latency} jobs at ~{sizes.latency_rate}/s, worker concurrency 10")
         store = stores.fresh("latency")
@@ -209,6 +221,19 @@ async def process_row(
         await store.close()
 
 
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of a row with the median rate (of several rounds: all their
+    rates too), with the first run's SQL counts."""
+    ordered = sorted(runs, key=lambda row: row["per_s"])
+    row = dict(ordered[(len(ordered) - 1) // 2])
+    for field in ("sql_transactions_per_job", "sql_statements_per_job", "sql"):
+        if field in runs[0]:
+            row[field] = runs[0][field]
+    if len(runs) > 1:
+        row["rounds_per_s"] = [run["per_s"] for run in runs]
+    return row
+
+
 def add_sql_counts(row: dict[str, Any], traced: dict[str, Any]) -> None:
     """The statement counts of a traced run, into the timed run's row."""
     for field in ("sql_transactions_per_job", "sql_statements_per_job", "sql"):
@@ -254,6 +279,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="worker concurrencies of the process rows (default: 10,50)",
     )
     parser.add_argument("--process-jobs", type=int, help="jobs per process row")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the process rows this many times, each round in a rotated order, "
+        "and report each row's median round (default 1)",
+    )
     parser.add_argument("--backlog-jobs", type=int, help="jobs of the backlog phase")
     parser.add_argument(
         "--backlog-max-s",
@@ -291,7 +323,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
     }
     sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     concurrencies = tuple(int(c) for c in args.concurrencies.split(",") if c.strip())
-    return Plan(sizes, phases, concurrencies, args.trace_sql)
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
+    return Plan(sizes, phases, concurrencies, args.trace_sql, args.rounds)
 
 
 def main(argv: list[str] | None = None) -> None:
