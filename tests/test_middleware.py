@@ -127,10 +127,8 @@ class Stamp(Middleware):
     """Adds a header to every job, and a priority: what enqueuing may change."""
 
     async def enqueuing(self, jobs: list[NewJob]) -> list[NewJob]:
-        return [
-            msgspec.structs.replace(with_headers(job, {"tenant": "acme"}), priority=7)
-            for job in jobs
-        ]
+        stamped = with_headers(jobs, {"tenant": "acme"})
+        return [msgspec.structs.replace(job, priority=7) for job in stamped]
 
 
 class Swap(Middleware):

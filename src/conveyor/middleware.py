@@ -7,7 +7,7 @@ tracing, metrics (``conveyor.monitor`` uses these), logging of your own.
 
 - ``enqueuing(jobs)``: before an enqueue (or a flow) is written; returns
   the jobs to write, the same or changed (``with_headers`` adds what the
-  job should carry to its attempts, as ``conveyor.tracing`` does).
+  jobs should carry to their attempts, as ``conveyor.tracing`` does).
 - ``enqueued(jobs, created)``: after they were written; ``created[i]`` is
   False where a job with that id already existed.
 - ``started(job)``: in the worker, just before the attempt's function runs
@@ -33,8 +33,9 @@ from typing import Literal
 
 import msgspec
 
+from conveyor.backends.rows import options_from
 from conveyor.backends.values import NewJob
-from conveyor.job import Job, JobOptions
+from conveyor.job import Job
 
 __all__ = ["HOOKS", "Middleware", "Outcome", "call_hooks", "hooked", "prepare", "with_headers"]
 
@@ -104,17 +105,15 @@ async def prepare(middleware: Sequence[Middleware], jobs: list[NewJob]) -> list[
     return jobs
 
 
-def with_headers(job: NewJob, headers: Mapping[str, str]) -> NewJob:
-    """``job`` carrying ``headers`` too (``JobOptions.headers``), to its attempts."""
-    options = _decode_options(job.options)
-    merged = {**options.headers, **headers}
-    return msgspec.structs.replace(
-        job, options=_encode(msgspec.structs.replace(options, headers=merged))
-    )
-
-
-_decode_options = msgspec.json.Decoder(JobOptions).decode
-_encode = msgspec.json.encode
+def with_headers(jobs: Sequence[NewJob], headers: Mapping[str, str]) -> list[NewJob]:
+    """``jobs`` carrying ``headers`` too (``JobOptions.headers``), to their
+    attempts; the jobs of one task share their options: each is encoded once."""
+    encoded: dict[bytes, bytes] = {}
+    for raw in {job.options for job in jobs}:
+        options = options_from(raw)
+        merged = {**options.headers, **headers}
+        encoded[raw] = msgspec.json.encode(msgspec.structs.replace(options, headers=merged))
+    return [msgspec.structs.replace(job, options=encoded[job.options]) for job in jobs]
 
 
 async def call_hooks(

@@ -68,7 +68,7 @@ class Tracing(Middleware):
             propagate.inject(carrier)
         if not carrier:  # no SDK: nothing to carry
             return jobs
-        return [with_headers(job, carrier) for job in jobs]
+        return with_headers(jobs, carrier)
 
     async def started(self, job: Job) -> None:
         span = self.tracer.start_span(
