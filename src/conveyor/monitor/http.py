@@ -18,7 +18,6 @@ Every answer but ``/metrics`` is JSON.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -27,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from conveyor.job import JobState
 from conveyor.monitor.metrics import Monitor
-from conveyor.monitor.snapshot import Snapshot
+from conveyor.monitor.snapshot import Snapshot, answered
 
 __all__ = ["MonitorApp", "metrics_app", "workers_health"]
 
@@ -86,13 +85,11 @@ class MonitorApp:
         return 200, JSON, _json({"status": "ok"})
 
     async def ready(self) -> Answer:
-        timeout = self.monitor.snapshots.timeout_s
-        try:  # queues(): a read every store must answer (SQLite's clock is the host's)
-            await asyncio.wait_for(self.monitor.app.backend.queues(), timeout)
-        except TimeoutError:
-            return 503, JSON, _json({"status": "down", "error": f"no answer within {timeout:g} s"})
-        except Exception as exc:  # an unreachable store, whatever its driver raised
-            return 503, JSON, _json({"status": "down", "error": f"{type(exc).__name__}: {exc}"})
+        # queues(): a read every store must answer (SQLite's clock is the host's)
+        queues = self.monitor.app.backend.queues()
+        _, error = await answered(queues, self.monitor.snapshots.timeout_s)
+        if error is not None:
+            return 503, JSON, _json({"status": "down", "error": error})
         return 200, JSON, _json({"status": "ok"})
 
     async def workers(self) -> Answer:

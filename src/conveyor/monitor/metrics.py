@@ -59,6 +59,7 @@ __all__ = ["BUCKETS", "JobMetrics", "Monitor", "StoreCollector"]
 # then longer ones, up to an hour's report: jobs run far longer than requests.
 _REQUESTS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BUCKETS = (*_REQUESTS, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+_BOUNDS = [*(f"{b:g}" for b in BUCKETS), "+Inf"]  # the buckets' "le" labels
 OUTCOMES = ("completed", "failed", "retried", "stalled", "cancelled")
 
 
@@ -172,11 +173,8 @@ class JobMetrics(Middleware, Collector):
             family = HistogramMetricFamily(name, what, labels=["queue", "task", "outcome"])
             for key, counts in list(series.items()):
                 counts = list(counts)
-                cumulative = list(accumulate(counts[:-1]))
-                bounds = [*(f"{b:g}" for b in BUCKETS), "+Inf"]
-                family.add_metric(
-                    list(key), list(zip(bounds, cumulative, strict=True)), sum_value=counts[-1]
-                )
+                cumulative = zip(_BOUNDS, accumulate(counts[:-1]), strict=True)
+                family.add_metric(list(key), list(cumulative), sum_value=counts[-1])
             yield family
 
 

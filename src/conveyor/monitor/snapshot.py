@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import msgspec
 
@@ -26,7 +28,9 @@ from conveyor.backends.values import QueueInfo, WorkerInfo
 from conveyor.job import JobState
 from conveyor.stats import Stats
 
-__all__ = ["QueueSnapshot", "Snapshot", "Snapshots"]
+__all__ = ["QueueSnapshot", "Snapshot", "Snapshots", "answered"]
+
+T = TypeVar("T")
 
 CACHE_S = 5.0  # a snapshot serves this long
 TIMEOUT_S = 3.0  # a store slower than this to answer is reported down
@@ -52,6 +56,17 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     workers: list[WorkerInfo] = []  # alive ones
     memory_used: int | None = None  # bytes (Redis's INFO memory)
     memory_limit: int | None = None
+
+
+async def answered(work: Awaitable[T], timeout_s: float) -> tuple[T | None, str | None]:
+    """What ``work`` returned, or None and why the store did not answer:
+    not within ``timeout_s``, or an error of whatever driver it has."""
+    try:
+        return await asyncio.wait_for(work, timeout_s), None
+    except TimeoutError:
+        return None, f"no answer within {timeout_s:g} s"
+    except Exception as exc:  # an unreachable store, whatever its driver raised
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 class Snapshots:
@@ -82,15 +97,13 @@ class Snapshots:
             return self.latest
 
     async def _read(self) -> Snapshot:
-        try:
-            return await asyncio.wait_for(self._read_store(), self.timeout_s)
-        except TimeoutError:
-            return Snapshot(up=False, error=f"no answer within {self.timeout_s:g} s")
-        except Exception as exc:  # an unreachable store, whatever its driver raised
-            return Snapshot(up=False, error=f"{type(exc).__name__}: {exc}")
+        snapshot, error = await answered(self._read_store(), self.timeout_s)
+        return snapshot if snapshot is not None else Snapshot(up=False, error=error)
 
     async def _read_store(self) -> Snapshot:
         app = self.app
+        # One call after another: concurrent ones would only open more
+        # connections to the store (a Cluster client's are left open).
         now_ms = await app.backend.now_ms()
         queues = await app.queues()
         totals = await app.totals()
@@ -99,24 +112,27 @@ class Snapshots:
         known = {info.name for info in queues}
         served = sorted({q for w in workers for q in w.queues} - known)  # none of it yet
         queues += [QueueInfo(name, False, dict.fromkeys(JobState, 0)) for name in served]
-        snapshots = []
-        for info in queues:
-            oldest = None
-            if info.counts.get(JobState.WAITING, 0):
-                head = await app.list_jobs(JobState.WAITING, queue=info.name, limit=1)
-                if head:
-                    ready_ms = head[0].run_at.timestamp() * 1000
-                    oldest = max(0.0, (now_ms - ready_ms) / 1000)
-            snapshots.append(
-                QueueSnapshot(
-                    name=info.name,
-                    paused=info.paused,
-                    counts=info.counts,
-                    oldest_waiting_s=oldest,
-                    processed=totals.get(info.name, Stats()),
-                    workers=sum(info.name in w.queues for w in workers),
-                )
+        heads = [
+            await app.list_jobs(JobState.WAITING, queue=info.name, limit=1)
+            for info in queues
+            if info.counts.get(JobState.WAITING, 0)
+        ]
+        ready_ms = {job.queue: job.run_at.timestamp() * 1000 for head in heads for job in head}
+        snapshots = [
+            QueueSnapshot(
+                name=info.name,
+                paused=info.paused,
+                counts=info.counts,
+                oldest_waiting_s=(
+                    max(0.0, (now_ms - ready_ms[info.name]) / 1000)
+                    if info.name in ready_ms
+                    else None
+                ),
+                processed=totals.get(info.name, Stats()),
+                workers=sum(info.name in w.queues for w in workers),
             )
+            for info in queues
+        ]
         return Snapshot(
             up=True,
             taken_ms=now_ms,
