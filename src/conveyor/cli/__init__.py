@@ -10,8 +10,9 @@ This module holds the root group and ``main``, which folds every error into
 that one line and its exit code; the commands live one module per family:
 ``worker``, ``jobs`` (``enqueue`` and ``jobs ...``), ``queues`` (``info``,
 ``pause``, ``resume``, ``limit``), ``schedules`` and ``metrics``, on what
-``common`` shares, printing through ``tables``. Each command is a plain decorated function named
-after it (``def cancel``), even where several differ by one word.
+``common`` shares, printing through ``tables``. Each command is a plain
+decorated function named after it (``def cancel``), even where several
+differ by one word.
 """
 
 from __future__ import annotations

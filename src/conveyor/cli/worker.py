@@ -123,12 +123,15 @@ async def _serve(
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    served = None if http is None else asyncio.create_task(http[0].serve([http[1]]))
+    served = None
+    if http is not None:
+        server, sock = http
+        served = asyncio.create_task(server.serve([sock]))
     try:
         await runner.run()
     finally:
-        if served is not None and http is not None:
-            http[0].should_exit = True
+        if served is not None:
+            server.should_exit = True
             await served
         await app.close()
 

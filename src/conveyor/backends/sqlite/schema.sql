@@ -219,8 +219,8 @@ END;
 -- trigger in the transaction of each outcome ('stats' 0 in counters turns it
 -- off); workers drop the minutes older than 'stats_max_age_ms' (default 7
 -- days). run_ms and runs: the runs that ended (completed, failed, retried);
--- wait_ms: their waits, from ready to start. Times are the jobs' own (finished_at) or, for a retry, the host's
--- clock, the store's on one host.
+-- wait_ms: their waits, from ready to start. Times are the jobs' own
+-- (finished_at) or, for a retry, the host's clock, the store's on one host.
 CREATE TABLE job_stats (
     minute INTEGER NOT NULL,           -- since the epoch
     queue TEXT NOT NULL,

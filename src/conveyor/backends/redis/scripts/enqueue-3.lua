@@ -151,9 +151,8 @@ for j = 1, n do
       -- Due before anything an idle worker waits for: wake one to look again.
       if woken[q] == nil and redis.call('ZRANK', KEYS[k + 1], id) == 0 then woken[q] = true end
     end
-    if EVENT_BOUNDS ~= '' then  -- its queue and task at hand: no read for the event
-      event(now, 'enqueued', id, ARGV[3 + q], job[12], state, 'r', run_at)
-    end
+    -- its queue and task at hand: no read of the job for the event
+    event(now, 'enqueued', id, ARGV[3 + q], job[12], state, 'r', run_at)
     created[j] = 1
     ours[id] = {first_job_key + j - 1, q, j, job[7] ~= cjson.null}
     if entry then

@@ -25,7 +25,7 @@ end
 -- none; the stream's max count, or '' when its app writes no events)
 -- (connection.py, for every script that uses emit: scripts.py); all come off
 -- here, before the script reads its own. XADD caps the stream at about max
--- count entries; workers trim it by age (events.py). The job's queue and
+-- count events (below); workers trim it by age (events.py). The job's queue and
 -- task are its hash's (kept from the enqueue), so emit comes before a job's
 -- hash is deleted, and before a retry moves its 'run_at'. The events of one
 -- call go into one stream entry, written as the script ends (scripts.py
@@ -80,6 +80,7 @@ local function flush_events()
   PENDING, PENDED = {}, 0
 end
 local function event(now, kind, id, queue, task, state, ...)
+  if EVENT_BOUNDS == '' then return end
   local head = kind .. '\0' .. id .. '\0' .. queue .. '\0' .. task .. '\0' .. (state or '')
     .. '\0' .. now
   local n = #PENDING
@@ -124,9 +125,7 @@ local function lease(job_key, id, active, token, expires, worker_id, now)
   redis.call('ZADD', active, expires, id)
   local row = redis.call('HMGET', job_key, unpack(FIELDS_NAMED))
   local task, queue = table.remove(row), table.remove(row)
-  if EVENT_BOUNDS ~= '' then
-    event(now, 'active', id, queue or '', task or '', 'active', 'a', attempt)
-  end
+  event(now, 'active', id, queue or '', task or '', 'active', 'a', attempt)
   return {token, expires, row, id}
 end
 
