@@ -74,6 +74,15 @@ def deep(levels: int) -> list[Any]:
 
 
 NAN, INF = float("nan"), float("inf")
+
+
+async def on_job(app: Conveyor, change: Callable[[str], Awaitable[object]]) -> object:
+    """``change`` applied to the waiting job the fixture made."""
+    (job,) = await app.list_jobs("waiting", queue="work")
+    return await change(job.id)
+
+
+PAST = datetime(2020, 1, 1, tzinfo=UTC)
 BIG = 2**63
 
 
@@ -148,6 +157,44 @@ CASES: list[tuple[str, type[Exception], str, Callable[[Conveyor], Awaitable[obje
         lambda a: job_task(a).configure(job_id=LONG).enqueue(1),
     ),
     ("empty job id", InvalidInput, "job_id", lambda a: job_task(a).configure(job_id="").enqueue(1)),
+    (
+        "change to a negative delay",
+        InvalidInput,
+        "delay",
+        lambda a: on_job(a, lambda j: a.change_delay(j, -1)),
+    ),
+    (
+        "change to a past run_at",
+        InvalidInput,
+        "run_at",
+        lambda a: on_job(a, lambda j: a.change_delay(j, run_at=PAST)),
+    ),
+    ("change_delay of neither", InvalidInput, "delay", lambda a: on_job(a, a.change_delay)),
+    (
+        "change to priority 101",
+        InvalidInput,
+        "priority",
+        lambda a: on_job(a, lambda j: a.change_priority(j, 101)),
+    ),
+    (
+        "change lifo not bool",
+        InvalidInput,
+        "lifo",
+        lambda a: on_job(a, lambda j: a.change_priority(j, 1, lifo=1)),
+    ),  # type: ignore[arg-type]
+    (
+        "update_args wrong type",
+        InvalidArguments,
+        "n",
+        lambda a: on_job(a, lambda j: a.update_args(j, "one")),
+    ),
+    (
+        "update_args unknown keyword",
+        InvalidArguments,
+        "m",
+        lambda a: on_job(a, lambda j: a.update_args(j, 1, m=2)),
+    ),
+    ("change an empty job id", InvalidInput, "job_id", lambda a: a.change_priority("", 1)),
     ("missing argument", InvalidArguments, "n", lambda a: job_task(a).enqueue()),
     ("unknown keyword", InvalidArguments, "m", lambda a: job_task(a).enqueue(1, m=2)),
     ("too many positional", InvalidArguments, "args", lambda a: job_task(a).enqueue(1, 2, 3, 4)),

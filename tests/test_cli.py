@@ -186,6 +186,35 @@ async def test_manage_jobs_and_queues(app: Conveyor, sqlite_url: str) -> None:
     assert (await app.counts("default"))[JobState.WAITING] == 0
 
 
+async def test_change_a_job_before_it_starts(app: Conveyor, sqlite_url: str) -> None:
+    handle = await app.tasks["add"].enqueue(1, 2)
+    assert "delayed" in await conveyor(sqlite_url, "jobs", "delay", handle.id, "600")
+    assert (await app.get_job(handle.id)).state == "delayed"
+    out = await conveyor(sqlite_url, "jobs", "priority", handle.id, "9", "--lifo")
+    assert "reprioritized" in out and (await app.get_job(handle.id)).priority == 9
+    app_flag = ("--app", "tests.apps:app")
+    out = await conveyor(
+        sqlite_url, "jobs", "update-args", handle.id, *app_flag, "--args", "[5, 6]"
+    )
+    assert "updated" in out and (await app.get_job(handle.id)).args == {"a": 5, "b": 6}
+    before = db_digest(sqlite_url.removeprefix("sqlite:///"))
+    for bad in (
+        ("update-args", handle.id, *app_flag, "--args", '["x", 6]'),  # not an int
+        ("update-args", handle.id, "--args", "[5, 6]"),  # no --app: no signature to check
+        ("priority", handle.id, "101"),
+        ("delay", handle.id, "-1"),
+    ):
+        assert await conveyor(sqlite_url, "jobs", *bad, code=2) == ""
+    await conveyor(sqlite_url, "jobs", "delay", "nope", "1", code=1)
+    assert db_digest(sqlite_url.removeprefix("sqlite:///")) == before
+    assert await conveyor(sqlite_url, "jobs", "delay", handle.id, "0")  # ready now
+    (claimed,) = await app.backend.claim(
+        slots=[QueueSlots(("default",), 1)], worker_id="w", lease_ms=30_000
+    )
+    assert claimed.job.id == handle.id
+    await conveyor(sqlite_url, "jobs", "priority", handle.id, "1", code=1)  # started
+
+
 async def test_schedules_are_added_listed_paused_and_removed(
     app: Conveyor, sqlite_url: str
 ) -> None:

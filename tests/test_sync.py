@@ -110,6 +110,11 @@ def test_twins_read_and_manage_a_real_store(sqlite_url: str) -> None:
         assert client.cancel(first.id)
         assert client.retry(first.id)
         assert client.get_job(first.id).state == "waiting"
+        assert client.update_args(second.id, "x@y.z")
+        assert client.change_priority(second.id, 9)
+        assert client.change_delay(second.id, 60)
+        changed = client.get_job(second.id)
+        assert (changed.args, changed.priority, changed.state) == ({"to": "x@y.z"}, 9, "delayed")
         assert client.remove(second.id)
         assert client.counts("mail")[JobState.WAITING] == 1
         assert client.workers() == []

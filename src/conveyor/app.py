@@ -14,9 +14,8 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-import msgspec
-
 from conveyor import validate
+from conveyor.admin import Admin, job_state
 from conveyor.backends import open_backend
 from conveyor.backends.values import NewJob, QueueInfo, WorkerInfo
 from conveyor.clock import Clock
@@ -38,7 +37,6 @@ from conveyor.job import (
     LogEntry,
     Retention,
 )
-from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
 from conveyor.middleware import Middleware, call_hooks, hooked, prepare
 from conveyor.retry import Backoff
 from conveyor.schedules import Schedules
@@ -55,7 +53,7 @@ DEFAULT_URL = "sqlite:///conveyor.db"
 DEFAULT_MAX_PAYLOAD = 512 * 1024
 
 
-class Conveyor:
+class Conveyor(Admin):
     """An app: its tasks, and its connection to the store at ``url``, opened at
     first use (or by ``async with app`` / ``await app.connect()``).
 
@@ -342,7 +340,7 @@ class Conveyor:
     ) -> list[Job]:
         return await self.backend.list_jobs(
             queue=None if queue is None else validate.name("queue", queue),
-            state=_state(state),
+            state=job_state(state),
             offset=validate.count("offset", offset),
             limit=validate.count("limit", limit, minimum=1),
         )
@@ -360,103 +358,3 @@ class Conveyor:
     async def workers(self, *, seen_within: float = 60.0) -> list[WorkerInfo]:
         seconds = validate.seconds("seen_within", seen_within)
         return await self.backend.workers(seen_within_ms=int(seconds * 1000))
-
-    # -- administration ------------------------------------------------------------
-
-    async def pause(self, queue: str) -> None:
-        await self.backend.set_paused(queue=validate.name("queue", queue), paused=True)
-
-    async def resume(self, queue: str) -> None:
-        await self.backend.set_paused(queue=validate.name("queue", queue), paused=False)
-
-    async def set_limits(
-        self,
-        queue: str,
-        *,
-        group: str | None = None,
-        max_active: int | msgspec.UnsetType | None = msgspec.UNSET,
-        rate: Rate | str | msgspec.UnsetType | None = msgspec.UNSET,
-    ) -> None:
-        """Limit a queue, every group of it (``group="*"``) or one group, across
-        all workers: ``max_active`` jobs running at once, and a ``rate`` such as
-        ``"100/m"`` (a sliding window; see ``conveyor.limits``). A limit not
-        given stays as it is; ``None`` lifts it (a group's own then falls back
-        to the queue's default for groups). A worker that finds a queue full
-        claims from it again when a job of it ends (on Redis, within about a
-        second, unless it ended on that worker)."""
-        queue = validate.name("queue", queue)
-        if group is not None and group != EVERY_GROUP:
-            group = group_name(group)
-        if max_active is not msgspec.UNSET and max_active is not None:
-            max_active = validate.count("max_active", max_active, minimum=1)
-        if rate is not msgspec.UNSET and rate is not None:
-            rate = Rate.parse(rate)
-        await self.backend.set_limits(queue=queue, group=group, max_active=max_active, rate=rate)
-
-    async def limits(self, queue: str) -> dict[str | None, Limits]:
-        """The limits set on ``queue``: its own under None, the groups' default
-        under ``"*"``, and each group's own under its name."""
-        return await self.backend.get_limits(queue=validate.name("queue", queue))
-
-    async def retry(self, job_id: str) -> bool:
-        """Send a failed or cancelled job back to ``waiting`` with fresh attempts
-        (a flow's parent with children still unfinished to ``waiting_children``).
-        A flow's child first delivers the outcome its parent is owed."""
-        ids = [validate.name("job_id", job_id)]
-        await self.backend.apply_outcomes(child_ids=ids, limit=1)
-        return await self.backend.retry_jobs(job_ids=ids, queue=None) == 1
-
-    async def retry_failed(self, queue: str | None = None) -> int:
-        """Send every failed job (of ``queue``) back to ``waiting``; returns how many."""
-        if queue is not None:
-            validate.name("queue", queue)
-        return await self.backend.retry_jobs(job_ids=None, queue=queue)
-
-    async def cancel(self, job_id: str) -> bool:
-        """Cancel an unfinished job (a running one stops within a renewal).
-        A flow's parent hears of it as of a failure (``conveyor.flow``)."""
-        cancelled = await self.backend.cancel(job_id=validate.name("job_id", job_id))
-        if cancelled:
-            await self.backend.apply_outcomes(child_ids=[job_id], limit=1)
-        return cancelled
-
-    async def remove(self, job_id: str) -> bool:
-        """Delete a job that is not running. A flow's parent still waiting
-        for it hears of it as cancelled, with error ``removed``."""
-        removed = await self.backend.remove(job_id=validate.name("job_id", job_id))
-        if removed:
-            await self.backend.apply_outcomes(child_ids=[job_id], limit=1)
-        return removed
-
-    async def promote(self, job_id: str) -> bool:
-        return await self.backend.promote(job_id=validate.name("job_id", job_id))
-
-    async def clean(
-        self,
-        state: JobState | str,
-        *,
-        queue: str | None = None,
-        older_than: float = 0.0,
-        keep: int = 0,
-        limit: int = 10_000,
-    ) -> int:
-        """Delete finished jobs in ``state`` older than ``older_than`` seconds, sparing
-        the newest ``keep``; at most ``limit`` per call."""
-        job_state = _state(state)
-        if not job_state.finished:
-            raise InvalidInput("state", "only completed, failed or cancelled jobs can be cleaned")
-        return await self.backend.clean(
-            queue=None if queue is None else validate.name("queue", queue),
-            state=job_state,
-            older_than_ms=int(validate.seconds("older_than", older_than) * 1000),
-            keep=validate.count("keep", keep),
-            limit=validate.count("limit", limit, minimum=1),
-        )
-
-
-def _state(value: JobState | str) -> JobState:
-    try:
-        return JobState(value)
-    except ValueError:
-        choices = ", ".join(s.value for s in JobState)
-        raise InvalidInput("state", f"must be one of {choices}") from None

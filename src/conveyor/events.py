@@ -14,7 +14,11 @@ One event per change, named for it:
 ``waiting``         a job became ready: its delay came due, it was promoted,
                     released unstarted, retried by hand, or its children are
                     done
-``delayed``         a job was scheduled for later by hand (not a retry)
+``delayed``         a job was scheduled for later by hand (not a retry): a
+                    waiting job given a delay (``change_delay``)
+``changed``         a job not yet started was changed, its state the same:
+                    its delay (``run_at``), priority or arguments
+                    (``change_delay``, ``change_priority``, ``update_args``)
 ``waiting_children``  a parent waits for its children again (retried by hand)
 ``active``          a worker claimed it (``attempt``)
 ``progress``        its running attempt reported progress (``progress``,
@@ -58,6 +62,7 @@ class EventKind(enum.StrEnum):
     ENQUEUED = "enqueued"
     WAITING = "waiting"
     DELAYED = "delayed"
+    CHANGED = "changed"
     WAITING_CHILDREN = "waiting_children"
     ACTIVE = "active"
     PROGRESS = "progress"

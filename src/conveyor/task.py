@@ -173,6 +173,22 @@ class Task(Generic[P, R]):
         """A validated job, not yet added: pass many to ``app.enqueue_many``."""
         return self._default_call.call(*args, **kwargs)
 
+    def encode_args(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], *, piped: bool = False
+    ) -> bytes:
+        """A job's payload: the arguments bound to the signature, checked
+        against its hints and the app's size limit (``piped``: a chain step's,
+        all but the first)."""
+        signature = self.signature
+        bound = signature.bind_piped(args, kwargs) if piped else signature.bind(args, kwargs)
+        payload = signature.encode(bound, piped=piped)
+        limit = self.app.max_payload_bytes
+        if len(payload) > limit:
+            raise PayloadTooLarge(
+                "args", f"encode to {len(payload)} bytes, over the limit of {limit}"
+            )
+        return payload
+
     def pipe(self: Task[Concatenate[Any, P2], R], *args: P2.args, **kwargs: P2.kwargs) -> NewJob:
         """A chain step (``conveyor.flow.chain``): a job whose first argument
         is the result of the step before it; give the others here."""
@@ -232,23 +248,16 @@ class Call(Generic[P, R]):
             if self.run_at_ms is not None and self.run_at_ms >= time.time() * 1000 + self.ttl_ms:
                 raise InvalidInput("ttl", "ends before run_at: the job could never start")
         self.options = _encode_options(options)
-        self.max_payload = task.app.max_payload_bytes
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
-        signature = self.task.signature
-        return self._job(signature.encode(signature.bind(args, kwargs)))
+        return self._job(self.task.encode_args(args, kwargs))
 
     def pipe(self: Call[Concatenate[Any, P2], R], *args: P2.args, **kwargs: P2.kwargs) -> NewJob:
         """As ``Task.pipe``, with this call's options."""
-        signature = self.task.signature
-        bound = signature.bind_piped(args, kwargs)
-        return msgspec.structs.replace(self._job(signature.encode(bound, piped=True)), pipe=True)
+        payload = self.task.encode_args(args, kwargs, piped=True)
+        return msgspec.structs.replace(self._job(payload), pipe=True)
 
     def _job(self, payload: bytes) -> NewJob:
-        if len(payload) > self.max_payload:
-            raise PayloadTooLarge(
-                "args", f"encode to {len(payload)} bytes, over the limit of {self.max_payload}"
-            )
         return NewJob(
             id=self.job_id or new_job_id(),
             task=self.task.name,

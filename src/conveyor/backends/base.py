@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import msgspec
 
 from conveyor.backends.history import History
+from conveyor.backends.managing import Managing
 from conveyor.backends.rows import UnreadableRecord
 from conveyor.backends.values import (
     ClaimedJob,
@@ -77,7 +78,7 @@ def unreadable(exc: UnreadableRecord) -> str:
     return exc.reason
 
 
-class Backend(History, abc.ABC):
+class Backend(History, Managing, abc.ABC):
     """Base of every job store. Subclasses implement the abstract operations."""
 
     url: str

@@ -14,6 +14,7 @@ from conveyor.job import Job, JobState, OnFailure
 
 __all__ = [
     "ClaimedJob",
+    "JobChange",
     "NewJob",
     "ParentRef",
     "ProgressUpdate",
@@ -60,6 +61,15 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     children: int = 0
     pipe: bool = False
     flow_id: str | None = None  # shared by the jobs of one flow, and only by them
+
+
+class JobChange(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``change_job`` changes in a job that has not started (None: keep)."""
+
+    run_at_ms: int | None = None  # its new due time (not after now: ready now)
+    priority: int | None = None
+    lifo: bool | None = None  # True: first of its priority (newest), False: by ready time
+    payload: bytes | None = None  # its arguments, validated and encoded
 
 
 class QueueSlots(NamedTuple):

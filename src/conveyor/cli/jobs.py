@@ -1,9 +1,11 @@
 """``conveyor enqueue`` and ``conveyor jobs``: make a job, list, show and manage jobs.
 
 ``enqueue`` needs ``--app`` to find the task; the ``jobs`` commands take
-``--app`` or ``--url``. ``cancel``, ``retry``, ``remove`` and ``promote`` each
-act on one job through ``_manage``: a missing job exits 1 (``JobNotFound``),
-and so does a job whose state the action does not apply to.
+``--app`` or ``--url`` (``update-args`` needs ``--app``: the task's
+signature checks the arguments). ``cancel``, ``retry``, ``remove``,
+``promote``, ``delay``, ``priority`` and ``update-args`` each act on one job
+through ``_manage``: a missing job exits 1 (``JobNotFound``), and so does a
+job whose state the action does not apply to.
 """
 
 from __future__ import annotations
@@ -147,6 +149,42 @@ def promote(job_id: str, app_path: str | None, url: str | None) -> None:
     """Run a delayed job now."""
     app = app_from(app_path, url)
     _manage(app, app.promote, job_id, "promoted")
+
+
+@jobs.command("delay")
+@click.argument("job_id")
+@click.argument("seconds", type=float)
+@app_option
+@url_option
+def delay(job_id: str, seconds: float, app_path: str | None, url: str | None) -> None:
+    """Run a job that has not started SECONDS from now (0: now)."""
+    app = app_from(app_path, url)
+    _manage(app, lambda i: app.change_delay(i, seconds), job_id, "delayed")
+
+
+@jobs.command("priority")
+@click.argument("job_id")
+@click.argument("priority", type=int)
+@click.option("--lifo/--fifo", default=None, help="First of its priority, or by ready time.")
+@app_option
+@url_option
+def priority(
+    job_id: str, priority: int, lifo: bool | None, app_path: str | None, url: str | None
+) -> None:
+    """Give a job that has not started another PRIORITY (-100..100)."""
+    app = app_from(app_path, url)
+    _manage(app, lambda i: app.change_priority(i, priority, lifo=lifo), job_id, "reprioritized")
+
+
+@jobs.command("update-args")
+@click.argument("job_id")
+@app_option
+@click.option("--args", "args_json", default="[]", help="JSON array of positional arguments.")
+@click.option("--kwargs", "kwargs_json", default="{}", help="JSON object of keyword arguments.")
+def update_args(job_id: str, app_path: str | None, args_json: str, kwargs_json: str) -> None:
+    """Replace the arguments of a job that has not started."""
+    app, args, kwargs = app_and_arguments(app_path, args_json, kwargs_json)
+    _manage(app, lambda i: app.update_args(i, *args, **kwargs), job_id, "updated")
 
 
 def _manage(

@@ -51,6 +51,7 @@ from conveyor.backends.base import Backend
 from conveyor.backends.redis import (
     adding,
     admin,
+    changing,
     claims,
     events,
     finishing,
@@ -66,6 +67,7 @@ from conveyor.backends.redis.connection import RedisConnection
 from conveyor.backends.redis.keys import Keys
 from conveyor.backends.values import (
     ClaimedJob,
+    JobChange,
     NewJob,
     ProgressUpdate,
     QueueInfo,
@@ -275,6 +277,9 @@ class RedisBackend(Backend):
 
     async def promote(self, *, job_id: str) -> bool:
         return await admin.promote(self._conn, job_id=job_id)
+
+    async def change_job(self, *, job_id: str, change: JobChange) -> bool | None:
+        return await changing.change(self._conn, job_id=job_id, change=change)
 
     async def clean(
         self, *, queue: str | None, state: JobState, older_than_ms: int, keep: int, limit: int

@@ -1,9 +1,10 @@
 """The Redis job record: one hash per job.
 
-The 'data' field holds what never changes, as one JSON array: id, task, queue,
-max attempts, and the options and arguments embedded raw (no second
-escaping). The other fields change with the job's state; a field at its
-default (attempts, stalls, progress 0) is left unset. No script reads 'data'.
+The 'data' field holds what never changes (but the arguments of a job not
+yet started, by ``update_args``), as one JSON array: id, task, queue, max
+attempts, and the options and arguments embedded raw (no second escaping).
+The other fields change with the job's state; a field at its default
+(attempts, stalls, progress 0) is left unset. No script reads 'data'.
 """
 
 from __future__ import annotations
@@ -58,17 +59,32 @@ _decode_data = msgspec.json.Decoder(Data).decode
 def encode_data(job: NewJob) -> bytes:
     """A job's 'data' field: what never changes, with options and arguments
     embedded as they are (no second escaping)."""
-    data: tuple[Any, ...] = (
-        job.id,
-        job.task,
-        job.queue,
-        job.max_attempts,
-        msgspec.Raw(job.options),
-        msgspec.Raw(job.payload),
+    return _encode(
+        Data(
+            job.id,
+            job.task,
+            job.queue,
+            job.max_attempts,
+            msgspec.Raw(job.options),
+            msgspec.Raw(job.payload),
+            job.parent,
+            job.children,
+            job.pipe,
+        )
     )
-    if job.parent is not None or job.children:
-        data += (job.parent, job.children, job.pipe)
-    return msgspec.json.encode(data)
+
+
+def with_payload(data: bytes, payload: bytes) -> bytes:
+    """A job's 'data' field with other arguments (``update_args``: the only
+    change it ever sees, made before the job starts)."""
+    return _encode(msgspec.structs.replace(_decode_data(data), payload=msgspec.Raw(payload)))
+
+
+def _encode(d: Data) -> bytes:
+    fields: tuple[Any, ...] = (d.id, d.task, d.queue, d.max_attempts, d.options, d.payload)
+    if d.parent is not None or d.children:
+        fields += (d.parent, d.children, d.pipe)
+    return msgspec.json.encode(fields)
 
 
 def _text(value: bytes | None) -> str | None:

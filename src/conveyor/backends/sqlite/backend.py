@@ -37,6 +37,7 @@ from conveyor.backends.base import Backend
 from conveyor.backends.sqlite import (
     adding,
     admin,
+    changing,
     claims,
     connection,
     events,
@@ -51,6 +52,7 @@ from conveyor.backends.sqlite import (
 from conveyor.backends.sqlite.state import LastClaim
 from conveyor.backends.values import (
     ClaimedJob,
+    JobChange,
     NewJob,
     ProgressUpdate,
     QueueInfo,
@@ -362,6 +364,9 @@ class SQLiteBackend(Backend):
 
     async def promote(self, *, job_id: str) -> bool:
         return await self.write_then_wake(admin.promote, self.clock, job_id=job_id)
+
+    async def change_job(self, *, job_id: str, change: JobChange) -> bool | None:
+        return await self.write_then_wake(changing.change, self.clock, job_id=job_id, change=change)
 
     async def clean(
         self, *, queue: str | None, state: JobState, older_than_ms: int, keep: int, limit: int

@@ -18,7 +18,7 @@ from conveyor.errors import InvalidInput
 from conveyor.events import EventKind, EventPage, EventSettings, JobEvent
 from conveyor.job import JobState
 
-__all__ = ["configure", "last_id", "page", "removed", "ticked", "trim", "wait"]
+__all__ = ["changed", "configure", "last_id", "page", "removed", "ticked", "trim", "wait"]
 
 POLL_S = 0.01  # how often a waiting subscriber looks at the data version
 
@@ -73,6 +73,17 @@ def removed(conn: sqlite3.Connection, jobs: Iterable[tuple[str, str, str]]) -> N
         "INSERT INTO events (at, kind, job_id, queue, task, state, data)"
         f" SELECT {_NOW}, 'removed', ?, ?, ?, NULL, '{{}}' WHERE {_ON}",
         list(jobs),
+    )
+
+
+def changed(
+    conn: sqlite3.Connection, job_id: str, queue: str, task: str, state: str, run_at_ms: int
+) -> None:
+    """A ``changed`` event: a job not yet started was changed in place."""
+    conn.execute(
+        "INSERT INTO events (at, kind, job_id, queue, task, state, data)"
+        f" SELECT {_NOW}, 'changed', ?, ?, ?, ?, json_object('run_at_ms', ?) WHERE {_ON}",
+        (job_id, queue, task, state, run_at_ms),
     )
 
 

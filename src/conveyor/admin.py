@@ -1,0 +1,194 @@
+"""Managing jobs and queues from outside a run: pausing and limiting
+queues; retrying, cancelling, removing, promoting and cleaning jobs; and
+changing a job before it starts. ``Conveyor`` has these methods (it is an
+``Admin``); each validates its input, then makes one call of the store
+contract, atomic as that call states (``conveyor.backends``).
+
+Changing a job that has not started (``change_delay``, ``change_priority``,
+``update_args``) applies to a waiting or delayed job, and to a flow's parent
+still waiting for its children (but for its delay). On a job that has
+started or finished the change is not made and the call returns False: the
+run it would change has begun (a worker claimed it between the caller's
+look and the change), so nothing is half-applied; an unknown id raises
+``JobNotFound``. Each change writes its event (``conveyor.events``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from conveyor import validate
+from conveyor.backends.base import Backend
+from conveyor.backends.values import JobChange
+from conveyor.clock import Clock
+from conveyor.errors import InvalidInput, JobNotFound
+from conveyor.job import JobState
+from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
+from conveyor.task import Task, find_task
+
+__all__ = ["Admin", "job_state"]
+
+
+class Admin:
+    backend: Backend
+    clock: Clock
+    tasks: dict[str, Task[Any, Any]]
+
+    # -- queues --------------------------------------------------------------------
+
+    async def pause(self, queue: str) -> None:
+        await self.backend.set_paused(queue=validate.name("queue", queue), paused=True)
+
+    async def resume(self, queue: str) -> None:
+        await self.backend.set_paused(queue=validate.name("queue", queue), paused=False)
+
+    async def set_limits(
+        self,
+        queue: str,
+        *,
+        group: str | None = None,
+        max_active: int | msgspec.UnsetType | None = msgspec.UNSET,
+        rate: Rate | str | msgspec.UnsetType | None = msgspec.UNSET,
+    ) -> None:
+        """Limit a queue, every group of it (``group="*"``) or one group, across
+        all workers: ``max_active`` jobs running at once, and a ``rate`` such as
+        ``"100/m"`` (a sliding window; see ``conveyor.limits``). A limit not
+        given stays as it is; ``None`` lifts it (a group's own then falls back
+        to the queue's default for groups). A worker that finds a queue full
+        claims from it again when a job of it ends (on Redis, within about a
+        second, unless it ended on that worker)."""
+        queue = validate.name("queue", queue)
+        if group is not None and group != EVERY_GROUP:
+            group = group_name(group)
+        if max_active is not msgspec.UNSET and max_active is not None:
+            max_active = validate.count("max_active", max_active, minimum=1)
+        if rate is not msgspec.UNSET and rate is not None:
+            rate = Rate.parse(rate)
+        await self.backend.set_limits(queue=queue, group=group, max_active=max_active, rate=rate)
+
+    async def limits(self, queue: str) -> dict[str | None, Limits]:
+        """The limits set on ``queue``: its own under None, the groups' default
+        under ``"*"``, and each group's own under its name."""
+        return await self.backend.get_limits(queue=validate.name("queue", queue))
+
+    async def retry(self, job_id: str) -> bool:
+        """Send a failed or cancelled job back to ``waiting`` with fresh attempts
+        (a flow's parent with children still unfinished to ``waiting_children``).
+        A flow's child first delivers the outcome its parent is owed."""
+        ids = [validate.name("job_id", job_id)]
+        await self.backend.apply_outcomes(child_ids=ids, limit=1)
+        return await self.backend.retry_jobs(job_ids=ids, queue=None) == 1
+
+    async def retry_failed(self, queue: str | None = None) -> int:
+        """Send every failed job (of ``queue``) back to ``waiting``; returns how many."""
+        if queue is not None:
+            validate.name("queue", queue)
+        return await self.backend.retry_jobs(job_ids=None, queue=queue)
+
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel an unfinished job (a running one stops within a renewal).
+        A flow's parent hears of it as of a failure (``conveyor.flow``)."""
+        cancelled = await self.backend.cancel(job_id=validate.name("job_id", job_id))
+        if cancelled:
+            await self.backend.apply_outcomes(child_ids=[job_id], limit=1)
+        return cancelled
+
+    async def remove(self, job_id: str) -> bool:
+        """Delete a job that is not running. A flow's parent still waiting
+        for it hears of it as cancelled, with error ``removed``."""
+        removed = await self.backend.remove(job_id=validate.name("job_id", job_id))
+        if removed:
+            await self.backend.apply_outcomes(child_ids=[job_id], limit=1)
+        return removed
+
+    async def promote(self, job_id: str) -> bool:
+        return await self.backend.promote(job_id=validate.name("job_id", job_id))
+
+    async def clean(
+        self,
+        state: JobState | str,
+        *,
+        queue: str | None = None,
+        older_than: float = 0.0,
+        keep: int = 0,
+        limit: int = 10_000,
+    ) -> int:
+        """Delete finished jobs in ``state`` older than ``older_than`` seconds, sparing
+        the newest ``keep``; at most ``limit`` per call."""
+        job_state_ = job_state(state)
+        if not job_state_.finished:
+            raise InvalidInput("state", "only completed, failed or cancelled jobs can be cleaned")
+        return await self.backend.clean(
+            queue=None if queue is None else validate.name("queue", queue),
+            state=job_state_,
+            older_than_ms=int(validate.seconds("older_than", older_than) * 1000),
+            keep=validate.count("keep", keep),
+            limit=validate.count("limit", limit, minimum=1),
+        )
+
+    # -- changing a job before it starts ------------------------------------------
+
+    async def change_delay(
+        self,
+        job_id: str,
+        delay: float | timedelta | None = None,
+        *,
+        run_at: datetime | None = None,
+    ) -> bool:
+        """Run a waiting or delayed job ``delay`` seconds from now, or at
+        ``run_at`` (not in the past); a delay of 0 makes it ready now (as
+        ``promote``). False if it has started or finished (or waits for its
+        children); ``JobNotFound`` if there is no such job."""
+        if (delay is None) == (run_at is None):
+            raise InvalidInput("delay", "give delay or run_at, one of them")
+        now = self.clock.now_ms()
+        if run_at is not None:
+            at = validate.run_at_ms(run_at)
+            if at < now:
+                raise InvalidInput("run_at", "is in the past: give a delay of 0 to run it now")
+        else:
+            at = now + int(validate.seconds("delay", delay) * 1000)
+        return await self._change(job_id, JobChange(run_at_ms=at))
+
+    async def change_priority(
+        self, job_id: str, priority: int, *, lifo: bool | None = None
+    ) -> bool:
+        """Give a job that has not started another ``priority``, re-sorting it
+        among its queue's (or group's) waiting jobs; ``lifo`` True puts it
+        first of that priority, False in order of when it became ready, None
+        keeps its order. False if it has started or finished."""
+        if lifo is not None and not isinstance(lifo, bool):
+            raise InvalidInput("lifo", "must be true, false or None")
+        change = JobChange(priority=validate.priority(priority), lifo=lifo)
+        return await self._change(job_id, change)
+
+    async def update_args(self, job_id: str, /, *args: Any, **kwargs: Any) -> bool:
+        """Replace the arguments of a job that has not started, checked against
+        its task's signature and hints as an enqueue checks them (the task
+        must be registered on this app). False if it has started or finished."""
+        job = await self.backend.get_job(job_id=validate.name("job_id", job_id))
+        if job is None:
+            raise JobNotFound(job_id)
+        task = find_task(self.tasks, job.task)
+        payload = task.encode_args(args, kwargs, piped=job.pipe)
+        return await self._change(job_id, JobChange(payload=payload))
+
+    async def _change(self, job_id: str, change: JobChange) -> bool:
+        changed = await self.backend.change_job(
+            job_id=validate.name("job_id", job_id), change=change
+        )
+        if changed is None:
+            raise JobNotFound(job_id)
+        return changed
+
+
+def job_state(value: JobState | str) -> JobState:
+    """A ``JobState`` from itself or its name; ``InvalidInput`` naming ``state``."""
+    try:
+        return JobState(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in JobState)
+        raise InvalidInput("state", f"must be one of {choices}") from None
