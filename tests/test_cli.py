@@ -173,6 +173,8 @@ async def test_manage_jobs_and_queues(app: Conveyor, sqlite_url: str) -> None:
     assert "cancelled" in await conveyor(sqlite_url, "jobs", "cancel", later.id)
     assert (await app.get_job(later.id)).state == "cancelled"
     await conveyor(sqlite_url, "jobs", "cancel", later.id, code=1)  # already finished
+    await conveyor(sqlite_url, "jobs", "retry", later.id, "--state", "completed", code=1)
+    await conveyor(sqlite_url, "jobs", "retry", later.id, "--state", "active", code=2)
     assert "retried" in await conveyor(sqlite_url, "jobs", "retry", later.id)
     assert (await app.get_job(later.id)).state == "waiting"
     assert "paused default" in await conveyor(sqlite_url, "pause", "default")

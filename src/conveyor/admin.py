@@ -22,6 +22,7 @@ import msgspec
 
 from conveyor import validate
 from conveyor.backends.base import Backend
+from conveyor.backends.managing import RETRIED
 from conveyor.backends.values import JobChange
 from conveyor.clock import Clock
 from conveyor.errors import InvalidInput, JobNotFound
@@ -74,13 +75,21 @@ class Admin:
         under ``"*"``, and each group's own under its name."""
         return await self.backend.get_limits(queue=validate.name("queue", queue))
 
-    async def retry(self, job_id: str) -> bool:
-        """Send a failed or cancelled job back to ``waiting`` with fresh attempts
-        (a flow's parent with children still unfinished to ``waiting_children``).
-        A flow's child first delivers the outcome its parent is owed."""
+    async def retry(self, job_id: str, *, state: JobState | str | None = None) -> bool:
+        """Send a finished job back to ``waiting`` with fresh attempts: a failed
+        or cancelled one, or with ``state`` only one in that state (``"completed"``
+        runs a completed job again). Attempts start from 0; its result, error
+        and progress are cleared, its log kept. A flow's parent with children
+        still unfinished goes to ``waiting_children``; a flow's child first
+        delivers the outcome its parent is owed. False if it is in no such state."""
         ids = [validate.name("job_id", job_id)]
+        states: tuple[JobState, ...] = RETRIED
+        if state is not None:
+            states = (job_state(state),)
+            if not states[0].finished:
+                raise InvalidInput("state", "must be completed, failed or cancelled")
         await self.backend.apply_outcomes(child_ids=ids, limit=1)
-        return await self.backend.retry_jobs(job_ids=ids, queue=None) == 1
+        return await self.backend.retry_jobs(job_ids=ids, queue=None, states=states) == 1
 
     async def retry_failed(self, queue: str | None = None) -> int:
         """Send every failed job (of ``queue``) back to ``waiting``; returns how many."""

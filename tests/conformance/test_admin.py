@@ -100,6 +100,34 @@ async def test_retry_one_failed_job_gives_fresh_attempts(app: Conveyor) -> None:
     assert not await app.retry(job_id)  # only failed or cancelled jobs
 
 
+async def test_retry_a_completed_job_runs_it_again_from_fresh(app: Conveyor) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    handle = await work.enqueue()
+    (claimed,) = await claim(app)
+    await app.backend.complete(job_id=handle.id, token=claimed.token, result=b"42", retention=KEEP)
+    assert not await app.retry(handle.id)  # by default: failed or cancelled jobs only
+    assert not await app.retry(handle.id, state="failed")
+    start = await app.backend.last_event_id()
+    assert await app.retry(handle.id, state="completed")
+    job = await app.get_job(handle.id)
+    assert (job.state, job.attempts, job.result, job.finished_at) == ("waiting", 0, None, None)
+    assert (await app.counts("default"))[JobState.COMPLETED] == 0
+    (event,) = (await app.backend.read_events(after=start, limit=10)).events
+    assert (event.kind.value, event.job_id) == ("waiting", handle.id)
+    (again,) = await claim(app)
+    assert again.job.id == handle.id and again.job.attempts == 1
+    assert await app.backend.complete(
+        job_id=handle.id, token=again.token, result=b"43", retention=KEEP
+    )
+    assert (await app.get_job(handle.id)).result == 43
+    assert (await app.counts("default"))[JobState.COMPLETED] == 1
+    with pytest.raises(InvalidInput) as bad:
+        await app.retry(handle.id, state="waiting")
+    assert bad.value.field == "state"
+
+
 async def test_retry_all_failed_of_one_queue(app: Conveyor) -> None:
     a = await _failed(app, "a")
     b = await _failed(app, "b")

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import msgspec
 
 from conveyor.backends.history import History
-from conveyor.backends.managing import Managing
+from conveyor.backends.managing import RETRIED, Managing
 from conveyor.backends.rows import UnreadableRecord
 from conveyor.backends.values import (
     ClaimedJob,
@@ -415,11 +415,20 @@ class Backend(History, Managing, abc.ABC):
         without limits are left out."""
 
     @abc.abstractmethod
-    async def retry_jobs(self, *, job_ids: Sequence[str] | None, queue: str | None) -> int:
-        """Move ``failed`` or ``cancelled`` jobs back to ``waiting`` with fresh attempts.
+    async def retry_jobs(
+        self,
+        *,
+        job_ids: Sequence[str] | None,
+        queue: str | None,
+        states: Sequence[JobState] = RETRIED,
+    ) -> int:
+        """Move finished jobs back to ``waiting`` with fresh attempts (no
+        result, error or progress; logs kept).
 
-        ``job_ids`` names them; ``None`` means every failed job (of ``queue``,
-        if given). Returns how many moved. Atomic per call.
+        ``job_ids`` names them, each moved only from one of ``states``
+        (default failed or cancelled; completed too when named); ``None``
+        means every failed job (of ``queue``, if given). Returns how many
+        moved. Each job moves atomically.
         """
 
     @abc.abstractmethod

@@ -9,12 +9,15 @@ from __future__ import annotations
 import abc
 
 from conveyor.backends.values import JobChange
+from conveyor.job import JobState
 
-__all__ = ["CHANGEABLE", "Managing"]
+__all__ = ["CHANGEABLE", "RETRIED", "Managing"]
 
 # The states of a job that has not started: those ``change_job`` may change
 # (a new due time: waiting and delayed only; a parent waits for its children).
 CHANGEABLE = ("waiting", "delayed", "waiting_children")
+# The states ``retry_jobs`` takes named jobs from unless told others.
+RETRIED = (JobState.FAILED, JobState.CANCELLED)
 
 
 class Managing(abc.ABC):

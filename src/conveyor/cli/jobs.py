@@ -123,12 +123,13 @@ def cancel(job_id: str, app_path: str | None, url: str | None) -> None:
 
 @jobs.command("retry")
 @click.argument("job_id")
+@click.option("--state", help="Only from this state: completed, failed or cancelled.")
 @app_option
 @url_option
-def retry(job_id: str, app_path: str | None, url: str | None) -> None:
-    """Send a failed or cancelled job back to waiting."""
+def retry(job_id: str, state: str | None, app_path: str | None, url: str | None) -> None:
+    """Send a failed or cancelled (or, with --state, a completed) job back to waiting."""
     app = app_from(app_path, url)
-    _manage(app, app.retry, job_id, "retried")
+    _manage(app, lambda i: app.retry(i, state=state), job_id, "retried")
 
 
 @jobs.command("remove")

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from conveyor.backends.managing import RETRIED
 from conveyor.backends.redis.connection import RedisConnection, mapped_errors
 from conveyor.backends.redis.keys import FINISHED
 from conveyor.backends.redis.record import retention_member
@@ -35,10 +36,14 @@ async def set_paused(conn: RedisConnection, *, queue: str, paused: bool) -> None
 
 
 async def retry_jobs(
-    conn: RedisConnection, *, job_ids: Sequence[str] | None, queue: str | None
+    conn: RedisConnection,
+    *,
+    job_ids: Sequence[str] | None,
+    queue: str | None,
+    states: Sequence[JobState] = RETRIED,
 ) -> int:
     if job_ids is not None:
-        return await _retry(conn, job_ids, allow_cancelled=True)
+        return await _retry(conn, job_ids, states)
     moved = 0
     for q in [queue] if queue is not None else await conn.queue_names():
         while True:  # bounded batches; each job moves in its own script
@@ -46,15 +51,16 @@ async def retry_jobs(
                 failed = await conn.client.zrange(conn.keys.state(q, "failed"), 0, BATCH - 1)
             if not failed:
                 break
-            done = await _retry(conn, [m.decode() for m in failed], allow_cancelled=False)
+            done = await _retry(conn, [m.decode() for m in failed], (JobState.FAILED,))
             moved += done
             if done == 0:  # nothing movable (changed under us): do not spin
                 break
     return moved
 
 
-async def _retry(conn: RedisConnection, job_ids: Sequence[str], *, allow_cancelled: bool) -> int:
+async def _retry(conn: RedisConnection, job_ids: Sequence[str], states: Sequence[JobState]) -> int:
     k = conn.keys
+    allowed = "," + ",".join(state.value for state in states) + ","
 
     async def one(job_id: str) -> bool:
         identity = await conn.identity(job_id)
@@ -72,8 +78,10 @@ async def _retry(conn: RedisConnection, job_ids: Sequence[str], *, allow_cancell
             k.queue(q, "gwaiting"),
             k.queue(q, "groups"),
             k.state(q, "waiting_children"),
+            k.state(q, "completed"),
+            k.done(task, "completed"),
         ]
-        args = [conn.offset, retention_member(q, job_id), int(allow_cancelled), job_id]
+        args = [conn.offset, retention_member(q, job_id), allowed, job_id]
         return await conn.fenced("retry", keys, args)
 
     return sum(await asyncio.gather(*(one(job_id) for job_id in job_ids)))

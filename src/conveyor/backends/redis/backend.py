@@ -48,6 +48,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from conveyor.backends.base import Backend
+from conveyor.backends.managing import RETRIED
 from conveyor.backends.redis import (
     adding,
     admin,
@@ -266,8 +267,14 @@ class RedisBackend(Backend):
     async def get_limits(self, *, queue: str) -> dict[str | None, Limits]:
         return await limits.get_limits(self._conn, queue=queue)
 
-    async def retry_jobs(self, *, job_ids: Sequence[str] | None, queue: str | None) -> int:
-        return await admin.retry_jobs(self._conn, job_ids=job_ids, queue=queue)
+    async def retry_jobs(
+        self,
+        *,
+        job_ids: Sequence[str] | None,
+        queue: str | None,
+        states: Sequence[JobState] = RETRIED,
+    ) -> int:
+        return await admin.retry_jobs(self._conn, job_ids=job_ids, queue=queue, states=states)
 
     async def cancel(self, *, job_id: str) -> bool:
         return await admin.cancel(self._conn, job_id=job_id)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from conveyor.backends.managing import RETRIED
 from conveyor.backends.sqlite import adding, events, flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.state import State
@@ -29,24 +30,34 @@ def set_paused(conn: sqlite3.Connection, *, queue: str, paused: bool) -> None:
     )
 
 
-async def retry_jobs(backend: State, *, job_ids: Sequence[str] | None, queue: str | None) -> int:
-    """The given failed or cancelled jobs, or every failed job (of the
+async def retry_jobs(
+    backend: State,
+    *,
+    job_ids: Sequence[str] | None,
+    queue: str | None,
+    states: Sequence[JobState] = RETRIED,
+) -> int:
+    """The given jobs in one of ``states``, or every failed job (of the
     queue), back to waiting as new: in transactions of ``RETRY_BATCH``."""
-    moved = total = await backend.write(_retry_batch, backend.clock, job_ids, queue)
+    moved = total = await backend.write(_retry_batch, backend.clock, job_ids, queue, states)
     while job_ids is None and moved == RETRY_BATCH:  # short: no writer waits long
-        moved = await backend.write(_retry_batch, backend.clock, job_ids, queue)
+        moved = await backend.write(_retry_batch, backend.clock, job_ids, queue, states)
         total += moved
     backend.wakeup.set()
     return total
 
 
 def _retry_batch(
-    conn: sqlite3.Connection, clock: Clock, job_ids: Sequence[str] | None, queue: str | None
+    conn: sqlite3.Connection,
+    clock: Clock,
+    job_ids: Sequence[str] | None,
+    queue: str | None,
+    states: Sequence[JobState],
 ) -> int:
     now = clock.now_ms()
     if job_ids is not None:
-        where = f"id IN ({placeholders(len(job_ids))}) AND state IN ('failed', 'cancelled')"
-        params: tuple[str, ...] = tuple(job_ids)
+        where = f"id IN ({placeholders(len(job_ids))}) AND state IN ({placeholders(len(states))})"
+        params: tuple[str, ...] = (*job_ids, *(state.value for state in states))
     else:
         where = "state = 'failed' AND finished_at IS NOT NULL" + (
             " AND queue = ?" if queue is not None else ""

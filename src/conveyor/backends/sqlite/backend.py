@@ -34,6 +34,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import msgspec
 
 from conveyor.backends.base import Backend
+from conveyor.backends.managing import RETRIED
 from conveyor.backends.sqlite import (
     adding,
     admin,
@@ -353,8 +354,14 @@ class SQLiteBackend(Backend):
     async def get_limits(self, *, queue: str) -> dict[str | None, Limits]:
         return await self.read(limits.get_limits, queue=queue)
 
-    async def retry_jobs(self, *, job_ids: Sequence[str] | None, queue: str | None) -> int:
-        return await admin.retry_jobs(self, job_ids=job_ids, queue=queue)
+    async def retry_jobs(
+        self,
+        *,
+        job_ids: Sequence[str] | None,
+        queue: str | None,
+        states: Sequence[JobState] = RETRIED,
+    ) -> int:
+        return await admin.retry_jobs(self, job_ids=job_ids, queue=queue, states=states)
 
     async def cancel(self, *, job_id: str) -> bool:
         return await self.write(admin.cancel, self.clock, job_id=job_id)
