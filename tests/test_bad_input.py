@@ -195,6 +195,21 @@ CASES: list[tuple[str, type[Exception], str, Callable[[Conveyor], Awaitable[obje
         lambda a: on_job(a, lambda j: a.update_args(j, 1, m=2)),
     ),
     ("change an empty job id", InvalidInput, "job_id", lambda a: a.change_priority("", 1)),
+    ("drain an empty queue name", InvalidInput, "queue", lambda a: a.drain("")),
+    ("drain delayed not bool", InvalidInput, "delayed", lambda a: a.drain("work", delayed=1)),  # type: ignore[arg-type]
+    (
+        "obliterate force not bool",
+        InvalidInput,
+        "force",
+        lambda a: a.obliterate("work", force="yes"),
+    ),  # type: ignore[arg-type]
+    ("clean active jobs", InvalidInput, "state", lambda a: a.clean("active")),
+    (
+        "retry to waiting",
+        InvalidInput,
+        "state",
+        lambda a: on_job(a, lambda j: a.retry(j, state="waiting")),
+    ),
     ("missing argument", InvalidArguments, "n", lambda a: job_task(a).enqueue()),
     ("unknown keyword", InvalidArguments, "m", lambda a: job_task(a).enqueue(1, m=2)),
     ("too many positional", InvalidArguments, "args", lambda a: job_task(a).enqueue(1, 2, 3, 4)),

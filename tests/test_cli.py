@@ -217,6 +217,27 @@ async def test_change_a_job_before_it_starts(app: Conveyor, sqlite_url: str) -> 
     await conveyor(sqlite_url, "jobs", "priority", handle.id, "1", code=1)  # started
 
 
+async def test_drain_clean_and_obliterate_a_queue(app: Conveyor, sqlite_url: str) -> None:
+    add = app.tasks["add"]
+    await app.enqueue_many([add.call(n, n) for n in range(3)])
+    later = await add.configure(delay=600).enqueue(1, 1)
+    assert "drained 3 jobs" in await conveyor(sqlite_url, "drain", "default")
+    assert (await app.get_job(later.id)).state == "delayed"
+    assert "cleaned 1 jobs" in await conveyor(sqlite_url, "clean", "delayed", "-q", "default")
+    await add.enqueue(2, 2)
+    (_running,) = await app.backend.claim(
+        slots=[QueueSlots(("default",), 1)], worker_id="w", lease_ms=30_000
+    )
+    await add.enqueue(3, 3)
+    before = db_digest(sqlite_url.removeprefix("sqlite:///"))
+    await conveyor(sqlite_url, "obliterate", "default", code=1)  # a job runs
+    await conveyor(sqlite_url, "clean", "active", code=2)
+    assert db_digest(sqlite_url.removeprefix("sqlite:///")) == before
+    out = await conveyor(sqlite_url, "obliterate", "default", "--force")
+    assert "obliterated default: 2 jobs" in out
+    assert await app.queues() == []
+
+
 async def test_schedules_are_added_listed_paused_and_removed(
     app: Conveyor, sqlite_url: str
 ) -> None:

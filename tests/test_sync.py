@@ -117,6 +117,10 @@ def test_twins_read_and_manage_a_real_store(sqlite_url: str) -> None:
         assert (changed.args, changed.priority, changed.state) == ({"to": "x@y.z"}, 9, "delayed")
         assert client.remove(second.id)
         assert client.counts("mail")[JobState.WAITING] == 1
+        client.enqueue(send.configure(queue="spam"), "s@b.c")
+        assert client.drain("spam") == 1
+        assert client.obliterate("spam") == 0  # emptied: only the queue itself goes
+        assert "spam" not in [q.name for q in client.queues()]
         assert client.workers() == []
 
         client.schedules.add(send, every=60, id="ping", args=["p@b.c"])

@@ -29,6 +29,7 @@ from conveyor.errors import (
     JobNotFound,
     JobTimeout,
     PayloadTooLarge,
+    QueueBusy,
     SandboxError,
     UnknownTask,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "NewJob",
     "NonRetryable",
     "PayloadTooLarge",
+    "QueueBusy",
     "QueueInfo",
     "Rate",
     "RateLimited",

@@ -30,7 +30,15 @@ from conveyor.job import JobState
 from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
 from conveyor.task import Task, find_task
 
-__all__ = ["Admin", "job_state"]
+__all__ = ["CLEANABLE", "Admin", "job_state"]
+
+CLEANABLE = (
+    JobState.COMPLETED,
+    JobState.FAILED,
+    JobState.CANCELLED,
+    JobState.WAITING,
+    JobState.DELAYED,
+)
 
 
 class Admin:
@@ -125,18 +133,54 @@ class Admin:
         keep: int = 0,
         limit: int = 10_000,
     ) -> int:
-        """Delete finished jobs in ``state`` older than ``older_than`` seconds, sparing
-        the newest ``keep``; at most ``limit`` per call."""
-        job_state_ = job_state(state)
-        if not job_state_.finished:
-            raise InvalidInput("state", "only completed, failed or cancelled jobs can be cleaned")
-        return await self.backend.clean(
+        """Delete jobs in ``state`` (completed, failed, cancelled, or waiting
+        or delayed) older than ``older_than`` seconds, sparing the newest
+        ``keep``; at most ``limit`` per call. A finished job's age runs from
+        when it finished, a waiting or delayed one's from its enqueue. In
+        batches, each atomic; each job has its ``removed`` event."""
+        cleaned = job_state(state)
+        if cleaned not in CLEANABLE:
+            raise InvalidInput("state", "must be completed, failed, cancelled, waiting or delayed")
+        removed = await self.backend.clean(
             queue=None if queue is None else validate.name("queue", queue),
-            state=job_state_,
+            state=cleaned,
             older_than_ms=int(validate.seconds("older_than", older_than) * 1000),
             keep=validate.count("keep", keep),
             limit=validate.count("limit", limit, minimum=1),
         )
+        await self._tell_parents(removed)
+        return removed
+
+    async def drain(self, queue: str, *, delayed: bool = False) -> int:
+        """Delete the queue's waiting jobs (and, with ``delayed``, its delayed
+        ones), leaving running and finished jobs and flows' parents waiting
+        for children; returns how many went. In batches, each atomic: a job a
+        worker claims meanwhile runs."""
+        if not isinstance(delayed, bool):
+            raise InvalidInput("delayed", "must be true or false")
+        removed = await self.backend.drain(queue=validate.name("queue", queue), delayed=delayed)
+        await self._tell_parents(removed)
+        return removed
+
+    async def obliterate(self, queue: str, *, force: bool = False) -> int:
+        """Delete the queue and every job in it, then the queue itself (its
+        pause, limits and groups; its statistics stay). Refused with
+        ``QueueBusy``, changing nothing, while any of its jobs runs, unless
+        ``force`` (their workers then lose their leases: their results are
+        dropped). The queue is paused first, so no claim starts; a crash
+        part-way leaves it paused and consistent: obliterate it again.
+        Returns how many jobs went (0: no such queue)."""
+        if not isinstance(force, bool):
+            raise InvalidInput("force", "must be true or false")
+        removed = await self.backend.obliterate(queue=validate.name("queue", queue), force=force)
+        await self._tell_parents(removed)
+        return removed
+
+    async def _tell_parents(self, removed: int) -> None:
+        """Hand the outcomes removed flow children owe their parents over now
+        (the workers would, within seconds)."""
+        if removed:
+            await self.backend.apply_outcomes(child_ids=None, limit=min(removed, 1000))
 
     # -- changing a job before it starts ------------------------------------------
 

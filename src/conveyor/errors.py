@@ -22,6 +22,7 @@ __all__ = [
     "JobNotFound",
     "JobTimeout",
     "PayloadTooLarge",
+    "QueueBusy",
     "SandboxError",
     "ScheduleNotFound",
     "UnknownTask",
@@ -74,6 +75,18 @@ class JobNotFound(ConveyorError, LookupError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id!r} not found")
         self.job_id = job_id
+
+
+class QueueBusy(ConveyorError):
+    """``obliterate`` refused: jobs of the queue are running (pass ``force``)."""
+
+    def __init__(self, queue: str, active: int) -> None:
+        super().__init__(
+            f"queue {queue!r} has {active} active jobs: stop its workers, or obliterate"
+            " with force to remove them too"
+        )
+        self.queue = queue
+        self.active = active
 
 
 class BackendError(ConveyorError):

@@ -30,8 +30,8 @@ One event per change, named for it:
 ``stalled``         its lease expired unrenewed (``state``: back to waiting,
                     or failed after too many stalls)
 ``cancelled``       it was cancelled, or expired unstarted (``error``)
-``removed``         it was deleted by ``remove`` or ``clean`` (trimming to
-                    retention deletes silently)
+``removed``         it was deleted by ``remove``, ``clean``, ``drain`` or
+                    ``obliterate`` (trimming to retention deletes silently)
 ``tick``            a schedule fired (``schedule``; ``job_id`` is its job)
 ==================  =========================================================
 

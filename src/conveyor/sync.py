@@ -7,8 +7,8 @@ a daemon thread; every method submits one coroutine there and waits for it
 step: each public coroutine method of ``Conveyor`` (reading: ``get_job``,
 ``get_logs``, ``list_jobs``, ``queues``, ``counts``, ``workers``, ``limits``;
 managing: ``pause``, ``resume``, ``set_limits``, ``retry``, ``retry_failed``,
-``cancel``, ``remove``, ``promote``, ``clean``, ``change_delay``,
-``change_priority``, ``update_args``; adding: ``enqueue_many``,
+``cancel``, ``remove``, ``promote``, ``clean``, ``drain``, ``obliterate``,
+``change_delay``, ``change_priority``, ``update_args``; adding: ``enqueue_many``,
 ``add_flow``) and of ``app.schedules`` (``client.schedules.add``, ``pause``,
 ``resume``, ``remove``, ``list``, ``get``) has a blocking twin made by
 ``_blocking`` from the async method itself, with the same parameters,
@@ -165,6 +165,8 @@ class SyncConveyor(_Facade[Conveyor]):
     remove = _blocking(Conveyor.remove)
     promote = _blocking(Conveyor.promote)
     clean = _blocking(Conveyor.clean)
+    drain = _blocking(Conveyor.drain)
+    obliterate = _blocking(Conveyor.obliterate)
     change_delay = _blocking(Conveyor.change_delay)
     change_priority = _blocking(Conveyor.change_priority)
     update_args = _blocking(Conveyor.update_args)

@@ -150,9 +150,10 @@ async def test_clean_by_age_and_count(app: Conveyor) -> None:
     # finished 60, 50, ... 10 seconds ago; keep the newest 2, delete those older than 25 s
     assert await app.clean("completed", older_than=25, keep=2) == 4
     assert len(await app.list_jobs("completed")) == 2
-    with pytest.raises(InvalidInput) as caught:
-        await app.clean("waiting")
-    assert caught.value.field == "state"
+    for unclean in ("active", "waiting_children"):
+        with pytest.raises(InvalidInput) as caught:
+            await app.clean(unclean)
+        assert caught.value.field == "state"
 
 
 async def test_list_jobs_pages_in_run_order(app: Conveyor) -> None:

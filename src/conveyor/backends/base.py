@@ -451,5 +451,7 @@ class Backend(History, Managing, abc.ABC):
     async def clean(
         self, *, queue: str | None, state: JobState, older_than_ms: int, keep: int, limit: int
     ) -> int:
-        """Delete up to ``limit`` finished jobs in ``state`` that finished more than
-        ``older_than_ms`` ago, sparing the newest ``keep``. Returns how many."""
+        """Delete up to ``limit`` jobs in ``state`` (finished, waiting or
+        delayed) that finished (waiting or delayed: were enqueued) more than
+        ``older_than_ms`` ago, sparing the newest ``keep``, in batches, each
+        atomic. Returns how many."""

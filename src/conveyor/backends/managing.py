@@ -1,5 +1,7 @@
 """The store contract's management of jobs and queues from outside a run:
-changing a job before it starts, and the bulk actions on a queue.
+changing a job before it starts, and the bulk actions on a queue (drain,
+obliterate), which go in bounded batches, each atomic, so that a
+million-job queue never holds the store for long.
 ``Backend`` (``base.py``) has these methods too; they live here to keep that
 module about the life of one run. Each states what is atomic; each change
 writes its event in the same step (``conveyor.events``)."""
@@ -36,3 +38,24 @@ class Managing(abc.ABC):
         finished, or waiting for children, for a due time), None when there
         is no such job. The event: the new state's when it moved (``delayed``,
         ``waiting``), else ``changed``."""
+
+    @abc.abstractmethod
+    async def drain(self, *, queue: str, delayed: bool) -> int:
+        """Delete the queue's waiting jobs (and, with ``delayed``, its delayed
+        ones), batch by batch; active, finished and waiting-for-children jobs
+        stay. Each removed job has its ``removed`` event, and a flow's parent
+        waiting for it hears of it as cancelled (error ``removed``). A job a
+        worker claims meanwhile runs; one enqueued meanwhile may stay. Returns
+        how many went."""
+
+    @abc.abstractmethod
+    async def obliterate(self, *, queue: str, force: bool) -> int:
+        """Delete the queue and everything in it: pause it (no claim starts),
+        refuse with ``QueueBusy`` while any of its jobs is active unless
+        ``force`` (then those are removed too and their workers lose their
+        leases), delete its jobs batch by batch, then forget the queue itself
+        (its pause, limits, groups) once it holds no job, a job enqueued
+        meanwhile being removed first. A crash part-way leaves a paused,
+        consistent queue that ``obliterate`` finishes. Its statistics stay
+        (history; they age out). Returns how many jobs went; 0 for no such
+        queue."""

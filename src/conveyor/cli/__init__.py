@@ -49,6 +49,9 @@ for _command in (
     queues.pause,
     queues.resume,
     queues.limit,
+    queues.drain,
+    queues.obliterate,
+    queues.clean,
     schedules.schedules,
     metrics.metrics,
 ):

@@ -1,7 +1,10 @@
-"""``conveyor info``, ``pause``, ``resume`` and ``limit``: the queues of a store.
+"""``conveyor info``, ``pause``, ``resume``, ``limit``, ``drain``,
+``obliterate`` and ``clean``: the queues of a store.
 
 ``info`` only reads, so it refuses a SQLite file that does not exist; ``pause``,
-``resume`` and ``limit`` write a queue's settings and create the file if need be.
+``resume`` and ``limit`` write a queue's settings and create the file if need
+be; ``drain``, ``obliterate`` and ``clean`` remove jobs and print how many
+(``obliterate`` refused while jobs run, without ``--force``: exit 1).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from conveyor.errors import InvalidInput
 from conveyor.limits import EVERY_GROUP, Limits, Rate, group_name
 from conveyor.urls import shown
 
-__all__ = ["info", "limit", "pause", "resume"]
+__all__ = ["clean", "drain", "info", "limit", "obliterate", "pause", "resume"]
 
 T = TypeVar("T")
 
@@ -97,6 +100,59 @@ def limit(
 
     limits = run(app, apply, create=True).get(group, Limits())
     click.echo(f"{queue if group is None else f'{queue} group {group}'}: {limits}")
+
+
+@click.command("drain")
+@click.argument("queue")
+@click.option("--delayed", is_flag=True, help="Delayed jobs too.")
+@app_option
+@url_option
+def drain(queue: str, delayed: bool, app_path: str | None, url: str | None) -> None:
+    """Delete the waiting (and delayed) jobs of QUEUE; running ones finish."""
+    app = app_from(app_path, url)
+    click.echo(f"drained {run(app, lambda: app.drain(queue, delayed=delayed))} jobs")
+
+
+@click.command("obliterate")
+@click.argument("queue")
+@click.option("--force", is_flag=True, help="Even with jobs running (they lose their leases).")
+@app_option
+@url_option
+def obliterate(queue: str, force: bool, app_path: str | None, url: str | None) -> None:
+    """Delete QUEUE and every job in it."""
+    app = app_from(app_path, url)
+    removed = run(app, lambda: app.obliterate(queue, force=force))
+    click.echo(f"obliterated {queue}: {removed} jobs")
+
+
+@click.command("clean")
+@click.argument("state")
+@click.option("--queue", "-q")
+@click.option(
+    "--older-than",
+    type=float,
+    default=0.0,
+    help="Seconds since it finished (waiting, delayed: since its enqueue).",
+)
+@click.option("--keep", type=click.IntRange(min=0), default=0, help="Spare the newest N.")
+@click.option("--limit", type=click.IntRange(min=1), default=10_000, show_default=True)
+@app_option
+@url_option
+def clean(
+    state: str,
+    queue: str | None,
+    older_than: float,
+    keep: int,
+    limit: int,
+    app_path: str | None,
+    url: str | None,
+) -> None:
+    """Delete jobs in STATE (completed, failed, cancelled, waiting, delayed)."""
+    app = app_from(app_path, url)
+    removed = run(
+        app, lambda: app.clean(state, queue=queue, older_than=older_than, keep=keep, limit=limit)
+    )
+    click.echo(f"cleaned {removed} jobs")
 
 
 def _whole(value: str) -> int:

@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 
 from conveyor.backends.managing import RETRIED
+from conveyor.backends.redis import draining
 from conveyor.backends.redis.connection import RedisConnection, mapped_errors
-from conveyor.backends.redis.keys import FINISHED
 from conveyor.backends.redis.record import retention_member
 from conveyor.backends.values import WorkerInfo
 from conveyor.job import JobState, Retention
@@ -122,38 +122,7 @@ async def cancel(
 
 async def remove(conn: RedisConnection, *, job_id: str) -> bool:
     identity = await conn.identity(job_id)
-    return identity is not None and await _remove(conn, job_id, *identity)
-
-
-async def _remove(
-    conn: RedisConnection,
-    job_id: str,
-    queue: str,
-    task: str,
-    *,
-    state: str = "",
-    latest: int | None = None,
-) -> bool:
-    """Delete a job that is not active, with its logs and its children's
-    outcomes; given ``state`` and ``latest``, only one in that state that
-    finished before then."""
-    k = conn.keys
-    keys = [
-        k.job(job_id),
-        k.logs(job_id),
-        k.state(queue, "waiting"),
-        k.state(queue, "delayed"),
-        *(k.state(queue, s) for s in FINISHED),
-        *(k.done(task, s) for s in FINISHED),
-        k.queue(queue, "gwaiting"),
-        k.queue(queue, "groups"),
-        k.state(queue, "waiting_children"),
-        k.outbox,
-        k.outcomes(job_id),
-    ]
-    latest_ms = "" if latest is None else latest
-    args = [retention_member(queue, job_id), state, latest_ms, job_id, conn.offset]
-    return await conn.fenced("remove", keys, args)
+    return identity is not None and await draining.remove_jobs(conn, identity[0], [job_id]) == 1
 
 
 async def promote(conn: RedisConnection, *, job_id: str) -> bool:
@@ -172,44 +141,6 @@ async def promote(conn: RedisConnection, *, job_id: str) -> bool:
     ]
     promoted, _ = await conn.run("promote", keys, [conn.offset, 1, job_id])
     return bool(promoted)
-
-
-async def clean(
-    conn: RedisConnection,
-    *,
-    queue: str | None,
-    state: JobState,
-    older_than_ms: int,
-    keep: int,
-    limit: int,
-) -> int:
-    cutoff = await conn.now() - older_than_ms
-    removed = 0
-    for q in [queue] if queue is not None else await conn.queue_names():
-        key = conn.keys.state(q, state)
-        while removed < limit:
-            async with mapped_errors():  # newest first: skip the newest `keep` and the young
-                young = await conn.client.zcount(key, f"({cutoff}", "+inf")
-                old = await conn.client.zrange(
-                    key,
-                    max(keep, young),
-                    max(keep, young) + min(BATCH, limit - removed) - 1,
-                    desc=True,
-                )
-            if not old:
-                break
-            ids = [m.decode() for m in old]
-            tasks = [i[1] if i else "" for i in await conn.identities(ids)]
-            gone = await asyncio.gather(
-                *(
-                    _remove(conn, i, q, t, state=state.value, latest=cutoff)
-                    for i, t in zip(ids, tasks, strict=True)
-                )
-            )
-            removed += sum(gone)
-            if not any(gone):
-                break
-    return removed
 
 
 async def trim_finished(

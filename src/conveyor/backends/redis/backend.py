@@ -54,6 +54,7 @@ from conveyor.backends.redis import (
     admin,
     changing,
     claims,
+    draining,
     events,
     finishing,
     flows,
@@ -291,7 +292,7 @@ class RedisBackend(Backend):
     async def clean(
         self, *, queue: str | None, state: JobState, older_than_ms: int, keep: int, limit: int
     ) -> int:
-        return await admin.clean(
+        return await draining.clean(
             self._conn,
             queue=queue,
             state=state,
@@ -299,6 +300,12 @@ class RedisBackend(Backend):
             keep=keep,
             limit=limit,
         )
+
+    async def drain(self, *, queue: str, delayed: bool) -> int:
+        return await draining.drain(self._conn, queue=queue, delayed=delayed)
+
+    async def obliterate(self, *, queue: str, force: bool) -> int:
+        return await draining.obliterate(self._conn, queue=queue, force=force)
 
     # -- schedules ---------------------------------------------------------------
 

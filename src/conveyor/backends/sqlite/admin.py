@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import msgspec
 
 from conveyor.backends.managing import RETRIED
-from conveyor.backends.sqlite import adding, events, flows
+from conveyor.backends.sqlite import adding, draining, flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.state import State
 from conveyor.backends.values import WorkerInfo
@@ -99,19 +99,12 @@ def cancel(conn: sqlite3.Connection, clock: Clock, *, job_id: str) -> bool:
 
 
 def remove(conn: sqlite3.Connection, clock: Clock, *, job_id: str) -> bool:
-    row = conn.execute(
-        "DELETE FROM jobs WHERE id = ? AND state != 'active'"
-        " RETURNING parent_id, task, state, on_failure, flow_id, queue",
+    rows = conn.execute(
+        f"DELETE FROM jobs WHERE id = ? AND state != 'active' RETURNING {draining.RETURNED}",
         (job_id,),
-    ).fetchone()
-    if row is None:
-        return False
-    parent_id, task, state, policy, flow_id, queue = row
-    events.removed(conn, [(job_id, queue, task)])
-    if parent_id is not None and not JobState(state).finished:  # its parent waits for it
-        outcome = flows.Outcome(job_id, task, "cancelled", None, "removed", policy, flow_id)
-        flows.record(conn, parent_id, outcome, clock.now_ms())
-    return True
+    ).fetchall()
+    draining.forget_removed(conn, clock, rows)
+    return bool(rows)
 
 
 def promote(conn: sqlite3.Connection, clock: Clock, *, job_id: str) -> bool:
@@ -122,31 +115,6 @@ def promote(conn: sqlite3.Connection, clock: Clock, *, job_id: str) -> bool:
         (now, now, job_id),
     )
     return cursor.rowcount == 1
-
-
-def clean(
-    conn: sqlite3.Connection,
-    clock: Clock,
-    *,
-    queue: str | None,
-    state: JobState,
-    older_than_ms: int,
-    keep: int,
-    limit: int,
-) -> int:
-    scope = "state = ? AND finished_at IS NOT NULL" + (
-        " AND queue = ?" if queue is not None else ""
-    )
-    params = (state.value, queue) if queue is not None else (state.value,)
-    # Skip the newest ``keep``, then delete what is old enough.
-    gone = conn.execute(
-        "DELETE FROM jobs WHERE id IN (SELECT id FROM (SELECT id, finished_at FROM jobs"
-        f" WHERE {scope} ORDER BY finished_at DESC LIMIT -1 OFFSET ?)"
-        " WHERE finished_at < ? LIMIT ?) RETURNING id, queue, task",
-        (*params, keep, clock.now_ms() - older_than_ms, limit),
-    ).fetchall()
-    events.removed(conn, gone)
-    return len(gone)
 
 
 def trim_finished(

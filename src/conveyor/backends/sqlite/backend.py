@@ -41,6 +41,7 @@ from conveyor.backends.sqlite import (
     changing,
     claims,
     connection,
+    draining,
     events,
     finishing,
     limits,
@@ -378,15 +379,17 @@ class SQLiteBackend(Backend):
     async def clean(
         self, *, queue: str | None, state: JobState, older_than_ms: int, keep: int, limit: int
     ) -> int:
-        return await self.write(
-            admin.clean,
-            self.clock,
-            queue=queue,
-            state=state,
-            older_than_ms=older_than_ms,
-            keep=keep,
-            limit=limit,
+        return await draining.clean(
+            self, queue=queue, state=state, older_than_ms=older_than_ms, keep=keep, limit=limit
         )
+
+    async def drain(self, *, queue: str, delayed: bool) -> int:
+        return await draining.drain(self, queue=queue, delayed=delayed)
+
+    async def obliterate(self, *, queue: str, force: bool) -> int:
+        removed = await draining.obliterate(self, queue=queue, force=force)
+        self.wakeup.set()
+        return removed
 
     # -- schedules ---------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""What the claim, the idle wait and the batched retry take of the backend:
+"""What the claim, the idle wait and the batched actions take of the backend:
 its shared state, as a protocol (``SQLiteBackend`` is the one that has it),
 so that these modules need not import the backend that imports them."""
 
@@ -30,7 +30,8 @@ NO_CLAIM = LastClaim(None, None, {}, True)
 
 
 class State(Protocol):
-    """``write`` runs a transaction on the writer thread; ``wakeup`` ends this
+    """``write`` runs a transaction on the writer thread, ``read`` a read on
+    a reader's; ``wakeup`` ends this
     process's idle waits; ``last_work`` is when work was last seen
     (``time.monotonic``); ``last_claim`` what the last claim of each set of
     queues saw."""
@@ -41,6 +42,14 @@ class State(Protocol):
     last_claim: dict[tuple[str, ...], LastClaim]
 
     async def write(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T: ...
+
+    async def read(
         self,
         fn: Callable[Concatenate[sqlite3.Connection, P], T],
         /,

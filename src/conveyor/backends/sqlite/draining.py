@@ -1,0 +1,173 @@
+"""Removing many jobs of a queue on SQLite: each call deletes one bounded
+batch in one writer transaction (``remove_batch``), so a million-job drain
+never holds the write lock for long; ``drain``, ``obliterate`` and ``clean``
+repeat it, and ``forget`` ends an obliteration once the queue has no job.
+Every removed job has its ``removed`` event; a flow's parent still waiting
+for a removed child hears of it as cancelled, error ``removed``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from conveyor.backends.sqlite import events, flows
+from conveyor.backends.sqlite.connection import placeholders
+from conveyor.backends.sqlite.state import State
+from conveyor.clock import Clock
+from conveyor.errors import QueueBusy
+from conveyor.job import JobState
+
+__all__ = ["BATCH", "RETURNED", "clean", "drain", "forget_removed", "obliterate", "remove_batch"]
+
+BATCH = 1000  # jobs per transaction
+RETURNED = "id, queue, task, parent_id, state, on_failure, flow_id"
+NEVER = 1 << 62  # a time after every job's (ms)
+
+
+def forget_removed(conn: sqlite3.Connection, clock: Clock, rows: Sequence[tuple[Any, ...]]) -> None:
+    """After deleting jobs (``rows`` of ``RETURNED``): their events, and their
+    parents told of children that had not finished."""
+    events.removed(conn, [(job_id, queue, task) for job_id, queue, task, *_ in rows])
+    now = clock.now_ms()
+    for job_id, _, task, parent_id, state, policy, flow_id in rows:
+        if parent_id is not None and not JobState(state).finished:
+            outcome = flows.Outcome(job_id, task, "cancelled", None, "removed", policy, flow_id)
+            flows.record(conn, parent_id, outcome, now)
+
+
+def remove_batch(
+    conn: sqlite3.Connection,
+    clock: Clock,
+    *,
+    queue: str,
+    states: Sequence[str],
+    before_ms: int | None = None,
+    keep: int = 0,
+    limit: int = BATCH,
+) -> int:
+    """Delete up to ``limit`` jobs of ``queue`` in ``states``; with
+    ``before_ms`` or ``keep``, only those that finished (unfinished states:
+    were created) before then, sparing the newest ``keep``. How many went."""
+    scope = f"queue = ? AND state IN ({placeholders(len(states))})"
+    params: list[Any] = [queue, *states]
+    if before_ms is None and not keep:
+        pick = f"SELECT id FROM jobs WHERE {scope} LIMIT ?"
+    else:
+        finished = all(JobState(state).finished for state in states)
+        when = "finished_at" if finished else "created_at"
+        if finished:  # as the index of finished jobs is made
+            scope += " AND finished_at IS NOT NULL"
+        pick = (
+            f"SELECT id FROM (SELECT id, {when} AS at FROM jobs WHERE {scope}"
+            f" ORDER BY {when} DESC LIMIT -1 OFFSET ?) WHERE at < ? LIMIT ?"
+        )
+        params += [keep, NEVER if before_ms is None else before_ms]
+    rows = conn.execute(
+        f"DELETE FROM jobs WHERE id IN ({pick}) RETURNING {RETURNED}", (*params, limit)
+    ).fetchall()
+    forget_removed(conn, clock, rows)
+    return len(rows)
+
+
+async def _remove_all(backend: State, queue: str, states: Sequence[str]) -> int:
+    removed = 0
+    while True:
+        gone = await backend.write(remove_batch, backend.clock, queue=queue, states=states)
+        removed += gone
+        if gone < BATCH:
+            return removed
+
+
+async def drain(backend: State, *, queue: str, delayed: bool) -> int:
+    return await _remove_all(backend, queue, ("waiting", "delayed") if delayed else ("waiting",))
+
+
+async def obliterate(backend: State, *, queue: str, force: bool) -> int:
+    """Pause the queue (no claim starts), refuse if jobs run (unless
+    ``force``), delete its jobs batch by batch, then forget it."""
+    active = await backend.write(_pause_and_count, queue=queue, force=force)
+    if active is None:
+        return 0
+    removed = 0
+    every = [s.value for s in JobState if force or s is not JobState.ACTIVE]
+    while True:
+        removed += await _remove_all(backend, queue, every)
+        running = await backend.write(_forget, queue=queue)
+        if running == 0:
+            return removed
+        if running > 0 and not force:
+            raise QueueBusy(queue, running)
+
+
+def _pause_and_count(conn: sqlite3.Connection, *, queue: str, force: bool) -> int | None:
+    """The queue's active jobs, the queue paused (None: no such queue);
+    refused, changing nothing, if any run and not ``force``."""
+    row = conn.execute("SELECT paused FROM queues WHERE name = ?", (queue,)).fetchone()
+    jobs = conn.execute("SELECT 1 FROM jobs WHERE queue = ? LIMIT 1", (queue,)).fetchone()
+    if row is None and jobs is None:
+        return None
+    (active,) = conn.execute(
+        "SELECT count(*) FROM jobs WHERE queue = ? AND state = 'active'", (queue,)
+    ).fetchone()
+    if active and not force:
+        raise QueueBusy(queue, active)
+    conn.execute(
+        "INSERT INTO queues (name, paused) VALUES (?, 1)"
+        " ON CONFLICT (name) DO UPDATE SET paused = 1",
+        (queue,),
+    )
+    return int(active)
+
+
+def _forget(conn: sqlite3.Connection, *, queue: str) -> int:
+    """Forget an emptied queue: 0 done; else -1 if it has jobs again (an
+    enqueue came first), or how many of its jobs are active."""
+    if conn.execute("SELECT 1 FROM jobs WHERE queue = ? LIMIT 1", (queue,)).fetchone():
+        (active,) = conn.execute(
+            "SELECT count(*) FROM jobs WHERE queue = ? AND state = 'active'", (queue,)
+        ).fetchone()
+        return int(active) or -1
+    conn.execute("DELETE FROM queues WHERE name = ?", (queue,))
+    conn.execute("DELETE FROM groups WHERE queue = ?", (queue,))
+    conn.execute("DELETE FROM job_counts WHERE queue = ?", (queue,))
+    conn.execute(
+        "DELETE FROM rate_log WHERE scope = ? OR scope BETWEEN ? AND ?",
+        (queue, f"{queue}\0", f"{queue}\1"),
+    )
+    return 0
+
+
+async def clean(
+    backend: State,
+    *,
+    queue: str | None,
+    state: JobState,
+    older_than_ms: int,
+    keep: int,
+    limit: int,
+) -> int:
+    before = backend.clock.now_ms() - older_than_ms
+    queues = [queue] if queue is not None else await backend.read(_queue_names)
+    removed = 0
+    for q in queues:
+        while removed < limit:
+            want = min(BATCH, limit - removed)
+            gone = await backend.write(
+                remove_batch,
+                backend.clock,
+                queue=q,
+                states=[state.value],
+                before_ms=before,
+                keep=keep,
+                limit=want,
+            )
+            removed += gone
+            if gone < want:
+                break
+    return removed
+
+
+def _queue_names(conn: sqlite3.Connection) -> list[str]:
+    return [name for (name,) in conn.execute("SELECT DISTINCT queue FROM job_counts")]
