@@ -8,7 +8,9 @@ for a removed child hears of it as cancelled, error ``removed``.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +23,7 @@ from conveyor.job import JobState
 
 __all__ = ["BATCH", "RETURNED", "clean", "drain", "forget_removed", "obliterate", "remove_batch"]
 
-BATCH = 1000  # jobs per transaction
+BATCH = 500  # jobs per transaction (about 15 ms)
 RETURNED = "id, queue, task, parent_id, state, on_failure, flow_id"
 NEVER = 1 << 62  # a time after every job's (ms)
 
@@ -74,10 +76,21 @@ def remove_batch(
 async def _remove_all(backend: State, queue: str, states: Sequence[str]) -> int:
     removed = 0
     while True:
+        started = time.monotonic()
         gone = await backend.write(remove_batch, backend.clock, queue=queue, states=states)
         removed += gone
         if gone < BATCH:
             return removed
+        await _yield_the_file(time.monotonic() - started)
+
+
+async def _yield_the_file(held_s: float) -> None:
+    """Between two batches, leave the file to other processes' writers as
+    long as the batch held it: SQLite's busy wait backs off (up to 100 ms a
+    try), and a writer that always finds the lock taken would wait out the
+    whole drain (measured: one enqueue waited 1.1 s during a 50,000-job
+    drain without this gap)."""
+    await asyncio.sleep(max(held_s, 0.002))
 
 
 async def drain(backend: State, *, queue: str, delayed: bool) -> int:
@@ -154,6 +167,7 @@ async def clean(
     for q in queues:
         while removed < limit:
             want = min(BATCH, limit - removed)
+            started = time.monotonic()
             gone = await backend.write(
                 remove_batch,
                 backend.clock,
@@ -166,6 +180,7 @@ async def clean(
             removed += gone
             if gone < want:
                 break
+            await _yield_the_file(time.monotonic() - started)
     return removed
 
 
