@@ -238,6 +238,16 @@ async def test_drain_clean_and_obliterate_a_queue(app: Conveyor, sqlite_url: str
     assert await app.queues() == []
 
 
+async def test_dedup_shows_and_releases_a_key(app: Conveyor, sqlite_url: str) -> None:
+    handle = await app.tasks["add"].configure(dedup_key="k1", dedup_ttl=600).enqueue(1, 2)
+    assert (await conveyor(sqlite_url, "dedup", "k1")).strip() == handle.id
+    out = await conveyor(sqlite_url, "dedup", "k1", "--release")
+    assert out.strip() == f"released k1 (held by {handle.id})"
+    assert await app.dedup_key_owner("k1") is None
+    await conveyor(sqlite_url, "dedup", "k1", code=1)
+    await conveyor(sqlite_url, "dedup", "", code=2)
+
+
 async def test_schedules_are_added_listed_paused_and_removed(
     app: Conveyor, sqlite_url: str
 ) -> None:

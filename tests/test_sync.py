@@ -117,6 +117,9 @@ def test_twins_read_and_manage_a_real_store(sqlite_url: str) -> None:
         assert (changed.args, changed.priority, changed.state) == ({"to": "x@y.z"}, 9, "delayed")
         assert client.remove(second.id)
         assert client.counts("mail")[JobState.WAITING] == 1
+        throttled = client.enqueue(send.configure(dedup_key="d", dedup_ttl=60), "t@b.c")
+        assert client.dedup_key_owner("d") == throttled.id
+        assert client.release_dedup_key("d") and client.dedup_key_owner("d") is None
         client.enqueue(send.configure(queue="spam"), "s@b.c")
         assert client.drain("spam") == 1
         assert client.obliterate("spam") == 0  # emptied: only the queue itself goes

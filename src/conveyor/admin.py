@@ -182,6 +182,19 @@ class Admin:
         if removed:
             await self.backend.apply_outcomes(child_ids=None, limit=min(removed, 1000))
 
+    # -- dedup keys ------------------------------------------------------------------
+
+    async def dedup_key_owner(self, key: str) -> str | None:
+        """The id of the job holding the dedup ``key``: a throttle's while its
+        window is open, a debounce key's last job; None when the key is free."""
+        return await self.backend.dedup_key_owner(key=validate.name("dedup_key", key))
+
+    async def release_dedup_key(self, key: str) -> bool:
+        """End a throttle or debounce window now: the next enqueue with ``key``
+        makes a new job (a debounced job already waiting stays, and runs).
+        False if the key was free already."""
+        return await self.backend.release_dedup_key(key=validate.name("dedup_key", key))
+
     # -- changing a job before it starts ------------------------------------------
 
     async def change_delay(

@@ -8,7 +8,8 @@ step: each public coroutine method of ``Conveyor`` (reading: ``get_job``,
 ``get_logs``, ``list_jobs``, ``queues``, ``counts``, ``workers``, ``limits``;
 managing: ``pause``, ``resume``, ``set_limits``, ``retry``, ``retry_failed``,
 ``cancel``, ``remove``, ``promote``, ``clean``, ``drain``, ``obliterate``,
-``change_delay``, ``change_priority``, ``update_args``; adding: ``enqueue_many``,
+``change_delay``, ``change_priority``, ``update_args``, ``dedup_key_owner``,
+``release_dedup_key``; adding: ``enqueue_many``,
 ``add_flow``) and of ``app.schedules`` (``client.schedules.add``, ``pause``,
 ``resume``, ``remove``, ``list``, ``get``) has a blocking twin made by
 ``_blocking`` from the async method itself, with the same parameters,
@@ -170,6 +171,8 @@ class SyncConveyor(_Facade[Conveyor]):
     change_delay = _blocking(Conveyor.change_delay)
     change_priority = _blocking(Conveyor.change_priority)
     update_args = _blocking(Conveyor.update_args)
+    dedup_key_owner = _blocking(Conveyor.dedup_key_owner)
+    release_dedup_key = _blocking(Conveyor.release_dedup_key)
 
     def close(self) -> None:
         """Close the app's connections and stop the loop; later calls fail."""

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from conveyor import Conveyor, JobNotFound, JobState
+from conveyor import Conveyor, InvalidInput, JobNotFound, JobState
 
 from .conftest import claim
 
@@ -179,3 +179,41 @@ async def test_concurrent_debounces_leave_one_pending_job(app: Conveyor) -> None
     app.clock.advance(5)
     (taken,) = await claim(app)
     assert taken.job.id in {h.id for batch in batches for h in batch}
+
+
+async def test_a_throttle_keys_owner_until_released_or_its_window_ends(app: Conveyor) -> None:
+    @app.task
+    async def work(n: int) -> None: ...
+
+    throttled = work.configure(dedup_key="sync:42", dedup_ttl=60)
+    first = await throttled.enqueue(1)
+    assert await app.dedup_key_owner("sync:42") == first.id
+    assert not (await throttled.enqueue(2)).created  # the window is open
+    assert await app.release_dedup_key("sync:42")
+    assert await app.dedup_key_owner("sync:42") is None
+    assert not await app.release_dedup_key("sync:42")  # free already
+    second = await throttled.enqueue(3)
+    assert second.created and second.id != first.id
+    assert await app.dedup_key_owner("sync:42") == second.id
+    app.clock.advance(61)  # the window ends on its own
+    assert await app.dedup_key_owner("sync:42") is None
+    assert not await app.release_dedup_key("sync:42")
+    assert (await app.get_job(first.id)).state is JobState.WAITING  # jobs are not touched
+
+
+async def test_releasing_a_debounce_key_keeps_its_job_and_starts_anew(app: Conveyor) -> None:
+    @app.task
+    async def work(n: int) -> None: ...
+
+    debounced = work.configure(dedup_key="search:7", debounce=30)
+    first = await debounced.enqueue(1)
+    assert await app.dedup_key_owner("search:7") == first.id
+    assert await app.release_dedup_key("search:7")
+    second = await debounced.enqueue(2)  # would have replaced the first job
+    assert (await app.get_job(first.id)).state is JobState.DELAYED
+    assert (await app.get_job(second.id)).state is JobState.DELAYED
+    assert await app.dedup_key_owner("search:7") == second.id
+    assert await app.dedup_key_owner("never-used") is None
+    with pytest.raises(InvalidInput) as bad:
+        await app.release_dedup_key("")
+    assert bad.value.field == "dedup_key"

@@ -59,3 +59,15 @@ class Managing(abc.ABC):
         consistent queue that ``obliterate`` finishes. Its statistics stay
         (history; they age out). Returns how many jobs went; 0 for no such
         queue."""
+
+    @abc.abstractmethod
+    async def dedup_key_owner(self, *, key: str) -> str | None:
+        """The id of the job that holds the dedup ``key`` now: a throttle's
+        while its window is open, a debounce key's last job (None: the key is
+        free, an enqueue with it makes a new job)."""
+
+    @abc.abstractmethod
+    async def release_dedup_key(self, *, key: str) -> bool:
+        """Free the dedup ``key`` now, atomically: a throttle's window ends
+        early, a debounce key stops naming its job (the next enqueue with it
+        makes a new job and leaves that one be). False if it was free."""

@@ -45,6 +45,7 @@ for _command in (
     worker.worker,
     jobs.enqueue,
     jobs.jobs,
+    jobs.dedup,
     queues.info,
     queues.pause,
     queues.resume,

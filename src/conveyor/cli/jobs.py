@@ -30,7 +30,7 @@ from conveyor.cli.common import (
 from conveyor.cli.tables import print_jobs
 from conveyor.job import Job
 
-__all__ = ["enqueue", "jobs"]
+__all__ = ["dedup", "enqueue", "jobs"]
 
 
 @click.command()
@@ -212,3 +212,19 @@ def retry_failed(app_path: str | None, url: str | None, queue: str | None) -> No
     """Send every failed job (of a queue) back to waiting."""
     app = app_from(app_path, url)
     click.echo(f"retried {run(app, lambda: app.retry_failed(queue))} jobs")
+
+
+@click.command("dedup")
+@click.argument("key")
+@click.option("--release", is_flag=True, help="Free the key now (end its window).")
+@app_option
+@url_option
+def dedup(key: str, release: bool, app_path: str | None, url: str | None) -> None:
+    """Print the job holding the dedup KEY (exit 1 if none); --release frees it."""
+    app = app_from(app_path, url)
+    owner = run(app, lambda: app.dedup_key_owner(key))
+    if owner is None:
+        raise CliError(f"dedup key {key!r} is free", EXIT_NOT_FOUND)
+    if release and not run(app, lambda: app.release_dedup_key(key)):
+        raise CliError(f"dedup key {key!r} is free", EXIT_NOT_FOUND)
+    click.echo(f"released {key} (held by {owner})" if release else owner)

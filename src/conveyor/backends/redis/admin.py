@@ -179,3 +179,9 @@ async def record_worker(
             await client.hdel(conn.keys.workers, worker_id)
         else:
             await client.hset(conn.keys.workers, worker_id, msgspec.json.encode(worker))
+
+
+async def dedup_key(conn: RedisConnection, *, key: str, release: bool) -> str | None:
+    """The job holding the dedup ``key`` (None: free); with ``release``, freed too."""
+    owner = await conn.run("dedup", [conn.keys.dedup(key)], [conn.offset, int(release)])
+    return None if owner is None else owner.decode()

@@ -307,6 +307,12 @@ class RedisBackend(Backend):
     async def obliterate(self, *, queue: str, force: bool) -> int:
         return await draining.obliterate(self._conn, queue=queue, force=force)
 
+    async def dedup_key_owner(self, *, key: str) -> str | None:
+        return await admin.dedup_key(self._conn, key=key, release=False)
+
+    async def release_dedup_key(self, *, key: str) -> bool:
+        return await admin.dedup_key(self._conn, key=key, release=True) is not None
+
     # -- schedules ---------------------------------------------------------------
 
     async def save_schedule(self, *, schedule: Schedule) -> None:

@@ -157,3 +157,16 @@ def record_worker(conn: sqlite3.Connection, *, worker: WorkerInfo | None, worker
         " last_seen = excluded.last_seen",
         (worker_id, msgspec.json.encode(worker), worker.last_seen_ms),
     )
+
+
+def dedup_key_owner(conn: sqlite3.Connection, clock: Clock, *, key: str) -> str | None:
+    row = conn.execute("SELECT job_id, until FROM dedup_keys WHERE key = ?", (key,)).fetchone()
+    if row is None or (row[1] is not None and row[1] <= clock.now_ms()):
+        return None
+    return str(row[0])
+
+
+def release_dedup_key(conn: sqlite3.Connection, clock: Clock, *, key: str) -> bool:
+    """Free the key; a throttle window already closed counts as free."""
+    row = conn.execute("DELETE FROM dedup_keys WHERE key = ? RETURNING until", (key,)).fetchone()
+    return row is not None and (row[0] is None or row[0] > clock.now_ms())

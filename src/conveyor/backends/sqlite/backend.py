@@ -391,6 +391,12 @@ class SQLiteBackend(Backend):
         self.wakeup.set()
         return removed
 
+    async def dedup_key_owner(self, *, key: str) -> str | None:
+        return await self.read(admin.dedup_key_owner, self.clock, key=key)
+
+    async def release_dedup_key(self, *, key: str) -> bool:
+        return await self.write(admin.release_dedup_key, self.clock, key=key)
+
     # -- schedules ---------------------------------------------------------------
 
     async def save_schedule(self, *, schedule: Schedule) -> None:
