@@ -80,7 +80,10 @@ class Admin:
 
     async def limits(self, queue: str) -> dict[str | None, Limits]:
         """The limits set on ``queue``: its own under None, the groups' default
-        under ``"*"``, and each group's own under its name."""
+        under ``"*"``, and each group's own under its name; a scope that may
+        not start a job now (its rate window is full, or a ``RateLimited``
+        job holds it) has ``held_ms``, how long until it may, and is listed
+        even without limits of its own."""
         return await self.backend.get_limits(queue=validate.name("queue", queue))
 
     async def retry(self, job_id: str, *, state: JobState | str | None = None) -> bool:

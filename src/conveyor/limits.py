@@ -45,7 +45,7 @@ import msgspec
 from conveyor import validate
 from conveyor.errors import InvalidInput
 
-__all__ = ["EVERY_GROUP", "Limits", "Rate"]
+__all__ = ["EVERY_GROUP", "Limits", "Rate", "with_holds"]
 
 EVERY_GROUP = "*"  # the group scope that sets every group's default limits
 
@@ -109,20 +109,40 @@ def window_ms(per_ms: int) -> int:
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """The limits of one scope; ``None`` means none."""
+    """The limits of one scope; ``None`` means none. As ``app.limits`` reads
+    them, ``held_ms`` also says how long until the scope may start a job
+    again, when its rate window is full or a job of it raised
+    ``RateLimited`` (BullMQ's ``getRateLimitTtl``); None: it may now (as far
+    as its rate goes: ``max_active`` may still keep it full)."""
 
     max_active: int | None = None
     rate: Rate | None = None
+    held_ms: int | None = None
 
     @property
     def empty(self) -> bool:
         return self.max_active is None and self.rate is None
 
     def __str__(self) -> str:
-        """``max 3 active, 100/m``, or ``no limits``."""
+        """``max 3 active, 100/m``, or ``no limits``; ``held 1.5 s`` if held."""
         words = [f"max {self.max_active} active"] if self.max_active is not None else []
         words += [str(self.rate)] if self.rate is not None else []
+        words += [f"held {self.held_ms / 1000:.1f} s"] if self.held_ms is not None else []
         return ", ".join(words) or "no limits"
+
+
+def with_holds(
+    limits: dict[str | None, Limits], held: dict[str | None, int]
+) -> dict[str | None, Limits]:
+    """The limits of each scope with how long each held one is held (``held``:
+    ms by scope); a scope held without limits of its own (a group under the
+    groups' default rate, or held by ``RateLimited``) joins them."""
+    found = dict(limits)
+    for scope, ms in held.items():
+        if ms > 0:
+            found[scope] = msgspec.structs.replace(found.get(scope, Limits()), held_ms=ms)
+    order = sorted(found, key=lambda s: (s is not None, s != EVERY_GROUP, s or ""))
+    return {scope: found[scope] for scope in order}
 
 
 def group_name(value: object) -> str:

@@ -213,3 +213,44 @@ async def test_an_idle_worker_does_not_poll_a_rate_limited_queue(
     )
     assert len(starts) == 6
     assert all((b - a).total_seconds() >= 1.0 for a, b in zip(starts, starts[2:], strict=False))
+
+
+def _held(limits: dict[str | None, Limits]) -> dict[str | None, int | None]:
+    return {scope: limits[scope].held_ms for scope in limits}
+
+
+async def test_limits_say_how_long_a_full_window_holds_its_scope(app: Conveyor) -> None:
+    await _jobs(app, 5)
+    await _jobs(app, 3, group="a")
+    await _jobs(app, 3, group="b")
+    await app.set_limits("default", rate="2/m")
+    await app.set_limits("default", group="*", rate="1/m")
+    assert _held(await app.limits("default")) == {None: None, "*": None}  # room now
+    assert len(await claim(app, limit=1)) == 1
+    app.clock.advance(10)
+    assert len(await claim(app, limit=5)) == 1  # the window of 2/m is full now
+    held = await app.limits("default")
+    assert held[None].rate == Rate(2, 60_000)
+    queue_ms = held[None].held_ms
+    assert queue_ms is not None and 49_000 < queue_ms <= 50_000 + 1_500  # free 60 s after the first
+    assert held["*"].held_ms is None  # the default scope itself starts nothing
+    app.clock.advance(51.6)  # the first start has left the window
+    assert (await app.limits("default"))[None].held_ms is None
+
+
+async def test_limits_say_how_long_a_group_is_held(app: Conveyor) -> None:
+    await _jobs(app, 2, group="a")
+    await _jobs(app, 2, group="b")
+    await app.set_limits("default", group="*", rate="1/m")
+    first = await claim(app, limit=10)  # one of each group: both windows now full
+    assert sorted(c.job.group or "" for c in first) == ["a", "b"]
+    held = _held(await app.limits("default"))
+    assert set(held) == {"*", "a", "b"}  # groups without limits of their own, held
+    assert held["*"] is None and all(58_000 < (held[g] or 0) <= 61_500 for g in "ab")
+    (job,) = [c for c in first if c.job.group == "a"]
+    assert await app.backend.release(  # RateLimited for 5 minutes: a's hold is longer now
+        job_id=job.job.id, token=job.token, block_ms=300_000, block_group=True
+    )
+    assert 298_000 < (_held(await app.limits("default"))["a"] or 0) <= 300_000
+    app.clock.advance(62)
+    assert _held(await app.limits("default")) == {"*": None, "a": pytest.approx(238_000, abs=2_000)}

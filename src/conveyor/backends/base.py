@@ -411,8 +411,10 @@ class Backend(History, Managing, abc.ABC):
     @abc.abstractmethod
     async def get_limits(self, *, queue: str) -> dict[str | None, Limits]:
         """The limits set on ``queue``: under None its own, under
-        ``EVERY_GROUP`` the groups' default, and each group's own. Scopes
-        without limits are left out."""
+        ``EVERY_GROUP`` the groups' default, and each group's own, each with
+        ``held_ms`` when it may not start a job now (a full rate window, a
+        ``RateLimited`` hold: how long until it may). Scopes without limits
+        are left out, unless held."""
 
     @abc.abstractmethod
     async def retry_jobs(

@@ -10,7 +10,7 @@ import msgspec
 
 from conveyor.backends.redis.connection import RedisConnection, mapped_errors
 from conveyor.backends.redis.keys import limit_field, limit_scope, parse_limit_field
-from conveyor.limits import Limits, Rate
+from conveyor.limits import Limits, Rate, with_holds
 
 
 async def set_limits(
@@ -53,7 +53,13 @@ async def get_limits(conn: RedisConnection, *, queue: str) -> dict[str | None, L
         limits = _limits(values)
         if not limits.empty:  # a scope with only a hold ('h') has no limits
             found[group] = limits
-    return found
+    k = conn.keys
+    keys = [k.limits, k.queue(queue, "rate"), k.queue(queue, "grate")]
+    flat = await conn.run("held", keys, [conn.offset, queue])
+    held = {
+        (scope.decode() or None): int(ms) for scope, ms in zip(flat[::2], flat[1::2], strict=True)
+    }
+    return with_holds(found, held)
 
 
 def _limits(values: dict[str, str]) -> Limits:

@@ -68,7 +68,7 @@ from conveyor.cron import Schedule
 from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.events import EventPage, EventSettings
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, Retention
-from conveyor.limits import Limits, Rate
+from conveyor.limits import Limits, Rate, with_holds
 from conveyor.stats import Stats
 
 __all__ = ["SQLiteBackend"]
@@ -353,7 +353,11 @@ class SQLiteBackend(Backend):
         )
 
     async def get_limits(self, *, queue: str) -> dict[str | None, Limits]:
-        return await self.read(limits.get_limits, queue=queue)
+        def read(conn: sqlite3.Connection) -> dict[str | None, Limits]:
+            held = claims.held(conn, self.clock, queue=queue)
+            return with_holds(limits.get_limits(conn, queue=queue), held)
+
+        return await self.read(read)
 
     async def retry_jobs(
         self,

@@ -114,6 +114,28 @@ class Window:
         )
 
 
+def held(conn: sqlite3.Connection, clock: Clock, *, queue: str) -> dict[str | None, int]:
+    """How long (ms) each scope of ``queue`` that may not start a job now is
+    held: by a full rate window, or by a ``RateLimited`` hold."""
+    now = clock.now_ms()
+    scopes = conn.execute(
+        "SELECT NULL, q.rate_max, q.rate_ms, q.blocked_until FROM queues q WHERE q.name = ?1"
+        " UNION ALL SELECT g.name, coalesce(g.rate_max, q.group_rate_max),"
+        " coalesce(g.rate_ms, q.group_rate_ms), g.blocked_until FROM groups g"
+        " JOIN queues q ON q.name = g.queue WHERE g.queue = ?1",
+        (queue,),
+    ).fetchall()
+    found: dict[str | None, int] = {}
+    for group, rate_max, rate_ms, blocked_until in scopes:
+        until = blocked_until if blocked_until is not None and blocked_until > now else now
+        if rate_max is not None:
+            window = Window(conn, scope_key(queue, group), rate_max, rate_ms, 1, now)
+            until = max(until, window.free_at or now)
+        if until > now:
+            found[group] = until - now
+    return found
+
+
 def _candidates(rows: sqlite3.Cursor, queue: str, group: str | None) -> list[Candidate]:
     return [
         Candidate(priority, seq, id_, expires, queue, group) for priority, seq, id_, expires in rows
