@@ -277,6 +277,13 @@ async def test_schedules_are_added_listed_paused_and_removed(
     await conveyor(sqlite_url, "schedules", "remove", "monday")
     assert await app.schedules.list() == []
     await conveyor(sqlite_url, "schedules", "remove", "monday", code=1)
+    bounded = ("--every", "60", "--start-at", "2030-01-01T09:00Z", "--limit", "3")
+    app_flag = ("--app", "tests.apps:app", "--args", "[1, 2]")
+    await conveyor(sqlite_url, "schedules", "add", "add", *app_flag, *bounded)
+    (info,) = await app.schedules.list()
+    assert (info.schedule.limit, info.next_run_ms) == (3, 1893488400000)  # 2030-01-01 09:00Z
+    listed = await conveyor(sqlite_url, "schedules", "list")
+    assert "0/3" in listed and "2030-01-01 09:00" in listed
     await conveyor(sqlite_url, "schedules", "pause", "monday", code=1)
 
 
@@ -287,6 +294,10 @@ async def test_schedules_are_added_listed_paused_and_removed(
         (["--cron", "0 8 * * *", "--tz", "Atlantis/Capital"], "tz"),
         (["--every", "-1"], "every"),
         ([], "cron"),
+        (["--every", "60", "--limit", "0"], "limit"),
+        (["--every", "60", "--end-at", "2020-01-01T00:00Z"], "end_at"),
+        (["--every", "60", "--start-at", "2030-01-01T00:00"], "start_at"),  # no zone
+        (["--every", "60", "--start-at", "soon"], "start-at"),
     ],
 )
 async def test_bad_schedules_exit_2_with_one_line_and_store_nothing(

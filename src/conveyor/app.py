@@ -39,7 +39,7 @@ from conveyor.job import (
 )
 from conveyor.middleware import Middleware, call_hooks, hooked, prepare
 from conveyor.retry import Backoff
-from conveyor.schedules import Schedules
+from conveyor.schedules import Bounds, Schedules
 from conveyor.stats import Span, Stats, StatsPoint
 from conveyor.stream import Subscription, wait_finished
 from conveyor.task import Task, find_task
@@ -99,14 +99,25 @@ class Conveyor(Admin):
         id: str | None = None,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
+        start_at: datetime | None = None,
+        end_at: datetime | None = None,
+        limit: int | None = None,
     ) -> Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]:
         """Declare a schedule in code: ``@app.cron("0 8 * * *", tz="Europe/Paris")``
         on a function (registered as a task) or on a task. Saved in the store
-        when a worker starts; see ``conveyor.cron`` for the policies."""
+        when a worker starts; see ``conveyor.cron`` for the policies and the
+        bounds (``start_at``, ``end_at``, ``limit``)."""
+        bounds = Bounds.of(start_at, end_at, limit)
 
         def declare(target: Callable[P, R] | Task[P, R]) -> Task[P, R]:
             return self.schedules.declare(
-                self._as_task(target), cron=expr, tz=tz, id=id, args=args, kwargs=kwargs
+                self._as_task(target),
+                cron=expr,
+                tz=tz,
+                id=id,
+                args=args,
+                kwargs=kwargs,
+                bounds=bounds,
             )
 
         return declare
@@ -118,12 +129,21 @@ class Conveyor(Admin):
         id: str | None = None,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
+        start_at: datetime | None = None,
+        end_at: datetime | None = None,
+        limit: int | None = None,
     ) -> Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]:
         """Declare a fixed-interval schedule in code, as ``cron`` does."""
+        bounds = Bounds.of(start_at, end_at, limit)
 
         def declare(target: Callable[P, R] | Task[P, R]) -> Task[P, R]:
             return self.schedules.declare(
-                self._as_task(target), every=seconds, id=id, args=args, kwargs=kwargs
+                self._as_task(target),
+                every=seconds,
+                id=id,
+                args=args,
+                kwargs=kwargs,
+                bounds=bounds,
             )
 
         return declare

@@ -23,11 +23,19 @@ Policies:
   twice runs once, at its first occurrence.
 - Cron has 5 fields, or 6 with seconds first. An expression that can never
   match (``0 0 30 2 *``) is refused when the schedule is made.
+- Bounds (BullMQ's repeat options): no tick fires before ``start_at`` (an
+  interval's ticks count from it, the first at ``start_at`` itself) nor after
+  ``end_at``, and a schedule that has fired ``limit`` ticks ends itself. A
+  schedule with no tick left is listed as ended (``ScheduleInfo.ended``), its
+  next run None; it stays stored until removed. Its ticks fired are counted
+  in the store with each one (once, however many workers race on a tick),
+  and the count stays when the schedule is added again with the same id.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -36,7 +44,7 @@ from cronsim import CronSim, CronSimError
 from conveyor import validate
 from conveyor.errors import InvalidInput
 
-__all__ = ["Schedule", "ScheduleInfo", "due_tick", "next_tick", "tick_job_id"]
+__all__ = ["Fired", "Schedule", "ScheduleInfo", "due_tick", "ended", "next_tick", "tick_job_id"]
 
 MAX_LOOKAHEAD_YEARS = 5  # a cron with no tick this far ahead is refused
 TICK_DIGITS = 13  # epoch ms in a tick's job id (until the year 2286)
@@ -53,13 +61,26 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     tz: str = "UTC"
     payload: msgspec.Raw = msgspec.Raw(b"{}")
     paused: bool = False
-    anchor_ms: int = 0  # intervals count from here (when the schedule was made)
+    anchor_ms: int = 0  # intervals count from here (when made; start_at less one interval)
+    start_at_ms: int | None = None  # no tick before this
+    end_at_ms: int | None = None  # no tick after this
+    limit: int | None = None  # it ends once it has fired this many ticks
+
+
+class Fired(NamedTuple):
+    """What the store knows of a schedule's ticks: the last one fired (epoch
+    ms; None: never) and how many it has fired."""
+
+    last_ms: int | None = None
+    ticks: int = 0
 
 
 class ScheduleInfo(msgspec.Struct, frozen=True, kw_only=True):
     schedule: Schedule
     last_tick_ms: int | None
-    next_run_ms: int | None  # None while paused
+    next_run_ms: int | None  # None while paused, or once ended
+    ticks: int = 0  # how many it has fired
+    ended: bool = False  # past its end_at, or its limit reached: it fires no more
 
 
 def checked(schedule: Schedule) -> Schedule:
@@ -69,6 +90,11 @@ def checked(schedule: Schedule) -> Schedule:
         raise InvalidInput("id", f"must be at most {MAX_ID_BYTES} bytes (its ticks' job ids)")
     if (schedule.cron is None) == (schedule.every_s is None):
         raise InvalidInput("cron", "give a cron expression or an interval (every), not both")
+    if schedule.limit is not None:
+        validate.count("limit", schedule.limit, minimum=1)
+    start, end = schedule.start_at_ms, schedule.end_at_ms
+    if start is not None and end is not None and end <= start:
+        raise InvalidInput("end_at", "must be after start_at")
     try:
         zone = ZoneInfo(schedule.tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -90,7 +116,10 @@ def checked(schedule: Schedule) -> Schedule:
 
 
 def next_tick(schedule: Schedule, after_ms: int) -> int:
-    """The first tick strictly after ``after_ms`` (epoch ms)."""
+    """The first tick strictly after ``after_ms`` (epoch ms), and not before
+    the schedule's ``start_at`` (its ``end_at`` is the caller's)."""
+    if schedule.start_at_ms is not None:
+        after_ms = max(after_ms, schedule.start_at_ms - 1)
     if schedule.every_s is not None:
         every = int(schedule.every_s * 1000)
         passed = max(0, (after_ms - schedule.anchor_ms) // every + 1)
@@ -102,10 +131,27 @@ def next_tick(schedule: Schedule, after_ms: int) -> int:
     raise InvalidInput("cron", f"{schedule.cron!r} never matches")  # refused at creation
 
 
+def ended(schedule: Schedule, now_ms: int, fired: Fired) -> bool:
+    """Whether the schedule fires no more: its limit is reached, or no tick
+    it has not fired is left before its end (one due now may still fire)."""
+    if schedule.limit is not None and fired.ticks >= schedule.limit:
+        return True
+    if schedule.end_at_ms is None:
+        return False
+    if due_tick(schedule, now_ms, fired.last_ms) is not None:
+        return False
+    return next_tick(schedule, max(now_ms, fired.last_ms or 0)) > schedule.end_at_ms
+
+
 def due_tick(schedule: Schedule, now_ms: int, last_tick_ms: int | None) -> int | None:
-    """The latest tick at or before ``now_ms`` and after the last one fired
-    (catch-up runs once), or None when nothing is due."""
+    """The latest tick at or before ``now_ms`` (and its ``end_at``), after the
+    last one fired and not before its ``start_at`` (catch-up runs once), or
+    None when nothing is due."""
+    if schedule.end_at_ms is not None:
+        now_ms = min(now_ms, schedule.end_at_ms)
     after = schedule.anchor_ms if last_tick_ms is None else last_tick_ms
+    if schedule.start_at_ms is not None:
+        after = max(after, schedule.start_at_ms - 1)
     if schedule.every_s is not None:
         every = int(schedule.every_s * 1000)
         if now_ms - schedule.anchor_ms < every:

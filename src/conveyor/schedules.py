@@ -11,18 +11,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import msgspec
 
 from conveyor import validate
 from conveyor.backends.base import Backend
 from conveyor.backends.values import NewJob
-from conveyor.cron import Schedule, ScheduleInfo, checked, due_tick, next_tick, tick_job_id
+from conveyor.cron import (
+    Fired,
+    Schedule,
+    ScheduleInfo,
+    checked,
+    due_tick,
+    ended,
+    next_tick,
+    tick_job_id,
+)
 from conveyor.errors import InvalidInput, ScheduleNotFound
 from conveyor.task import Task, find_task
 
-__all__ = ["Schedules"]
+__all__ = ["Bounds", "Schedules"]
 
 log = logging.getLogger("conveyor.schedules")
 
@@ -45,8 +55,10 @@ class Schedules:
         id: str | None = None,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
+        bounds: Bounds | None = None,
     ) -> Task[Any, Any]:
         schedule = self._build(task, cron, every, tz, id, args, kwargs, paused=False, anchor=0)
+        schedule = (bounds or Bounds()).apply(schedule, now_ms=None)
         if schedule.id in self.declared:
             raise InvalidInput("id", f"schedule {schedule.id!r} is declared twice")
         self.declared[schedule.id] = schedule
@@ -65,8 +77,9 @@ class Schedules:
             if old is not None and _same_definition(old, schedule):
                 continue
             paused = old.paused if old is not None else False
+            anchor = now if schedule.start_at_ms is None else schedule.anchor_ms
             await backend.save_schedule(
-                schedule=msgspec.structs.replace(schedule, anchor_ms=now, paused=paused)
+                schedule=msgspec.structs.replace(schedule, anchor_ms=anchor, paused=paused)
             )
 
     # -- at run time ---------------------------------------------------------------
@@ -82,12 +95,18 @@ class Schedules:
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
         paused: bool = False,
+        start_at: datetime | None = None,
+        end_at: datetime | None = None,
+        limit: int | None = None,
     ) -> Schedule:
         """Add a schedule, or replace the one with the same ``id`` (default:
-        the task's name)."""
+        the task's name). ``start_at``, ``end_at`` and ``limit`` bound it
+        (no tick before, none after, at most ``limit`` ticks; ``conveyor.cron``)."""
         resolved = find_task(self._tasks, task) if isinstance(task, str) else task
+        bounds = Bounds.of(start_at, end_at, limit)
         now = await self._backend.now_ms()
         schedule = self._build(resolved, cron, every, tz, id, args, kwargs, paused, anchor=now)
+        schedule = bounds.apply(schedule, now_ms=now)
         await self._backend.save_schedule(schedule=schedule)
         return schedule
 
@@ -108,10 +127,7 @@ class Schedules:
         backend = self._backend
         listed = await backend.schedules()
         now = await backend.now_ms()
-        return [
-            ScheduleInfo(schedule=s, last_tick_ms=last, next_run_ms=_next_run(s, now, last))
-            for s, last in listed
-        ]
+        return [_info(s, now, fired) for s, fired in listed]
 
     async def get(self, schedule_id: str) -> Schedule:
         for schedule, _ in await self._backend.schedules():
@@ -131,7 +147,9 @@ class Schedules:
             return 0
         now = await backend.now_ms()
         fired = 0
-        for schedule, last in listed:
+        for schedule, (last, ticks) in listed:
+            if schedule.limit is not None and ticks >= schedule.limit:
+                continue  # it has ended
             try:
                 tick = None if schedule.paused else due_tick(schedule, now, last)
             except Exception as exc:  # a stored spec this code cannot follow: the rest fire
@@ -206,13 +224,56 @@ def _same_definition(a: Schedule, b: Schedule) -> bool:
     )
 
 
-def _next_run(schedule: Schedule, now: int, last: int | None) -> int | None:
-    """When a schedule runs next; None when paused, or when its stored spec
-    cannot be followed (a cron or time zone this code does not know)."""
-    if schedule.paused:
-        return None
+def _info(schedule: Schedule, now: int, fired: Fired) -> ScheduleInfo:
+    """A schedule as listed: its next run is None when paused or ended, or
+    when its stored spec cannot be followed (a cron or time zone this code
+    does not know)."""
+    info = ScheduleInfo(
+        schedule=schedule, last_tick_ms=fired.last_ms, next_run_ms=None, ticks=fired.ticks
+    )
     try:
-        return next_tick(schedule, max(now, last or 0))
+        if ended(schedule, now, fired):
+            return msgspec.structs.replace(info, ended=True)
+        if schedule.paused:
+            return info
+        due = due_tick(schedule, now, fired.last_ms)
+        upcoming = due if due is not None else next_tick(schedule, max(now, fired.last_ms or 0))
+        return msgspec.structs.replace(info, next_run_ms=upcoming)
     except Exception as exc:
         log.warning("schedule %r: no next run: %s: %s", schedule.id, type(exc).__name__, exc)
-        return None
+        return info
+
+
+class Bounds(NamedTuple):
+    """When a schedule may tick (``start_at``, ``end_at``, epoch ms) and how
+    many ticks it fires at most (``limit``); None: no bound."""
+
+    start_at_ms: int | None = None
+    end_at_ms: int | None = None
+    limit: int | None = None
+
+    @classmethod
+    def of(cls, start_at: object, end_at: object, limit: object) -> Bounds:
+        return cls(
+            None if start_at is None else validate.moment("start_at", start_at),
+            None if end_at is None else validate.moment("end_at", end_at),
+            None if limit is None else validate.count("limit", limit, minimum=1),
+        )
+
+    def apply(self, schedule: Schedule, *, now_ms: int | None) -> Schedule:
+        """``schedule`` bounded (an interval's ticks then count from
+        ``start_at``); with ``now_ms``, an ``end_at`` already past is refused."""
+        if self.end_at_ms is not None and now_ms is not None and self.end_at_ms <= now_ms:
+            raise InvalidInput("end_at", "is in the past: the schedule would never fire")
+        anchor = schedule.anchor_ms
+        if self.start_at_ms is not None and schedule.every_s is not None:
+            anchor = self.start_at_ms - int(schedule.every_s * 1000)  # the first at start_at
+        return checked(
+            msgspec.structs.replace(
+                schedule,
+                anchor_ms=anchor,
+                start_at_ms=self.start_at_ms,
+                end_at_ms=self.end_at_ms,
+                limit=self.limit,
+            )
+        )

@@ -71,13 +71,18 @@ def seconds(field: str, value: object, *, allow_zero: bool = True) -> float:
 
 
 def run_at_ms(value: object) -> int:
+    return moment("run_at", value)
+
+
+def moment(field: str, value: object) -> int:
+    """A timezone-aware datetime at most ten years ahead, in epoch ms."""
     if not isinstance(value, datetime):
-        raise InvalidInput("run_at", "must be a datetime")
+        raise InvalidInput(field, "must be a datetime")
     if value.tzinfo is None:
-        raise InvalidInput("run_at", "must be timezone-aware (naive datetimes are ambiguous)")
+        raise InvalidInput(field, "must be timezone-aware (naive datetimes are ambiguous)")
     at = int(value.timestamp() * 1000)
     if at > (time.time() + MAX_SECONDS) * 1000:
-        raise InvalidInput("run_at", "must be at most ten years ahead, as a delay")
+        raise InvalidInput(field, "must be at most ten years ahead, as a delay")
     return at
 
 

@@ -4,6 +4,7 @@ workers fire, catch-up runs once, pause and resume, runtime changes."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -97,3 +98,69 @@ async def test_a_cron_declared_in_code_is_saved_once_and_keeps_its_state(
     await app.schedules.save_declared()  # a worker restarting: same definition
     (info,) = await app.schedules.list()
     assert (info.schedule.task, info.schedule.paused) == ("quarter", True)
+
+
+def _now(app: Conveyor) -> datetime:
+    """Now on the app's clock (the tests move it forward)."""
+    return datetime.fromtimestamp(app.clock.now_ms() / 1000, UTC)
+
+
+async def test_a_limit_ends_the_schedule_after_that_many_ticks(app: Conveyor) -> None:
+    report_task(app)
+    await app.schedules.add("report", every=60, args=["x"], limit=2)
+    for _ in range(2):
+        app.clock.advance(60)
+        fired = await asyncio.gather(*(app.schedules.fire_due() for _ in range(4)))
+        assert sum(fired) >= 1  # however many workers fire a tick, it counts once
+    (info,) = await app.schedules.list()
+    assert (info.ticks, info.ended, info.next_run_ms) == (2, True, None)
+    app.clock.advance(600)
+    assert await app.schedules.fire_due() == 0
+    assert (await app.counts("default"))[JobState.WAITING] == 2
+
+
+async def test_no_tick_before_start_at_and_an_interval_counts_from_it(app: Conveyor) -> None:
+    report_task(app)
+    start = _now(app) + timedelta(seconds=300)
+    schedule = await app.schedules.add("report", every=60, args=["x"], start_at=start)
+    start_ms = int(start.timestamp() * 1000)
+    (info,) = await app.schedules.list()
+    assert info.next_run_ms == start_ms and not info.ended
+    app.clock.advance(290)
+    assert await app.schedules.fire_due() == 0
+    app.clock.advance(11)
+    assert await app.schedules.fire_due() == 1
+    assert (await app.get_job(tick_job_id(schedule.id, start_ms))).state is JobState.WAITING
+    (info,) = await app.schedules.list()
+    assert info.next_run_ms == start_ms + 60_000
+
+
+async def test_a_schedule_past_its_end_fires_its_last_tick_then_is_ended(app: Conveyor) -> None:
+    report_task(app)
+    end = _now(app) + timedelta(seconds=150)
+    await app.schedules.add("report", every=60, args=["x"], end_at=end)
+    app.clock.advance(61)
+    assert await app.schedules.fire_due() == 1
+    app.clock.advance(600)  # no worker ran over the end: the last tick before it fires once
+    assert await app.schedules.fire_due() == 1
+    assert await app.schedules.fire_due() == 0
+    (info,) = await app.schedules.list()
+    assert (info.ticks, info.ended, info.next_run_ms) == (2, True, None)
+    assert info.last_tick_ms is not None and info.last_tick_ms <= int(end.timestamp() * 1000)
+
+
+async def test_bad_bounds_are_refused_and_store_nothing(app: Conveyor) -> None:
+    report_task(app)
+    now = _now(app)
+    cases = [
+        ({"limit": 0}, "limit"),
+        ({"limit": "3"}, "limit"),
+        ({"end_at": now - timedelta(seconds=1)}, "end_at"),
+        ({"start_at": now + timedelta(hours=2), "end_at": now + timedelta(hours=1)}, "end_at"),
+        ({"start_at": datetime(2030, 1, 1)}, "start_at"),  # naive
+    ]
+    for bounds, field in cases:
+        with pytest.raises(InvalidInput) as bad:
+            await app.schedules.add("report", every=60, args=["x"], **bounds)  # type: ignore[arg-type]
+        assert bad.value.field == field, bounds
+    assert await app.schedules.list() == []

@@ -47,7 +47,7 @@ from conveyor.backends.values import (
     WorkerInfo,
 )
 from conveyor.clock import Clock
-from conveyor.cron import Schedule
+from conveyor.cron import Fired, Schedule
 from conveyor.errors import ConfigurationError
 from conveyor.events import EventSettings
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, Retention
@@ -364,16 +364,18 @@ class Backend(History, Managing, abc.ABC):
         """Delete a schedule. ``False`` if there was none."""
 
     @abc.abstractmethod
-    async def schedules(self) -> list[tuple[Schedule, int | None]]:
-        """Every schedule, by id, with the last tick fired (epoch ms) or None."""
+    async def schedules(self) -> list[tuple[Schedule, Fired]]:
+        """Every schedule, by id, with its ticks: the last fired (epoch ms) or
+        None, and how many it fired."""
 
     @abc.abstractmethod
     async def mark_tick(
         self, *, schedule_id: str, tick_ms: int, fired: NewJob | None = None
     ) -> None:
-        """Record that ``tick_ms`` fired; an older tick never replaces a newer one.
-        ``fired``: the tick's job, just enqueued, for the ``tick`` event (None:
-        the tick is noted without firing, as a resume does)."""
+        """Record that ``tick_ms`` fired, atomically with its count and event;
+        an older tick never replaces a newer one (nor counts). ``fired``: the
+        tick's job, just enqueued, for the ``tick`` event and the count
+        (None: the tick is noted without firing or counting, as a resume does)."""
 
     @abc.abstractmethod
     async def now_ms(self) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from conveyor.cron import Schedule
+from conveyor.cron import Fired, Schedule
 from conveyor.errors import BackendError
 from conveyor.job import Job, JobOptions, JobState, from_ms, ms_to_datetime
 
@@ -119,15 +119,15 @@ _reported: set[tuple[str, bytes]] = set()  # unreadable specs already logged (bo
 
 
 def schedules_from(
-    rows: Iterable[tuple[str, bytes, int | None]],
-) -> list[tuple[Schedule, int | None]]:
-    """Each readable schedule of ``(id, spec, last tick)`` rows with its last
-    tick; one that cannot be read is skipped, and logged once, so the others
-    keep firing."""
+    rows: Iterable[tuple[str, bytes, int | None, int]],
+) -> list[tuple[Schedule, Fired]]:
+    """Each readable schedule of ``(id, spec, last tick, ticks)`` rows with
+    its ticks; one that cannot be read is skipped, and logged once, so the
+    others keep firing."""
     found = []
-    for schedule_id, spec, last in rows:
+    for schedule_id, spec, last, ticks in rows:
         try:
-            found.append((_decode_schedule(spec), last))
+            found.append((_decode_schedule(spec), Fired(last, ticks)))
         except Exception as exc:
             if (schedule_id, spec) not in _reported and len(_reported) < 1000:
                 _reported.add((schedule_id, spec))

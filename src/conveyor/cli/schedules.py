@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 import click
@@ -50,6 +51,9 @@ def list_schedules(app_path: str | None, url: str | None) -> None:
 @click.option("--id", "schedule_id", help="Schedule id (default: the task's name).")
 @click.option("--args", "args_json", default="[]", help="JSON array of positional arguments.")
 @click.option("--kwargs", "kwargs_json", default="{}", help="JSON object of keyword arguments.")
+@click.option("--start-at", help="No tick before this ISO time with a zone (2027-01-01T09:00Z).")
+@click.option("--end-at", help="No tick after this ISO time with a zone.")
+@click.option("--limit", type=int, help="End after this many ticks.")
 def add_schedule(
     task_name: str,
     app_path: str | None,
@@ -59,9 +63,13 @@ def add_schedule(
     schedule_id: str | None,
     args_json: str,
     kwargs_json: str,
+    start_at: str | None,
+    end_at: str | None,
+    limit: int | None,
 ) -> None:
     """Add a schedule of TASK, or replace the one with the same id."""
     app, args, kwargs = app_and_arguments(app_path, args_json, kwargs_json)
+    start, end = _moment("--start-at", start_at), _moment("--end-at", end_at)
     added = run(
         app,
         lambda: app.schedules.add(
@@ -72,6 +80,9 @@ def add_schedule(
             id=schedule_id,
             args=args,
             kwargs=kwargs,
+            start_at=start,
+            end_at=end,
+            limit=limit,
         ),
         create=True,
     )
@@ -106,6 +117,16 @@ def remove(schedule_id: str, app_path: str | None, url: str | None) -> None:
     """Delete a schedule (jobs it made stay)."""
     app = app_from(app_path, url)
     _act(app, app.schedules.remove, schedule_id, "removed")
+
+
+def _moment(option: str, text: str | None) -> datetime | None:
+    """An ISO time (``Z`` for UTC); the zone is checked with the schedule."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"{option} is not an ISO time such as 2027-01-01T09:00Z") from None
 
 
 def _act(

@@ -119,16 +119,19 @@ def print_jobs(title: str, found: list[Job]) -> None:
 
 def print_schedules(listed: list[ScheduleInfo]) -> None:
     """``conveyor schedules list``: each schedule with its next run (UTC)."""
-    table = _table("Schedules", "id", "task", "when", "tz", "paused", "next run (UTC)")
+    table = _table("Schedules", "id", "task", "when", "tz", "state", "ticks", "next run (UTC)")
     for info in listed:
         s = info.schedule
         when = s.cron if s.cron is not None else f"every {s.every_s:g}s"
+        state = "ended" if info.ended else "paused" if s.paused else ""
+        ticks = str(info.ticks) if s.limit is None else f"{info.ticks}/{s.limit}"
         table.add_row(
             s.id,
             s.task,
             when,
             s.tz,
-            "yes" if s.paused else "",
+            state,
+            ticks,
             "" if info.next_run_ms is None else _utc(info.next_run_ms),
         )
     Console(markup=False).print(table)

@@ -79,7 +79,7 @@ from conveyor.backends.values import (
     WorkerInfo,
 )
 from conveyor.clock import Clock
-from conveyor.cron import Schedule
+from conveyor.cron import Fired, Schedule
 from conveyor.events import EventPage, EventSettings
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, Retention
 from conveyor.limits import Limits, Rate
@@ -321,7 +321,7 @@ class RedisBackend(Backend):
     async def remove_schedule(self, *, schedule_id: str) -> bool:
         return await schedules.remove_schedule(self._conn, schedule_id=schedule_id)
 
-    async def schedules(self) -> list[tuple[Schedule, int | None]]:
+    async def schedules(self) -> list[tuple[Schedule, Fired]]:
         return await schedules.schedules(self._conn)
 
     async def mark_tick(

@@ -76,6 +76,7 @@ class Keys:
         self.outbox = f"{self.prefix}:outbox"
         self.schedules = f"{self.prefix}:schedules"  # schedule id -> its JSON
         self.schedule_ticks = f"{self.prefix}:schedule_ticks"  # schedule id -> last tick fired
+        self.schedule_counts = f"{self.prefix}:schedule_counts"  # schedule id -> ticks fired
         self.events = f"{self.prefix}:events"  # the stream of job events (conveyor.events)
         self.totals = f"{self.prefix}:totals"  # outcomes per queue, ever (conveyor.stats)
         self._states: dict[tuple[str, str], str] = {}

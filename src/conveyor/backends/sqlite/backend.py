@@ -64,7 +64,7 @@ from conveyor.backends.values import (
     WorkerInfo,
 )
 from conveyor.clock import Clock
-from conveyor.cron import Schedule
+from conveyor.cron import Fired, Schedule
 from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.events import EventPage, EventSettings
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, Retention
@@ -409,7 +409,7 @@ class SQLiteBackend(Backend):
     async def remove_schedule(self, *, schedule_id: str) -> bool:
         return await self.write(schedules.remove_schedule, schedule_id=schedule_id)
 
-    async def schedules(self) -> list[tuple[Schedule, int | None]]:
+    async def schedules(self) -> list[tuple[Schedule, Fired]]:
         return await self.read(schedules.schedules)
 
     async def mark_tick(

@@ -74,7 +74,8 @@ CREATE TABLE schedules (
     id TEXT PRIMARY KEY,
     spec BLOB NOT NULL,                -- JSON of conveyor.cron.Schedule
     last_tick INTEGER                  -- epoch ms of the last tick that made a job
-);
+, ticks INTEGER NOT NULL DEFAULT 0);
+-- (the ALTER TABLE of 0015 writes it so. ticks: how many ticks it fired)
 
 CREATE TABLE dedup_keys (
     key TEXT PRIMARY KEY,
