@@ -157,6 +157,7 @@ async def test_info_fits_80_columns_with_whole_distinct_headers(
     assert lines[workers + 1].split() == [
         "id",
         "queues",
+        "paused",
         "slots",
         "active",
         "processed",

@@ -441,3 +441,72 @@ async def test_a_retry_is_not_expired_by_the_ttl_of_its_first_start(
     await eventually(lambda: state_is(app, handle.id, "delayed"))
     app.clock.advance(121)  # past the ttl too, but the job has started before
     assert (await handle.wait(10)).result == "ok"
+
+
+async def _beats(app: Conveyor, worker: Worker, more: int) -> None:
+    """Until the worker's heartbeat has been written ``more`` times again."""
+    seen = []
+
+    async def beaten() -> bool:
+        (info,) = await app.workers()
+        if not seen or info.last_seen_ms != seen[-1]:
+            seen.append(info.last_seen_ms)
+        return len(seen) > more
+
+    await eventually(beaten, timeout=10)
+
+
+async def test_a_paused_worker_claims_nothing_and_keeps_its_running_jobs(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    release = asyncio.Event()
+
+    @app.task
+    async def slow() -> str:
+        await release.wait()
+        return "done"
+
+    @app.task
+    async def quick() -> str:
+        return "quick"
+
+    running = await slow.enqueue()
+    worker = await start_worker(heartbeat_s=0.1, lease_s=1.0)
+    await eventually(lambda: state_is(app, running.id, "active"))
+    worker.pause()
+    waiting = await quick.enqueue()
+    await eventually(lambda: _paused(app, True))
+    await _beats(app, worker, 3)  # several beats (and lease renewals of 1 s leases) later
+    assert await state_is(app, waiting.id, "waiting")
+    assert await state_is(app, running.id, "active")  # its lease renewed all along
+    release.set()
+    assert (await running.wait(5)).result == "done"
+    assert await state_is(app, waiting.id, "waiting")
+    worker.resume()
+    assert (await waiting.wait(5)).result == "quick"
+    await eventually(lambda: _paused(app, False))
+
+
+async def _paused(app: Conveyor, paused: bool) -> bool:
+    return [info.paused for info in await app.workers()] == [paused]
+
+
+async def test_a_worker_pauses_and_resumes_on_the_stores_command(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    @app.task
+    async def quick() -> str:
+        return "quick"
+
+    worker = await start_worker(heartbeat_s=0.1)
+    await eventually(lambda: _paused(app, False))
+    assert await app.pause_worker(worker.id)
+    await eventually(lambda: _paused(app, True))
+    assert worker.paused
+    handle = await quick.enqueue()
+    await _beats(app, worker, 2)
+    assert await state_is(app, handle.id, "waiting")
+    assert await app.resume_worker(worker.id)
+    assert (await handle.wait(5)).result == "quick"
+    assert not worker.paused
+    assert not await app.pause_worker("no-such-worker")

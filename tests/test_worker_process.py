@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -193,3 +197,52 @@ async def test_sigterm_while_the_worker_starts_exits_zero(workers: Workers) -> N
 
 async def _registered(app: Conveyor, n: int) -> bool:
     return len(await app.workers()) == n
+
+
+@pytest.mark.timeout(90)
+async def test_sigusr1_pauses_a_worker_process_and_sigusr2_resumes_it(
+    app: Conveyor, workers: Workers, sqlite_url: str
+) -> None:
+    proc = workers.start()
+    await eventually(lambda: _registered(app, 1), timeout=20)
+    proc.send_signal(signal.SIGUSR1)
+    await eventually(lambda: _all_paused(app, True), timeout=15)  # at its next heartbeat
+    handle = await app.tasks["add"].enqueue(1, 2)
+    (info,) = await app.workers()
+    await eventually(lambda: _seen_after(app, info.last_seen_ms), timeout=15)
+    assert (await app.get_job(handle.id)).state is JobState.WAITING  # a heartbeat later
+    proc.send_signal(signal.SIGUSR2)
+    assert (await app.wait(handle.id, 10)).result == 3
+    # The same through the store, as `conveyor workers pause ID` does.
+    (info,) = await app.workers()
+    paused = await _workers_cli(sqlite_url, "pause", info.id)
+    assert paused.returncode == 0 and f"pausing {info.id}" in paused.stdout
+    await eventually(lambda: _all_paused(app, True), timeout=15)
+    assert "yes" in (await _workers_cli(sqlite_url, "list")).stdout  # the paused column
+    assert (await _workers_cli(sqlite_url, "resume", info.id)).returncode == 0
+    await eventually(lambda: _all_paused(app, False), timeout=15)
+    missing = await _workers_cli(sqlite_url, "pause", "nope")
+    assert missing.returncode == 1 and "no live worker" in missing.stderr
+    proc.send_signal(signal.SIGTERM)
+    assert await exited(proc) == 0
+
+
+async def _all_paused(app: Conveyor, paused: bool) -> bool:
+    found = await app.workers()
+    return bool(found) and all(info.paused is paused for info in found)
+
+
+async def _seen_after(app: Conveyor, last_seen_ms: int) -> bool:
+    return any(info.last_seen_ms > last_seen_ms for info in await app.workers())
+
+
+async def _workers_cli(url: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "conveyor", "workers", *argv],
+        env={**os.environ, "CONVEYOR_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )

@@ -185,6 +185,23 @@ class Admin:
         if removed:
             await self.backend.apply_outcomes(child_ids=None, limit=min(removed, 1000))
 
+    # -- workers ---------------------------------------------------------------------
+
+    async def pause_worker(self, worker_id: str) -> bool:
+        """Tell a live worker (an id of ``app.workers()``) to stop claiming, its
+        running jobs going on; it obeys at its next heartbeat (``heartbeat_s``,
+        5 s by default) and its record then says ``paused``. False if no
+        worker of that id has a heartbeat record."""
+        return await self.backend.command_worker(
+            worker_id=validate.name("worker_id", worker_id), command="pause"
+        )
+
+    async def resume_worker(self, worker_id: str) -> bool:
+        """Tell a paused worker to claim again, as ``pause_worker`` does."""
+        return await self.backend.command_worker(
+            worker_id=validate.name("worker_id", worker_id), command="resume"
+        )
+
     # -- dedup keys ------------------------------------------------------------------
 
     async def dedup_key_owner(self, key: str) -> str | None:

@@ -9,7 +9,7 @@ step: each public coroutine method of ``Conveyor`` (reading: ``get_job``,
 managing: ``pause``, ``resume``, ``set_limits``, ``retry``, ``retry_failed``,
 ``cancel``, ``remove``, ``promote``, ``clean``, ``drain``, ``obliterate``,
 ``change_delay``, ``change_priority``, ``update_args``, ``dedup_key_owner``,
-``release_dedup_key``; adding: ``enqueue_many``,
+``release_dedup_key``, ``pause_worker``, ``resume_worker``; adding: ``enqueue_many``,
 ``add_flow``) and of ``app.schedules`` (``client.schedules.add``, ``pause``,
 ``resume``, ``remove``, ``list``, ``get``) has a blocking twin made by
 ``_blocking`` from the async method itself, with the same parameters,
@@ -171,6 +171,8 @@ class SyncConveyor(_Facade[Conveyor]):
     change_delay = _blocking(Conveyor.change_delay)
     change_priority = _blocking(Conveyor.change_priority)
     update_args = _blocking(Conveyor.update_args)
+    pause_worker = _blocking(Conveyor.pause_worker)
+    resume_worker = _blocking(Conveyor.resume_worker)
     dedup_key_owner = _blocking(Conveyor.dedup_key_owner)
     release_dedup_key = _blocking(Conveyor.release_dedup_key)
 

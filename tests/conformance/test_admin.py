@@ -205,3 +205,32 @@ async def test_paging_through_finished_jobs_lists_each_job_once(app: Conveyor) -
     for offset in range(0, 200, 50):
         listed += [job.id for job in await app.list_jobs("completed", offset=offset, limit=50)]
     assert sorted(listed) == sorted(h.id for h in handles)  # each once
+
+
+async def test_a_command_for_a_worker_is_taken_once_with_its_heartbeat(app: Conveyor) -> None:
+    from conveyor.backends.values import WorkerInfo
+
+    now = await app.backend.now_ms()
+    info = WorkerInfo(
+        id="w-1",
+        hostname="h",
+        pid=1,
+        queues=["default"],
+        concurrency=1,
+        active=0,
+        processed=0,
+        started_at_ms=now,
+        last_seen_ms=now,
+    )
+    assert not await app.pause_worker("w-1")  # no heartbeat yet: nothing is left
+    assert await app.backend.record_worker(worker=info, worker_id="w-1") is None
+    assert await app.pause_worker("w-1")
+    assert await app.resume_worker("w-1")  # replaces the pause it has not taken
+    assert await app.backend.record_worker(worker=info, worker_id="w-1") == "resume"
+    assert await app.backend.record_worker(worker=info, worker_id="w-1") is None  # taken
+    assert await app.pause_worker("w-1")
+    assert await app.backend.record_worker(worker=None, worker_id="w-1") is None  # it stopped
+    assert await app.workers() == []
+    assert not await app.resume_worker("w-1")
+    await app.backend.record_worker(worker=info, worker_id="w-1")
+    assert await app.backend.record_worker(worker=info, worker_id="w-1") is None  # none left

@@ -49,16 +49,26 @@ async def test_a_queue_with_waiting_jobs_and_no_worker_is_unhealthy(
     }
     assert by_queue["held"]["ok"] is True
 
-    await start_worker(queues=("mail",))
+    worker = await start_worker(queues=("mail",), heartbeat_s=0.1)
 
     async def healthy() -> bool:
         return (await http.get("/workers/health")).status_code == 200
 
     await eventually(healthy, message="a worker for mail")
     report = (await http.get("/workers/health")).json()
-    (worker,) = report["workers"]
-    assert worker["queues"] == ["mail"]
+    (info,) = report["workers"]
+    assert info["queues"] == ["mail"]
     assert {q["queue"]: q["workers"] for q in report["queues"]}["mail"] == 1
+    worker.pause()  # a paused worker serves nothing: mail has waiting jobs and no worker
+    await send.enqueue()
+
+    async def sick_again() -> bool:
+        return (await http.get("/workers/health")).status_code == 503
+
+    await eventually(sick_again, message="the paused worker's heartbeat")
+    report = (await http.get("/workers/health")).json()
+    assert report["workers"][0]["paused"] is True
+    assert {q["queue"]: q["workers"] for q in report["queues"]}["mail"] == 0
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import msgspec
 
 from conveyor.backends.history import History
-from conveyor.backends.managing import RETRIED, Managing
+from conveyor.backends.managing import RETRIED, Managing, WorkerCommand
 from conveyor.backends.rows import UnreadableRecord
 from conveyor.backends.values import (
     ClaimedJob,
@@ -329,8 +329,12 @@ class Backend(History, Managing, abc.ABC):
         """
 
     @abc.abstractmethod
-    async def record_worker(self, *, worker: WorkerInfo | None, worker_id: str) -> None:
-        """Upsert a worker's heartbeat, or remove it when ``worker`` is None."""
+    async def record_worker(
+        self, *, worker: WorkerInfo | None, worker_id: str
+    ) -> WorkerCommand | None:
+        """Upsert a worker's heartbeat, or remove it when ``worker`` is None;
+        atomically with that, take the command ``command_worker`` left for it
+        (it is then gone), if any."""
 
     # -- inspection ------------------------------------------------------------
 

@@ -9,11 +9,15 @@ writes its event in the same step (``conveyor.events``)."""
 from __future__ import annotations
 
 import abc
+from typing import Literal
 
 from conveyor.backends.values import JobChange
 from conveyor.job import JobState
 
-__all__ = ["CHANGEABLE", "RETRIED", "Managing"]
+__all__ = ["CHANGEABLE", "RETRIED", "Managing", "WorkerCommand"]
+
+# What a worker may be told through the store (``command_worker``).
+WorkerCommand = Literal["pause", "resume"]
 
 # The states of a job that has not started: those ``change_job`` may change
 # (a new due time: waiting and delayed only; a parent waits for its children).
@@ -71,3 +75,10 @@ class Managing(abc.ABC):
         """Free the dedup ``key`` now, atomically: a throttle's window ends
         early, a debounce key stops naming its job (the next enqueue with it
         makes a new job and leaves that one be). False if it was free."""
+
+    @abc.abstractmethod
+    async def command_worker(self, *, worker_id: str, command: WorkerCommand) -> bool:
+        """Leave ``command`` for the live worker ``worker_id`` (replacing one it
+        has not taken yet); it takes it at its next heartbeat
+        (``record_worker``). False, leaving nothing, if no such worker has a
+        heartbeat record."""

@@ -125,3 +125,4 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     processed: int
     started_at_ms: int
     last_seen_ms: int
+    paused: bool = False  # it claims nothing until resumed (``Worker.pause``)

@@ -22,7 +22,7 @@ from typing import NoReturn
 
 import click
 
-from conveyor.cli import jobs, metrics, queues, schedules, worker
+from conveyor.cli import jobs, metrics, queues, schedules, worker, workers
 from conveyor.cli.common import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_USAGE, CliError, load_app
 from conveyor.errors import (
     ConfigurationError,
@@ -54,6 +54,7 @@ for _command in (
     queues.obliterate,
     queues.clean,
     schedules.schedules,
+    workers.workers,
     metrics.metrics,
 ):
     cli.add_command(_command)

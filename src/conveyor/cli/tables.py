@@ -72,14 +72,25 @@ def print_info(
             limited.add_row(queue.name, _describe(limits[queue.name]))
     if limited.row_count:
         console.print(limited)
+    print_workers(workers, console)
+
+
+def print_workers(workers: list[WorkerInfo], console: Console | None = None) -> None:
+    """``conveyor workers list`` (and the end of ``info``): each live worker."""
     numbers = ("slots", "active", "processed", "last seen")
-    workers_table = _table("Workers", "id", "queues", *numbers, numbers=numbers)
+    workers_table = _table("Workers", "id", "queues", "paused", *numbers, numbers=numbers)
     for w in workers:
         seen = datetime.fromtimestamp(w.last_seen_ms / 1000).strftime("%H:%M:%S")
         workers_table.add_row(
-            w.id, ", ".join(w.queues), str(w.concurrency), str(w.active), str(w.processed), seen
+            w.id,
+            ", ".join(w.queues),
+            "yes" if w.paused else "",
+            str(w.concurrency),
+            str(w.active),
+            str(w.processed),
+            seen,
         )
-    console.print(workers_table)
+    (console or Console(markup=False)).print(workers_table)
 
 
 def print_jobs(title: str, found: list[Job]) -> None:

@@ -6,7 +6,9 @@ leaving the leases of running jobs to bring them back. A signal before the
 loop's handlers are installed exits 0, nothing having been claimed. Sync jobs
 still running on threads at the end cannot be stopped: the process leaves with
 ``os._exit(0)`` rather than wait for them, and their jobs run again once their
-leases expire, as for a killed worker.
+leases expire, as for a killed worker. SIGUSR1 pauses the worker (no new
+claims; running jobs go on, leases renewed) and SIGUSR2 resumes it
+(``Worker.pause``; ``conveyor workers pause ID`` does it through the store).
 
 ``--metrics-port`` serves the app's metrics and health checks (``conveyor.cli.metrics``)
 from the worker's process until the worker has stopped.
@@ -123,6 +125,8 @@ async def _serve(
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGUSR1, runner.pause)
+    loop.add_signal_handler(signal.SIGUSR2, runner.resume)
     served = None
     if http is not None:
         server, sock = http

@@ -99,7 +99,8 @@ class MonitorApp:
 
 def workers_health(snapshot: Snapshot) -> dict[str, Any]:
     """``/workers/health``'s report of a snapshot: ``ok``, ``store_up``, and
-    per queue its live ``workers``, ``waiting`` jobs, ``paused`` and ``ok``."""
+    per queue its live ``workers`` (paused ones not counted), ``waiting`` jobs,
+    ``paused`` and ``ok``."""
     queues = []
     for queue in snapshot.queues:
         waiting = queue.counts.get(JobState.WAITING, 0)
@@ -123,6 +124,7 @@ def workers_health(snapshot: Snapshot) -> dict[str, Any]:
                 "pid": w.pid,
                 "queues": w.queues,
                 "active": w.active,
+                "paused": w.paused,
                 "last_seen_ms": w.last_seen_ms,
             }
             for w in snapshot.workers

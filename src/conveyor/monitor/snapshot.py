@@ -45,7 +45,7 @@ class QueueSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     # for: the queue's latency as Sidekiq names it. None: nothing waits.
     oldest_waiting_s: float | None
     processed: Stats  # its outcomes ever (the store's totals)
-    workers: int  # workers alive that take jobs from it
+    workers: int  # workers alive that take jobs from it (a paused one takes none)
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,7 +129,7 @@ class Snapshots:
                     else None
                 ),
                 processed=totals.get(info.name, Stats()),
-                workers=sum(info.name in w.queues for w in workers),
+                workers=sum(info.name in w.queues and not w.paused for w in workers),
             )
             for info in queues
         ]

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from conveyor.app import Conveyor
+from conveyor.backends.managing import WorkerCommand
 from conveyor.backends.values import WorkerInfo
 from conveyor.errors import BackendError, BackendUnavailable
 from conveyor.job import JobState, Retention
@@ -74,12 +75,14 @@ class Chores:
         health: StoreHealth,
         trimmer: Trimmer,
         describe: Callable[[int], WorkerInfo],
+        obey: Callable[[WorkerCommand], None],
     ) -> None:
         self.app = app
         self.settings = settings
         self._health = health
         self._trimmer = trimmer
         self._describe = describe  # the worker's record as of a time on the store's clock
+        self._obey = obey  # a command the store had for the worker
         self._suspects: dict[str, tuple[int, float]] = {}  # expired lease: (expiry, first seen)
 
     def start(self) -> list[asyncio.Task[None]]:
@@ -147,9 +150,12 @@ class Chores:
         return ripe
 
     async def heartbeat(self) -> None:
+        """The worker's record, and the command left for it (pause, resume) obeyed."""
         now = await self.app.backend.now_ms()  # the store's clock, as readers compare with
         info = self._describe(now)
-        await self.app.backend.record_worker(worker_id=info.id, worker=info)
+        command = await self.app.backend.record_worker(worker_id=info.id, worker=info)
+        if command is not None:
+            self._obey(command)
 
     async def fire_schedules(self) -> None:
         await self.app.schedules.fire_due()

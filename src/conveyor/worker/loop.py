@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from conveyor.app import Conveyor
+from conveyor.backends.managing import WorkerCommand
 from conveyor.backends.values import ClaimedJob, ProgressUpdate, QueueSlots, Taker, WorkerInfo
 from conveyor.context import JobContext
 from conveyor.errors import BackendError, BackendUnavailable
@@ -41,6 +42,9 @@ class Worker:
         self._running: dict[str, Running] = {}
         self._stopping = asyncio.Event()
         self._slot_free = asyncio.Event()
+        self._claiming = asyncio.Event()  # clear while paused
+        self._claiming.set()
+        self._pausing = asyncio.Event()  # set while paused: ends an idle wait
         self._slots = Slots(self.settings.pools)
         self._started_ms = 0
         self._leases = HeldLeases()
@@ -63,6 +67,7 @@ class Worker:
             health=self._health,
             trimmer=self._trimmer,
             describe=self._describe,
+            obey=self.command,
         )
 
     # -- control -------------------------------------------------------------------
@@ -73,6 +78,35 @@ class Worker:
             log.info("worker %s stopping: no new jobs, %d running", self.id, len(self._running))
         self._stopping.set()
         self._slot_free.set()
+
+    def pause(self) -> None:
+        """Stop claiming jobs, keeping those running and their leases, until
+        ``resume()``; an idle wait ends at once (a job it was handed just then
+        runs: it was claimed before the pause). Also by SIGUSR1 to ``conveyor
+        worker``, or ``conveyor workers pause ID`` through the store (taken at
+        the next heartbeat). Its heartbeat says it is paused."""
+        if self._claiming.is_set():
+            log.info("worker %s paused: no new jobs, %d running", self.id, len(self._running))
+        self._claiming.clear()
+        self._pausing.set()
+
+    def resume(self) -> None:
+        """Claim jobs again after ``pause()`` (SIGUSR2, ``conveyor workers resume ID``)."""
+        if not self._claiming.is_set():
+            log.info("worker %s resumed", self.id)
+        self._pausing.clear()
+        self._claiming.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._claiming.is_set()
+
+    def command(self, command: WorkerCommand) -> None:
+        """Follow a command the store had for this worker (``record_worker``)."""
+        if command == "pause":
+            self.pause()
+        else:
+            self.resume()
 
     @property
     def active(self) -> int:
@@ -142,6 +176,9 @@ class Worker:
         handed: list[ClaimedJob] = []  # jobs a wait was handed, claimed for us
         try:
             while not self._stopping.is_set():
+                if not handed and not self._claiming.is_set():  # paused
+                    await self._until_resumed(stop_wait)
+                    continue
                 self._slot_free.clear()
                 rooms = self._slots.free()
                 if handed:  # their claim is made: no call needed
@@ -161,22 +198,29 @@ class Worker:
                     self._health.ok()
                 for job in claimed:
                     self._start(job)
-                if len(claimed) < sum(room.free for room in rooms):
+                short = len(claimed) < sum(room.free for room in rooms)
+                if short and self._claiming.is_set():
                     handed = await self._wait(rooms, stop_wait)
         finally:
             for job in handed:  # handed as the worker stopped: they get the grace too
                 self._start(job)
 
+    async def _until_resumed(self, stop_wait: asyncio.Task[Any]) -> None:
+        resumed = asyncio.create_task(self._claiming.wait())
+        await asyncio.wait([stop_wait, resumed], return_when=asyncio.FIRST_COMPLETED)
+        resumed.cancel()
+        await asyncio.gather(resumed, return_exceptions=True)
+
     async def _wait(
         self, rooms: list[QueueSlots], stop_wait: asyncio.Task[Any]
     ) -> list[ClaimedJob]:
-        """Wait for jobs in ``rooms``' queues, for a stop, or (when a pool is
-        full) for a slot to free; the jobs the wait was handed, if any."""
+        """Wait for jobs in ``rooms``' queues, for a stop, a pause, or (when a
+        pool is full) for a slot to free; the jobs the wait was handed, if any."""
         idle = [queue for room in rooms for queue in room.queues]
         waiter = asyncio.create_task(
             self.app.backend.wait_for_jobs(queues=idle, timeout_s=IDLE_WAIT_S, taker=self._taker())
         )
-        waits = [waiter, stop_wait]
+        waits = [waiter, stop_wait, asyncio.create_task(self._pausing.wait())]
         if len(rooms) < len(self.settings.pools):  # a full pool's slot may free meanwhile
             waits.append(asyncio.create_task(self._slot_free.wait()))
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -323,4 +367,5 @@ class Worker:
             processed=self.processed,
             started_at_ms=self._started_ms,
             last_seen_ms=now_ms,
+            paused=self.paused,
         )

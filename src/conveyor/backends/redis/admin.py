@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from conveyor.backends.managing import RETRIED
+from conveyor.backends.managing import RETRIED, WorkerCommand
 from conveyor.backends.redis import draining
 from conveyor.backends.redis.connection import RedisConnection, mapped_errors
 from conveyor.backends.redis.record import retention_member
@@ -172,13 +172,29 @@ async def trim_finished(
 
 async def record_worker(
     conn: RedisConnection, *, worker: WorkerInfo | None, worker_id: str
-) -> None:
+) -> WorkerCommand | None:
+    """The heartbeat, and the command left for the worker taken, in one
+    MULTI (its keys share the namespace's slot)."""
     client = await conn.connected()
-    async with mapped_errors():
+    k = conn.keys
+    async with mapped_errors(), client.pipeline(transaction=True) as pipe:
         if worker is None:
-            await client.hdel(conn.keys.workers, worker_id)
+            pipe.hdel(k.workers, worker_id)
         else:
-            await client.hset(conn.keys.workers, worker_id, msgspec.json.encode(worker))
+            pipe.hset(k.workers, worker_id, msgspec.json.encode(worker))
+        pipe.hget(k.worker_commands, worker_id)
+        pipe.hdel(k.worker_commands, worker_id)
+        _, taken, _ = await pipe.execute()
+    if worker is None or taken is None:
+        return None
+    return "pause" if taken == b"pause" else "resume" if taken == b"resume" else None
+
+
+async def command_worker(conn: RedisConnection, *, worker_id: str, command: WorkerCommand) -> bool:
+    done = await conn.run(
+        "command", [conn.keys.workers, conn.keys.worker_commands], [worker_id, command]
+    )
+    return bool(done)
 
 
 async def dedup_key(conn: RedisConnection, *, key: str, release: bool) -> str | None:

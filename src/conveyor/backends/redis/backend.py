@@ -48,7 +48,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from conveyor.backends.base import Backend
-from conveyor.backends.managing import RETRIED
+from conveyor.backends.managing import RETRIED, WorkerCommand
 from conveyor.backends.redis import (
     adding,
     admin,
@@ -218,8 +218,13 @@ class RedisBackend(Backend):
             self._conn, task=task, state=state, retention=retention, limit=limit
         )
 
-    async def record_worker(self, *, worker: WorkerInfo | None, worker_id: str) -> None:
-        await admin.record_worker(self._conn, worker=worker, worker_id=worker_id)
+    async def record_worker(
+        self, *, worker: WorkerInfo | None, worker_id: str
+    ) -> WorkerCommand | None:
+        return await admin.record_worker(self._conn, worker=worker, worker_id=worker_id)
+
+    async def command_worker(self, *, worker_id: str, command: WorkerCommand) -> bool:
+        return await admin.command_worker(self._conn, worker_id=worker_id, command=command)
 
     # -- inspection ------------------------------------------------------------
 

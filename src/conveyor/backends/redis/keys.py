@@ -41,6 +41,8 @@ Layout (``P`` is ``cv:{namespace}``):
 - ``P:turns``: hash, queue to the turn of its jobs without a group.
 - ``P:seq``: counter for FIFO order.
 - ``P:workers``: hash, worker id to its heartbeat JSON.
+- ``P:worker_commands``: hash, worker id to the command left for it (``pause``,
+  ``resume``), taken with its next heartbeat.
 - ``P:outcomes:<id>``: hash, a flow parent's children's outcomes: child id to
   ``state \0 ignored \0 task \0 result \0 error``.
 - ``P:outbox``: hash, child id to the outcome a finished child owes its parent,
@@ -71,6 +73,7 @@ class Keys:
         self.seq = f"{self.prefix}:seq"
         self.queues = f"{self.prefix}:queues"
         self.workers = f"{self.prefix}:workers"
+        self.worker_commands = f"{self.prefix}:worker_commands"  # worker id -> pause|resume
         self.limits = f"{self.prefix}:limits"
         self.turns = f"{self.prefix}:turns"
         self.outbox = f"{self.prefix}:outbox"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from conveyor.backends.managing import RETRIED
+from conveyor.backends.managing import RETRIED, WorkerCommand
 from conveyor.backends.sqlite import adding, draining, flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.state import State
@@ -146,17 +146,40 @@ def trim_finished(
     return deleted
 
 
-def record_worker(conn: sqlite3.Connection, *, worker: WorkerInfo | None, worker_id: str) -> None:
-    """The worker's heartbeat row, or none (``worker`` None: it stopped)."""
+def record_worker(
+    conn: sqlite3.Connection, *, worker: WorkerInfo | None, worker_id: str
+) -> WorkerCommand | None:
+    """The worker's heartbeat row, or none (``worker`` None: it stopped), and
+    the command left for it, taken."""
+    taken = conn.execute(
+        "DELETE FROM worker_commands WHERE worker_id = ? RETURNING command", (worker_id,)
+    ).fetchone()
     if worker is None:
         conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
-        return
+        return None
     conn.execute(
         "INSERT INTO workers (id, info, last_seen) VALUES (?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET info = excluded.info,"
         " last_seen = excluded.last_seen",
         (worker_id, msgspec.json.encode(worker), worker.last_seen_ms),
     )
+    return None if taken is None else _command(taken[0])
+
+
+def command_worker(conn: sqlite3.Connection, *, worker_id: str, command: WorkerCommand) -> bool:
+    if conn.execute("SELECT 1 FROM workers WHERE id = ?", (worker_id,)).fetchone() is None:
+        return False
+    conn.execute(
+        "INSERT INTO worker_commands (worker_id, command) VALUES (?, ?)"
+        " ON CONFLICT (worker_id) DO UPDATE SET command = excluded.command",
+        (worker_id, command),
+    )
+    return True
+
+
+def _command(text: str) -> WorkerCommand | None:
+    """A stored command this code knows (another version's is dropped)."""
+    return "pause" if text == "pause" else "resume" if text == "resume" else None
 
 
 def dedup_key_owner(conn: sqlite3.Connection, clock: Clock, *, key: str) -> str | None:

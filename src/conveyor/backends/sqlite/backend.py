@@ -34,7 +34,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import msgspec
 
 from conveyor.backends.base import Backend
-from conveyor.backends.managing import RETRIED
+from conveyor.backends.managing import RETRIED, WorkerCommand
 from conveyor.backends.sqlite import (
     adding,
     admin,
@@ -292,8 +292,13 @@ class SQLiteBackend(Backend):
             self.wakeup.set()
         return result
 
-    async def record_worker(self, *, worker: WorkerInfo | None, worker_id: str) -> None:
-        await self.write(admin.record_worker, worker=worker, worker_id=worker_id)
+    async def record_worker(
+        self, *, worker: WorkerInfo | None, worker_id: str
+    ) -> WorkerCommand | None:
+        return await self.write(admin.record_worker, worker=worker, worker_id=worker_id)
+
+    async def command_worker(self, *, worker_id: str, command: WorkerCommand) -> bool:
+        return await self.write(admin.command_worker, worker_id=worker_id, command=command)
 
     async def trim_finished(
         self, *, task: str, state: JobState, retention: Retention, limit: int

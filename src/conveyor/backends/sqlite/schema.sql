@@ -70,6 +70,12 @@ CREATE TABLE workers (
     last_seen INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Commands left for workers (pause, resume), taken with their next heartbeat.
+CREATE TABLE worker_commands (
+    worker_id TEXT PRIMARY KEY,
+    command TEXT NOT NULL              -- 'pause' or 'resume'
+) WITHOUT ROWID;
+
 CREATE TABLE schedules (
     id TEXT PRIMARY KEY,
     spec BLOB NOT NULL,                -- JSON of conveyor.cron.Schedule
