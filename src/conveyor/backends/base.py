@@ -31,10 +31,8 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-import msgspec
-
 from conveyor.backends.history import History
-from conveyor.backends.managing import RETRIED, Managing, WorkerCommand
+from conveyor.backends.managing import Managing, WorkerCommand
 from conveyor.backends.rows import UnreadableRecord
 from conveyor.backends.values import (
     ClaimedJob,
@@ -51,7 +49,6 @@ from conveyor.cron import Fired, Schedule
 from conveyor.errors import ConfigurationError
 from conveyor.events import EventSettings
 from conveyor.job import ChildOutcome, Job, JobState, LogEntry, Retention
-from conveyor.limits import Limits, Rate
 
 log = logging.getLogger("conveyor.store")
 
@@ -393,73 +390,3 @@ class Backend(History, Managing, abc.ABC):
         """The memory the store's server uses and its limit, in bytes (None:
         not known, or no limit): Redis's ``INFO memory``; none for SQLite."""
         return None, None
-
-    # -- administration ----------------------------------------------------------
-
-    @abc.abstractmethod
-    async def set_paused(self, *, queue: str, paused: bool) -> None:
-        """Pause or resume claiming from ``queue``. Jobs keep their states."""
-
-    @abc.abstractmethod
-    async def set_limits(
-        self,
-        *,
-        queue: str,
-        group: str | None,
-        max_active: int | msgspec.UnsetType | None = msgspec.UNSET,
-        rate: Rate | msgspec.UnsetType | None = msgspec.UNSET,
-    ) -> None:
-        """Set limits of a scope, atomically: ``queue`` as a whole (``group``
-        None), every group of it by default (``EVERY_GROUP``) or one group.
-        ``UNSET`` leaves a limit as it is; ``None`` lifts it (a group's own
-        limit then falls back to the default). Holds across all workers."""
-
-    @abc.abstractmethod
-    async def get_limits(self, *, queue: str) -> dict[str | None, Limits]:
-        """The limits set on ``queue``: under None its own, under
-        ``EVERY_GROUP`` the groups' default, and each group's own, each with
-        ``held_ms`` when it may not start a job now (a full rate window, a
-        ``RateLimited`` hold: how long until it may). Scopes without limits
-        are left out, unless held."""
-
-    @abc.abstractmethod
-    async def retry_jobs(
-        self,
-        *,
-        job_ids: Sequence[str] | None,
-        queue: str | None,
-        states: Sequence[JobState] = RETRIED,
-    ) -> int:
-        """Move finished jobs back to ``waiting`` with fresh attempts (no
-        result, error or progress; logs kept).
-
-        ``job_ids`` names them, each moved only from one of ``states``
-        (default failed or cancelled; completed too when named); ``None``
-        means every failed job (of ``queue``, if given). Returns how many
-        moved. Each job moves atomically.
-        """
-
-    @abc.abstractmethod
-    async def cancel(self, *, job_id: str) -> bool:
-        """Move an unfinished job to ``cancelled`` (error ``cancelled``), atomically.
-
-        An active job loses its lease: its worker sees it at the next renewal
-        and its late result is dropped. ``False`` if finished or missing.
-        """
-
-    @abc.abstractmethod
-    async def remove(self, *, job_id: str) -> bool:
-        """Delete a job that is not active, with its logs. ``False`` if active or missing."""
-
-    @abc.abstractmethod
-    async def promote(self, *, job_id: str) -> bool:
-        """Make a ``delayed`` job ``waiting`` now. ``False`` if not delayed."""
-
-    @abc.abstractmethod
-    async def clean(
-        self, *, queue: str | None, state: JobState, older_than_ms: int, keep: int, limit: int
-    ) -> int:
-        """Delete up to ``limit`` jobs in ``state`` (finished, waiting or
-        delayed) that finished (waiting or delayed: were enqueued) more than
-        ``older_than_ms`` ago, sparing the newest ``keep``, in batches, each
-        atomic. Returns how many."""
