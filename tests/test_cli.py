@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import Conveyor, JobState, Limits, Rate, Retention, Worker, WorkerSettings
+from conveyor import Conveyor, JobState, Limits, Rate, Retention, Worker, WorkerSettings, flow
 from conveyor.backends.values import QueueSlots
 
 from . import apps
@@ -216,6 +216,19 @@ async def test_change_a_job_before_it_starts(app: Conveyor, sqlite_url: str) -> 
     )
     assert claimed.job.id == handle.id
     await conveyor(sqlite_url, "jobs", "priority", handle.id, "1", code=1)  # started
+
+
+async def test_jobs_flow_prints_the_tree(app: Conveyor, sqlite_url: str) -> None:
+    add = app.tasks["add"]
+    root = await app.add_flow(flow(add.call(0, 0), [add.call(1, 1), add.call(2, 2)]))
+    tree = await app.get_flow(root.id)
+    out = (await conveyor(sqlite_url, "jobs", "flow", tree.children[1].job.id)).splitlines()
+    assert out == [
+        f"{root.id}  add  waiting_children",
+        f"  {tree.children[0].job.id}  add  waiting",
+        f"  {tree.children[1].job.id}  add  waiting",
+    ]
+    await conveyor(sqlite_url, "jobs", "flow", "nope", code=1)
 
 
 async def test_drain_clean_and_obliterate_a_queue(app: Conveyor, sqlite_url: str) -> None:

@@ -120,6 +120,8 @@ def test_twins_read_and_manage_a_real_store(sqlite_url: str) -> None:
         throttled = client.enqueue(send.configure(dedup_key="d", dedup_ttl=60), "t@b.c")
         assert client.dedup_key_owner("d") == throttled.id
         assert client.release_dedup_key("d") and client.dedup_key_owner("d") is None
+        (parent,) = client.add_flows([flow(send.call("p@b.c"), [send.call("k@b.c")])])
+        assert [c.job.args for c in client.get_flow(parent.id).children] == [{"to": "k@b.c"}]
         client.enqueue(send.configure(queue="spam"), "s@b.c")
         assert client.drain("spam") == 1
         assert client.obliterate("spam") == 0  # emptied: only the queue itself goes

@@ -26,7 +26,7 @@ from conveyor.errors import (
     JobNotFound,
 )
 from conveyor.events import EventKind, EventSettings
-from conveyor.flow import Flow, flatten
+from conveyor.flow import MAX_DEPTH, MAX_JOBS, Flow, FlowNode, flatten, read_flow
 from conveyor.handle import JobHandle
 from conveyor.job import (
     DEFAULT_BACKOFF,
@@ -288,7 +288,47 @@ class Conveyor(Admin):
         (job_id, made), *_ = await self._add(jobs)
         return JobHandle(self, job_id, created=made)
 
+    async def add_flows(self, roots: Iterable[Flow]) -> list[JobHandle]:
+        """Add several flows in one atomic step: all of them, or (if any of
+        their job ids is already stored) none (every handle ``created`` False).
+        The handles are the roots', in order."""
+        if isinstance(roots, Flow) or not isinstance(roots, Iterable):
+            raise InvalidInput("flows", "must be a list of flows (flow(), chain(), batch())")
+        batch = list(roots)
+        if not batch or not all(isinstance(root, Flow) for root in batch):
+            raise InvalidInput("flows", "must be a non-empty list of flows")
+        jobs: list[NewJob] = []
+        firsts: list[int] = []
+        seen: set[str] = set()
+        for root in batch:
+            flat = flatten(root)
+            for job in flat:
+                if job.id in seen:
+                    raise InvalidInput("job_id", f"{job.id!r} is in two of the flows")
+                seen.add(job.id)
+            firsts.append(len(jobs))
+            jobs += flat
+        added = await self._add(jobs)
+        return [JobHandle(self, added[i][0], created=added[i][1]) for i in firsts]
+
     # -- reading -------------------------------------------------------------------
+
+    async def get_flow(
+        self, job_id: str, *, max_depth: int = MAX_DEPTH, max_jobs: int = MAX_JOBS
+    ) -> FlowNode:
+        """The tree of the flow ``job_id`` belongs to (any job of it), from its
+        root: each node's job, with its state, and its children in the
+        flow's order; at most ``max_depth`` levels and ``max_jobs`` jobs
+        (a node past them says ``truncated``). ``JobNotFound`` if no such job."""
+        tree = await read_flow(
+            self.backend,
+            validate.name("job_id", job_id),
+            max_depth=validate.count("max_depth", max_depth),
+            max_jobs=validate.count("max_jobs", max_jobs, minimum=1),
+        )
+        if tree is None:
+            raise JobNotFound(job_id)
+        return tree
 
     async def get_job(self, job_id: str) -> Job:
         job = await self.backend.get_job(job_id=validate.name("job_id", job_id))

@@ -60,11 +60,16 @@ from dataclasses import dataclass
 
 import msgspec
 
+from conveyor.backends.base import Backend
 from conveyor.backends.values import NewJob, ParentRef
 from conveyor.errors import InvalidInput
-from conveyor.job import POLICIES, OnFailure
+from conveyor.job import POLICIES, Job, OnFailure
 
-__all__ = ["Flow", "batch", "chain", "flow"]
+__all__ = ["MAX_DEPTH", "MAX_JOBS", "Flow", "FlowNode", "batch", "chain", "flow", "read_flow"]
+
+MAX_DEPTH = 20  # levels below the root ``get_flow`` reads by default
+MAX_JOBS = 1000  # jobs ``get_flow`` reads by default
+MAX_CLIMB = 10_000  # parents followed up from a job to find its flow's root
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,12 @@ def flatten(root: Flow) -> list[NewJob]:
         ref = None if parent is None else ParentRef(parent.id, parent.queue, parent.task)
         jobs.append(
             msgspec.structs.replace(
-                job, parent=ref, on_failure=policy, children=len(node.children), flow_id=flow_id
+                job,
+                parent=ref,
+                on_failure=policy,
+                children=len(node.children),
+                flow_id=flow_id,
+                child_ids=tuple(child.job.id for child in node.children),
             )
         )
         for child in node.children:
@@ -156,3 +166,58 @@ def flatten(root: Flow) -> list[NewJob]:
         raise InvalidInput("children", "a flow needs at least one child")
     walk(root, None, "fail")
     return jobs
+
+
+class FlowNode(msgspec.Struct, frozen=True, kw_only=True):
+    """One job of a flow as ``app.get_flow`` read it, with the jobs it waits
+    (or waited) for, in the flow's order; ``truncated``: it has children past
+    the depth or size limit, not read."""
+
+    job: Job
+    children: list[FlowNode] = []
+    truncated: bool = False
+
+
+async def read_flow(
+    backend: Backend, job_id: str, *, max_depth: int, max_jobs: int
+) -> FlowNode | None:
+    """The tree of the flow ``job_id`` belongs to, from its root (the highest
+    parent still stored), read level by level: at most ``max_depth`` levels
+    below the root and ``max_jobs`` jobs, so a wide batch cannot make it
+    read the store whole. None: no such job. A job outside any flow is a
+    tree of one. Each job is as stored when read: the tree is not one
+    snapshot of a flow still running."""
+    root = await backend.get_job(job_id=job_id)
+    if root is None:
+        return None
+    for _ in range(MAX_CLIMB):
+        parent = None if root.parent_id is None else await backend.get_job(job_id=root.parent_id)
+        if parent is None:
+            break
+        root = parent
+    kids: dict[str, list[Job]] = {}
+    truncated: set[str] = set()
+    level, depth, read = [root], 0, 1
+    while level:
+        below: list[Job] = []
+        for job in level:
+            if not job.children:
+                continue
+            if depth >= max_depth or read >= max_jobs:
+                truncated.add(job.id)
+                continue
+            children = await backend.children_of(job_id=job.id)
+            if len(children) > max_jobs - read:
+                children = children[: max_jobs - read]
+                truncated.add(job.id)
+            read += len(children)
+            kids[job.id] = children
+            below += children
+        level, depth = below, depth + 1
+
+    def node(job: Job) -> FlowNode:
+        return FlowNode(
+            job=job, children=[node(c) for c in kids.get(job.id, [])], truncated=job.id in truncated
+        )
+
+    return node(root)

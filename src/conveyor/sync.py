@@ -10,7 +10,7 @@ managing: ``pause``, ``resume``, ``set_limits``, ``retry``, ``retry_failed``,
 ``cancel``, ``remove``, ``promote``, ``clean``, ``drain``, ``obliterate``,
 ``change_delay``, ``change_priority``, ``update_args``, ``dedup_key_owner``,
 ``release_dedup_key``, ``pause_worker``, ``resume_worker``; adding: ``enqueue_many``,
-``add_flow``) and of ``app.schedules`` (``client.schedules.add``, ``pause``,
+``add_flow``, ``add_flows``) and of ``app.schedules`` (``client.schedules.add``, ``pause``,
 ``resume``, ``remove``, ``list``, ``get``) has a blocking twin made by
 ``_blocking`` from the async method itself, with the same parameters,
 docstring and result. ``enqueue`` is written out (it validates the arguments in
@@ -137,6 +137,7 @@ class SyncConveyor(_Facade[Conveyor]):
 
     enqueue_many = _blocking(Conveyor.enqueue_many)
     add_flow = _blocking(Conveyor.add_flow)
+    add_flows = _blocking(Conveyor.add_flows)
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """The job once it has finished, woken by its events (``Conveyor.wait``)."""
@@ -148,6 +149,7 @@ class SyncConveyor(_Facade[Conveyor]):
         return self._loop.run(self.app.result(job_id, timeout), longer=timeout)
 
     get_job = _blocking(Conveyor.get_job)
+    get_flow = _blocking(Conveyor.get_flow)
     get_logs = _blocking(Conveyor.get_logs)
     list_jobs = _blocking(Conveyor.list_jobs)
     queues = _blocking(Conveyor.queues)

@@ -61,6 +61,7 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     children: int = 0
     pipe: bool = False
     flow_id: str | None = None  # shared by the jobs of one flow, and only by them
+    child_ids: tuple[str, ...] = ()  # a parent's children, in the flow's order
 
 
 class JobChange(msgspec.Struct, frozen=True, kw_only=True):

@@ -27,7 +27,7 @@ from conveyor.cli.common import (
     run,
     url_option,
 )
-from conveyor.cli.tables import print_jobs
+from conveyor.cli.tables import print_flow, print_jobs
 from conveyor.job import Job
 
 __all__ = ["dedup", "enqueue", "jobs"]
@@ -109,6 +109,17 @@ def show(job_id: str, app_path: str | None, url: str | None) -> None:
     record = msgspec.to_builtins(job)
     record["logs"] = msgspec.to_builtins(logs)
     click.echo(json.dumps(record, indent=2))
+
+
+@jobs.command("flow")
+@click.argument("job_id")
+@click.option("--max-jobs", default=1000, type=click.IntRange(min=1), show_default=True)
+@app_option
+@url_option
+def show_flow(job_id: str, max_jobs: int, app_path: str | None, url: str | None) -> None:
+    """Print the flow JOB_ID belongs to as a tree: each job's id, task and state."""
+    app = app_from(app_path, url)
+    print_flow(run(app, lambda: app.get_flow(job_id, max_jobs=max_jobs)))
 
 
 @jobs.command("cancel")

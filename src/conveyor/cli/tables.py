@@ -13,14 +13,16 @@ read as rich markup.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
+import click
 from rich.console import Console
 from rich.table import Table
 
 from conveyor.backends.values import QueueInfo, WorkerInfo
 from conveyor.cron import ScheduleInfo
+from conveyor.flow import FlowNode
 from conveyor.job import Job, JobState
 from conveyor.limits import EVERY_GROUP, Limits
 
@@ -126,6 +128,20 @@ def print_jobs(title: str, found: list[Job]) -> None:
                 job.error, console.width, initial_indent=indent, subsequent_indent=indent
             )
             console.print(error, style="red")
+
+
+def print_flow(root: FlowNode) -> None:
+    """``conveyor jobs flow``: the tree, one job a line, children indented."""
+
+    def lines(node: FlowNode, depth: int) -> Iterator[str]:
+        job = node.job
+        more = "  (more not shown)" if node.truncated else ""
+        yield f"{'  ' * depth}{job.id}  {job.task}  {job.state.value}{more}"
+        for child in node.children:
+            yield from lines(child, depth + 1)
+
+    for line in lines(root, 0):
+        click.echo(line)
 
 
 def print_schedules(listed: list[ScheduleInfo]) -> None:

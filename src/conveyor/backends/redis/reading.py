@@ -13,7 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from conveyor.backends.redis import claims
 from conveyor.backends.redis.connection import RedisConnection, mapped_errors
-from conveyor.backends.redis.record import FIELDS, job_from_fields
+from conveyor.backends.redis.record import FIELDS, job_from_fields, kids_of
 from conveyor.backends.values import QueueInfo, WorkerInfo
 from conveyor.job import Job, JobState, LogEntry, from_ms
 
@@ -32,6 +32,13 @@ async def _jobs(conn: RedisConnection, job_ids: Sequence[str]) -> list[Job]:
         rows = await pipe.execute()
     found = zip(job_ids, rows, strict=True)
     return [job_from_fields(row, job_id)[0] for job_id, row in found if row[0] is not None]
+
+
+async def children_of(conn: RedisConnection, *, job_id: str) -> list[Job]:
+    client = await conn.connected()
+    async with mapped_errors():
+        data = await client.hget(conn.keys.job(job_id), "data")
+    return [] if data is None else await _jobs(conn, kids_of(data))
 
 
 async def get_logs(conn: RedisConnection, *, job_id: str) -> list[LogEntry]:

@@ -51,6 +51,7 @@ class Data(msgspec.Struct, frozen=True, array_like=True):
     parent: ParentRef | None = None
     children: int = 0
     pipe: bool = False
+    kids: tuple[str, ...] = ()  # a parent's children's ids, in the flow's order
 
 
 _decode_data = msgspec.json.Decoder(Data).decode
@@ -70,6 +71,7 @@ def encode_data(job: NewJob) -> bytes:
             job.parent,
             job.children,
             job.pipe,
+            job.child_ids,
         )
     )
 
@@ -84,7 +86,15 @@ def _encode(d: Data) -> bytes:
     fields: tuple[Any, ...] = (d.id, d.task, d.queue, d.max_attempts, d.options, d.payload)
     if d.parent is not None or d.children:
         fields += (d.parent, d.children, d.pipe)
+    if d.kids:
+        fields += (d.kids,)
     return msgspec.json.encode(fields)
+
+
+def kids_of(data: bytes) -> tuple[str, ...]:
+    """The ids of a parent's children in its 'data' field (none: not a parent,
+    or stored before they were kept there)."""
+    return _decode_data(data).kids
 
 
 def _text(value: bytes | None) -> str | None:

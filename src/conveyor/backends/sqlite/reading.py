@@ -23,6 +23,14 @@ def get_job(conn: sqlite3.Connection, *, job_id: str) -> Job | None:
     return None if row is None else job_from_row(row)
 
 
+def children_of(conn: sqlite3.Connection, *, job_id: str) -> list[Job]:
+    """A parent's children, in the order the flow gave them (they were added so)."""
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM jobs WHERE parent_id = ? ORDER BY rowid", (job_id,)
+    ).fetchall()
+    return [job_from_row(row) for row in rows]
+
+
 def get_logs(conn: sqlite3.Connection, *, job_id: str) -> list[LogEntry]:
     rows = conn.execute(
         "SELECT at, message FROM job_logs WHERE job_id = ? ORDER BY rowid", (job_id,)

@@ -40,6 +40,7 @@ CREATE INDEX jobs_delayed ON jobs (run_at, queue) WHERE state = 'delayed';
 CREATE INDEX jobs_active ON jobs (lease_expires_at, queue) WHERE state = 'active';
 CREATE INDEX jobs_finished ON jobs (queue, state, finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX jobs_waiting_children ON jobs (queue, created_at) WHERE state = 'waiting_children';
+CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL;
 
 CREATE TABLE "job_logs" (
     job_id TEXT NOT NULL,
