@@ -196,6 +196,18 @@ CASES: list[tuple[str, type[Exception], str, Callable[[Conveyor], Awaitable[obje
     ),
     ("change an empty job id", InvalidInput, "job_id", lambda a: a.change_priority("", 1)),
     ("drain an empty queue name", InvalidInput, "queue", lambda a: a.drain("")),
+    (
+        "keep_completed not a Retention",
+        InvalidInput,
+        "keep_completed",
+        lambda a: job_task(a).configure(keep_completed=5).enqueue(1),
+    ),  # type: ignore[arg-type]
+    (
+        "keep_failed not a Retention",
+        InvalidInput,
+        "keep_failed",
+        lambda a: job_task(a).configure(keep_failed="all").enqueue(1),
+    ),  # type: ignore[arg-type]
     ("drain delayed not bool", InvalidInput, "delayed", lambda a: a.drain("work", delayed=1)),  # type: ignore[arg-type]
     (
         "obliterate force not bool",

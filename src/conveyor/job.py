@@ -28,7 +28,9 @@ __all__ = [
     "OnFailure",
     "Retention",
     "from_ms",
+    "is_own_bucket",
     "ms_to_datetime",
+    "retention_bucket",
 ]
 
 OnFailure = Literal["fail", "ignore", "decide"]  # what a child's failure does (conveyor.flow)
@@ -76,6 +78,26 @@ class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_de
 
 
 DEFAULT_BACKOFF = Backoff.exponential(1.0)
+
+
+def retention_bucket(task: str, retention: Retention, default: Retention) -> str:
+    """Where a finished job is counted for trimming: its task's name when its
+    retention is the task's ``default``, else a bucket of that task and
+    retention of its own (``task NUL count:age``), trimmed apart, so a job
+    configured to keep more (or less) than its task neither counts against
+    the task's jobs nor is trimmed by their rule."""
+    if retention == default:
+        return task
+    count = "-" if retention.max_count is None else str(retention.max_count)
+    age = "-" if retention.max_age_s is None else f"{retention.max_age_s:g}"
+    return f"{task}\0{count}:{age}"
+
+
+def is_own_bucket(bucket: str) -> bool:
+    """Whether ``bucket`` is a per-job retention's, not a task's (names have no NUL)."""
+    return "\0" in bucket
+
+
 DEFAULT_KEEP_COMPLETED = Retention(max_count=1000, max_age_s=86_400)
 DEFAULT_KEEP_FAILED = Retention()
 

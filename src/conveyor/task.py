@@ -129,6 +129,8 @@ class Task(Generic[P, R]):
         dedup_ttl: float | timedelta | None = None,
         debounce: float | timedelta | None = None,
         group: str | None = None,
+        keep_completed: Retention | None = None,
+        keep_failed: Retention | None = None,
     ) -> Call[P, R]:
         """Options for one enqueue: a delay (seconds) or an aware ``run_at``, a
         priority, a job id (enqueueing an id already stored adds nothing),
@@ -147,7 +149,16 @@ class Task(Generic[P, R]):
 
         ``group`` puts the job in a group (a tenant, say) of its queue: groups
         take turns at claims, and may have limits of their own
-        (``app.set_limits(queue, group=...)``; see ``conveyor.limits``)."""
+        (``app.set_limits(queue, group=...)``; see ``conveyor.limits``).
+
+        ``keep_completed`` and ``keep_failed`` give this job a retention of its
+        own (BullMQ's per-job ``removeOnComplete``/``removeOnFail``):
+        ``Retention(max_count=0)`` deletes it within a second or so of its
+        end, ``Retention(None, None)`` keeps it. Jobs with the same task and
+        retention are trimmed together, apart from the task's own, and count
+        against neither. A by-age retention of its own is applied while
+        workers see such jobs finish (and after a restart, from the next
+        one that does)."""
         return Call(
             self,
             delay=delay,
@@ -163,6 +174,8 @@ class Task(Generic[P, R]):
             dedup_ttl=dedup_ttl,
             debounce=debounce,
             group=group,
+            keep_completed=keep_completed,
+            keep_failed=keep_failed,
         )
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
@@ -215,6 +228,8 @@ class Call(Generic[P, R]):
         dedup_ttl: float | timedelta | None = None,
         debounce: float | timedelta | None = None,
         group: str | None = None,
+        keep_completed: Retention | None = None,
+        keep_failed: Retention | None = None,
     ) -> None:
         if delay is not None and run_at is not None:
             raise InvalidInput("delay", "give delay or run_at, not both")
@@ -235,11 +250,7 @@ class Call(Generic[P, R]):
         self.group = None if group is None else group_name(group)
         self.queue = task.queue if queue is None else validate.name("queue", queue)
         self.max_attempts = 1 + (task.retries if retries is None else validate.retries(retries))
-        options = task.options
-        if timeout is not None:
-            options = msgspec.structs.replace(
-                options, timeout_s=validate.seconds("timeout", timeout, allow_zero=False)
-            )
+        options = _options(task.options, timeout, keep_completed, keep_failed)
         self.ttl_ms: int | None = None
         if ttl is not None:
             self.ttl_ms = int(validate.seconds("ttl", ttl, allow_zero=False) * 1000)
@@ -279,6 +290,22 @@ class Call(Generic[P, R]):
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
         (handle,) = await self.task.app.enqueue_many([self.call(*args, **kwargs)])
         return handle
+
+
+def _options(
+    options: JobOptions, timeout: object, keep_completed: object, keep_failed: object
+) -> JobOptions:
+    """A task's options with one enqueue's timeout and retentions over them."""
+    if timeout is not None:
+        options = msgspec.structs.replace(
+            options, timeout_s=validate.seconds("timeout", timeout, allow_zero=False)
+        )
+    for field, kept in (("keep_completed", keep_completed), ("keep_failed", keep_failed)):
+        if kept is not None:
+            if not isinstance(kept, Retention):
+                raise InvalidInput(field, "must be a Retention")
+            options = msgspec.structs.replace(options, **{field: kept})
+    return options
 
 
 def _dedup(key: object, ttl: object, debounce: object) -> tuple[str | None, int | None, int | None]:

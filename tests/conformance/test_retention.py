@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
 from conveyor import Conveyor, JobState, Retention
 from conveyor.backends.values import ProgressUpdate
 
@@ -160,3 +162,60 @@ async def test_a_worker_trims_by_age_when_a_task_gets_no_more_jobs(
 
 async def _all_completed(app: Conveyor, n: int) -> bool:
     return (await app.counts("default"))[JobState.COMPLETED] == n
+
+
+async def test_a_per_job_retention_is_trimmed_apart_from_its_tasks(app: Conveyor) -> None:
+    from conveyor.job import retention_bucket
+
+    @app.task(keep_completed=Retention(max_count=2))
+    async def work(n: int) -> None: ...
+
+    kept_forever = work.configure(keep_completed=Retention(max_count=None))
+    gone_soon = work.configure(keep_completed=Retention(max_count=0))
+    own = retention_bucket("work", Retention(max_count=0), Retention(max_count=2))
+    await app.enqueue_many([work.call(n) for n in range(4)])
+    await kept_forever.enqueue(90)
+    await gone_soon.enqueue(91)
+    ids = []
+    for _ in range(6):
+        (claimed,) = await claim(app, limit=1)
+        n = msgspec.json.decode(claimed.payload)["n"]
+        bucket = {90: retention_bucket("work", Retention(), Retention(max_count=2)), 91: own}
+        keep = claimed.job.options.keep_completed
+        await app.backend.complete(
+            job_id=claimed.job.id,
+            token=claimed.token,
+            result=b"null",
+            retention=keep,
+            bucket=bucket.get(n, "work"),
+        )
+        ids.append((n, claimed.job.id))
+        app.clock.advance(0.01)
+    assert await _trim(app, "work", Retention(max_count=2)) == 2  # its own 4: the newest 2 stay
+    assert await _trim(app, own, Retention(max_count=0)) == 1
+    left = {job.args["n"] for job in await app.list_jobs("completed")}
+    assert left == {2, 3, 90}  # the task's newest two, and the one kept for good
+
+
+async def test_a_worker_removes_a_job_configured_to_keep_none(
+    app: Conveyor, start_worker: StartWorker
+) -> None:
+    @app.task
+    async def work(n: int) -> int:
+        return n
+
+    kept = await work.enqueue(1)
+    removed = await work.configure(keep_completed=Retention(max_count=0)).enqueue(2)
+    failing = work.configure(keep_failed=Retention(max_count=0))
+    await start_worker()
+    assert (await kept.wait(5)).result == 1
+
+    async def gone() -> bool:
+        return [job.id for job in await app.list_jobs("completed")] == [kept.id]
+
+    await eventually(gone, message="the job that keeps none, trimmed after it ran")
+    other = await failing.enqueue(3)  # keeps none if it fails: it completes, and stays
+    assert (await other.wait(5)).result == 3
+    await eventually(lambda: _all_completed(app, 2))
+    assert {job.id for job in await app.list_jobs("completed")} == {kept.id, other.id}
+    assert removed.id not in {job.id for job in await app.list_jobs("completed")}

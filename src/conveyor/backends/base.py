@@ -230,13 +230,21 @@ class Backend(History, Managing, abc.ABC):
 
     @abc.abstractmethod
     async def complete(
-        self, *, job_id: str, token: str, result: bytes, retention: Retention
+        self,
+        *,
+        job_id: str,
+        token: str,
+        result: bytes,
+        retention: Retention,
+        bucket: str | None = None,
     ) -> bool:
         """Move an owned job to ``completed`` with ``result`` (JSON), atomically.
 
         A store may note the job for ``trim_finished`` when ``retention`` is
-        limited; trimming itself is ``trim_finished``'s, never the completion's.
-        Returns ``False`` (and changes nothing) if ``token`` is not current.
+        limited, in ``bucket`` (``job.retention_bucket``: None or the task's
+        name for its task's own retention, else a per-job one's); trimming
+        itself is ``trim_finished``'s, never the completion's. Returns
+        ``False`` (and changes nothing) if ``token`` is not current.
         """
 
     @abc.abstractmethod
@@ -249,12 +257,14 @@ class Backend(History, Managing, abc.ABC):
         traceback: str | None,
         retry_in_ms: int | None,
         retention: Retention,
+        bucket: str | None = None,
     ) -> bool:
         """Record a failed attempt of an owned job, atomically.
 
         With ``retry_in_ms`` set the job goes to ``delayed`` until now plus
         that; with ``None`` it goes to ``failed`` (noted for ``trim_finished``
-        as ``complete`` does). Returns ``False`` if ``token`` is not current.
+        in ``bucket`` as ``complete`` does). Returns ``False`` if ``token``
+        is not current.
         """
 
     @abc.abstractmethod
@@ -264,6 +274,9 @@ class Backend(History, Managing, abc.ABC):
         """Delete up to ``limit`` jobs of ``task`` in the finished ``state``
         beyond ``retention``: those that finished more than ``max_age_s`` ago,
         then the oldest beyond the newest ``max_count``, with their logs.
+        ``task`` is a bucket (``job.retention_bucket``): a task's name trims
+        the jobs that kept their task's retention, a per-job bucket only
+        the jobs finished in it.
 
         Each call is one atomic step per batch (one statement or script for
         the deletion), and at most one runs per ``(task, state)`` at a time

@@ -31,7 +31,7 @@ from conveyor.arguments import encode
 from conveyor.backends.values import ClaimedJob
 from conveyor.context import JobContext, current_job, enter_job
 from conveyor.errors import BackendError, BackendUnavailable, JobTimeout
-from conveyor.job import ChildOutcomes, Job, JobState
+from conveyor.job import ChildOutcomes, Job, JobState, Retention, retention_bucket
 from conveyor.middleware import Ending, Outcome, call_hooks
 from conveyor.retry import NonRetryable, RateLimited, Retry, is_final
 from conveyor.worker.health import StoreHealth
@@ -213,11 +213,8 @@ class Attempts:
         if not await self._write_final(job.id, running.context, write):
             return "lost"
         if finished is not None:
-            options = job.options
-            retention = (
-                options.keep_completed if finished is JobState.COMPLETED else options.keep_failed
-            )
-            self._trimmer.finished(job.task, finished, retention)
+            bucket, retention = self._kept(job, finished)
+            self._trimmer.finished(bucket, finished, retention)
             if job.parent_id is not None:
                 await self._tell_parent(job.id)
         if isinstance(outcome, bytes):
@@ -226,15 +223,29 @@ class Attempts:
             return "released"
         return "failed" if finished is not None else "retrying"
 
+    def _kept(self, job: Job, state: JobState) -> tuple[str, Retention]:
+        """The retention of a job that finished in ``state``, and the bucket it
+        is trimmed in: its task's, or its own when configured apart."""
+        completed = state is JobState.COMPLETED
+        options = job.options
+        retention = options.keep_completed if completed else options.keep_failed
+        task = self.app.tasks.get(job.task)
+        if task is None:
+            return job.task, retention
+        default = task.options.keep_completed if completed else task.options.keep_failed
+        return retention_bucket(job.task, retention, default), retention
+
     def _completion(self, claimed: ClaimedJob, result: bytes) -> Write:
         job = claimed.job
+        bucket, retention = self._kept(job, JobState.COMPLETED)
 
         async def write() -> bool:
             return await self.app.backend.complete(
                 job_id=job.id,
                 token=claimed.token,
                 result=result,
-                retention=job.options.keep_completed,
+                retention=retention,
+                bucket=bucket,
             )
 
         return write
@@ -268,6 +279,8 @@ class Attempts:
         else:
             log.info("job %s retrying in %.2fs: %s", job.id, retry_in, error)
 
+        bucket, retention = self._kept(job, JobState.FAILED)
+
         async def write() -> bool:
             return await self.app.backend.fail(
                 job_id=job.id,
@@ -275,7 +288,8 @@ class Attempts:
                 error=error,
                 traceback=trace,
                 retry_in_ms=None if retry_in is None else int(retry_in * 1000),
-                retention=job.options.keep_failed,
+                retention=retention,
+                bucket=bucket,
             )
 
         return write

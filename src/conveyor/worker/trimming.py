@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 
 from conveyor.backends.base import Backend
 from conveyor.errors import BackendError, BackendUnavailable
-from conveyor.job import JobState, Retention
+from conveyor.job import JobState, Retention, is_own_bucket
 
 __all__ = ["Trimmer"]
 
@@ -68,12 +68,17 @@ class Trimmer:
         self._noted: dict[Key, tuple[int, Retention]] = {}  # finishes since the last trim
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._aged_at = float("-inf")
+        # Per-job retention buckets by age seen finishing here, checked by age too.
+        self._own_aged: dict[Key, Retention] = {}
 
     def finished(self, task: str, state: JobState, retention: Retention) -> None:
-        """A job of ``task`` was written ``state`` (completed, or failed for good)."""
+        """A job of ``task`` (a retention bucket: ``job.retention_bucket``) was
+        written ``state`` (completed, or failed for good)."""
         if not retention.limited:
             return
         key = (task, state)
+        if retention.max_age_s is not None and is_own_bucket(task):
+            self._own_aged[key] = retention
         count = self._noted.get(key, (0, retention))[0] + 1
         self._noted[key] = (count, retention)
         if count >= every(retention):
@@ -93,6 +98,8 @@ class Trimmer:
             for task, state, retention in self._retentions():
                 if retention.max_age_s is not None:
                     self._start((task, state), retention)
+            for key, retention in self._own_aged.items():
+                self._start(key, retention)
         ran = bool(self._running)
         await asyncio.gather(*self._running.values(), return_exceptions=True)
         unreachable, self._unreachable = self._unreachable, None

@@ -161,10 +161,21 @@ class RedisBackend(Backend):
         )
 
     async def complete(
-        self, *, job_id: str, token: str, result: bytes, retention: Retention
+        self,
+        *,
+        job_id: str,
+        token: str,
+        result: bytes,
+        retention: Retention,
+        bucket: str | None = None,
     ) -> bool:
         return await finishing.complete(
-            self._conn, job_id=job_id, token=token, result=result, retention=retention
+            self._conn,
+            job_id=job_id,
+            token=token,
+            result=result,
+            retention=retention,
+            bucket=bucket,
         )
 
     async def fail(
@@ -176,6 +187,7 @@ class RedisBackend(Backend):
         traceback: str | None,
         retry_in_ms: int | None,
         retention: Retention,
+        bucket: str | None = None,
     ) -> bool:
         return await finishing.fail(
             self._conn,
@@ -185,6 +197,7 @@ class RedisBackend(Backend):
             traceback=traceback,
             retry_in_ms=retry_in_ms,
             retention=retention,
+            bucket=bucket,
         )
 
     async def release(

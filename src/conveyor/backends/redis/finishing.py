@@ -37,7 +37,13 @@ async def report_progress(
 
 
 async def complete(
-    conn: RedisConnection, *, job_id: str, token: str, result: bytes, retention: Retention
+    conn: RedisConnection,
+    *,
+    job_id: str,
+    token: str,
+    result: bytes,
+    retention: Retention,
+    bucket: str | None = None,
 ) -> bool:
     identity = await conn.identity(job_id)
     if identity is None:
@@ -48,7 +54,7 @@ async def complete(
         k.job(job_id),
         k.state(queue, "active"),
         k.state(queue, "completed"),
-        k.done(task, "completed"),
+        k.done(bucket or task, "completed"),
     ]
     lean = job_id in conn.lean  # no group or flow to tell: two keys fewer
     if not lean:
@@ -77,6 +83,7 @@ async def fail(
     traceback: str | None,
     retry_in_ms: int | None,
     retention: Retention,
+    bucket: str | None = None,
 ) -> bool:
     identity = await conn.identity(job_id)
     if identity is None:
@@ -88,7 +95,7 @@ async def fail(
         k.state(queue, "active"),
         k.state(queue, "delayed"),
         k.state(queue, "failed"),
-        k.done(task, "failed"),
+        k.done(bucket or task, "failed"),
         k.queue(queue, "gactive"),
         k.outbox,
         k.marker(queue),

@@ -17,7 +17,7 @@ from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.state import State
 from conveyor.backends.values import WorkerInfo
 from conveyor.clock import Clock
-from conveyor.job import JobState, Retention
+from conveyor.job import JobState, Retention, is_own_bucket
 
 RETRY_BATCH = 1000  # jobs retried per transaction, to keep each one short
 
@@ -78,7 +78,7 @@ def _retry_batch(
         " ELSE 'waiting' END, seq = ?, run_at = ?, attempts = 0,"
         " stalls = 0, error = NULL, traceback = NULL, result = NULL, progress = 0,"
         " progress_detail = NULL, started_at = NULL, finished_at = NULL,"
-        " worker_id = NULL WHERE id = ?",
+        " worker_id = NULL, keep = NULL WHERE id = ?",
         [(adding.order(now, last - len(ids) + 1 + i), now, id_) for i, id_ in enumerate(ids)],
     )
     return len(ids)
@@ -126,20 +126,22 @@ def trim_finished(
     retention: Retention,
     limit: int,
 ) -> int:
-    """One writer transaction: the writer lock keeps it alone across processes."""
+    """One writer transaction: the writer lock keeps it alone across processes.
+    ``task`` is a bucket: a task's name (its index, ``keep IS NULL``) or a
+    per-job retention's (``keep``'s index)."""
+    bucket = "keep = ? AND" if is_own_bucket(task) else "task = ? AND keep IS NULL AND"
+    scope = f"{bucket} state = ? AND finished_at IS NOT NULL"
     deleted = 0
     if retention.max_age_s is not None:
         cutoff = clock.now_ms() - int(retention.max_age_s * 1000)
         deleted += conn.execute(
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE task = ?"
-            " AND state = ? AND finished_at IS NOT NULL AND finished_at < ?"
-            " ORDER BY finished_at LIMIT ?)",
+            f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE {scope}"
+            " AND finished_at < ? ORDER BY finished_at LIMIT ?)",
             (task, state.value, cutoff, limit),
         ).rowcount
     if retention.max_count is not None and deleted < limit:
         deleted += conn.execute(
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE task = ?"
-            " AND state = ? AND finished_at IS NOT NULL"
+            f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE {scope}"
             " ORDER BY finished_at DESC LIMIT ? OFFSET ?)",
             (task, state.value, limit - deleted, retention.max_count),
         ).rowcount

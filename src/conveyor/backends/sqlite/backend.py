@@ -229,10 +229,21 @@ class SQLiteBackend(Backend):
             raise BackendUnavailable("sqlite: lease renewal timed out") from exc
 
     async def complete(
-        self, *, job_id: str, token: str, result: bytes, retention: Retention
+        self,
+        *,
+        job_id: str,
+        token: str,
+        result: bytes,
+        retention: Retention,
+        bucket: str | None = None,
     ) -> bool:
         return await self.write(
-            finishing.complete, self.clock, job_id=job_id, token=token, result=result
+            finishing.complete,
+            self.clock,
+            job_id=job_id,
+            token=token,
+            result=result,
+            keep=finishing.own_bucket(bucket),
         )
 
     async def fail(
@@ -244,6 +255,7 @@ class SQLiteBackend(Backend):
         traceback: str | None,
         retry_in_ms: int | None,
         retention: Retention,
+        bucket: str | None = None,
     ) -> bool:
         return await self.write(
             finishing.fail,
@@ -253,6 +265,7 @@ class SQLiteBackend(Backend):
             error=error,
             traceback=traceback,
             retry_in_ms=retry_in_ms,
+            keep=finishing.own_bucket(bucket),
         )
 
     async def release(

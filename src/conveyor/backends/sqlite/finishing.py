@@ -14,17 +14,30 @@ import msgspec
 from conveyor.backends.sqlite import adding, flows, limits
 from conveyor.backends.values import ProgressUpdate
 from conveyor.clock import Clock
+from conveyor.job import is_own_bucket
+
+
+def own_bucket(bucket: str | None) -> str | None:
+    """The ``keep`` column of a finished job: its per-job retention's bucket,
+    or NULL for its task's own (trimmed by the task's index)."""
+    return bucket if bucket is not None and is_own_bucket(bucket) else None
 
 
 def complete(
-    conn: sqlite3.Connection, clock: Clock, *, job_id: str, token: str, result: bytes
+    conn: sqlite3.Connection,
+    clock: Clock,
+    *,
+    job_id: str,
+    token: str,
+    result: bytes,
+    keep: str | None = None,
 ) -> bool:
     now = clock.now_ms()
     row = conn.execute(
         "UPDATE jobs SET state = 'completed', result = ?, finished_at = ?, error = NULL,"
-        " traceback = NULL, token = NULL, lease_expires_at = NULL"
+        " traceback = NULL, token = NULL, lease_expires_at = NULL, keep = ?"
         " WHERE id = ? AND token = ? AND state = 'active' RETURNING parent_id",
-        (result, now, job_id, token),
+        (result, now, keep, job_id, token),
     ).fetchone()
     return _ended(conn, row, job_id, now)
 
@@ -38,8 +51,10 @@ def fail(
     error: str,
     traceback: str | None,
     retry_in_ms: int | None,
+    keep: str | None = None,
 ) -> bool:
-    """To ``delayed`` for a retry in ``retry_in_ms``, else ``failed``."""
+    """To ``delayed`` for a retry in ``retry_in_ms``, else ``failed`` (``keep``:
+    its retention bucket, as ``complete`` takes it)."""
     now = clock.now_ms()
     if retry_in_ms is not None:
         row = conn.execute(
@@ -51,9 +66,9 @@ def fail(
         return row is not None
     row = conn.execute(
         "UPDATE jobs SET state = 'failed', finished_at = ?, error = ?, traceback = ?,"
-        " token = NULL, lease_expires_at = NULL"
+        " token = NULL, lease_expires_at = NULL, keep = ?"
         " WHERE id = ? AND token = ? AND state = 'active' RETURNING parent_id",
-        (now, error, traceback, job_id, token),
+        (now, error, traceback, keep, job_id, token),
     ).fetchone()
     return _ended(conn, row, job_id, now)
 

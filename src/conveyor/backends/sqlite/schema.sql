@@ -26,16 +26,20 @@ CREATE TABLE jobs (
     created_at INTEGER NOT NULL,
     started_at INTEGER,
     finished_at INTEGER
-, expires_at INTEGER, grp TEXT, parent_id TEXT, on_failure TEXT, children INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, pipe INTEGER NOT NULL DEFAULT 0, flow_id TEXT, logged INTEGER NOT NULL DEFAULT 0);
+, expires_at INTEGER, grp TEXT, parent_id TEXT, on_failure TEXT, children INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, pipe INTEGER NOT NULL DEFAULT 0, flow_id TEXT, logged INTEGER NOT NULL DEFAULT 0, keep TEXT);
 -- (the ALTER TABLEs of 0004, 0008, 0009 and 0010 write it so. grp: the job's
 -- group; parent_id, on_failure: a flow's child, its parent and what its failure
 -- does there; children, pending: a parent's children, and those not finished;
--- flow_id: shared by the jobs of one flow; logged: it has lines in job_logs)
+-- flow_id: shared by the jobs of one flow; logged: it has lines in job_logs;
+-- keep: a finished job's retention bucket of its own, NULL for its task's: 0018)
 
 CREATE INDEX jobs_waiting ON jobs (queue, priority DESC, seq) WHERE state = 'waiting' AND grp IS NULL;
 CREATE INDEX jobs_group_waiting ON jobs (queue, grp, priority DESC, seq)
     WHERE state = 'waiting' AND grp IS NOT NULL;
-CREATE INDEX jobs_retention ON jobs (task, state, finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX jobs_retention ON jobs (task, state, finished_at)
+    WHERE finished_at IS NOT NULL AND keep IS NULL;
+CREATE INDEX jobs_kept ON jobs (keep, state, finished_at)
+    WHERE finished_at IS NOT NULL AND keep IS NOT NULL;
 CREATE INDEX jobs_delayed ON jobs (run_at, queue) WHERE state = 'delayed';
 CREATE INDEX jobs_active ON jobs (lease_expires_at, queue) WHERE state = 'active';
 CREATE INDEX jobs_finished ON jobs (queue, state, finished_at) WHERE finished_at IS NOT NULL;
