@@ -1,8 +1,9 @@
 """Managing jobs and queues from outside a run: pausing and limiting
-queues; retrying, cancelling, removing, promoting and cleaning jobs; and
-changing a job before it starts. ``Conveyor`` has these methods (it is an
-``Admin``); each validates its input, then makes one call of the store
-contract, atomic as that call states (``conveyor.backends``).
+queues; retrying, cancelling, removing, promoting and cleaning jobs;
+draining and obliterating queues; pausing workers; reading and releasing
+dedup keys; and changing a job before it starts. ``Conveyor`` has these
+methods (it is an ``Admin``); each validates its input, then makes one call
+of the store contract, atomic as that call states (``conveyor.backends``).
 
 Changing a job that has not started (``change_delay``, ``change_priority``,
 ``update_args``) applies to a waiting or delayed job, and to a flow's parent
