@@ -197,6 +197,18 @@ CASES: list[tuple[str, type[Exception], str, Callable[[Conveyor], Awaitable[obje
     ("change an empty job id", InvalidInput, "job_id", lambda a: a.change_priority("", 1)),
     ("drain an empty queue name", InvalidInput, "queue", lambda a: a.drain("")),
     (
+        "schedule limit of 0",
+        InvalidInput,
+        "limit",
+        lambda a: a.schedules.add(job_task(a), every=60, args=[1], limit=0),
+    ),
+    (
+        "schedule end in the past",
+        InvalidInput,
+        "end_at",
+        lambda a: a.schedules.add(job_task(a), every=60, args=[1], end_at=PAST),
+    ),
+    (
         "keep_completed not a Retention",
         InvalidInput,
         "keep_completed",
