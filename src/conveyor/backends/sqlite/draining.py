@@ -52,22 +52,52 @@ def remove_batch(
     """Delete up to ``limit`` jobs of ``queue`` in ``states``; with
     ``before_ms`` or ``keep``, only those that finished (unfinished states:
     were created) before then, sparing the newest ``keep``. How many went."""
-    scope = f"queue = ? AND state IN ({placeholders(len(states))})"
-    params: list[Any] = [queue, *states]
     if before_ms is None and not keep:
-        pick = f"SELECT id FROM jobs WHERE {scope} LIMIT ?"
-    else:
-        finished = all(JobState(state).finished for state in states)
-        when = "finished_at" if finished else "created_at"
-        if finished:  # as the index of finished jobs is made
-            scope += " AND finished_at IS NOT NULL"
-        pick = (
-            f"SELECT id FROM (SELECT id, {when} AS at FROM jobs WHERE {scope}"
-            f" ORDER BY {when} DESC LIMIT -1 OFFSET ?) WHERE at < ? LIMIT ?"
-        )
-        params += [keep, NEVER if before_ms is None else before_ms]
+        return _remove(conn, clock, _some(conn, queue, states, limit))
+    scope = f"queue = ? AND state IN ({placeholders(len(states))})"
+    finished = all(JobState(state).finished for state in states)
+    when = "finished_at" if finished else "created_at"
+    if finished:  # as the index of finished jobs is made
+        scope += " AND finished_at IS NOT NULL"
+    old = conn.execute(
+        f"SELECT id FROM (SELECT id, {when} AS at FROM jobs WHERE {scope}"
+        f" ORDER BY {when} DESC LIMIT -1 OFFSET ?) WHERE at < ? LIMIT ?",
+        (queue, *states, keep, NEVER if before_ms is None else before_ms, limit),
+    )
+    return _remove(conn, clock, [job_id for (job_id,) in old])
+
+
+# What each state's partial index needs said (schema.sql): a waiting job is
+# in one of two, by whether it has a group; a finished one has finished_at.
+_INDEXED = {
+    JobState.WAITING.value: ("grp IS NULL", "grp IS NOT NULL"),
+    **{s.value: ("finished_at IS NOT NULL",) for s in JobState if s.finished},
+}
+
+
+def _some(conn: sqlite3.Connection, queue: str, states: Sequence[str], limit: int) -> list[str]:
+    """Up to ``limit`` ids of ``queue``'s jobs in ``states``, each state read
+    through its own index (never a scan of the whole table)."""
+    ids: list[str] = []
+    for state in states:
+        for condition in _INDEXED.get(state, ("1",)):
+            if len(ids) >= limit:
+                return ids
+            ids += [
+                job_id
+                for (job_id,) in conn.execute(
+                    f"SELECT id FROM jobs WHERE queue = ? AND state = ? AND {condition} LIMIT ?",
+                    (queue, state, limit - len(ids)),
+                )
+            ]
+    return ids
+
+
+def _remove(conn: sqlite3.Connection, clock: Clock, ids: Sequence[str]) -> int:
+    if not ids:
+        return 0
     rows = conn.execute(
-        f"DELETE FROM jobs WHERE id IN ({pick}) RETURNING {RETURNED}", (*params, limit)
+        f"DELETE FROM jobs WHERE id IN ({placeholders(len(ids))}) RETURNING {RETURNED}", ids
     ).fetchall()
     forget_removed(conn, clock, rows)
     return len(rows)
@@ -118,12 +148,9 @@ def _pause_and_count(conn: sqlite3.Connection, *, queue: str, force: bool) -> in
     """The queue's active jobs, the queue paused (None: no such queue);
     refused, changing nothing, if any run and not ``force``."""
     row = conn.execute("SELECT paused FROM queues WHERE name = ?", (queue,)).fetchone()
-    jobs = conn.execute("SELECT 1 FROM jobs WHERE queue = ? LIMIT 1", (queue,)).fetchone()
-    if row is None and jobs is None:
+    jobs, active = _counted(conn, queue)
+    if row is None and not jobs:
         return None
-    (active,) = conn.execute(
-        "SELECT count(*) FROM jobs WHERE queue = ? AND state = 'active'", (queue,)
-    ).fetchone()
     if active and not force:
         raise QueueBusy(queue, active)
     conn.execute(
@@ -134,14 +161,23 @@ def _pause_and_count(conn: sqlite3.Connection, *, queue: str, force: bool) -> in
     return int(active)
 
 
+def _counted(conn: sqlite3.Connection, queue: str) -> tuple[int, int]:
+    """The queue's jobs and its active ones, from the counts the schema's
+    triggers keep (no scan of the jobs)."""
+    jobs, active = conn.execute(
+        "SELECT coalesce(sum(n), 0), coalesce(sum(n * (state = 'active')), 0)"
+        " FROM job_counts WHERE queue = ?",
+        (queue,),
+    ).fetchone()
+    return int(jobs), int(active)
+
+
 def _forget(conn: sqlite3.Connection, *, queue: str) -> int:
     """Forget an emptied queue: 0 done; else -1 if it has jobs again (an
     enqueue came first), or how many of its jobs are active."""
-    if conn.execute("SELECT 1 FROM jobs WHERE queue = ? LIMIT 1", (queue,)).fetchone():
-        (active,) = conn.execute(
-            "SELECT count(*) FROM jobs WHERE queue = ? AND state = 'active'", (queue,)
-        ).fetchone()
-        return int(active) or -1
+    jobs, active = _counted(conn, queue)
+    if jobs:
+        return active or -1
     conn.execute("DELETE FROM queues WHERE name = ?", (queue,))
     conn.execute("DELETE FROM groups WHERE queue = ?", (queue,))
     conn.execute("DELETE FROM job_counts WHERE queue = ?", (queue,))
