@@ -47,11 +47,24 @@ end
 local EVENTS, TOTALS, STATS = table.remove(KEYS), table.remove(KEYS), table.remove(KEYS)
 local EVENT_BOUNDS, STATS_TTL = table.remove(ARGV), table.remove(ARGV)
 local OUTCOMES = {completed = 'c', failed = 'f', retrying = 'r', stalled = 's', cancelled = 'x'}
+-- A call's counts are summed here and written as it ends (flush_stats): a
+-- batch of completions of one task adds to each field once, not once a job.
+local STATS_ADD, TOTALS_ADD = {}, {}
+local function add(sums, field, by)
+  sums[field] = (sums[field] or 0) + by
+end
 local function count(field, metric, queue)
-  if redis.call('HINCRBY', STATS, field .. metric, 1) == 1 then
-    redis.call('EXPIRE', STATS, STATS_TTL)
+  add(STATS_ADD, field .. metric, 1)
+  add(TOTALS_ADD, queue .. '\0' .. metric, 1)
+end
+local function flush_stats()
+  local new = false
+  for field, by in pairs(STATS_ADD) do
+    if redis.call('HINCRBY', STATS, field, by) == by then new = true end
   end
-  redis.call('HINCRBY', TOTALS, queue .. '\0' .. metric, 1)
+  if new then redis.call('EXPIRE', STATS, STATS_TTL) end
+  for field, by in pairs(TOTALS_ADD) do redis.call('HINCRBY', TOTALS, field, by) end
+  STATS_ADD, TOTALS_ADD = {}, {}
 end
 local function tally(now, metric, queue, task, state, started, run_at)
   local at = math.floor(now / 60000) .. '\0' .. queue .. '\0' .. task .. '\0'
@@ -63,13 +76,14 @@ local function tally(now, metric, queue, task, state, started, run_at)
   if metric == 'f' and not started then metric = 'fx' end
   count(at, metric, queue)
   if metric ~= 'x' and metric ~= 'fx' then
-    redis.call('HINCRBY', STATS, at .. 'rt', math.max(now - started, 0))
-    redis.call('HINCRBY', STATS, at .. 'wt', math.max(started - (run_at or started), 0))
+    add(STATS_ADD, at .. 'rt', math.max(now - started, 0))
+    add(STATS_ADD, at .. 'wt', math.max(started - (run_at or started), 0))
   end
 end
 -- This call's events, not yet in the stream, and how many.
 local PENDING, PENDED = {}, 0
 local function flush_events()
+  flush_stats()
   if PENDED == 0 then return end
   local bound = math.max(1, math.ceil(tonumber(EVENT_BOUNDS) / PENDED))
   if PENDED == 1 then
