@@ -107,3 +107,17 @@ async def test_unreadable_schedules_are_skipped_and_the_others_keep_firing(
     assert await app.schedules.fire_due() == 1
     job = await app.get_job(tick_job_id("good", good.anchor_ms + 60_000))
     assert job.task == "report"
+
+
+async def test_obliterate_removes_unreadable_and_orphaned_jobs_too(app: Conveyor) -> None:
+    @app.task
+    async def work(n: int) -> None: ...
+
+    handles = await app.enqueue_many([work.call(n) for n in range(10)])
+    await corrupt(app, handles[3].id)
+    if not app.url.startswith("sqlite"):  # a set member whose record is gone (evicted)
+        backend: Any = app.backend
+        await backend.client.delete(backend.keys.job(handles[7].id))
+    assert await app.obliterate("default", force=True) >= 8
+    assert "default" not in {q.name for q in await app.queues()}
+    assert await app.list_jobs("waiting") == []

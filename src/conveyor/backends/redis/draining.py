@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from conveyor.backends.redis.connection import RedisConnection, mapped_errors
 from conveyor.backends.redis.keys import FINISHED
-from conveyor.errors import QueueBusy
+from conveyor.errors import BackendError, QueueBusy
 from conveyor.job import JobState
 
 __all__ = ["BATCH", "clean", "drain", "obliterate", "remove_jobs"]
@@ -40,14 +40,17 @@ async def remove_jobs(
     states: Sequence[JobState] = (),
     before_ms: int | None = None,
     force: bool = False,
+    listed: bool = False,
 ) -> int:
     """Delete those of ``job_ids`` (of ``queue``) in one of ``states`` (none
     given: any) and finished, or if unfinished created, before ``before_ms``;
-    active ones only with ``force``. One script: atomic. How many went."""
+    active ones only with ``force``. One script: atomic. How many went.
+    ``listed``: the ids come from the queue's own sets, so a job whose
+    record cannot be read goes too (it cannot say its queue)."""
     found = [
         (job_id, identity[1])
         for job_id, identity in zip(job_ids, await conn.identities(job_ids), strict=True)
-        if identity is not None and identity[0] == queue
+        if identity is not None and (identity[0] == queue or (listed and identity == ("", "")))
     ]
     if not found:
         return 0
@@ -62,16 +65,37 @@ async def remove_jobs(
     return int(await conn.run("remove", keys, args))
 
 
-async def _members(conn: RedisConnection, queue: str, state: str, count: int) -> list[str]:
-    """Up to ``count`` ids in one of the queue's sets: a waiting job's in both
-    its ungrouped and grouped orders."""
+async def _members(
+    conn: RedisConnection, queue: str, state: str, count: int
+) -> list[tuple[str, str, bytes]]:
+    """Up to ``count`` entries of one of the queue's sets, as (id, set, member):
+    a waiting job's in both its ungrouped and grouped orders."""
     k = conn.keys
+    key = k.state(queue, state)
     async with mapped_errors():
-        ids = [m.decode() for m in await conn.client.zrange(k.state(queue, state), 0, count - 1)]
-        if state == "waiting" and len(ids) < count:
-            grouped = await conn.client.zrange(k.queue(queue, "gwaiting"), 0, count - len(ids) - 1)
-            ids += [m.decode().rpartition("\0")[2] for m in grouped]
-    return ids
+        found = [(m.decode(), key, m) for m in await conn.client.zrange(key, 0, count - 1)]
+        if state == "waiting" and len(found) < count:
+            grouped = k.queue(queue, "gwaiting")
+            members = await conn.client.zrange(grouped, 0, count - len(found) - 1)
+            found += [(m.decode().rpartition("\0")[2], grouped, m) for m in members]
+    return found
+
+
+async def _drop_orphans(conn: RedisConnection, entries: Sequence[tuple[str, str, bytes]]) -> int:
+    """Set members whose job's record is gone (evicted, deleted by hand):
+    nothing to remove but the members. How many."""
+    ids = [job_id for job_id, _, _ in entries]
+    gone = [
+        (key, member)
+        for (_, key, member), identity in zip(entries, await conn.identities(ids), strict=True)
+        if identity is None
+    ]
+    if gone:
+        async with mapped_errors(), conn.client.pipeline(transaction=False) as pipe:
+            for key, member in gone:
+                pipe.zrem(key, member)
+            await pipe.execute()
+    return len(gone)
 
 
 async def _remove_all(
@@ -80,11 +104,14 @@ async def _remove_all(
     """Every job of ``queue`` in ``states``, batch by batch."""
     removed = 0
     for state in states:
-        while ids := await _members(conn, queue, state, BATCH):
-            gone = await remove_jobs(conn, queue, ids, states=(JobState(state),), force=force)
+        while entries := await _members(conn, queue, state, BATCH):
+            ids = [job_id for job_id, _, _ in entries]
+            gone = await remove_jobs(
+                conn, queue, ids, states=(JobState(state),), force=force, listed=True
+            )
             removed += gone
-            if gone == 0:  # every one changed under us: look again, not forever
-                break
+            if gone < len(ids) and not await _drop_orphans(conn, entries) and gone == 0:
+                break  # every one changed under us (or runs): look again, not forever
     return removed
 
 
@@ -106,9 +133,11 @@ async def obliterate(conn: RedisConnection, *, queue: str, force: bool) -> int:
         if not force and (running := await client.zcard(active)):  # one just started
             await client.hset(k.queues, queue, was_paused)
             raise QueueBusy(queue, int(running))
-    removed = 0
+    removed, idle_passes = 0, 0
     while True:
-        removed += await _remove_all(conn, queue, _STATES, force=force)
+        this_pass = await _remove_all(conn, queue, _STATES, force=force)
+        removed += this_pass
+        idle_passes = 0 if this_pass else idle_passes + 1
         forget = [
             k.queues,
             k.limits,
@@ -126,6 +155,8 @@ async def obliterate(conn: RedisConnection, *, queue: str, force: bool) -> int:
             return removed
         if not force and (running := await client.zcard(active)):
             raise QueueBusy(queue, int(running))  # paused and consistent: try again later
+        if idle_passes >= 2:  # nothing removable, yet not empty: never spin on it
+            raise BackendError(f"queue {queue!r} holds jobs that could not be removed")
 
 
 async def clean(
