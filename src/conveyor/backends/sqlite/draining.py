@@ -1,7 +1,9 @@
-"""Removing many jobs of a queue on SQLite: each call deletes one bounded
-batch in one writer transaction (``remove_batch``), so a million-job drain
-never holds the write lock for long; ``drain``, ``obliterate`` and ``clean``
-repeat it, and ``forget`` ends an obliteration once the queue has no job.
+"""Removing many jobs of a queue on SQLite: the jobs are picked on a reader
+(no write lock while an index is searched), then deleted in bounded batches,
+each one writer transaction that re-checks each job (``_remove``), with a
+gap between them, so a million-job drain never holds the store for long;
+``drain``, ``obliterate`` and ``clean`` repeat it, and ``_forget`` ends an
+obliteration once the queue has no job.
 Every removed job has its ``removed`` event; a flow's parent still waiting
 for a removed child hears of it as cancelled, error ``removed``.
 """
@@ -21,11 +23,11 @@ from conveyor.clock import Clock
 from conveyor.errors import QueueBusy
 from conveyor.job import JobState
 
-__all__ = ["BATCH", "RETURNED", "clean", "drain", "forget_removed", "obliterate", "remove_batch"]
+__all__ = ["BATCH", "RETURNED", "clean", "drain", "forget_removed", "obliterate"]
 
 BATCH = 500  # jobs per transaction (about 15 ms)
 RETURNED = "id, queue, task, parent_id, state, on_failure, flow_id"
-NEVER = 1 << 62  # a time after every job's (ms)
+NEVER = 1 << 62  # as a count: no limit
 
 
 def forget_removed(conn: sqlite3.Connection, clock: Clock, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -39,32 +41,26 @@ def forget_removed(conn: sqlite3.Connection, clock: Clock, rows: Sequence[tuple[
             flows.record(conn, parent_id, outcome, now)
 
 
-def remove_batch(
+def finished_batch(
     conn: sqlite3.Connection,
     clock: Clock,
     *,
     queue: str,
-    states: Sequence[str],
-    before_ms: int | None = None,
-    keep: int = 0,
-    limit: int = BATCH,
+    state: str,
+    before_ms: int,
+    keep: int,
+    limit: int,
 ) -> int:
-    """Delete up to ``limit`` jobs of ``queue`` in ``states``; with
-    ``before_ms`` or ``keep``, only those that finished (unfinished states:
-    were created) before then, sparing the newest ``keep``. How many went."""
-    if before_ms is None and not keep:
-        return _remove(conn, clock, _some(conn, queue, states, limit))
-    scope = f"queue = ? AND state IN ({placeholders(len(states))})"
-    finished = all(JobState(state).finished for state in states)
-    when = "finished_at" if finished else "created_at"
-    if finished:  # as the index of finished jobs is made
-        scope += " AND finished_at IS NOT NULL"
+    """Delete up to ``limit`` of ``queue``'s jobs finished in ``state`` before
+    ``before_ms``, sparing the newest ``keep``: through the index of finished
+    jobs (``queue, state, finished_at``), in the writer's transaction."""
     old = conn.execute(
-        f"SELECT id FROM (SELECT id, {when} AS at FROM jobs WHERE {scope}"
-        f" ORDER BY {when} DESC LIMIT -1 OFFSET ?) WHERE at < ? LIMIT ?",
-        (queue, *states, keep, NEVER if before_ms is None else before_ms, limit),
+        "SELECT id FROM (SELECT id, finished_at FROM jobs WHERE queue = ? AND state = ?"
+        " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT -1 OFFSET ?)"
+        " WHERE finished_at < ? LIMIT ?",
+        (queue, state, keep, before_ms, limit),
     )
-    return _remove(conn, clock, [job_id for (job_id,) in old])
+    return _remove(conn, clock, [job_id for (job_id,) in old], queue=queue, states=[state])
 
 
 # What each state's partial index needs said (schema.sql): a waiting job is
@@ -75,43 +71,63 @@ _INDEXED = {
 }
 
 
-def _some(conn: sqlite3.Connection, queue: str, states: Sequence[str], limit: int) -> list[str]:
-    """Up to ``limit`` ids of ``queue``'s jobs in ``states``, each state read
-    through its own index (never a scan of the whole table)."""
-    ids: list[str] = []
+def _some(
+    conn: sqlite3.Connection, queue: str, states: Sequence[str], limit: int
+) -> list[tuple[str, int]]:
+    """Up to ``limit`` (id, enqueue time) of ``queue``'s jobs in ``states``,
+    each state read through its own index. Run on a reader: a search through
+    an index shared by every queue (delayed, active) holds no write lock."""
+    found: list[tuple[str, int]] = []
     for state in states:
         for condition in _INDEXED.get(state, ("1",)):
-            if len(ids) >= limit:
-                return ids
-            ids += [
-                job_id
-                for (job_id,) in conn.execute(
-                    f"SELECT id FROM jobs WHERE queue = ? AND state = ? AND {condition} LIMIT ?",
-                    (queue, state, limit - len(ids)),
-                )
-            ]
-    return ids
+            if len(found) >= limit:
+                return found
+            found += conn.execute(
+                "SELECT id, created_at FROM jobs WHERE queue = ? AND state = ?"
+                f" AND {condition} LIMIT ?",
+                (queue, state, limit - len(found)),
+            ).fetchall()
+    return found
 
 
-def _remove(conn: sqlite3.Connection, clock: Clock, ids: Sequence[str]) -> int:
+def _remove(
+    conn: sqlite3.Connection,
+    clock: Clock,
+    ids: Sequence[str],
+    *,
+    queue: str,
+    states: Sequence[str],
+    created_before: int | None = None,
+) -> int:
+    """Delete those of ``ids`` still of ``queue`` and in ``states`` (and
+    enqueued before ``created_before``), in the writer's transaction: what
+    changed since it was picked (claimed, say) is left alone."""
     if not ids:
         return 0
+    age = "" if created_before is None else f" AND created_at < {int(created_before)}"
     rows = conn.execute(
-        f"DELETE FROM jobs WHERE id IN ({placeholders(len(ids))}) RETURNING {RETURNED}", ids
+        f"DELETE FROM jobs WHERE id IN ({placeholders(len(ids))}) AND queue = ?"
+        f" AND state IN ({placeholders(len(states))}){age} RETURNING {RETURNED}",
+        (*ids, queue, *states),
     ).fetchall()
     forget_removed(conn, clock, rows)
     return len(rows)
 
 
 async def _remove_all(backend: State, queue: str, states: Sequence[str]) -> int:
-    removed = 0
-    while True:
+    """Every job of ``queue`` in ``states``: picked on a reader, deleted in
+    batches, each its own transaction, with a gap between them."""
+    removed, idle = 0, 0
+    while picked := await backend.read(_some, queue, states, BATCH):
         started = time.monotonic()
-        gone = await backend.write(remove_batch, backend.clock, queue=queue, states=states)
+        ids = [job_id for job_id, _ in picked]
+        gone = await backend.write(_remove, backend.clock, ids, queue=queue, states=states)
         removed += gone
-        if gone < BATCH:
-            return removed
+        idle = 0 if gone else idle + 1
+        if idle >= 2:  # what it picks keeps changing first: leave it
+            break
         await _yield_the_file(time.monotonic() - started)
+    return removed
 
 
 async def _yield_the_file(held_s: float) -> None:
@@ -201,22 +217,60 @@ async def clean(
     queues = [queue] if queue is not None else await backend.read(_queue_names)
     removed = 0
     for q in queues:
-        while removed < limit:
-            want = min(BATCH, limit - removed)
-            started = time.monotonic()
-            gone = await backend.write(
-                remove_batch,
-                backend.clock,
-                queue=q,
-                states=[state.value],
-                before_ms=before,
-                keep=keep,
-                limit=want,
+        if state.finished:
+            removed += await _clean_finished(backend, q, state.value, before, keep, limit - removed)
+        else:
+            removed += await _clean_unfinished(
+                backend, q, state.value, before, keep, limit - removed
             )
-            removed += gone
-            if gone < want:
-                break
-            await _yield_the_file(time.monotonic() - started)
+        if removed >= limit:
+            break
+    return removed
+
+
+async def _clean_finished(
+    backend: State, queue: str, state: str, before: int, keep: int, limit: int
+) -> int:
+    removed = 0
+    while removed < limit:
+        want = min(BATCH, limit - removed)
+        started = time.monotonic()
+        gone = await backend.write(
+            finished_batch,
+            backend.clock,
+            queue=queue,
+            state=state,
+            before_ms=before,
+            keep=keep,
+            limit=want,
+        )
+        removed += gone
+        if gone < want:
+            break
+        await _yield_the_file(time.monotonic() - started)
+    return removed
+
+
+async def _clean_unfinished(
+    backend: State, queue: str, state: str, before: int, keep: int, limit: int
+) -> int:
+    """Waiting and delayed jobs have no index by enqueue time: read them all
+    on a reader, spare the newest ``keep``, delete the old in batches."""
+    stamped = await backend.read(_some, queue, [state], NEVER)
+    stamped.sort(key=lambda row: (row[1], row[0]), reverse=True)
+    old = [job_id for job_id, at in stamped[keep:] if at < before][:limit]
+    removed = 0
+    for first in range(0, len(old), BATCH):
+        started = time.monotonic()
+        removed += await backend.write(
+            _remove,
+            backend.clock,
+            old[first : first + BATCH],
+            queue=queue,
+            states=[state],
+            created_before=before,
+        )
+        await _yield_the_file(time.monotonic() - started)
     return removed
 
 
