@@ -206,9 +206,10 @@ async def read_flow(
             if depth >= max_depth or read >= max_jobs:
                 truncated.add(job.id)
                 continue
-            children = await backend.children_of(job_id=job.id)
-            if len(children) > max_jobs - read:
-                children = children[: max_jobs - read]
+            room = max_jobs - read
+            children = await backend.children_of(job_id=job.id, limit=room + 1)
+            if len(children) > room:  # one more than room: there are more
+                children = children[:room]
                 truncated.add(job.id)
             read += len(children)
             kids[job.id] = children

@@ -353,9 +353,10 @@ class Backend(History, Managing, abc.ABC):
         """One job as stored now, or ``None``."""
 
     @abc.abstractmethod
-    async def children_of(self, *, job_id: str) -> list[Job]:
-        """The jobs a flow's parent waits or waited for that are still stored,
-        in the order its flow gave them; [] for a job that is no parent."""
+    async def children_of(self, *, job_id: str, limit: int) -> list[Job]:
+        """The first ``limit`` jobs a flow's parent waits or waited for that
+        are still stored, in the order its flow gave them; [] for a job that
+        is no parent."""
 
     @abc.abstractmethod
     async def get_logs(self, *, job_id: str) -> list[LogEntry]:

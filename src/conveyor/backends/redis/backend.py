@@ -244,8 +244,8 @@ class RedisBackend(Backend):
     async def get_job(self, *, job_id: str) -> Job | None:
         return await reading.get_job(self._conn, job_id=job_id)
 
-    async def children_of(self, *, job_id: str) -> list[Job]:
-        return await reading.children_of(self._conn, job_id=job_id)
+    async def children_of(self, *, job_id: str, limit: int) -> list[Job]:
+        return await reading.children_of(self._conn, job_id=job_id, limit=limit)
 
     async def get_logs(self, *, job_id: str) -> list[LogEntry]:
         return await reading.get_logs(self._conn, job_id=job_id)

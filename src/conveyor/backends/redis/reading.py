@@ -34,11 +34,18 @@ async def _jobs(conn: RedisConnection, job_ids: Sequence[str]) -> list[Job]:
     return [job_from_fields(row, job_id)[0] for job_id, row in found if row[0] is not None]
 
 
-async def children_of(conn: RedisConnection, *, job_id: str) -> list[Job]:
+async def children_of(conn: RedisConnection, *, job_id: str, limit: int) -> list[Job]:
     client = await conn.connected()
     async with mapped_errors():
         data = await client.hget(conn.keys.job(job_id), "data")
-    return [] if data is None else await _jobs(conn, kids_of(data))
+    if data is None:
+        return []
+    kids, found, read = kids_of(data), list[Job](), 0
+    while len(found) < limit and read < len(kids):  # read on past children that are gone
+        want = limit - len(found)
+        found += await _jobs(conn, kids[read : read + want])
+        read += want
+    return found
 
 
 async def get_logs(conn: RedisConnection, *, job_id: str) -> list[LogEntry]:

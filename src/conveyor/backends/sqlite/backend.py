@@ -330,8 +330,8 @@ class SQLiteBackend(Backend):
     async def get_job(self, *, job_id: str) -> Job | None:
         return await self.read(reading.get_job, job_id=job_id)
 
-    async def children_of(self, *, job_id: str) -> list[Job]:
-        return await self.read(reading.children_of, job_id=job_id)
+    async def children_of(self, *, job_id: str, limit: int) -> list[Job]:
+        return await self.read(reading.children_of, job_id=job_id, limit=limit)
 
     async def get_logs(self, *, job_id: str) -> list[LogEntry]:
         return await self.read(reading.get_logs, job_id=job_id)

@@ -23,10 +23,10 @@ def get_job(conn: sqlite3.Connection, *, job_id: str) -> Job | None:
     return None if row is None else job_from_row(row)
 
 
-def children_of(conn: sqlite3.Connection, *, job_id: str) -> list[Job]:
+def children_of(conn: sqlite3.Connection, *, job_id: str, limit: int) -> list[Job]:
     """A parent's children, in the order the flow gave them (they were added so)."""
     rows = conn.execute(
-        f"SELECT {COLUMNS} FROM jobs WHERE parent_id = ? ORDER BY rowid", (job_id,)
+        f"SELECT {COLUMNS} FROM jobs WHERE parent_id = ? ORDER BY rowid LIMIT ?", (job_id, limit)
     ).fetchall()
     return [job_from_row(row) for row in rows]
 
