@@ -231,13 +231,13 @@ class Admin:
         children); ``JobNotFound`` if there is no such job."""
         if (delay is None) == (run_at is None):
             raise InvalidInput("delay", "give delay or run_at, one of them")
-        now = self.clock.now_ms()
         if run_at is not None:
             at = validate.run_at_ms(run_at)
-            if at < now:
+            if at < self.clock.now_ms():
                 raise InvalidInput("run_at", "is in the past: give a delay of 0 to run it now")
         else:
-            at = now + int(validate.seconds("delay", delay) * 1000)
+            delay_ms = int(validate.seconds("delay", delay) * 1000)
+            at = await self.backend.now_ms() + delay_ms  # a delay runs on the store's clock
         return await self._change(job_id, JobChange(run_at_ms=at))
 
     async def change_priority(
