@@ -154,8 +154,11 @@ class Chores:
         now = await self.app.backend.now_ms()  # the store's clock, as readers compare with
         info = self._describe(now)
         command = await self.app.backend.record_worker(worker_id=info.id, worker=info)
-        if command is not None:
+        if command is not None:  # obeyed, and the record says so at once
             self._obey(command)
+            info = self._describe(now)
+            if again := await self.app.backend.record_worker(worker_id=info.id, worker=info):
+                self._obey(again)
 
     async def fire_schedules(self) -> None:
         await self.app.schedules.fire_due()

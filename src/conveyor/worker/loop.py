@@ -206,6 +206,16 @@ class Worker:
                 self._start(job)
 
     async def _until_resumed(self, stop_wait: asyncio.Task[Any]) -> None:
+        """While paused: first take the jobs a past idle wait was handed
+        meanwhile (a claim with no room gets only those), which run, then
+        wait for a resume or a stop."""
+        try:
+            for job in await self.app.backend.claim(
+                slots=[], worker_id=self.id, lease_ms=self._lease_ms
+            ):
+                self._start(job)
+        except Exception as exc:  # the store is away: their leases bring them back
+            log.warning("while pausing, could not take handed jobs: %s", exc)
         resumed = asyncio.create_task(self._claiming.wait())
         await asyncio.wait([stop_wait, resumed], return_when=asyncio.FIRST_COMPLETED)
         resumed.cancel()
