@@ -85,6 +85,8 @@ def worker(
     # Until the loop's handlers are installed a signal ends the worker at
     # once, with nothing claimed yet: exit 0, as a graceful stop would.
     signal.signal(signal.SIGTERM, _exit_before_start)
+    for early in (signal.SIGUSR1, signal.SIGUSR2):  # a pause before the start: no-op
+        signal.signal(early, signal.SIG_IGN)
     app = load_app(app_path)
     names, counts = parse_queues(queues) if queues is not None else (None, None)
     settings = WorkerSettings.from_env(
