@@ -150,6 +150,17 @@ async def test_change_priority_re_sorts_a_job_within_its_group(app: Conveyor) ->
     assert await _claimed_ids(app, limit=1) == [first.id]
 
 
+async def test_a_change_keeps_its_groups_turn(app: Conveyor) -> None:
+    @app.task
+    async def work(n: int) -> None: ...
+
+    first = await work.configure(group="a").enqueue(1)  # a joined the rotation first
+    await work.configure(group="b").enqueue(2)
+    assert await app.change_priority(first.id, 5)
+    assert await app.update_args(first.id, 3)
+    assert await _claimed_ids(app, limit=1) == [first.id]  # a's turn is still first
+
+
 async def test_update_args_replaces_the_arguments_a_worker_gets(app: Conveyor) -> None:
     @app.task
     async def work(n: int, label: str = "") -> None: ...

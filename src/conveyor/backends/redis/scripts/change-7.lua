@@ -12,8 +12,12 @@ if not state then return -1 end
 if state ~= 'waiting' and state ~= 'delayed' and state ~= 'waiting_children' then return 0 end
 if ARGV[3] ~= '' and state == 'waiting_children' then return 0 end
 local now = now_ms(ARGV[1])
--- Out of the waiting order while its place changes; back in below.
-if state == 'waiting' then from_waiting(job_key, id, KEYS[2], KEYS[5], KEYS[6]) end
+-- Out of the waiting order while its place changes (not for new arguments
+-- alone); back in below, its group keeping its turn.
+local reorder = ARGV[3] ~= '' or ARGV[4] ~= '' or ARGV[5] ~= ''
+local group = redis.call('HGET', job_key, 'group')
+local turn = group and redis.call('ZSCORE', KEYS[6], group)
+if state == 'waiting' and reorder then from_waiting(job_key, id, KEYS[2], KEYS[5], KEYS[6]) end
 local moved, run_at = state, tonumber(redis.call('HGET', job_key, 'run_at'))
 if ARGV[3] ~= '' then
   run_at = math.max(tonumber(ARGV[3]), now)
@@ -33,11 +37,12 @@ if moved == 'delayed' then
   redis.call('ZADD', KEYS[3], run_at, id)
   -- Due before anything an idle worker waits for: wake one to look again.
   if redis.call('ZRANK', KEYS[3], id) == 0 then wake(KEYS[4]) end
-else
+elseif state == 'delayed' then
   redis.call('ZREM', KEYS[3], id)
 end
-if moved == 'waiting' then
+if moved == 'waiting' and (state ~= 'waiting' or reorder) then
   to_waiting(job_key, id, KEYS[2], KEYS[5], KEYS[6])
+  if state == 'waiting' and turn then redis.call('ZADD', KEYS[6], turn, group) end
   wake(KEYS[4])
 end
 local kind = moved
