@@ -160,9 +160,9 @@ class Admin:
         ones), leaving running and finished jobs and flows' parents waiting
         for children; returns how many went. In batches, each atomic: a job a
         worker claims meanwhile runs."""
-        if not isinstance(delayed, bool):
-            raise InvalidInput("delayed", "must be true or false")
-        removed = await self.backend.drain(queue=validate.name("queue", queue), delayed=delayed)
+        removed = await self.backend.drain(
+            queue=validate.name("queue", queue), delayed=validate.flag("delayed", delayed)
+        )
         await self._tell_parents(removed)
         return removed
 
@@ -174,9 +174,9 @@ class Admin:
         dropped). The queue is paused first, so no claim starts; a crash
         part-way leaves it paused and consistent: obliterate it again.
         Returns how many jobs went (0: no such queue)."""
-        if not isinstance(force, bool):
-            raise InvalidInput("force", "must be true or false")
-        removed = await self.backend.obliterate(queue=validate.name("queue", queue), force=force)
+        removed = await self.backend.obliterate(
+            queue=validate.name("queue", queue), force=validate.flag("force", force)
+        )
         await self._tell_parents(removed)
         return removed
 
@@ -232,7 +232,7 @@ class Admin:
         if (delay is None) == (run_at is None):
             raise InvalidInput("delay", "give delay or run_at, one of them")
         if run_at is not None:
-            at = validate.run_at_ms(run_at)
+            at = validate.moment("run_at", run_at)
             if at < self.clock.now_ms():
                 raise InvalidInput("run_at", "is in the past: give a delay of 0 to run it now")
         else:
@@ -247,9 +247,8 @@ class Admin:
         among its queue's (or group's) waiting jobs; ``lifo`` True puts it
         first of that priority, False in order of when it became ready, None
         keeps its order. False if it has started or finished."""
-        if lifo is not None and not isinstance(lifo, bool):
-            raise InvalidInput("lifo", "must be true, false or None")
-        change = JobChange(priority=validate.priority(priority), lifo=lifo)
+        order = None if lifo is None else validate.flag("lifo", lifo)
+        change = JobChange(priority=validate.priority(priority), lifo=order)
         return await self._change(job_id, change)
 
     async def update_args(self, job_id: str, /, *args: Any, **kwargs: Any) -> bool:

@@ -52,7 +52,6 @@ from typing import Any
 import msgspec
 
 from conveyor import validate
-from conveyor.errors import InvalidInput
 from conveyor.job import JobState
 
 __all__ = ["EventKind", "EventPage", "EventSettings", "JobEvent", "matches"]
@@ -132,8 +131,7 @@ class EventSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         for name in ("enabled", "stats"):
-            if not isinstance(getattr(self, name), bool):
-                raise InvalidInput(name, "must be true or false")
+            validate.flag(name, getattr(self, name))
         validate.count("max_count", self.max_count, minimum=1)
         validate.seconds("max_age_s", self.max_age_s, allow_zero=False)
         validate.seconds("stats_max_age_s", self.stats_max_age_s, allow_zero=False)

@@ -98,9 +98,9 @@ class Task(Generic[P, R]):
             keep_completed=keep_completed,
             keep_failed=keep_failed,
         )
-        if not isinstance(sandbox, bool):
-            raise InvalidInput("sandbox", "must be true or false")
-        if sandbox:  # a function no child can import: ConfigurationError now, not failed jobs
+        if validate.flag(
+            "sandbox", sandbox
+        ):  # a function no child can import: ConfigurationError now, not failed jobs
             import_path(fn)
         self.sandbox = sandbox
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -241,12 +241,10 @@ class Call(Generic[P, R]):
             if delay is not None or run_at is not None:
                 raise InvalidInput("debounce", "is the job's delay: give no delay or run_at")
             self.delay_ms = debounce_ms
-        self.run_at_ms = None if run_at is None else validate.run_at_ms(run_at)
+        self.run_at_ms = None if run_at is None else validate.moment("run_at", run_at)
         self.priority = task.priority if priority is None else validate.priority(priority)
         self.job_id = None if job_id is None else validate.name("job_id", job_id)
-        if not isinstance(lifo, bool):
-            raise InvalidInput("lifo", "must be true or false")
-        self.lifo = lifo
+        self.lifo = validate.flag("lifo", lifo)
         self.group = None if group is None else group_name(group)
         self.queue = task.queue if queue is None else validate.name("queue", queue)
         self.max_attempts = 1 + (task.retries if retries is None else validate.retries(retries))

@@ -70,8 +70,11 @@ def seconds(field: str, value: object, *, allow_zero: bool = True) -> float:
     return float(value)
 
 
-def run_at_ms(value: object) -> int:
-    return moment("run_at", value)
+def flag(field: str, value: object) -> bool:
+    """``True`` or ``False`` itself (not 1, not "yes")."""
+    if not isinstance(value, bool):
+        raise InvalidInput(field, "must be true or false")
+    return value
 
 
 def moment(field: str, value: object) -> int:
