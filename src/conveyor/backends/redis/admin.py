@@ -19,6 +19,7 @@ from conveyor.backends.managing import RETRIED, WorkerCommand
 from conveyor.backends.redis import draining
 from conveyor.backends.redis.connection import RedisConnection, mapped_errors
 from conveyor.backends.redis.record import retention_member
+from conveyor.backends.redis.scripts import states_arg
 from conveyor.backends.values import WorkerInfo
 from conveyor.job import JobState, Retention
 
@@ -60,7 +61,7 @@ async def retry_jobs(
 
 async def _retry(conn: RedisConnection, job_ids: Sequence[str], states: Sequence[JobState]) -> int:
     k = conn.keys
-    allowed = "," + ",".join(state.value for state in states) + ","
+    allowed = states_arg(states)
 
     async def one(job_id: str) -> bool:
         identity = await conn.identity(job_id)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from conveyor.backends.redis.connection import RedisConnection, mapped_errors
 from conveyor.backends.redis.keys import FINISHED
+from conveyor.backends.redis.scripts import states_arg
 from conveyor.errors import BackendError, QueueBusy
 from conveyor.job import JobState
 
@@ -40,18 +41,28 @@ async def remove_jobs(
     states: Sequence[JobState] = (),
     before_ms: int | None = None,
     force: bool = False,
-    listed: bool = False,
 ) -> int:
     """Delete those of ``job_ids`` (of ``queue``) in one of ``states`` (none
     given: any) and finished, or if unfinished created, before ``before_ms``;
-    active ones only with ``force``. One script: atomic. How many went.
-    ``listed``: the ids come from the queue's own sets, so a job whose
-    record cannot be read goes too (it cannot say its queue)."""
+    active ones only with ``force``. One script: atomic. How many went."""
+    identities = await conn.identities(job_ids)
     found = [
         (job_id, identity[1])
-        for job_id, identity in zip(job_ids, await conn.identities(job_ids), strict=True)
-        if identity is not None and (identity[0] == queue or (listed and identity == ("", "")))
+        for job_id, identity in zip(job_ids, identities, strict=True)
+        if identity is not None and identity[0] == queue
     ]
+    return await _remove_found(conn, queue, found, states, before_ms, force)
+
+
+async def _remove_found(
+    conn: RedisConnection,
+    queue: str,
+    found: Sequence[tuple[str, str]],
+    states: Sequence[JobState],
+    before_ms: int | None,
+    force: bool,
+) -> int:
+    """``remove_jobs`` of ``(id, task)`` pairs whose records were read."""
     if not found:
         return 0
     k = conn.keys
@@ -59,58 +70,54 @@ async def remove_jobs(
     for job_id, task in found:
         keys += [k.job(job_id), k.logs(job_id), k.outcomes(job_id)]
         keys += [k.done(task, s) for s in FINISHED]
-    allowed = "," + ",".join(s.value for s in states) + "," if states else ""
     before = "" if before_ms is None else before_ms
-    args = [conn.offset, queue, allowed, before, int(force), *(job_id for job_id, _ in found)]
-    return int(await conn.run("remove", keys, args))
+    args = [conn.offset, queue, states_arg(states), before, int(force)]
+    return int(await conn.run("remove", keys, [*args, *(job_id for job_id, _ in found)]))
 
 
-async def _members(
-    conn: RedisConnection, queue: str, state: str, count: int
+async def _entries(
+    conn: RedisConnection, queue: str, state: str, offset: int, count: int
 ) -> list[tuple[str, str, bytes]]:
-    """Up to ``count`` entries of one of the queue's sets, as (id, set, member):
-    a waiting job's in both its ungrouped and grouped orders."""
+    """Up to ``count`` entries of one of the queue's sets from ``offset``, as
+    (id, set, member): a waiting job's in its ungrouped order, then its
+    grouped one."""
     k = conn.keys
     key = k.state(queue, state)
     async with mapped_errors():
-        found = [(m.decode(), key, m) for m in await conn.client.zrange(key, 0, count - 1)]
+        members = await conn.client.zrange(key, offset, offset + count - 1)
+        found = [(m.decode(), key, m) for m in members]
         if state == "waiting" and len(found) < count:
+            start = max(0, offset - await conn.client.zcard(key))
             grouped = k.queue(queue, "gwaiting")
-            members = await conn.client.zrange(grouped, 0, count - len(found) - 1)
+            members = await conn.client.zrange(grouped, start, start + count - len(found) - 1)
             found += [(m.decode().rpartition("\0")[2], grouped, m) for m in members]
     return found
-
-
-async def _drop_orphans(conn: RedisConnection, entries: Sequence[tuple[str, str, bytes]]) -> int:
-    """Set members whose job's record is gone (evicted, deleted by hand):
-    nothing to remove but the members. How many."""
-    ids = [job_id for job_id, _, _ in entries]
-    gone = [
-        (key, member)
-        for (_, key, member), identity in zip(entries, await conn.identities(ids), strict=True)
-        if identity is None
-    ]
-    if gone:
-        async with mapped_errors(), conn.client.pipeline(transaction=False) as pipe:
-            for key, member in gone:
-                pipe.zrem(key, member)
-            await pipe.execute()
-    return len(gone)
 
 
 async def _remove_all(
     conn: RedisConnection, queue: str, states: Sequence[str], *, force: bool = False
 ) -> int:
-    """Every job of ``queue`` in ``states``, batch by batch."""
+    """Every job of ``queue`` in ``states``, batch by batch. A job whose
+    record cannot be read goes too (it came from the queue's own sets), and
+    a member whose record is gone (evicted, deleted by hand) is dropped."""
     removed = 0
     for state in states:
-        while entries := await _members(conn, queue, state, BATCH):
-            ids = [job_id for job_id, _, _ in entries]
-            gone = await remove_jobs(
-                conn, queue, ids, states=(JobState(state),), force=force, listed=True
-            )
+        while entries := await _entries(conn, queue, state, 0, BATCH):
+            identities = await conn.identities([job_id for job_id, _, _ in entries])
+            found, orphans = [], []
+            for (job_id, key, member), identity in zip(entries, identities, strict=True):
+                if identity is None:
+                    orphans.append((key, member))
+                elif identity[0] in (queue, ""):  # "": unreadable, but listed here
+                    found.append((job_id, identity[1]))
+            gone = await _remove_found(conn, queue, found, (JobState(state),), None, force)
+            if orphans:
+                async with mapped_errors(), conn.client.pipeline(transaction=False) as pipe:
+                    for key, member in orphans:
+                        pipe.zrem(key, member)
+                    await pipe.execute()
             removed += gone
-            if gone < len(ids) and not await _drop_orphans(conn, entries) and gone == 0:
+            if gone == 0 and not orphans:
                 break  # every one changed under us (or runs): look again, not forever
     return removed
 
@@ -133,24 +140,24 @@ async def obliterate(conn: RedisConnection, *, queue: str, force: bool) -> int:
         if not force and (running := await client.zcard(active)):  # one just started
             await client.hset(k.queues, queue, was_paused)
             raise QueueBusy(queue, int(running))
+    forget = [
+        k.queues,
+        k.limits,
+        k.turns,
+        *(k.state(queue, s) for s in _STATES),
+        k.queue(queue, "gwaiting"),
+        k.queue(queue, "groups"),
+        k.queue(queue, "gactive"),
+        k.queue(queue, "rate"),
+        k.queue(queue, "grate"),
+        k.marker(queue),
+        k.queue(queue, "idle"),
+    ]
     removed, idle_passes = 0, 0
     while True:
         this_pass = await _remove_all(conn, queue, _STATES, force=force)
         removed += this_pass
         idle_passes = 0 if this_pass else idle_passes + 1
-        forget = [
-            k.queues,
-            k.limits,
-            k.turns,
-            *(k.state(queue, s) for s in _STATES),
-            k.queue(queue, "gwaiting"),
-            k.queue(queue, "groups"),
-            k.queue(queue, "gactive"),
-            k.queue(queue, "rate"),
-            k.queue(queue, "grate"),
-            k.marker(queue),
-            k.queue(queue, "idle"),
-        ]
         if await conn.fenced("forget", forget, [queue]):
             return removed
         if not force and (running := await client.zcard(active)):
@@ -212,8 +219,9 @@ async def _clean_unfinished(
     ``keep``, and remove those enqueued before ``cutoff``."""
     stamped: list[tuple[int, str]] = []
     offset = 0
-    while page := await _page(conn, queue, state.value, offset):
-        offset += len(page)
+    while entries := await _entries(conn, queue, state.value, offset, 1000):
+        offset += len(entries)
+        page = [job_id for job_id, _, _ in entries]
         async with mapped_errors(), conn.client.pipeline(transaction=False) as pipe:
             for job_id in page:
                 pipe.hget(conn.keys.job(job_id), "created_at")
@@ -226,21 +234,3 @@ async def _clean_unfinished(
         batch = old[start : min(start + BATCH, limit)]
         removed += await remove_jobs(conn, queue, batch, states=(state,), before_ms=cutoff)
     return removed
-
-
-async def _page(conn: RedisConnection, queue: str, state: str, offset: int) -> list[str]:
-    k = conn.keys
-    async with mapped_errors():
-        ids = [
-            m.decode()
-            for m in await conn.client.zrange(k.state(queue, state), offset, offset + 999)
-        ]
-        if state == "waiting":  # then the grouped ones, after the ungrouped
-            ungrouped = await conn.client.zcard(k.state(queue, state))
-            start = max(0, offset - ungrouped)
-            if len(ids) < 1000:
-                grouped = await conn.client.zrange(
-                    k.queue(queue, "gwaiting"), start, start + 999 - len(ids)
-                )
-                ids += [m.decode().rpartition("\0")[2] for m in grouped]
-    return ids

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
 from redis.commands.core import AsyncScript
+
+from conveyor.job import JobState
 
 
 class Code(enum.IntEnum):
@@ -102,6 +105,12 @@ SOURCES = _sources()
 EMITS = frozenset(name for name, source in SOURCES.items() if "EVENT_BOUNDS" in source)
 TAIL_KEYS = 3  # this hour's statistics, the totals, the event stream
 TAIL_ARGS = 2  # the statistics' time to live, the stream's bound
+
+
+def states_arg(states: Sequence[JobState]) -> str:
+    """The states a script accepts a job in, each between commas
+    (``,failed,cancelled,``; found with ``string.find``), or '' for any."""
+    return "," + ",".join(state.value for state in states) + "," if states else ""
 
 
 class Scripts:
