@@ -20,10 +20,17 @@ from conveyor.backends.values import JobChange
 from conveyor.job import JobState
 from conveyor.limits import Limits, Rate
 
-__all__ = ["CHANGEABLE", "RETRIED", "Managing", "WorkerCommand"]
+__all__ = ["CHANGEABLE", "RETRIED", "Managing", "WorkerCommand", "worker_command"]
 
 # What a worker may be told through the store (``command_worker``).
 WorkerCommand = Literal["pause", "resume"]
+
+
+def worker_command(stored: str | bytes) -> WorkerCommand | None:
+    """A stored command this code knows (another version's is dropped)."""
+    text = stored.decode() if isinstance(stored, bytes) else stored
+    return "pause" if text == "pause" else "resume" if text == "resume" else None
+
 
 # The states of a job that has not started: those ``change_job`` may change
 # (a new due time: waiting and delayed only; a parent waits for its children).

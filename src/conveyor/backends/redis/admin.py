@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from conveyor.backends.managing import RETRIED, WorkerCommand
+from conveyor.backends.managing import RETRIED, WorkerCommand, worker_command
 from conveyor.backends.redis import draining
 from conveyor.backends.redis.connection import RedisConnection, mapped_errors
 from conveyor.backends.redis.record import retention_member
@@ -186,9 +186,7 @@ async def record_worker(
         pipe.hget(k.worker_commands, worker_id)
         pipe.hdel(k.worker_commands, worker_id)
         _, taken, _ = await pipe.execute()
-    if worker is None or taken is None:
-        return None
-    return "pause" if taken == b"pause" else "resume" if taken == b"resume" else None
+    return None if worker is None or taken is None else worker_command(taken)
 
 
 async def command_worker(conn: RedisConnection, *, worker_id: str, command: WorkerCommand) -> bool:

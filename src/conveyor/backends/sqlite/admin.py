@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from conveyor.backends.managing import RETRIED, WorkerCommand
+from conveyor.backends.managing import RETRIED, WorkerCommand, worker_command
 from conveyor.backends.sqlite import adding, draining, flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.state import State
@@ -165,7 +165,7 @@ def record_worker(
         " last_seen = excluded.last_seen",
         (worker_id, msgspec.json.encode(worker), worker.last_seen_ms),
     )
-    return None if taken is None else _command(taken[0])
+    return None if taken is None else worker_command(taken[0])
 
 
 def command_worker(conn: sqlite3.Connection, *, worker_id: str, command: WorkerCommand) -> bool:
@@ -177,11 +177,6 @@ def command_worker(conn: sqlite3.Connection, *, worker_id: str, command: WorkerC
         (worker_id, command),
     )
     return True
-
-
-def _command(text: str) -> WorkerCommand | None:
-    """A stored command this code knows (another version's is dropped)."""
-    return "pause" if text == "pause" else "resume" if text == "resume" else None
 
 
 def dedup_key_owner(conn: sqlite3.Connection, clock: Clock, *, key: str) -> str | None:
