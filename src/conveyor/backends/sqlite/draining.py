@@ -20,7 +20,7 @@ from conveyor.backends.sqlite import events, flows
 from conveyor.backends.sqlite.connection import placeholders
 from conveyor.backends.sqlite.state import State
 from conveyor.clock import Clock
-from conveyor.errors import QueueBusy
+from conveyor.errors import BackendError, QueueBusy
 from conveyor.job import JobState
 
 __all__ = ["BATCH", "RETURNED", "clean", "drain", "forget_removed", "obliterate"]
@@ -146,27 +146,30 @@ async def drain(backend: State, *, queue: str, delayed: bool) -> int:
 async def obliterate(backend: State, *, queue: str, force: bool) -> int:
     """Pause the queue (no claim starts), refuse if jobs run (unless
     ``force``), delete its jobs batch by batch, then forget it."""
-    active = await backend.write(_pause_and_count, queue=queue, force=force)
-    if active is None:
+    if not await backend.write(_pause, queue=queue, force=force):
         return 0
-    removed = 0
+    removed, idle_passes = 0, 0
     every = [s.value for s in JobState if force or s is not JobState.ACTIVE]
     while True:
-        removed += await _remove_all(backend, queue, every)
+        this_pass = await _remove_all(backend, queue, every)
+        removed += this_pass
+        idle_passes = 0 if this_pass else idle_passes + 1
         running = await backend.write(_forget, queue=queue)
         if running == 0:
             return removed
         if running > 0 and not force:
             raise QueueBusy(queue, running)
+        if idle_passes >= 2:  # nothing removable, yet not empty: never spin on it
+            raise BackendError(f"queue {queue!r} holds jobs that could not be removed")
 
 
-def _pause_and_count(conn: sqlite3.Connection, *, queue: str, force: bool) -> int | None:
-    """The queue's active jobs, the queue paused (None: no such queue);
-    refused, changing nothing, if any run and not ``force``."""
+def _pause(conn: sqlite3.Connection, *, queue: str, force: bool) -> bool:
+    """Pause the queue (False, changing nothing: no such queue); refused,
+    changing nothing, if any of its jobs runs and not ``force``."""
     row = conn.execute("SELECT paused FROM queues WHERE name = ?", (queue,)).fetchone()
     jobs, active = _counted(conn, queue)
     if row is None and not jobs:
-        return None
+        return False
     if active and not force:
         raise QueueBusy(queue, active)
     conn.execute(
@@ -174,7 +177,7 @@ def _pause_and_count(conn: sqlite3.Connection, *, queue: str, force: bool) -> in
         " ON CONFLICT (name) DO UPDATE SET paused = 1",
         (queue,),
     )
-    return int(active)
+    return True
 
 
 def _counted(conn: sqlite3.Connection, queue: str) -> tuple[int, int]:
