@@ -44,7 +44,16 @@ from cronsim import CronSim, CronSimError
 from conveyor import validate
 from conveyor.errors import InvalidInput
 
-__all__ = ["Fired", "Schedule", "ScheduleInfo", "due_tick", "ended", "next_tick", "tick_job_id"]
+__all__ = [
+    "Fired",
+    "Schedule",
+    "ScheduleInfo",
+    "due_tick",
+    "ended",
+    "next_tick",
+    "spent",
+    "tick_job_id",
+]
 
 MAX_LOOKAHEAD_YEARS = 5  # a cron with no tick this far ahead is refused
 TICK_DIGITS = 13  # epoch ms in a tick's job id (until the year 2286)
@@ -131,10 +140,15 @@ def next_tick(schedule: Schedule, after_ms: int) -> int:
     raise InvalidInput("cron", f"{schedule.cron!r} never matches")  # refused at creation
 
 
+def spent(schedule: Schedule, fired: Fired) -> bool:
+    """Whether the schedule has fired its ``limit`` of ticks."""
+    return schedule.limit is not None and fired.ticks >= schedule.limit
+
+
 def ended(schedule: Schedule, now_ms: int, fired: Fired) -> bool:
     """Whether the schedule fires no more: its limit is reached, or no tick
     it has not fired is left before its end (one due now may still fire)."""
-    if schedule.limit is not None and fired.ticks >= schedule.limit:
+    if spent(schedule, fired):
         return True
     if schedule.end_at_ms is None:
         return False

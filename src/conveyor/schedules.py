@@ -27,6 +27,7 @@ from conveyor.cron import (
     due_tick,
     ended,
     next_tick,
+    spent,
     tick_job_id,
 )
 from conveyor.errors import InvalidInput, ScheduleNotFound
@@ -147,9 +148,10 @@ class Schedules:
             return 0
         now = await backend.now_ms()
         fired = 0
-        for schedule, (last, ticks) in listed:
-            if schedule.limit is not None and ticks >= schedule.limit:
+        for schedule, ticks in listed:
+            if spent(schedule, ticks):
                 continue  # it has ended
+            last = ticks.last_ms
             try:
                 tick = None if schedule.paused else due_tick(schedule, now, last)
             except Exception as exc:  # a stored spec this code cannot follow: the rest fire
