@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -61,6 +61,14 @@ class Running:
         self.pool = pool  # its queue's slots (conveyor.worker.slots)
         self.finishing = False  # its result is being written: no renewal, no cancel
         self.thread: concurrent.futures.Future[Any] | None = None  # a sync job's
+
+
+class Kept(NamedTuple):
+    """Where a job that ends is trimmed (its task's bucket, or its own) and by
+    what retention (``job.retention_bucket``)."""
+
+    bucket: str
+    retention: Retention
 
 
 class Attempts:
@@ -202,19 +210,20 @@ class Attempts:
         self._wake()
         claimed = running.claimed
         finished: JobState | None  # completed, or failed for good: its retention applies
+        ending = JobState.COMPLETED if isinstance(outcome, bytes) else JobState.FAILED
+        kept = self._kept(job, ending)
         if isinstance(outcome, bytes):
-            finished, write = JobState.COMPLETED, self._completion(claimed, outcome)
+            finished, write = JobState.COMPLETED, self._completion(claimed, outcome, kept)
         elif isinstance(outcome, RateLimited):
             finished, write = None, self._release(claimed, outcome)
         else:
             retry_in = self._retry_delay(claimed, outcome)
             finished = JobState.FAILED if retry_in is None else None
-            write = self._failure(claimed, outcome, retry_in)
+            write = self._failure(claimed, outcome, retry_in, kept)
         if not await self._write_final(job.id, running.context, write):
             return "lost"
         if finished is not None:
-            bucket, retention = self._kept(job, finished)
-            self._trimmer.finished(bucket, finished, retention)
+            self._trimmer.finished(kept.bucket, finished, kept.retention)
             if job.parent_id is not None:
                 await self._tell_parent(job.id)
         if isinstance(outcome, bytes):
@@ -223,7 +232,7 @@ class Attempts:
             return "released"
         return "failed" if finished is not None else "retrying"
 
-    def _kept(self, job: Job, state: JobState) -> tuple[str, Retention]:
+    def _kept(self, job: Job, state: JobState) -> Kept:
         """The retention of a job that finished in ``state``, and the bucket it
         is trimmed in: its task's, or its own when configured apart."""
         completed = state is JobState.COMPLETED
@@ -231,21 +240,20 @@ class Attempts:
         retention = options.keep_completed if completed else options.keep_failed
         task = self.app.tasks.get(job.task)
         if task is None:
-            return job.task, retention
+            return Kept(job.task, retention)
         default = task.options.keep_completed if completed else task.options.keep_failed
-        return retention_bucket(job.task, retention, default), retention
+        return Kept(retention_bucket(job.task, retention, default), retention)
 
-    def _completion(self, claimed: ClaimedJob, result: bytes) -> Write:
+    def _completion(self, claimed: ClaimedJob, result: bytes, kept: Kept) -> Write:
         job = claimed.job
-        bucket, retention = self._kept(job, JobState.COMPLETED)
 
         async def write() -> bool:
             return await self.app.backend.complete(
                 job_id=job.id,
                 token=claimed.token,
                 result=result,
-                retention=retention,
-                bucket=bucket,
+                retention=kept.retention,
+                bucket=kept.bucket,
             )
 
         return write
@@ -270,7 +278,9 @@ class Attempts:
 
         return write
 
-    def _failure(self, claimed: ClaimedJob, exc: Exception, retry_in: float | None) -> Write:
+    def _failure(
+        self, claimed: ClaimedJob, exc: Exception, retry_in: float | None, kept: Kept
+    ) -> Write:
         job = claimed.job
         error = f"{type(exc).__name__}: {exc}"
         trace = "".join(traceback.format_exception(exc))
@@ -279,8 +289,6 @@ class Attempts:
         else:
             log.info("job %s retrying in %.2fs: %s", job.id, retry_in, error)
 
-        bucket, retention = self._kept(job, JobState.FAILED)
-
         async def write() -> bool:
             return await self.app.backend.fail(
                 job_id=job.id,
@@ -288,8 +296,8 @@ class Attempts:
                 error=error,
                 traceback=trace,
                 retry_in_ms=None if retry_in is None else int(retry_in * 1000),
-                retention=retention,
-                bucket=bucket,
+                retention=kept.retention,
+                bucket=kept.bucket,
             )
 
         return write
