@@ -35,28 +35,23 @@ def change(
         moved = "delayed" if run_at > now else "waiting"
         sets += ["state = ?", "run_at = ?"]
         params += [moved, run_at]
-        if moved != state:  # its place among waiting jobs: by when it became ready
-            seq = _ready_again(seq, run_at)
     if change.lifo is not None:
-        seq = _reordered(conn, seq, run_at, lifo=change.lifo)
+        sets.append("seq = ?")
+        params.append(_reordered(conn, seq, run_at, lifo=change.lifo))
+    elif moved != state:  # its place among waiting jobs: by when it became ready
+        sets.append(adding.READY_AGAIN)
+        params.append(run_at)
     if change.priority is not None:
         sets.append("priority = ?")
         params.append(change.priority)
     if change.payload is not None:
         sets.append("payload = ?")
         params.append(change.payload)
-    conn.execute(
-        f"UPDATE jobs SET {', '.join([*sets, 'seq = ?'])} WHERE id = ?", (*params, seq, job_id)
-    )
+    if sets:
+        conn.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*params, job_id))
     if moved == state:  # a move has its event from the trigger
         events.changed(conn, job_id, queue, task, state, run_at)
     return True
-
-
-def _ready_again(seq: int, ready_ms: int) -> int:
-    """As ``adding.READY_AGAIN``: a FIFO job by its new ready time, a LIFO one
-    where it was."""
-    return seq if seq < 0 else adding.order(ready_ms, seq % adding.ORDER_SHIFT)
 
 
 def _reordered(conn: sqlite3.Connection, seq: int, ready_ms: int, *, lifo: bool) -> int:
