@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from conveyor.backends.sqlite.tally import Tally, TallyingConnection
 from conveyor.errors import BackendError, BackendUnavailable, ConfigurationError
 
 T = TypeVar("T")
@@ -63,19 +64,28 @@ def parse_url(url: str) -> tuple[str, str]:
     return path, synchronous
 
 
-def connect(path: str, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
+def connect(
+    path: str,
+    *,
+    synchronous: str = "NORMAL",
+    factory: type[sqlite3.Connection] = sqlite3.Connection,
+) -> sqlite3.Connection:
     """Open a connection with Conveyor's settings (autocommit; we issue BEGIN ourselves)."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=0, factory=factory
+    )
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     return conn
 
 
-def open_writer(path: str, synchronous: str) -> sqlite3.Connection:
+def open_writer(path: str, synchronous: str) -> TallyingConnection:
     """The writer's connection, on a store checked and migrated (blocking)."""
     check_store(path)
-    conn = connect(path, synchronous=synchronous)
+    conn = connect(path, synchronous=synchronous, factory=TallyingConnection)
+    assert isinstance(conn, TallyingConnection)
+    conn.tally = Tally()
     conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
     migrate(conn)
     return conn
@@ -203,7 +213,7 @@ class Writer:
     other thread (the lease keeper).
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: TallyingConnection) -> None:
         self._conn = conn
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending: list[_Request] = []
@@ -272,13 +282,21 @@ class Writer:
                     loop.call_soon_threadsafe(_resolve, items)
 
     def _run_group(self, group: list[_Request | _BlockingRequest]) -> list[tuple[Any, bool]]:
+        try:
+            return self._commit_group(group)
+        finally:
+            self._conn.tally.clear()
+
+    def _commit_group(self, group: list[_Request | _BlockingRequest]) -> list[tuple[Any, bool]]:
         conn = self._conn
+        tally = conn.tally
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             return [(map_error(exc), False)] * len(group)
         outcomes: list[tuple[Any, bool]] = []
         for request in group:
+            mark = tally.mark()
             try:
                 conn.execute("SAVEPOINT op")
                 value = request.fn(conn)
@@ -293,8 +311,10 @@ class Writer:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
+                tally.rewind(mark)
                 outcomes.append((mapped, False))
         try:
+            tally.flush(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):

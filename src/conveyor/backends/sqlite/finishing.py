@@ -11,7 +11,7 @@ import sqlite3
 
 import msgspec
 
-from conveyor.backends.sqlite import adding, flows, limits
+from conveyor.backends.sqlite import adding, flows, limits, tally
 from conveyor.backends.values import ProgressUpdate
 from conveyor.clock import Clock
 from conveyor.job import is_own_bucket
@@ -36,10 +36,10 @@ def complete(
     row = conn.execute(
         "UPDATE jobs SET state = 'completed', result = ?, finished_at = ?, error = NULL,"
         " traceback = NULL, token = NULL, lease_expires_at = NULL, keep = ?"
-        " WHERE id = ? AND token = ? AND state = 'active' RETURNING parent_id",
+        f" WHERE id = ? AND token = ? AND state = 'active' RETURNING {_RUN}",
         (result, now, keep, job_id, token),
     ).fetchone()
-    return _ended(conn, row, job_id, now)
+    return _ended(conn, "completed", row, job_id, now)
 
 
 def fail(
@@ -57,28 +57,58 @@ def fail(
     its retention bucket, as ``complete`` takes it)."""
     now = clock.now_ms()
     if retry_in_ms is not None:
+        # The retry moves run_at, which the run's wait is counted from: read first.
         row = conn.execute(
-            f"UPDATE jobs SET state = 'delayed', run_at = ?, {adding.READY_AGAIN},"
-            " error = ?, traceback = ?, token = NULL, lease_expires_at = NULL"
-            " WHERE id = ? AND token = ? AND state = 'active' RETURNING task",
-            (now + retry_in_ms, now + retry_in_ms, error, traceback, job_id, token),
+            f"SELECT {_RUN} FROM jobs WHERE id = ? AND token = ? AND state = 'active'",
+            (job_id, token),
         ).fetchone()
-        return row is not None
+        if row is None:
+            return False
+        conn.execute(
+            f"UPDATE jobs SET state = 'delayed', run_at = ?, {adding.READY_AGAIN},"
+            " error = ?, traceback = ?, token = NULL, lease_expires_at = NULL WHERE id = ?",
+            (now + retry_in_ms, now + retry_in_ms, error, traceback, job_id),
+        )
+        _, queue, task, started_at, run_at = row
+        tally.ran(
+            conn,
+            "retried",
+            queue=queue,
+            task=task,
+            started_at=started_at,
+            run_at=run_at,
+            ended_at=now,
+        )
+        return True
     row = conn.execute(
         "UPDATE jobs SET state = 'failed', finished_at = ?, error = ?, traceback = ?,"
         " token = NULL, lease_expires_at = NULL, keep = ?"
-        " WHERE id = ? AND token = ? AND state = 'active' RETURNING parent_id",
+        f" WHERE id = ? AND token = ? AND state = 'active' RETURNING {_RUN}",
         (now, error, traceback, keep, job_id, token),
     ).fetchone()
-    return _ended(conn, row, job_id, now)
+    return _ended(conn, "failed", row, job_id, now)
 
 
-def _ended(conn: sqlite3.Connection, row: tuple[str | None] | None, job_id: str, now: int) -> bool:
-    """Whether the run ended (the token was current: ``row``, its parent id);
-    a flow's child hands its outcome to its parent in the same transaction."""
+# What a run that ends tells: the job's parent, and what its statistics count.
+_RUN = "parent_id, queue, task, started_at, run_at"
+
+
+def _ended(
+    conn: sqlite3.Connection,
+    outcome: tally.Outcome,
+    row: tuple[str | None, str, str, int, int] | None,
+    job_id: str,
+    now: int,
+) -> bool:
+    """Whether the run ended (the token was current: ``row``), counting it; a
+    flow's child hands its outcome to its parent in the same transaction."""
     if row is None:
         return False
-    if row[0] is not None:
+    parent_id, queue, task, started_at, run_at = row
+    tally.ran(
+        conn, outcome, queue=queue, task=task, started_at=started_at, run_at=run_at, ended_at=now
+    )
+    if parent_id is not None:
         flows.settle(conn, job_id, now)
     return True
 

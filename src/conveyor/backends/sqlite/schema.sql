@@ -227,12 +227,12 @@ CREATE TRIGGER jobs_count_removed AFTER DELETE ON jobs BEGIN
     UPDATE job_counts SET n = n - 1 WHERE queue = old.queue AND state = old.state;
 END;
 
--- Outcomes per minute, queue and task (conveyor.stats), counted by this
--- trigger in the transaction of each outcome ('stats' 0 in counters turns it
--- off); workers drop the minutes older than 'stats_max_age_ms' (default 7
--- days). run_ms and runs: the runs that ended (completed, failed, retried);
--- wait_ms: their waits, from ready to start. Times are the jobs' own
--- (finished_at) or, for a retry, the host's clock, the store's on one host.
+-- Outcomes per minute, queue and task (conveyor.stats), counted in the
+-- transaction of each outcome: the runs that end by the writer (tally.py),
+-- the rest by this trigger ('stats' 0 in counters turns both off); workers
+-- drop the minutes older than 'stats_max_age_ms' (default 7 days). run_ms
+-- and runs: the runs that ended (completed, failed, retried); wait_ms: their
+-- waits, from ready to start. Times are the store's clock at the outcome.
 CREATE TABLE job_stats (
     minute INTEGER NOT NULL,           -- since the epoch
     queue TEXT NOT NULL,
@@ -258,30 +258,21 @@ CREATE TABLE queue_totals (
 ) WITHOUT ROWID;
 INSERT INTO counters (name, value) VALUES ('stats', 1), ('stats_max_age_ms', 604800000);
 CREATE TRIGGER jobs_stats_moved AFTER UPDATE OF state ON jobs
-    WHEN new.state != old.state AND (new.state IN ('completed', 'failed', 'cancelled')
-        OR new.stalls > old.stalls OR (old.state = 'active' AND new.state = 'delayed'))
+    WHEN new.state != old.state AND (new.state = 'cancelled' OR new.stalls > old.stalls
+        OR (new.state IN ('completed', 'failed') AND old.state != 'active'))
         AND (SELECT value FROM counters WHERE name = 'stats') BEGIN
     INSERT INTO job_stats (minute, queue, task, completed, failed, retried, stalled, cancelled,
         run_ms, runs, wait_ms)
-    SELECT t / 60000, new.queue, new.task, new.state = 'completed', new.state = 'failed',
-        retried, stalled, new.state = 'cancelled', CASE WHEN ran THEN max(t - old.started_at, 0)
-        ELSE 0 END, ran, CASE WHEN ran THEN max(old.started_at - old.run_at, 0) ELSE 0 END
-    FROM (SELECT coalesce(new.finished_at,
-            CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)) AS t,
-        new.stalls > old.stalls AS stalled,
-        old.state = 'active' AND new.state = 'delayed' AND new.stalls = old.stalls AS retried,
-        old.state = 'active' AND new.stalls = old.stalls
-            AND new.state IN ('completed', 'failed', 'delayed') AS ran) WHERE true
+    VALUES (coalesce(new.finished_at, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
+            / 60000, new.queue, new.task, new.state = 'completed', new.state = 'failed', 0,
+        new.stalls > old.stalls, new.state = 'cancelled', 0, 0, 0)
     ON CONFLICT (minute, queue, task) DO UPDATE SET completed = completed + excluded.completed,
-        failed = failed + excluded.failed, retried = retried + excluded.retried,
-        stalled = stalled + excluded.stalled, cancelled = cancelled + excluded.cancelled,
-        run_ms = run_ms + excluded.run_ms, runs = runs + excluded.runs,
-        wait_ms = wait_ms + excluded.wait_ms;
+        failed = failed + excluded.failed, stalled = stalled + excluded.stalled,
+        cancelled = cancelled + excluded.cancelled;
     INSERT INTO queue_totals (queue, completed, failed, retried, stalled, cancelled)
-    VALUES (new.queue, new.state = 'completed', new.state = 'failed',
-        old.state = 'active' AND new.state = 'delayed' AND new.stalls = old.stalls,
-        new.stalls > old.stalls, new.state = 'cancelled')
+    VALUES (new.queue, new.state = 'completed', new.state = 'failed', 0, new.stalls > old.stalls,
+        new.state = 'cancelled')
     ON CONFLICT (queue) DO UPDATE SET completed = completed + excluded.completed,
-        failed = failed + excluded.failed, retried = retried + excluded.retried,
-        stalled = stalled + excluded.stalled, cancelled = cancelled + excluded.cancelled;
+        failed = failed + excluded.failed, stalled = stalled + excluded.stalled,
+        cancelled = cancelled + excluded.cancelled;
 END;

@@ -1,6 +1,7 @@
-"""Job statistics on SQLite: the ``job_stats`` and ``queue_totals`` tables a
-trigger of the schema counts in the transaction of each outcome
-(``schema.sql``), read by minute, and the minutes past their age dropped."""
+"""Job statistics on SQLite: the ``job_stats`` and ``queue_totals`` tables
+counted in the transaction of each outcome (by the writer for the runs that
+end, ``tally.py``, and by a trigger of the schema for the rest), read by
+minute, and the minutes past their age dropped."""
 
 from __future__ import annotations
 
