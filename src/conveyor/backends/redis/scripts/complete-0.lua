@@ -15,23 +15,25 @@ for j = 0, (#ARGV - 1) / 5 - 1 do
   local more = ARGV[a + 4] == '1'
   local job
   if more then
-    job = redis.call('HMGET', KEYS[k], 'state', 'token', 'group', 'parent')
+    job = redis.call('HMGET', KEYS[k], 'state', 'token', 'queue', 'task', 'started_at', 'run_at',
+      'group', 'parent')
   else
-    job = redis.call('HMGET', KEYS[k], 'state', 'token')
+    job = redis.call('HMGET', KEYS[k], 'state', 'token', 'queue', 'task', 'started_at', 'run_at')
   end
   if job[1] ~= 'active' or job[2] ~= ARGV[a] then
     done[j + 1] = 0
   else
     local id = ARGV[a + 3]
     redis.call('HSET', KEYS[k], 'state', 'completed', 'result', ARGV[a + 1], 'finished_at', now)
-    emit(now, 'completed', id, KEYS[k], 'completed', 'res', ARGV[a + 1])
+    emit_read(now, 'completed', id, job[3], job[4], job[5], job[6], 'completed', 'res',
+      ARGV[a + 1])
     redis.call('HDEL', KEYS[k], 'token', 'lease_expires_at', 'error', 'traceback')
     redis.call('ZREM', KEYS[k + 1], id)
     redis.call('ZADD', KEYS[k + 2], now, id)
     if ARGV[a + 2] ~= '' then redis.call('ZADD', KEYS[k + 3], now, ARGV[a + 2]) end
     if more then
-      left_active(job[3], KEYS[k + 4])
-      if job[4] then child_done(KEYS[k], id, 'completed', nil, ARGV[a + 1], KEYS[k + 5]) end
+      left_active(job[7], KEYS[k + 4])
+      if job[8] then child_done(KEYS[k], id, 'completed', nil, ARGV[a + 1], KEYS[k + 5]) end
     end
     done[j + 1] = 1
   end

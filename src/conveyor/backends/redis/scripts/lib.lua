@@ -103,15 +103,25 @@ local function event(now, kind, id, queue, task, state, ...)
   PENDED = PENDED + 1
   if #PENDING >= 4000 then flush_events() end
 end
-local function emit(now, kind, id, job_key, state, ...)
-  local metric, j = OUTCOMES[kind], nil
+-- emit for a caller that read the job's queue, task, started_at and run_at
+-- with its own HMGET (a completion's: one call fewer per job).
+local function emit_read(now, kind, id, queue, task, started, run_at, state, ...)
+  local metric = OUTCOMES[kind]
   if metric and STATS_TTL ~= '' then
-    j = redis.call('HMGET', job_key, 'queue', 'task', 'started_at', 'run_at')
-    tally(now, metric, j[1] or '', j[2] or '', state, tonumber(j[3]), tonumber(j[4]))
+    tally(now, metric, queue or '', task or '', state, tonumber(started), tonumber(run_at))
   end
-  if EVENT_BOUNDS == '' then return end
-  j = j or redis.call('HMGET', job_key, 'queue', 'task')
-  event(now, kind, id, j[1] or '', j[2] or '', state, ...)
+  event(now, kind, id, queue or '', task or '', state, ...)
+end
+local function emit(now, kind, id, job_key, state, ...)
+  local j
+  if OUTCOMES[kind] and STATS_TTL ~= '' then
+    j = redis.call('HMGET', job_key, 'queue', 'task', 'started_at', 'run_at')
+  elseif EVENT_BOUNDS ~= '' then
+    j = redis.call('HMGET', job_key, 'queue', 'task')
+  else
+    return
+  end
+  emit_read(now, kind, id, j[1], j[2], j[3], j[4], state, ...)
 end
 
 -- One element in a queue's marker list wakes one blocked worker: '1', or
