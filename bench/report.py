@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sqlite3
+import statistics
 from typing import Any
 
 from workers import source_digest
@@ -122,12 +123,20 @@ def summarize(results: dict[str, Any], backend: str) -> dict[str, Any]:
 def observability_cost(results: dict[str, Any]) -> dict[str, float]:
     """How much slower than the bare rows (no events, no statistics) the
     defaults and the monitored rows (defaults plus the job histograms) ran,
-    in percent, from rows of this one run."""
+    in percent, from rows of this one run. With ``--rounds``, the median of
+    each round's own comparison: a round runs its rows one after another, so
+    a machine that speeds up or slows down between rounds (a shared VM's
+    rates drift by a quarter) moves both sides of a comparison alike."""
     cost: dict[str, float] = {}
 
     def slower(row: str, bare: str) -> None:
-        if results.get(row, {}).get("per_s") and results.get(bare, {}).get("per_s"):
-            cost[row] = round((1 - results[row]["per_s"] / results[bare]["per_s"]) * 100, 1)
+        ran, base = results.get(row, {}), results.get(bare, {})
+        if not (ran.get("per_s") and base.get("per_s")):
+            return
+        pairs = list(zip(ran.get("rounds_per_s", []), base.get("rounds_per_s", []), strict=False))
+        if len(pairs) < 2:
+            pairs = [(ran["per_s"], base["per_s"])]
+        cost[row] = round(statistics.median(1 - a / b for a, b in pairs) * 100, 1)
 
     for key in results:
         if key.startswith("process_c") and key.endswith("_bare"):
