@@ -192,36 +192,50 @@ async def test_a_subscriber_resumes_after_an_id(app: Conveyor) -> None:
     assert resumed.last_id == got[-1].id
 
 
-async def test_the_events_of_one_call_read_in_pages_and_resume_inside(app: Conveyor) -> None:
-    """A claim of five jobs writes five events in one step (on Redis, one
-    stream entry): pages of two, and resuming after any of them, read each
-    once, in order."""
-
-    @app.task
-    async def work() -> None: ...
-
-    handles = [await work.enqueue() for _ in range(5)]
-    start = await app.backend.last_event_id()
-    claimed = await claim(app, limit=5)
-    assert len(claimed) == 5
+async def _read_in_pages(app: Conveyor, start: str | None, n: int) -> list[JobEvent]:
+    """The ``n`` events after ``start``, read in pages of two: each once, in
+    order, and from after any of them the rest."""
     pages, cursor = [], start
-    for _ in range(3):
+    for _ in range((n + 1) // 2):
         page = await app.backend.read_events(after=cursor, limit=2)
         assert not page.gap
         pages.append(page.events)
         cursor = page.events[-1].id
-    assert [len(p) for p in pages] == [2, 2, 1]
-    actives = [e for p in pages for e in p]
+    assert [len(p) for p in pages] == [2] * (n // 2) + [1] * (n % 2)
+    events = [e for p in pages for e in p]
+    assert len({e.id for e in events}) == n
+    assert await app.backend.last_event_id() == events[-1].id
+    assert (await app.backend.read_events(after=events[-1].id, limit=10)).events == []
+    for i, event in enumerate(events):  # from inside the step, the rest of it
+        rest = await app.backend.read_events(after=event.id, limit=10)
+        assert [e.id for e in rest.events] == [e.id for e in events[i + 1 :]]
+    resumed = app.events(after=events[1].id)
+    assert [(await anext(resumed)).id for _ in range(n - 2)] == [e.id for e in events[2:]]
+    return events
+
+
+async def test_the_events_of_one_call_read_in_pages_and_resume_inside(app: Conveyor) -> None:
+    """An enqueue of five jobs, then a claim of them, each write five events
+    in one step (on Redis one stream entry, on SQLite one row for the
+    enqueue): read in pages, and resumed after any of them, each once."""
+
+    @app.task
+    async def work(n: int) -> None: ...
+
+    start = await app.backend.last_event_id()
+    handles = await app.enqueue_many([work.call(n) for n in range(5)])
+    enqueued = await _read_in_pages(app, start, 5)
+    assert [e.kind for e in enqueued] == [EventKind.ENQUEUED] * 5
+    assert [e.job_id for e in enqueued] == [h.id for h in handles]
+    assert {(e.queue, e.task, e.state) for e in enqueued} == {
+        ("default", work.name, JobState.WAITING)
+    }
+    assert all(e.run_at_ms is not None for e in enqueued)
+    claimed = await claim(app, limit=5)
+    assert len(claimed) == 5
+    actives = await _read_in_pages(app, enqueued[-1].id, 5)
     assert {e.kind for e in actives} == {EventKind.ACTIVE}
     assert sorted(e.job_id for e in actives) == sorted(h.id for h in handles)
-    assert len({e.id for e in actives}) == 5
-    assert await app.backend.last_event_id() == actives[-1].id
-    assert (await app.backend.read_events(after=actives[-1].id, limit=10)).events == []
-    for i, event in enumerate(actives):  # from inside the step, the rest of it
-        rest = await app.backend.read_events(after=event.id, limit=10)
-        assert [e.id for e in rest.events] == [e.id for e in actives[i + 1 :]]
-    resumed = app.events(after=actives[1].id)
-    assert [(await anext(resumed)).id for _ in range(3)] == [e.id for e in actives[2:]]
 
 
 async def test_a_wait_after_an_older_id_returns_at_once(app: Conveyor) -> None:
@@ -248,8 +262,10 @@ async def test_a_subscriber_left_behind_by_trimming_gets_a_gap_first(store_url: 
         await work.enqueue(0)
         first = await app.backend.last_event_id()
         assert first is not None
-        # Redis trims whole stream nodes (100 entries by default): go well past one.
-        await app.enqueue_many([work.call(n) for n in range(1, 400)])
+        # Redis trims whole stream nodes (100 entries or 4 kB by default), SQLite
+        # whole rows (one per enqueue call): go well past one of each.
+        for start in range(1, 400, 100):
+            await app.enqueue_many([work.call(n) for n in range(start, start + 100)])
         page = await app.backend.read_events(after=first, limit=5)
         assert page.gap
         behind = app.events(after=first)
@@ -258,7 +274,7 @@ async def test_a_subscriber_left_behind_by_trimming_gets_a_gap_first(store_url: 
         after_gap = await anext(behind)
         assert after_gap.kind is EventKind.ENQUEUED
         kept = await _after_all(app)
-        assert 10 <= len(kept) < 400
+        assert 10 <= len(kept) < 401
 
 
 async def test_events_past_their_age_are_dropped(store_url: str) -> None:

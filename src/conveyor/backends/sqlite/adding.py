@@ -84,6 +84,15 @@ def add(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: int) -> list[tupl
         [(q,) for q in {job.queue for job in jobs}],
     )
     added = _add(conn, jobs, rows, now, insert)
+    events.enqueued(
+        conn,
+        [
+            (row[0], row[2], row[1], row[3], row[6])  # id, queue, task, state, run_at
+            for row, (_, created) in zip(rows, added, strict=True)
+            if created
+        ],
+        now,
+    )
     if grouped:
         _count_group_jobs(conn, rows, added)
     return added

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -18,7 +18,17 @@ from conveyor.errors import InvalidInput
 from conveyor.events import EventKind, EventPage, EventSettings, JobEvent
 from conveyor.job import JobState
 
-__all__ = ["changed", "configure", "last_id", "page", "removed", "ticked", "trim", "wait"]
+__all__ = [
+    "changed",
+    "configure",
+    "enqueued",
+    "last_id",
+    "page",
+    "removed",
+    "ticked",
+    "trim",
+    "wait",
+]
 
 POLL_S = 0.01  # how often a waiting subscriber looks at the data version
 
@@ -38,6 +48,8 @@ class _Data(msgspec.Struct):
 
 
 _data = msgspec.json.Decoder(_Data)
+_batch = msgspec.json.Encoder()
+_batched = msgspec.json.Decoder(list[tuple[str, str, str, str, int]])
 
 
 def configure(conn: sqlite3.Connection, settings: EventSettings) -> None:
@@ -73,6 +85,32 @@ def removed(conn: sqlite3.Connection, jobs: Iterable[tuple[str, str, str]]) -> N
         "INSERT INTO events (at, kind, job_id, queue, task, state, data)"
         f" SELECT {_NOW}, 'removed', ?, ?, ?, NULL, '{{}}' WHERE {_ON}",
         list(jobs),
+    )
+
+
+def enqueued(
+    conn: sqlite3.Connection, jobs: Sequence[tuple[str, str, str, str, int]], now: int
+) -> None:
+    """The ``enqueued`` events of the ``(id, queue, task, state, run_at)``
+    jobs one call added, in one row: a bulk enqueue writes one row, not one
+    a job (a row a job cost a tenth of bulk enqueue speed). The row takes
+    the next ``len(jobs)`` ids, the last its own; a single job's is a row
+    like any other event's."""
+    if len(jobs) == 1:
+        ((job_id, queue, task, state, run_at),) = jobs
+        conn.execute(
+            "INSERT INTO events (at, kind, job_id, queue, task, state, data)"
+            f" SELECT ?, 'enqueued', ?, ?, ?, ?, json_object('run_at_ms', ?) WHERE {_ON}",
+            (now, job_id, queue, task, state, run_at),
+        )
+        return
+    if not jobs:
+        return
+    conn.execute(
+        "INSERT INTO events (id, at, kind, job_id, queue, task, state, data, n)"
+        " SELECT coalesce((SELECT max(id) FROM events), 0) + ?, ?, 'enqueued', '', '', '',"
+        f" NULL, ?, ? WHERE {_ON}",
+        (len(jobs), now, _batch.encode(jobs), len(jobs)),
     )
 
 
@@ -114,12 +152,27 @@ def page(conn: sqlite3.Connection, after: str | None, limit: int) -> EventPage:
     the ones between were trimmed: a gap."""
     cursor = _cursor(after)
     rows = conn.execute(
-        "SELECT id, at, kind, job_id, queue, task, state, data, result FROM events"
+        "SELECT id, at, kind, job_id, queue, task, state, data, result, n FROM events"
         " WHERE id > ? ORDER BY id LIMIT ?",
         (cursor, limit),
     ).fetchall()
-    gap = after is not None and bool(rows) and rows[0][0] > cursor + 1
-    return EventPage([_event(row) for row in rows], gap=gap)
+    found: list[JobEvent] = []
+    first = None
+    for row in rows:
+        number, n = row[0], row[9]
+        if n == 1:
+            found.append(_event(row))
+            first = number if first is None else first
+            continue
+        for offset, (job_id, queue, task, state, run_at) in enumerate(_batched.decode(row[7])):
+            event_id = number - n + 1 + offset
+            if event_id > cursor:  # a row read again after a page that ended inside it
+                found.append(
+                    _batched_event(event_id, row[1], row[2], job_id, queue, task, state, run_at)
+                )
+                first = event_id if first is None else first
+    gap = after is not None and first is not None and first > cursor + 1
+    return EventPage(found[:limit], gap=gap)
 
 
 def last_id(conn: sqlite3.Connection) -> str | None:
@@ -127,8 +180,23 @@ def last_id(conn: sqlite3.Connection) -> str | None:
     return None if row[0] is None else str(row[0])
 
 
+def _batched_event(
+    number: int, at: int, kind: str, job_id: str, queue: str, task: str, state: str, run_at: int
+) -> JobEvent:
+    return JobEvent(
+        id=str(number),
+        kind=EventKind(kind),
+        job_id=job_id,
+        queue=queue,
+        task=task,
+        at_ms=at,
+        state=JobState(state),
+        run_at_ms=run_at,
+    )
+
+
 def _event(row: tuple[Any, ...]) -> JobEvent:
-    number, at, kind, job_id, queue, task, state, data, result = row
+    number, at, kind, job_id, queue, task, state, data, result, _ = row
     fields = _data.decode(data)
     return JobEvent(
         id=str(number),

@@ -149,14 +149,17 @@ CREATE TRIGGER jobs_delete_outcomes AFTER DELETE ON jobs WHEN old.children > 0 B
 END;
 
 -- Job events (conveyor.events): one row per change, written by these triggers
--- in the transaction that makes the change, so none is seen without the
--- other. 'events' in counters turns them on and off; the newest
--- 'events_max_count' rows are kept (trimmed here every 100 events), and
--- workers drop those older than 'events_max_age_ms' but the newest (the app
--- that connects last sets the three). Ids run without holes (a rolled-back
--- event frees its id for the next) and the newest row is never trimmed, so
--- ids never come back: a reader that finds its next id gone knows it missed
--- events. The time is the host's clock, the store's on one host.
+-- (or, for an enqueue, by adding.py: one row of 'n' events, the jobs of the
+-- call, whose id is the last of its n ids) in the transaction that makes the
+-- change, so none is seen without the other. 'events' in counters turns them
+-- on and off; about the newest 'events_max_count' events are kept (trimmed
+-- here each time the ids cross a hundred), and workers drop those older than
+-- 'events_max_age_ms' but the newest (the app that connects last sets the
+-- three). Ids run without holes (a rolled-back event frees its id for the
+-- next) and the newest row is never trimmed, so ids never come back: a
+-- reader that finds its next id gone knows it missed events. The time is
+-- the host's clock, the store's on one host. A row of n > 1 events holds
+-- them in 'data', a JSON array of [job id, queue, task, state, run at ms].
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
     at INTEGER NOT NULL,               -- epoch ms
@@ -167,18 +170,13 @@ CREATE TABLE events (
     state TEXT,                        -- the job's state after the change (NULL: removed)
     data TEXT NOT NULL,                -- JSON object: the kind's data
     result BLOB                        -- a completed job's result (JSON)
-);
+, n INTEGER NOT NULL DEFAULT 1);
 INSERT INTO counters (name, value) VALUES ('events', 1), ('events_max_count', 10000),
     ('events_max_age_ms', 3600000);
-CREATE TRIGGER events_trim AFTER INSERT ON events WHEN new.id % 100 = 0 BEGIN
+CREATE TRIGGER events_trim AFTER INSERT ON events WHEN new.id / 100 > (new.id - new.n) / 100
+    BEGIN
     DELETE FROM events WHERE id <= new.id - (SELECT value FROM counters
         WHERE name = 'events_max_count');
-END;
-CREATE TRIGGER jobs_event_added AFTER INSERT ON jobs
-    WHEN (SELECT value FROM counters WHERE name = 'events') BEGIN
-    INSERT INTO events (at, kind, job_id, queue, task, state, data) VALUES (
-        CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 'enqueued', new.id,
-        new.queue, new.task, new.state, json_object('run_at_ms', new.run_at));
 END;
 CREATE TRIGGER jobs_event_moved AFTER UPDATE OF state ON jobs
     WHEN new.state != old.state AND (SELECT value FROM counters WHERE name = 'events') BEGIN
