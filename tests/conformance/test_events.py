@@ -230,7 +230,7 @@ async def test_the_events_of_one_call_read_in_pages_and_resume_inside(app: Conve
     assert {(e.queue, e.task, e.state) for e in enqueued} == {
         ("default", work.name, JobState.WAITING)
     }
-    assert all(e.run_at_ms is not None for e in enqueued)
+    assert all(e.run_at_ms == e.at_ms for e in enqueued)  # ready at once
     claimed = await claim(app, limit=5)
     assert len(claimed) == 5
     actives = await _read_in_pages(app, enqueued[-1].id, 5)

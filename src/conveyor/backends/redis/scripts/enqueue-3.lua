@@ -151,8 +151,13 @@ for j = 1, n do
       -- Due before anything an idle worker waits for: wake one to look again.
       if woken[q] == nil and redis.call('ZRANK', KEYS[k + 1], id) == 0 then woken[q] = true end
     end
-    -- its queue and task at hand: no read of the job for the event
-    event(now, 'enqueued', id, ARGV[3 + q], job[12], state, 'r', run_at)
+    -- its queue and task at hand: no read of the job for the event, whose
+    -- run at is its time unless it says otherwise
+    if run_at == now then
+      event(now, 'enqueued', id, ARGV[3 + q], job[12], state)
+    else
+      event(now, 'enqueued', id, ARGV[3 + q], job[12], state, 'r', run_at)
+    end
     created[j] = 1
     ours[id] = {first_job_key + j - 1, q, j, job[7] ~= cjson.null}
     if entry then

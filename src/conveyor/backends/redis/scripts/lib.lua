@@ -33,7 +33,8 @@ end
 -- a batch of completions is one XADD, not one each. An event in it is 'h',
 -- its head 'kind NUL id NUL queue NUL task NUL state NUL at' (one field: the
 -- AOF writes every argument), then the kind's data: 'a' attempt, 'r' run at,
--- 'p' progress, 'd' detail JSON, 'res' result JSON, 'e' error, 'sch' schedule.
+-- 'p' progress, 'd' detail JSON, 'res' result JSON, 'e' error, 'sch' schedule
+-- (an 'enqueued' event without 'r': its job is ready at the event's time).
 -- An entry of n > 1 events starts with 'n' (so its last event's id is known
 -- without reading it whole) and caps the stream at about max count / n entries.
 -- Statistics: fields 'minute NUL queue NUL task NUL metric' of the hash of
