@@ -157,21 +157,17 @@ def page(conn: sqlite3.Connection, after: str | None, limit: int) -> EventPage:
         (cursor, limit),
     ).fetchall()
     found: list[JobEvent] = []
-    first = None
-    for row in rows:
-        number, n = row[0], row[9]
+    for number, at, kind, job_id, queue, task, state, data, result, n in rows:
         if n == 1:
-            found.append(_event(row))
-            first = number if first is None else first
+            found.append(
+                _event(number, at, kind, job_id, queue, task, state, _data.decode(data), result)
+            )
             continue
-        for offset, (job_id, queue, task, state, run_at) in enumerate(_batched.decode(row[7])):
+        for offset, job in enumerate(_batched.decode(data)):  # id, queue, task, state, run_at
             event_id = number - n + 1 + offset
             if event_id > cursor:  # a row read again after a page that ended inside it
-                found.append(
-                    _batched_event(event_id, row[1], row[2], job_id, queue, task, state, run_at)
-                )
-                first = event_id if first is None else first
-    gap = after is not None and first is not None and first > cursor + 1
+                found.append(_event(event_id, at, kind, *job[:4], _Data(run_at_ms=job[4])))
+    gap = after is not None and bool(found) and int(found[0].id) > cursor + 1
     return EventPage(found[:limit], gap=gap)
 
 
@@ -180,24 +176,17 @@ def last_id(conn: sqlite3.Connection) -> str | None:
     return None if row[0] is None else str(row[0])
 
 
-def _batched_event(
-    number: int, at: int, kind: str, job_id: str, queue: str, task: str, state: str, run_at: int
+def _event(
+    number: int,
+    at: int,
+    kind: str,
+    job_id: str,
+    queue: str,
+    task: str,
+    state: str | None,
+    fields: _Data,
+    result: bytes | None = None,
 ) -> JobEvent:
-    return JobEvent(
-        id=str(number),
-        kind=EventKind(kind),
-        job_id=job_id,
-        queue=queue,
-        task=task,
-        at_ms=at,
-        state=JobState(state),
-        run_at_ms=run_at,
-    )
-
-
-def _event(row: tuple[Any, ...]) -> JobEvent:
-    number, at, kind, job_id, queue, task, state, data, result, _ = row
-    fields = _data.decode(data)
     return JobEvent(
         id=str(number),
         kind=EventKind(kind),
