@@ -111,9 +111,9 @@ def _events(entry: tuple[bytes, list[bytes]]) -> list[JobEvent]:
 
 def _event(event_id: str, f: dict[str, bytes]) -> JobEvent:
     kind, job_id, queue, task, state, at = f["h"].decode().split("\0")  # lib.lua's emit
-    run_at = f.get("r")
-    if run_at is None and kind == "enqueued":
-        run_at = at.encode()  # ready at once: lib.lua leaves 'r' out
+    run_at_ms = _int(f.get("r"))
+    if run_at_ms is None and kind == "enqueued":
+        run_at_ms = int(at)  # ready at once: lib.lua leaves 'r' out
     return JobEvent(
         id=event_id,
         kind=EventKind(kind),
@@ -123,7 +123,7 @@ def _event(event_id: str, f: dict[str, bytes]) -> JobEvent:
         at_ms=int(at),
         state=JobState(state) if state else None,
         attempt=_int(f.get("a")),
-        run_at_ms=_int(run_at),
+        run_at_ms=run_at_ms,
         progress=None if f.get("p") is None else float(f["p"]),
         detail=_json(f.get("d")),
         result=_json(f.get("res")),
