@@ -96,6 +96,8 @@ def enqueued(
     a job (a row a job cost a tenth of bulk enqueue speed). The row takes
     the next ``len(jobs)`` ids, the last its own; a single job's is a row
     like any other event's."""
+    if not jobs:
+        return
     if len(jobs) == 1:
         ((job_id, queue, task, state, run_at),) = jobs
         conn.execute(
@@ -103,8 +105,6 @@ def enqueued(
             f" SELECT ?, 'enqueued', ?, ?, ?, ?, json_object('run_at_ms', ?) WHERE {_ON}",
             (now, job_id, queue, task, state, run_at),
         )
-        return
-    if not jobs:
         return
     conn.execute(
         "INSERT INTO events (id, at, kind, job_id, queue, task, state, data, n)"
