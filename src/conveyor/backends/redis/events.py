@@ -57,10 +57,8 @@ async def page(conn: RedisConnection, after: str | None, limit: int) -> EventPag
         gap = _position(oldest.decode())[:2] > _position(after)[:2]
     found: list[JobEvent] = []
     for entry in entries:
-        events = _events(entry)
-        if within is not None and entry[0].decode() == within[0]:
-            events = events[within[1] :]
-        found += events
+        skip = within[1] if within is not None and entry[0].decode() == within[0] else 0
+        found += _events(entry, skip)
         if len(found) >= limit:
             break
     return EventPage(found[:limit], gap=gap)
@@ -92,9 +90,12 @@ async def wait(conn: RedisConnection, after: str | None, timeout_s: float) -> No
     await conn.block_on_stream(conn.keys.events, _entry(after or "0-0"), timeout_s)
 
 
-def _events(entry: tuple[bytes, list[bytes]]) -> list[JobEvent]:
-    """The events of one stream entry: each starts at its 'h' field."""
+def _events(entry: tuple[bytes, list[bytes]], skip: int = 0) -> list[JobEvent]:
+    """The events of one stream entry, but its first ``skip`` (read by the
+    page before): each starts at its 'h' field."""
     raw_id, flat = entry
+    if skip and flat[:1] == [b"n"] and skip >= int(flat[1]):
+        return []  # read to its end already: a reader resuming after its last event
     entry_id = raw_id.decode()
     fields: list[dict[str, bytes]] = []
     for i in range(0, len(flat), 2):
@@ -105,8 +106,8 @@ def _events(entry: tuple[bytes, list[bytes]]) -> list[JobEvent]:
             continue
         fields[-1][name] = flat[i + 1]
     if len(fields) == 1:
-        return [_event(entry_id, fields[0])]
-    return [_event(f"{entry_id}:{n}", f) for n, f in enumerate(fields)]
+        return [_event(entry_id, fields[0])][skip:]
+    return [_event(f"{entry_id}:{n}", f) for n, f in enumerate(fields) if n >= skip]
 
 
 def _event(event_id: str, f: dict[str, bytes]) -> JobEvent:
