@@ -72,20 +72,18 @@ class Tally:
         if not self._runs:
             return
         minutes: dict[tuple[int, str, str], list[int]] = {}
-        queues: dict[str, list[int]] = {}
         for minute, queue, task, column, run_ms, wait_ms in self._runs:
-            row = minutes.get((minute, queue, task))
-            if row is None:
-                row = minutes[minute, queue, task] = [0, 0, 0, 0, 0, 0]
+            row = minutes.setdefault((minute, queue, task), [0, 0, 0, 0, 0, 0])
             row[column] += 1
             row[3] += run_ms
             row[4] += 1
             row[5] += wait_ms
-            total = queues.get(queue)
-            if total is None:
-                total = queues[queue] = [0, 0, 0]
-            total[column] += 1
         self._runs.clear()
+        queues: dict[str, list[int]] = {}  # the outcome counts of its minutes
+        for (_, queue, _), row in minutes.items():
+            total = queues.setdefault(queue, [0, 0, 0])
+            for column in range(3):
+                total[column] += row[column]
         conn.executemany(_ADD_MINUTE, [(*key, *row) for key, row in minutes.items()])
         conn.executemany(_ADD_TOTAL, [(queue, *total) for queue, total in queues.items()])
 
